@@ -1,0 +1,120 @@
+//! Transaction execution on revm.
+//!
+//! One block-level interface, [`Executor`]: an ordered list of recovered transactions,
+//! a state view and a block context in; per-transaction outcomes, gas and the state diff
+//! out. [`SequentialExecutor`] is the reference implementation; a parallel one plugs in
+//! behind the same trait and must return identical values.
+
+mod db;
+mod diff;
+mod evm;
+mod sequential;
+mod simulate;
+
+pub use db::ViewDb;
+pub use diff::DiffBuilder;
+pub use evm::{intrinsic_gas, tx_env};
+pub use sequential::SequentialExecutor;
+pub use simulate::{call, estimate_gas, CallError, CallOutcome, CallRequest};
+
+use alloy_primitives::{Address, B256};
+use cairn_primitives::{ChainConfig, Hardfork, RecoveredTx, StateDiff, StoredReceipt};
+use revm::primitives::hardfork::SpecId;
+
+/// The block a list of transactions executes in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockContext {
+    pub number: u64,
+    pub timestamp: u64,
+    pub beneficiary: Address,
+    pub gas_limit: u64,
+    pub base_fee: u64,
+    pub prevrandao: B256,
+    pub chain_id: u64,
+    pub spec: SpecId,
+    /// Largest gas limit a single transaction may ask for (EIP-7825 style cap).
+    pub tx_gas_cap: Option<u64>,
+}
+
+impl BlockContext {
+    /// The context of block `number` of a Cairn chain.
+    pub fn for_chain(chain: &ChainConfig, number: u64, timestamp: u64, base_fee: u64, prevrandao: B256) -> Self {
+        Self {
+            number,
+            timestamp,
+            beneficiary: chain.fee_recipient,
+            gas_limit: chain.gas_limit,
+            base_fee,
+            prevrandao,
+            chain_id: chain.chain_id,
+            spec: spec_of(chain.hardfork),
+            tx_gas_cap: Some(chain.tx_gas_cap),
+        }
+    }
+}
+
+pub fn spec_of(fork: Hardfork) -> SpecId {
+    match fork {
+        Hardfork::Cancun => SpecId::CANCUN,
+        Hardfork::Prague => SpecId::PRAGUE,
+    }
+}
+
+/// How invalid transactions are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every transaction must be valid; an invalid one fails the whole block.
+    Replay,
+    /// Invalid transactions are skipped deterministically and reported.
+    Building,
+}
+
+/// Why a transaction was left out of a block being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Can never be included as it is (nonce too low, bad fee, ...): drop it.
+    Invalid(String),
+    /// May fit a later block (not enough gas left, nonce gap): keep it pending.
+    Later(String),
+}
+
+/// What happened to one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxOutcome {
+    Included(StoredReceipt),
+    Skipped(Skip),
+}
+
+/// Result of executing a block's transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BlockOutput {
+    /// One outcome per input transaction, in input order.
+    pub outcomes: Vec<TxOutcome>,
+    pub gas_used: u64,
+    pub diff: StateDiff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("transaction {index} ({hash}) is invalid: {reason}")]
+    InvalidTx { index: usize, hash: B256, reason: String },
+    #[error("state read failed while executing transaction {index}: {reason}")]
+    State { index: usize, reason: String },
+    #[error("EVM failure at transaction {index}: {reason}")]
+    Evm { index: usize, reason: String },
+}
+
+/// Executes an ordered list of transactions. Implementations must be deterministic and
+/// return identical values for identical inputs.
+pub trait Executor: Send + Sync {
+    fn execute(
+        &self,
+        state: &dyn cairn_primitives::StateView,
+        block: &BlockContext,
+        txs: &[RecoveredTx],
+        mode: Mode,
+    ) -> Result<BlockOutput, ExecError>;
+}
+
+#[cfg(test)]
+mod tests;

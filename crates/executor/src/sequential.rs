@@ -1,0 +1,101 @@
+use alloy_consensus::Transaction as _;
+use alloy_primitives::Address;
+use cairn_primitives::{RecoveredTx, StateView, StoredReceipt};
+use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
+use revm::context::Context;
+use revm::database::CacheDB;
+use revm::{ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+
+use crate::db::ViewDb;
+use crate::diff::DiffBuilder;
+use crate::evm::{block_env, cfg_env, tx_env};
+use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Skip, TxOutcome};
+
+/// Executes transactions one after another on a single revm instance: the reference
+/// every other executor is checked against.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SequentialExecutor;
+
+impl Executor for SequentialExecutor {
+    fn execute(
+        &self,
+        state: &dyn StateView,
+        block: &BlockContext,
+        txs: &[RecoveredTx],
+        mode: Mode,
+    ) -> Result<BlockOutput, ExecError> {
+        let db = CacheDB::new(ViewDb(state));
+        let mut evm = Context::mainnet()
+            .with_db(db)
+            .with_block(block_env(block))
+            .with_cfg(cfg_env(block))
+            .build_mainnet();
+        let mut diff = DiffBuilder::default();
+        let mut outcomes = Vec::with_capacity(txs.len());
+        let mut gas_used = 0u64;
+
+        for (index, tx) in txs.iter().enumerate() {
+            let reject = |skip: Skip| -> Result<TxOutcome, ExecError> {
+                match (mode, skip) {
+                    (Mode::Building, skip) => Ok(TxOutcome::Skipped(skip)),
+                    (Mode::Replay, Skip::Invalid(reason) | Skip::Later(reason)) => {
+                        Err(ExecError::InvalidTx { index, hash: *tx.tx_hash(), reason })
+                    }
+                }
+            };
+            let limit = tx.gas_limit();
+            if gas_used.saturating_add(limit) > block.gas_limit {
+                let reason = format!(
+                    "gas limit reached: tx gas {limit}, block gas left {}",
+                    block.gas_limit - gas_used
+                );
+                outcomes.push(reject(Skip::Later(reason))?);
+                continue;
+            }
+            match evm.transact(tx_env(tx)) {
+                Ok(out) => {
+                    diff.record(&out.state);
+                    evm.commit(out.state);
+                    let receipt = receipt_of(tx, out.result, gas_used, block.base_fee);
+                    gas_used = receipt.cumulative_gas_used;
+                    outcomes.push(TxOutcome::Included(receipt));
+                }
+                Err(EVMError::Transaction(err)) => outcomes.push(reject(classify(&err))?),
+                Err(EVMError::Database(err)) => {
+                    return Err(ExecError::State { index, reason: err.to_string() })
+                }
+                Err(other) => return Err(ExecError::Evm { index, reason: other.to_string() }),
+            }
+        }
+        Ok(BlockOutput { outcomes, gas_used, diff: diff.finish() })
+    }
+}
+
+/// Nonce gaps may close later; everything else about an invalid transaction is final.
+pub(crate) fn classify(err: &InvalidTransaction) -> Skip {
+    match err {
+        InvalidTransaction::NonceTooHigh { .. } => Skip::Later(err.to_string()),
+        _ => Skip::Invalid(err.to_string()),
+    }
+}
+
+pub(crate) fn receipt_of(
+    tx: &RecoveredTx,
+    result: ExecutionResult,
+    cumulative_before: u64,
+    base_fee: u64,
+) -> StoredReceipt {
+    let gas_used = result.tx_gas_used();
+    let success = result.is_success();
+    let contract_address = result.created_address().unwrap_or(Address::ZERO);
+    StoredReceipt {
+        tx_type: tx.tx_type() as u8,
+        success,
+        cumulative_gas_used: cumulative_before + gas_used,
+        gas_used,
+        effective_gas_price: tx.effective_gas_price(Some(base_fee)),
+        from: tx.signer(),
+        contract_address,
+        logs: result.into_logs(),
+    }
+}

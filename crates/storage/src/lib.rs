@@ -1,0 +1,125 @@
+//! Cairn's embedded, crash-safe store on redb.
+//!
+//! Every block is committed by one [`BlockWriter`], i.e. one redb write transaction:
+//! header, transactions, receipts, the log index, the flat-state diff, trie data, pool
+//! removals and the head move together or not at all. Accepted-but-unincluded
+//! transactions live in the `pool` table so they survive a crash.
+//!
+//! The flat state is keyed by hashed keys (`keccak(address)`, `keccak(slot)`) so a range
+//! scan yields exactly the order the Merkle-Patricia trie needs.
+
+mod codec;
+mod reader;
+mod writer;
+
+pub use codec::{AccountRecord, TxRecord};
+pub use reader::StoreReader;
+pub use writer::{BlockWriter, EMPTY_ROOT};
+
+use redb::{Database, MultimapTableDefinition, ReadableDatabase, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+pub(crate) const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
+pub(crate) const HASH_TO_NUMBER: TableDefinition<[u8; 32], u64> = TableDefinition::new("hash_to_number");
+pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+pub(crate) const TXS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("txs");
+pub(crate) const RECEIPTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("receipts");
+pub(crate) const LOG_ADDRESS: MultimapTableDefinition<[u8; 20], u64> =
+    MultimapTableDefinition::new("log_address");
+pub(crate) const LOG_TOPIC: MultimapTableDefinition<[u8; 32], u64> =
+    MultimapTableDefinition::new("log_topic");
+pub(crate) const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("accounts");
+pub(crate) const STORAGE: TableDefinition<[u8; 64], [u8; 32]> = TableDefinition::new("storage");
+pub(crate) const CODE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("code");
+pub(crate) const POOL: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pool");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+pub(crate) const META_HEAD: &str = "head";
+pub(crate) const META_CHAIN: &str = "chain";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store at {path} cannot be opened: {reason}")]
+    Open { path: String, reason: String },
+    #[error("store I/O failed during {op}: {reason}")]
+    Io { op: &'static str, reason: String },
+    #[error("corrupt {what} in store: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error("store holds no chain yet (genesis not written)")]
+    Empty,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) fn io<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Io { op, reason: e.to_string() }
+}
+
+/// A handle on the store; cheap to clone, shared by the builder, RPC and ingress.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens (or creates) the store file `path`, creating every table.
+    pub fn open(path: &Path) -> Result<Self> {
+        let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| open_err(&e))?;
+        }
+        let db = Database::create(path).map_err(|e| open_err(&e))?;
+        let txn = db.begin_write().map_err(|e| open_err(&e))?;
+        {
+            txn.open_table(HEADERS).map_err(|e| open_err(&e))?;
+            txn.open_table(HASH_TO_NUMBER).map_err(|e| open_err(&e))?;
+            txn.open_table(BODIES).map_err(|e| open_err(&e))?;
+            txn.open_table(TXS).map_err(|e| open_err(&e))?;
+            txn.open_table(RECEIPTS).map_err(|e| open_err(&e))?;
+            txn.open_multimap_table(LOG_ADDRESS).map_err(|e| open_err(&e))?;
+            txn.open_multimap_table(LOG_TOPIC).map_err(|e| open_err(&e))?;
+            txn.open_table(ACCOUNTS).map_err(|e| open_err(&e))?;
+            txn.open_table(STORAGE).map_err(|e| open_err(&e))?;
+            txn.open_table(CODE).map_err(|e| open_err(&e))?;
+            txn.open_table(POOL).map_err(|e| open_err(&e))?;
+            txn.open_table(META).map_err(|e| open_err(&e))?;
+        }
+        txn.commit().map_err(|e| open_err(&e))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// A consistent snapshot for reads; later commits are not visible through it.
+    pub fn reader(&self) -> Result<StoreReader> {
+        let txn = self.db.begin_read().map_err(io("begin read"))?;
+        StoreReader::new(txn)
+    }
+
+    /// Starts the single atomic write that commits one block (or genesis).
+    pub fn writer(&self) -> Result<BlockWriter> {
+        let txn = self.db.begin_write().map_err(io("begin write"))?;
+        Ok(BlockWriter::new(txn))
+    }
+
+    /// Durably records accepted transactions (raw EIP-2718 bytes) and forgets `remove`,
+    /// in one fsynced write: the group commit behind `eth_sendRawTransaction`.
+    pub fn pool_write(&self, add: &[(alloy_primitives::B256, Vec<u8>)], remove: &[alloy_primitives::B256]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(io("begin pool write"))?;
+        {
+            let mut pool = txn.open_table(POOL).map_err(io("open pool"))?;
+            for (hash, raw) in add {
+                pool.insert(hash.0, raw.as_slice()).map_err(io("pool insert"))?;
+            }
+            for hash in remove {
+                pool.remove(hash.0).map_err(io("pool remove"))?;
+            }
+        }
+        txn.commit().map_err(io("pool commit"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+use super::*;
+use alloy_primitives::{address, Address, Bytes, B256, U256};
+use cairn_primitives::{AccountChange, AccountState, StateDiff, StateView, StoredReceipt};
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    (dir, store)
+}
+
+fn diff_with(addr: Address, balance: u64, slots: &[(u64, u64)]) -> StateDiff {
+    let mut diff = StateDiff::default();
+    diff.accounts.insert(
+        addr,
+        AccountChange {
+            info: Some(AccountState { balance: U256::from(balance), ..Default::default() }),
+            storage_wiped: false,
+            storage: slots.iter().map(|(k, v)| (U256::from(*k), U256::from(*v))).collect(),
+        },
+    );
+    diff
+}
+
+#[test]
+fn uncommitted_writer_leaves_nothing_behind() {
+    let (_dir, store) = temp_store();
+    let addr = address!("1000000000000000000000000000000000000001");
+    let mut w = store.writer().expect("writer");
+    w.apply_state(&diff_with(addr, 5, &[(1, 2)])).expect("apply");
+    w.set_head(7).expect("head");
+    drop(w);
+    let r = store.reader().expect("reader");
+    assert!(matches!(r.head(), Err(StoreError::Empty)));
+    assert_eq!(r.account(addr).expect("read"), None);
+}
+
+#[test]
+fn state_diff_applies_updates_deletes_and_wipes() {
+    let (_dir, store) = temp_store();
+    let addr = address!("1000000000000000000000000000000000000001");
+    let mut w = store.writer().expect("writer");
+    let changed = w.apply_state(&diff_with(addr, 5, &[(1, 2), (3, 4)])).expect("apply");
+    assert_eq!(changed.len(), 1);
+    w.set_head(1).expect("head");
+    w.commit().expect("commit");
+
+    let r = store.reader().expect("reader");
+    assert_eq!(r.account(addr).expect("read").map(|a| a.balance), Some(U256::from(5)));
+    assert_eq!(r.storage(addr, U256::from(3)).expect("slot"), U256::from(4));
+
+    // zero deletes a slot
+    let mut w = store.writer().expect("writer");
+    w.apply_state(&diff_with(addr, 6, &[(3, 0)])).expect("apply");
+    assert_eq!(w.hashed_storage(&codec::hashed_address(addr)).expect("scan").len(), 1);
+    w.commit().expect("commit");
+    let r = store.reader().expect("reader");
+    assert_eq!(r.storage(addr, U256::from(3)).expect("slot"), U256::ZERO);
+    assert_eq!(r.storage(addr, U256::from(1)).expect("slot"), U256::from(2));
+
+    // a wipe clears all storage before new slots land
+    let mut w = store.writer().expect("writer");
+    let mut diff = diff_with(addr, 6, &[(9, 9)]);
+    diff.accounts.get_mut(&addr).expect("acc").storage_wiped = true;
+    w.apply_state(&diff).expect("apply");
+    w.commit().expect("commit");
+    let r = store.reader().expect("reader");
+    assert_eq!(r.storage(addr, U256::from(1)).expect("slot"), U256::ZERO);
+    assert_eq!(r.storage(addr, U256::from(9)).expect("slot"), U256::from(9));
+
+    // deletion removes the account and its storage
+    let mut w = store.writer().expect("writer");
+    let mut diff = StateDiff::default();
+    diff.accounts.insert(addr, AccountChange { info: None, ..Default::default() });
+    w.apply_state(&diff).expect("apply");
+    w.commit().expect("commit");
+    let r = store.reader().expect("reader");
+    assert_eq!(r.account(addr).expect("read"), None);
+    assert_eq!(r.storage(addr, U256::from(9)).expect("slot"), U256::ZERO);
+}
+
+#[test]
+fn blocks_receipts_pool_and_log_index_round_trip() {
+    let (_dir, store) = temp_store();
+    let tx_hash = B256::repeat_byte(7);
+    store.pool_write(&[(tx_hash, vec![1, 2, 3])], &[]).expect("pool");
+    assert_eq!(store.reader().expect("r").pool_entries().expect("pool").len(), 1);
+
+    let emitter = address!("2000000000000000000000000000000000000002");
+    let topic = B256::repeat_byte(9);
+    let log = alloy_primitives::Log::new_unchecked(emitter, vec![topic], Bytes::from_static(b"x"));
+    let receipt = StoredReceipt {
+        tx_type: 2,
+        success: true,
+        cumulative_gas_used: 21_000,
+        gas_used: 21_000,
+        effective_gas_price: 7,
+        from: Address::repeat_byte(1),
+        contract_address: Address::ZERO,
+        logs: vec![log],
+    };
+    let header = alloy_consensus::Header { number: 3, ..Default::default() };
+    let mut w = store.writer().expect("writer");
+    let hash = w
+        .put_block(&header, &[(tx_hash, Address::repeat_byte(1), Bytes::from_static(&[1, 2, 3]))], &[receipt.clone()])
+        .expect("put");
+    w.set_head(3).expect("head");
+    w.commit().expect("commit");
+
+    let r = store.reader().expect("reader");
+    assert_eq!(r.head().expect("head"), 3);
+    assert_eq!(r.block_number(hash).expect("hash"), Some(3));
+    assert_eq!(r.header(3).expect("header").map(|h| h.number), Some(3));
+    assert_eq!(r.block_tx_hashes(3).expect("body"), vec![tx_hash]);
+    assert_eq!(r.receipt(tx_hash).expect("receipt"), Some(receipt));
+    assert_eq!(r.tx(tx_hash).expect("tx").map(|t| t.index), Some(0));
+    assert!(r.pool_entries().expect("pool").is_empty(), "inclusion removes the pool entry");
+    assert_eq!(r.blocks_with_log_address(emitter, 0, 10).expect("idx"), vec![3]);
+    assert_eq!(r.blocks_with_log_topic(topic, 4, 10).expect("idx"), Vec::<u64>::new());
+    assert_eq!(r.blocks_with_log_topic(topic, 3, 3).expect("idx"), vec![3]);
+}
+
+#[test]
+fn data_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path).expect("open");
+        let mut w = store.writer().expect("writer");
+        w.set_head(42).expect("head");
+        w.commit().expect("commit");
+    }
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.reader().expect("r").head().expect("head"), 42);
+}

@@ -1,0 +1,173 @@
+use alloy_consensus::Header;
+use alloy_primitives::{B256, U256};
+use alloy_rlp::Encodable;
+use cairn_primitives::{ChainConfig, StateDiff, StoredReceipt};
+use redb::{ReadableTable, WriteTransaction};
+use std::collections::BTreeSet;
+
+use crate::codec::{hashed_address, storage_key, storage_range, AccountRecord, TxRecord};
+use crate::{io, Result, StoreError, *};
+
+/// Root of an empty trie.
+pub const EMPTY_ROOT: B256 = alloy_consensus::EMPTY_ROOT_HASH;
+
+/// One atomic write: everything a block commits. Dropping it without [`commit`] discards
+/// all of it.
+///
+/// [`commit`]: BlockWriter::commit
+pub struct BlockWriter {
+    txn: WriteTransaction,
+}
+
+impl BlockWriter {
+    pub(crate) fn new(txn: WriteTransaction) -> Self {
+        Self { txn }
+    }
+
+    /// Applies a block's state diff to the flat state. Returns the hashed addresses of
+    /// surviving accounts whose storage changed; their storage roots must be recomputed.
+    pub fn apply_state(&mut self, diff: &StateDiff) -> Result<BTreeSet<[u8; 32]>> {
+        let mut storage_changed = BTreeSet::new();
+        let mut accounts = self.txn.open_table(ACCOUNTS).map_err(io("open accounts"))?;
+        let mut storage = self.txn.open_table(STORAGE).map_err(io("open storage"))?;
+        let mut code = self.txn.open_table(CODE).map_err(io("open code"))?;
+        for (hash, bytes) in &diff.code {
+            code.insert(hash.0, bytes.as_ref()).map_err(io("write code"))?;
+        }
+        for (address, change) in &diff.accounts {
+            let hashed = hashed_address(*address);
+            let previous = match accounts.get(hashed).map_err(io("read account"))? {
+                Some(v) => Some(AccountRecord::decode(v.value())?),
+                None => None,
+            };
+            let mut storage_root = previous.map(|p| p.storage_root).unwrap_or(EMPTY_ROOT);
+            if change.storage_wiped || change.info.is_none() {
+                storage
+                    .retain_in(storage_range(&hashed), |_, _| false)
+                    .map_err(io("wipe storage"))?;
+                storage_root = EMPTY_ROOT;
+            }
+            for (slot, value) in &change.storage {
+                let key = storage_key(&hashed, *slot);
+                if value.is_zero() {
+                    storage.remove(key).map_err(io("delete slot"))?;
+                } else {
+                    storage.insert(key, value.to_be_bytes::<32>()).map_err(io("write slot"))?;
+                }
+            }
+            match change.info {
+                None => {
+                    accounts.remove(hashed).map_err(io("delete account"))?;
+                }
+                Some(state) => {
+                    if !change.storage.is_empty() {
+                        storage_changed.insert(hashed);
+                    }
+                    let record = AccountRecord { state, storage_root };
+                    accounts.insert(hashed, record.encode().as_slice()).map_err(io("write account"))?;
+                }
+            }
+        }
+        Ok(storage_changed)
+    }
+
+    /// The storage of one account in trie order: `(keccak(slot), value)`.
+    pub fn hashed_storage(&self, hashed_address: &[u8; 32]) -> Result<Vec<(B256, U256)>> {
+        let storage = self.txn.open_table(STORAGE).map_err(io("open storage"))?;
+        let mut out = Vec::new();
+        for entry in storage.range(storage_range(hashed_address)).map_err(io("scan storage"))? {
+            let (k, v) = entry.map_err(io("scan storage"))?;
+            out.push((B256::from_slice(&k.value()[32..]), U256::from_be_bytes(v.value())));
+        }
+        Ok(out)
+    }
+
+    pub fn set_storage_root(&mut self, hashed_address: &[u8; 32], root: B256) -> Result<()> {
+        let mut accounts = self.txn.open_table(ACCOUNTS).map_err(io("open accounts"))?;
+        let Some(existing) = accounts.get(*hashed_address).map_err(io("read account"))? else {
+            return Err(StoreError::Corrupt { what: "account", reason: "storage root for missing account".into() });
+        };
+        let mut record = AccountRecord::decode(existing.value())?;
+        drop(existing);
+        record.storage_root = root;
+        accounts.insert(*hashed_address, record.encode().as_slice()).map_err(io("write account"))?;
+        Ok(())
+    }
+
+    /// Visits every account in trie order (`keccak(address)` ascending).
+    pub fn for_each_account(&self, mut f: impl FnMut(B256, AccountRecord)) -> Result<()> {
+        let accounts = self.txn.open_table(ACCOUNTS).map_err(io("open accounts"))?;
+        for entry in accounts.iter().map_err(io("scan accounts"))? {
+            let (k, v) = entry.map_err(io("scan accounts"))?;
+            f(B256::from(k.value()), AccountRecord::decode(v.value())?);
+        }
+        Ok(())
+    }
+
+    /// Stores a sealed block: header, body, transactions, receipts and the log index.
+    /// `txs` are `(hash, sender, raw EIP-2718 bytes)` in block order.
+    pub fn put_block(
+        &mut self,
+        header: &Header,
+        txs: &[(B256, alloy_primitives::Address, alloy_primitives::Bytes)],
+        receipts: &[StoredReceipt],
+    ) -> Result<B256> {
+        let number = header.number;
+        let hash = header.hash_slow();
+        let mut buf = Vec::with_capacity(600);
+        header.encode(&mut buf);
+        self.txn.open_table(HEADERS).map_err(io("open headers"))?.insert(number, buf.as_slice()).map_err(io("write header"))?;
+        self.txn.open_table(HASH_TO_NUMBER).map_err(io("open hashes"))?.insert(hash.0, number).map_err(io("write hash"))?;
+        let body: Vec<u8> = txs.iter().flat_map(|(h, _, _)| h.0).collect();
+        self.txn.open_table(BODIES).map_err(io("open bodies"))?.insert(number, body.as_slice()).map_err(io("write body"))?;
+        let mut tx_table = self.txn.open_table(TXS).map_err(io("open txs"))?;
+        let mut receipt_table = self.txn.open_table(RECEIPTS).map_err(io("open receipts"))?;
+        let mut pool = self.txn.open_table(POOL).map_err(io("open pool"))?;
+        let mut by_address = self.txn.open_multimap_table(LOG_ADDRESS).map_err(io("open log index"))?;
+        let mut by_topic = self.txn.open_multimap_table(LOG_TOPIC).map_err(io("open log index"))?;
+        for (index, ((tx_hash, sender, raw), receipt)) in txs.iter().zip(receipts).enumerate() {
+            let record = TxRecord { block_number: number, index: index as u64, sender: *sender, raw: raw.clone() };
+            buf.clear();
+            record.encode(&mut buf);
+            tx_table.insert(tx_hash.0, buf.as_slice()).map_err(io("write tx"))?;
+            buf.clear();
+            receipt.encode(&mut buf);
+            receipt_table.insert(tx_hash.0, buf.as_slice()).map_err(io("write receipt"))?;
+            pool.remove(tx_hash.0).map_err(io("pool remove"))?;
+            for log in &receipt.logs {
+                by_address.insert(log.address.0 .0, number).map_err(io("write log index"))?;
+                for topic in log.topics() {
+                    by_topic.insert(topic.0, number).map_err(io("write log index"))?;
+                }
+            }
+        }
+        Ok(hash)
+    }
+
+    /// Forgets pooled transactions that were dropped (invalid at execution, evicted).
+    pub fn remove_pool(&mut self, hashes: &[B256]) -> Result<()> {
+        let mut pool = self.txn.open_table(POOL).map_err(io("open pool"))?;
+        for h in hashes {
+            pool.remove(h.0).map_err(io("pool remove"))?;
+        }
+        Ok(())
+    }
+
+    pub fn set_head(&mut self, number: u64) -> Result<()> {
+        let mut meta = self.txn.open_table(META).map_err(io("open meta"))?;
+        meta.insert(META_HEAD, number.to_be_bytes().as_slice()).map_err(io("write head"))?;
+        Ok(())
+    }
+
+    pub fn set_chain_config(&mut self, config: &ChainConfig) -> Result<()> {
+        let json = serde_json::to_vec(config).map_err(|e| StoreError::Corrupt { what: "chain config", reason: e.to_string() })?;
+        let mut meta = self.txn.open_table(META).map_err(io("open meta"))?;
+        meta.insert(META_CHAIN, json.as_slice()).map_err(io("write chain config"))?;
+        Ok(())
+    }
+
+    /// Makes everything written durable (fsync) and visible, atomically.
+    pub fn commit(self) -> Result<()> {
+        self.txn.commit().map_err(io("commit block"))
+    }
+}
