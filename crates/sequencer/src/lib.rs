@@ -1,1 +1,17 @@
+//! The single-node sequencer: ingress (validation, durable admission), the chain handle
+//! shared with RPC, and the builder's slot loop.
+//!
+//! Flow: `Ingress::submit` validates a raw transaction, puts it in the mempool and
+//! durably into the store's pool table (group commit, fsync) before it answers. The
+//! builder closes a block every `block_time`: it takes the best ready transactions,
+//! executes them (building mode), computes the state root through the
+//! `StateCommitter`, and commits block, receipts, state diff, pool removals and head in
+//! one atomic write. Subscribers hear about it through a bounded broadcast channel.
 
+mod builder;
+mod chain;
+mod ingress;
+
+pub use builder::{build_block, Builder, BuilderConfig};
+pub use chain::{Chain, ChainEvent, NewBlock, SequencerError};
+pub use ingress::{Ingress, IngressError};

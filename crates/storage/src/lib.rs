@@ -62,7 +62,21 @@ pub struct Store {
     db: Arc<Database>,
 }
 
+/// A handle that does not keep the store open (background tasks hold this).
+#[derive(Clone)]
+pub struct WeakStore(std::sync::Weak<Database>);
+
+impl WeakStore {
+    pub fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|db| Store { db })
+    }
+}
+
 impl Store {
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.db))
+    }
+
     /// Opens (or creates) the store file `path`, creating every table.
     pub fn open(path: &Path) -> Result<Self> {
         let open_err = |e: &dyn std::fmt::Display| StoreError::Open {

@@ -1,0 +1,211 @@
+use alloy_consensus::{Header, EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH};
+use alloy_consensus::transaction::SignerRecoverable;
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{keccak256, B256};
+use cairn_executor::Executor;
+use cairn_mempool::{Mempool, PoolConfig};
+use cairn_primitives::{
+    AccountChange, AccountState, ChainConfig, GenesisAlloc, StateDiff, StoredReceipt, TxEnvelope, U256,
+};
+use cairn_storage::{Store, StoreError};
+use cairn_trie::{StateCommitter, TrieError};
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+use crate::ingress::Persister;
+
+/// Capacity of the event channel; a subscriber that falls further behind is told it lagged.
+pub const EVENT_BUFFER: usize = 1_024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SequencerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Trie(#[from] TrieError),
+    #[error("block execution failed: {0}")]
+    Exec(#[from] cairn_executor::ExecError),
+    #[error("the data directory holds chain id {stored}, but chain id {requested} was asked for")]
+    ChainMismatch { stored: u64, requested: u64 },
+}
+
+/// A block that was just committed, with what subscribers need.
+#[derive(Debug, Clone)]
+pub struct NewBlock {
+    pub header: Header,
+    pub hash: B256,
+    pub tx_hashes: Vec<B256>,
+    pub receipts: Vec<StoredReceipt>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChainEvent {
+    Block(Arc<NewBlock>),
+    /// A transaction became ready in the pool.
+    PendingTx(B256),
+}
+
+/// Everything the node's parts share: store, pool, chain config, latest header, events.
+pub struct Chain {
+    pub store: Store,
+    pub config: ChainConfig,
+    pub pool: Mutex<Mempool>,
+    pub executor: Arc<dyn Executor>,
+    pub committer: Arc<dyn StateCommitter>,
+    latest: RwLock<(Header, B256)>,
+    events: broadcast::Sender<ChainEvent>,
+    pub(crate) persister: Persister,
+}
+
+impl Chain {
+    /// Opens the chain in `store`, writing genesis from `alloc` on first start, and
+    /// reloads the durable pool. Must be called inside a tokio runtime.
+    pub fn open(
+        store: Store,
+        config: ChainConfig,
+        alloc: &GenesisAlloc,
+        pool: PoolConfig,
+        executor: Arc<dyn Executor>,
+        committer: Arc<dyn StateCommitter>,
+    ) -> Result<Arc<Self>, SequencerError> {
+        let reader = store.reader()?;
+        let config = match reader.chain_config() {
+            Ok(stored) => {
+                if stored.chain_id != config.chain_id {
+                    return Err(SequencerError::ChainMismatch { stored: stored.chain_id, requested: config.chain_id });
+                }
+                stored
+            }
+            Err(StoreError::Empty) => {
+                write_genesis(&store, &config, alloc, committer.as_ref())?;
+                config
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let reader = store.reader()?;
+        let head = reader.head()?;
+        let header = reader.header(head)?.ok_or(StoreError::Corrupt { what: "head", reason: format!("no header {head}") })?;
+        let hash = header.hash_slow();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let persister = Persister::start(store.downgrade());
+        let chain = Arc::new(Self {
+            store,
+            config,
+            pool: Mutex::new(Mempool::new(pool)),
+            executor,
+            committer,
+            latest: RwLock::new((header, hash)),
+            events,
+            persister,
+        });
+        chain.reload_pool()?;
+        Ok(chain)
+    }
+
+    /// Re-admits every durable pooled transaction after a restart; drops stale ones.
+    fn reload_pool(&self) -> Result<(), SequencerError> {
+        use cairn_primitives::StateView;
+        let reader = self.store.reader()?;
+        let mut stale = Vec::new();
+        let mut entries: Vec<(u64, alloy_primitives::Address, TxEnvelope, B256)> = Vec::new();
+        for (hash, raw) in reader.pool_entries()? {
+            let decoded = TxEnvelope::decode_2718(&mut raw.as_slice()).ok();
+            match decoded.and_then(|tx| tx.recover_signer().ok().map(|s| (tx, s))) {
+                Some((tx, sender)) => {
+                    use alloy_consensus::Transaction as _;
+                    entries.push((tx.nonce(), sender, tx, hash));
+                }
+                None => stale.push(hash),
+            }
+        }
+        entries.sort_by_key(|(nonce, sender, _, _)| (*sender, *nonce));
+        let mut pool = self.pool.lock();
+        for (_, sender, tx, hash) in entries {
+            let state_nonce = reader.account(sender).ok().flatten().map(|a| a.nonce).unwrap_or(0);
+            let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
+            if pool.insert(recovered, state_nonce).is_err() {
+                stale.push(hash);
+            }
+        }
+        drop(pool);
+        if !stale.is_empty() {
+            self.store.pool_write(&[], &stale)?;
+        }
+        Ok(())
+    }
+
+    /// The newest committed header and its hash.
+    pub fn latest(&self) -> (Header, B256) {
+        self.latest.read().clone()
+    }
+
+    pub(crate) fn set_latest(&self, header: Header, hash: B256) {
+        *self.latest.write() = (header, hash);
+    }
+
+    /// Base fee the next block will charge.
+    pub fn next_base_fee(&self) -> u64 {
+        let latest = self.latest.read();
+        let h = &latest.0;
+        self.config.next_base_fee(h.gas_used, h.gas_limit, h.base_fee_per_gas.unwrap_or_default())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn publish(&self, event: ChainEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+}
+
+fn write_genesis(
+    store: &Store,
+    config: &ChainConfig,
+    alloc: &GenesisAlloc,
+    committer: &dyn StateCommitter,
+) -> Result<(), SequencerError> {
+    let mut diff = StateDiff::default();
+    for (addr, acc) in &alloc.accounts {
+        let code_hash = if acc.code.is_empty() { cairn_primitives::KECCAK_EMPTY } else { keccak256(&acc.code) };
+        if !acc.code.is_empty() {
+            diff.code.insert(code_hash, acc.code.clone());
+        }
+        let storage = acc.storage.iter().map(|(k, v)| (U256::from_be_bytes(k.0), U256::from_be_bytes(v.0))).collect();
+        diff.accounts.insert(
+            *addr,
+            AccountChange {
+                info: Some(AccountState { nonce: acc.nonce, balance: acc.balance, code_hash }),
+                storage_wiped: true,
+                storage,
+            },
+        );
+    }
+    let timestamp = if alloc.timestamp == 0 { crate::builder::now_secs() } else { alloc.timestamp };
+    let mut writer = store.writer()?;
+    let changed = writer.apply_state(&diff)?;
+    let state_root = committer.commit(&mut writer, &changed)?;
+    let header = Header {
+        ommers_hash: EMPTY_OMMER_ROOT_HASH,
+        state_root,
+        transactions_root: EMPTY_ROOT_HASH,
+        receipts_root: EMPTY_ROOT_HASH,
+        gas_limit: config.gas_limit,
+        timestamp,
+        extra_data: alloc.extra_data.clone(),
+        base_fee_per_gas: Some(config.initial_base_fee),
+        withdrawals_root: Some(EMPTY_ROOT_HASH),
+        blob_gas_used: Some(0),
+        excess_blob_gas: Some(0),
+        parent_beacon_block_root: Some(B256::ZERO),
+        requests_hash: crate::builder::requests_hash(config),
+        ..Default::default()
+    };
+    writer.put_block(&header, &[], &[])?;
+    writer.set_chain_config(config)?;
+    writer.set_head(0)?;
+    writer.commit()?;
+    Ok(())
+}

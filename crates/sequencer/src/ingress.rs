@@ -1,0 +1,177 @@
+use alloy_consensus::transaction::SignerRecoverable;
+use alloy_consensus::Transaction as _;
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, B256, U256};
+use cairn_executor::{intrinsic_gas, spec_of};
+use cairn_mempool::PoolError;
+use cairn_primitives::{StateView, TxEnvelope};
+use cairn_storage::WeakStore;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::{Chain, ChainEvent};
+
+/// Why a transaction was refused at the door; messages follow geth's wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngressError {
+    #[error("oversized data: transaction size {size}, limit {limit}")]
+    Oversized { size: usize, limit: usize },
+    #[error("rlp: {0}")]
+    Decode(String),
+    #[error("transaction type not supported: blob transactions (EIP-4844) are not accepted by this rollup sequencer")]
+    BlobTx,
+    #[error("only replay-protected (EIP-155) transactions allowed over RPC")]
+    Unprotected,
+    #[error("invalid chain id for signer: have {have} want {want}")]
+    ChainId { have: u64, want: u64 },
+    #[error("invalid sender: {0}")]
+    InvalidSignature(String),
+    #[error("transaction gas limit too high (cap: {cap}, tx: {gas})")]
+    GasLimitTooHigh { cap: u64, gas: u64 },
+    #[error("intrinsic gas too low: gas {gas}, minimum needed {needed}")]
+    IntrinsicGas { gas: u64, needed: u64 },
+    #[error("max priority fee per gas higher than max fee per gas: address {address}, maxPriorityFeePerGas: {tip}, maxFeePerGas: {cap}")]
+    TipAboveFeeCap { address: Address, tip: u128, cap: u128 },
+    #[error("max fee per gas less than block base fee: address {address}, maxFeePerGas: {cap}, baseFee: {base_fee}")]
+    FeeCapTooLow { address: Address, cap: u128, base_fee: u64 },
+    #[error("transaction underpriced: tip needed {needed}, tip permitted {permitted}")]
+    Underpriced { needed: u128, permitted: u128 },
+    #[error("insufficient funds for gas * price + value: address {address} have {have} want {want}")]
+    InsufficientFunds { address: Address, have: U256, want: U256 },
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("transaction could not be made durable: {0}")]
+    Durability(String),
+}
+
+/// Validates and admits raw transactions.
+#[derive(Clone)]
+pub struct Ingress {
+    chain: Arc<Chain>,
+}
+
+impl Ingress {
+    pub fn new(chain: Arc<Chain>) -> Self {
+        Self { chain }
+    }
+
+    /// Decodes, checks and admits a raw EIP-2718 transaction. When this returns `Ok`, the
+    /// transaction is in the pool and durably on disk.
+    pub async fn submit(&self, raw: &[u8]) -> Result<B256, IngressError> {
+        let chain = &self.chain;
+        let cfg = &chain.config;
+        if raw.len() > cfg.max_tx_bytes {
+            return Err(IngressError::Oversized { size: raw.len(), limit: cfg.max_tx_bytes });
+        }
+        let tx = TxEnvelope::decode_2718_exact(raw).map_err(|e| IngressError::Decode(e.to_string()))?;
+        if tx.is_eip4844() {
+            return Err(IngressError::BlobTx);
+        }
+        match tx.chain_id() {
+            None => return Err(IngressError::Unprotected),
+            Some(id) if id != cfg.chain_id => return Err(IngressError::ChainId { have: id, want: cfg.chain_id }),
+            Some(_) => {}
+        }
+        if tx.gas_limit() > cfg.tx_gas_cap {
+            return Err(IngressError::GasLimitTooHigh { cap: cfg.tx_gas_cap, gas: tx.gas_limit() });
+        }
+        let sender = tx.recover_signer().map_err(|e| IngressError::InvalidSignature(e.to_string()))?;
+        let needed = intrinsic_gas(&tx, sender, spec_of(cfg.hardfork));
+        if tx.gas_limit() < needed {
+            return Err(IngressError::IntrinsicGas { gas: tx.gas_limit(), needed });
+        }
+        let cap = tx.max_fee_per_gas();
+        let tip = tx.max_priority_fee_per_gas().unwrap_or(cap);
+        if tip > cap {
+            return Err(IngressError::TipAboveFeeCap { address: sender, tip, cap });
+        }
+        let base_fee = chain.next_base_fee();
+        if cap < base_fee as u128 {
+            return Err(IngressError::FeeCapTooLow { address: sender, cap, base_fee });
+        }
+        if tip < cfg.min_tip {
+            return Err(IngressError::Underpriced { needed: cfg.min_tip, permitted: tip });
+        }
+        let account = chain
+            .store
+            .reader()
+            .and_then(|r| r.account(sender).map_err(|e| cairn_storage::StoreError::Io { op: "read account", reason: e.0 }))
+            .map_err(|e| IngressError::Durability(e.to_string()))?
+            .unwrap_or_default();
+        let want = U256::from(tx.gas_limit()) * U256::from(cap) + tx.value();
+        if account.balance < want {
+            return Err(IngressError::InsufficientFunds { address: sender, have: account.balance, want });
+        }
+        let hash = *tx.tx_hash();
+        let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
+        let inserted = chain.pool.lock().insert(recovered, account.nonce)?;
+        let mut remove = inserted.evicted.clone();
+        remove.extend(inserted.replaced);
+        if let Err(e) = chain.persister.persist(hash, raw.to_vec(), remove).await {
+            chain.pool.lock().remove(&hash);
+            return Err(IngressError::Durability(e));
+        }
+        if inserted.ready {
+            chain.publish(ChainEvent::PendingTx(hash));
+        }
+        Ok(hash)
+    }
+}
+
+struct PersistRequest {
+    add: (B256, Vec<u8>),
+    remove: Vec<B256>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Group commit for accepted transactions: requests queue (bounded) and are written in
+/// batches, one fsynced redb transaction per batch.
+pub(crate) struct Persister {
+    tx: mpsc::Sender<PersistRequest>,
+}
+
+/// Most pending persistence requests; senders wait (back-pressure) beyond it.
+const PERSIST_QUEUE: usize = 16_384;
+/// Most requests folded into one fsync.
+const PERSIST_BATCH: usize = 4_096;
+
+impl Persister {
+    pub(crate) fn start(store: WeakStore) -> Self {
+        let (tx, mut rx) = mpsc::channel::<PersistRequest>(PERSIST_QUEUE);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(PERSIST_BATCH);
+            while rx.recv_many(&mut batch, PERSIST_BATCH).await > 0 {
+                let requests = std::mem::take(&mut batch);
+                let store = store.upgrade();
+                let result = tokio::task::spawn_blocking(move || {
+                    let Some(store) = store else {
+                        for r in requests {
+                            let _ = r.done.send(Err("store closed".into()));
+                        }
+                        return;
+                    };
+                    let add: Vec<_> = requests.iter().map(|r| r.add.clone()).collect();
+                    let remove: Vec<_> = requests.iter().flat_map(|r| r.remove.iter().copied()).collect();
+                    let result = store.pool_write(&add, &remove).map_err(|e| e.to_string());
+                    for r in requests {
+                        let _ = r.done.send(result.clone());
+                    }
+                })
+                .await;
+                if let Err(e) = result {
+                    tracing::error!("pool persistence task failed: {e}");
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    pub(crate) async fn persist(&self, hash: B256, raw: Vec<u8>, remove: Vec<B256>) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(PersistRequest { add: (hash, raw), remove, done })
+            .await
+            .map_err(|_| "pool persistence stopped".to_string())?;
+        wait.await.map_err(|_| "pool persistence stopped".to_string())?
+    }
+}

@@ -1,0 +1,140 @@
+//! Ingress, builder and restart behaviour of the sequencer, driven directly (no timers).
+
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, U256};
+use cairn_executor::SequentialExecutor;
+use cairn_mempool::{PoolConfig, PoolError};
+use cairn_primitives::{dev_accounts, ChainConfig, GenesisAlloc, StateView, DEV_MNEMONIC};
+use cairn_sequencer::{build_block, BuilderConfig, Chain, Ingress, IngressError};
+use cairn_storage::Store;
+use cairn_trie::FullCommitter;
+use cairn_workload::{Artifacts, TxFactory};
+use std::sync::Arc;
+
+fn open(dir: &std::path::Path) -> Arc<Chain> {
+    let accounts = dev_accounts(DEV_MNEMONIC, 3).expect("derive");
+    let store = Store::open(&dir.join("db")).expect("store");
+    Chain::open(
+        store,
+        ChainConfig::default(),
+        &GenesisAlloc::dev(&accounts),
+        PoolConfig::default(),
+        Arc::new(SequentialExecutor),
+        Arc::new(FullCommitter),
+    )
+    .expect("chain")
+}
+
+fn signers() -> Vec<alloy_signer_local::PrivateKeySigner> {
+    dev_accounts(DEV_MNEMONIC, 3).expect("derive").into_iter().map(|a| a.signer).collect()
+}
+
+#[tokio::test]
+async fn accepted_transactions_are_built_into_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = open(dir.path());
+    let ingress = Ingress::new(chain.clone());
+    let s = signers();
+    let f = TxFactory::new(31337);
+    let to = Address::repeat_byte(0x33);
+    for nonce in 0..3 {
+        let tx = f.transfer_eth(&s[0], nonce, to, U256::from(7)).expect("sign");
+        ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+    }
+    let block = build_block(&chain, &BuilderConfig::default()).expect("build").expect("a block");
+    assert_eq!(block.header.number, 1);
+    assert_eq!(block.tx_hashes.len(), 3);
+    assert_eq!(block.header.gas_used, 63_000);
+    assert!(chain.pool.lock().is_empty());
+    let reader = chain.store.reader().expect("reader");
+    assert_eq!(reader.account(to).expect("read").map(|a| a.balance), Some(U256::from(21)));
+    assert!(reader.pool_entries().expect("pool").is_empty());
+    // nothing pending: no empty block
+    assert!(build_block(&chain, &BuilderConfig::default()).expect("build").is_none());
+}
+
+#[tokio::test]
+async fn bad_transactions_get_geth_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = open(dir.path());
+    let ingress = Ingress::new(chain.clone());
+    let s = signers();
+    let f = TxFactory::new(31337);
+    let to = Address::repeat_byte(1);
+    let submit = |tx: cairn_primitives::TxEnvelope| {
+        let ingress = ingress.clone();
+        async move { ingress.submit(&tx.encoded_2718()).await }
+    };
+
+    let wrong_chain = TxFactory::new(1).transfer_eth(&s[0], 0, to, U256::from(1)).expect("sign");
+    assert!(matches!(submit(wrong_chain).await, Err(IngressError::ChainId { have: 1, want: 31337 })));
+
+    let good = f.transfer_eth(&s[0], 0, to, U256::from(1)).expect("sign");
+    submit(good.clone()).await.expect("accepted");
+    assert_eq!(submit(good).await, Err(IngressError::Pool(PoolError::AlreadyKnown)));
+    let same_nonce = f.transfer_eth(&s[0], 0, to, U256::from(2)).expect("sign");
+    assert_eq!(submit(same_nonce).await, Err(IngressError::Pool(PoolError::ReplacementUnderpriced)));
+    build_block(&chain, &BuilderConfig::default()).expect("build");
+    let stale = f.transfer_eth(&s[0], 0, to, U256::from(3)).expect("sign");
+    assert!(matches!(submit(stale).await, Err(IngressError::Pool(PoolError::NonceTooLow { tx: 0, state: 1, .. }))));
+
+    let rich = U256::from(10u64).pow(U256::from(30u64));
+    let broke = f.transfer_eth(&s[1], 0, to, rich).expect("sign");
+    let msg = submit(broke).await.expect_err("insufficient").to_string();
+    assert!(msg.starts_with("insufficient funds for gas * price + value"), "{msg}");
+
+    let low_gas = f.sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, Default::default(), 20_000).expect("sign");
+    assert_eq!(submit(low_gas).await, Err(IngressError::IntrinsicGas { gas: 20_000, needed: 21_000 }));
+
+    let huge_gas = f.sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, Default::default(), 40_000_000).expect("sign");
+    assert!(matches!(submit(huge_gas).await, Err(IngressError::GasLimitTooHigh { .. })));
+
+    let big = f.sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, vec![1u8; 140_000].into(), 29_000_000).expect("sign");
+    assert!(matches!(submit(big).await, Err(IngressError::Oversized { limit: 131_072, .. })));
+
+    let cheap = TxFactory { chain_id: 31337, max_fee_per_gas: 1, max_priority_fee_per_gas: 1 };
+    let underpaid = cheap.transfer_eth(&s[1], 0, to, U256::from(1)).expect("sign");
+    assert!(matches!(submit(underpaid).await, Err(IngressError::FeeCapTooLow { .. })));
+
+    let mut bad_sig = f.transfer_eth(&s[1], 0, to, U256::from(1)).expect("sign").encoded_2718();
+    let n = bad_sig.len();
+    bad_sig[n - 40] ^= 0xff; // corrupt r
+    let err = ingress.submit(&bad_sig).await.expect_err("bad signature");
+    assert!(matches!(err, IngressError::InvalidSignature(_) | IngressError::Decode(_) | IngressError::InsufficientFunds { .. }), "{err}");
+
+    assert!(matches!(ingress.submit(&[0x02, 0xc0]).await, Err(IngressError::Decode(_))));
+    // the node is still fine
+    let next = f.transfer_eth(&s[0], 1, to, U256::from(1)).expect("sign");
+    submit(next).await.expect("still accepting");
+}
+
+#[tokio::test]
+async fn pending_transactions_and_blocks_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = signers();
+    let f = TxFactory::new(31337);
+    let art = Artifacts::load_default().expect("artifacts");
+    let (pending_hash, head_hash) = {
+        let chain = open(dir.path());
+        let ingress = Ingress::new(chain.clone());
+        let deploy = f.create(&s[0], 0, art.token_deploy("T", "T"), 2_000_000).expect("sign");
+        ingress.submit(&deploy.encoded_2718()).await.expect("accepted");
+        build_block(&chain, &BuilderConfig::default()).expect("build").expect("block");
+        let later = f.transfer_eth(&s[1], 0, Address::repeat_byte(5), U256::from(9)).expect("sign");
+        let gap = f.transfer_eth(&s[1], 2, Address::repeat_byte(5), U256::from(9)).expect("sign");
+        let h = ingress.submit(&later.encoded_2718()).await.expect("accepted");
+        ingress.submit(&gap.encoded_2718()).await.expect("accepted (future)");
+        (h, chain.latest().1)
+    };
+    let chain = open(dir.path());
+    assert_eq!(chain.latest().1, head_hash);
+    assert_eq!(chain.pool.lock().len(), 2);
+    assert!(chain.pool.lock().contains(&pending_hash));
+    let token = s[0].address().create(0);
+    let reader = chain.store.reader().expect("reader");
+    assert!(!reader.code(reader.account(token).expect("read").expect("token").code_hash).expect("code").is_empty());
+    drop(reader);
+    let block = build_block(&chain, &BuilderConfig::default()).expect("build").expect("block");
+    assert_eq!(block.tx_hashes, vec![pending_hash]);
+    assert_eq!(chain.pool.lock().len(), 1, "the future nonce stays queued");
+}
