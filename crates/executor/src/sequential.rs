@@ -33,6 +33,7 @@ impl Executor for SequentialExecutor {
         let mut diff = DiffBuilder::default();
         let mut outcomes = Vec::with_capacity(txs.len());
         let mut gas_used = 0u64;
+        let mut log_count = 0u64;
 
         for (index, tx) in txs.iter().enumerate() {
             let reject = |skip: Skip| -> Result<TxOutcome, ExecError> {
@@ -56,8 +57,9 @@ impl Executor for SequentialExecutor {
                 Ok(out) => {
                     diff.record(&out.state);
                     evm.commit(out.state);
-                    let receipt = receipt_of(tx, out.result, gas_used, block.base_fee);
+                    let receipt = receipt_of(tx, out.result, gas_used, log_count, block.base_fee);
                     gas_used = receipt.cumulative_gas_used;
+                    log_count += receipt.logs.len() as u64;
                     outcomes.push(TxOutcome::Included(receipt));
                 }
                 Err(EVMError::Transaction(err)) => outcomes.push(reject(classify(&err))?),
@@ -83,6 +85,7 @@ pub(crate) fn receipt_of(
     tx: &RecoveredTx,
     result: ExecutionResult,
     cumulative_before: u64,
+    first_log_index: u64,
     base_fee: u64,
 ) -> StoredReceipt {
     let gas_used = result.tx_gas_used();
@@ -96,6 +99,7 @@ pub(crate) fn receipt_of(
         effective_gas_price: tx.effective_gas_price(Some(base_fee)),
         from: tx.signer(),
         contract_address,
+        first_log_index,
         logs: result.into_logs(),
     }
 }

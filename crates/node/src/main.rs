@@ -1,1 +1,38 @@
-fn main() {}
+//! `cairn`: a decentralized, high-throughput sequencer for EVM rollups.
+
+mod bench;
+mod config;
+mod dev;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Cairn: a high-throughput sequencer for EVM rollups")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a single-node rollup sequencer with prefunded development accounts.
+    Dev(config::DevArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Dev(args) => runtime.block_on(dev::run(args.resolve()?)),
+        Command::Bench(cmd) => runtime.block_on(bench::run(cmd)),
+    }
+}

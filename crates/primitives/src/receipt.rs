@@ -14,6 +14,8 @@ pub struct StoredReceipt {
     pub from: Address,
     /// `Address::ZERO` when no contract was created.
     pub contract_address: Address,
+    /// Block-wide index of this transaction's first log.
+    pub first_log_index: u64,
     pub logs: Vec<Log>,
 }
 

@@ -1,1 +1,60 @@
+//! JSON-RPC over HTTP and WebSocket on one port (jsonrpsee): the `eth_*`, `net_*` and
+//! `web3_*` methods wallets and tools use, with geth's semantics and error codes.
+//! See `docs/RPC.md` for the method list, the bounds and the error table.
 
+mod convert;
+mod error;
+mod eth;
+mod pubsub;
+
+pub use error::RpcError;
+pub use eth::{EthApi, RpcLimits};
+
+use cairn_sequencer::{Chain, Ingress};
+use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Server-level bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub max_request_bytes: u32,
+    pub max_response_bytes: u32,
+    pub max_connections: u32,
+    pub max_batch: u32,
+    pub max_subscriptions_per_connection: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 10 * 1024 * 1024,
+            max_response_bytes: 50 * 1024 * 1024,
+            max_connections: 1_000,
+            max_batch: 1_000,
+            max_subscriptions_per_connection: 64,
+        }
+    }
+}
+
+/// Starts the HTTP + WebSocket server on `addr`; returns its bound address and handle.
+pub async fn start(
+    addr: SocketAddr,
+    chain: Arc<Chain>,
+    ingress: Ingress,
+    limits: RpcLimits,
+    server_limits: ServerLimits,
+) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let config = ServerConfig::builder()
+        .max_request_body_size(server_limits.max_request_bytes)
+        .max_response_body_size(server_limits.max_response_bytes)
+        .max_connections(server_limits.max_connections)
+        .max_subscriptions_per_connection(server_limits.max_subscriptions_per_connection)
+        .set_batch_request_config(BatchRequestConfig::Limit(server_limits.max_batch))
+        .build();
+    let server = Server::builder().set_config(config).build(addr).await?;
+    let local = server.local_addr()?;
+    let api = EthApi::new(chain, ingress, limits);
+    let module = api.into_module().map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok((local, server.start(module)))
+}

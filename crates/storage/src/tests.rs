@@ -96,6 +96,7 @@ fn blocks_receipts_pool_and_log_index_round_trip() {
         effective_gas_price: 7,
         from: Address::repeat_byte(1),
         contract_address: Address::ZERO,
+        first_log_index: 0,
         logs: vec![log],
     };
     let header = alloy_consensus::Header { number: 3, ..Default::default() };

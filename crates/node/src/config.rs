@@ -1,0 +1,182 @@
+//! `cairn dev` settings: command-line flags over a TOML file over defaults.
+
+use alloy_primitives::Address;
+use anyhow::{bail, Context};
+use cairn_primitives::{ChainConfig, DEV_MNEMONIC};
+use clap::Args;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `cairn dev`. Every flag can also be set in the `--config` TOML file under
+/// the same name (e.g. `chain-id = 1234`, `"http.addr" = "0.0.0.0"`).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DevArgs {
+    /// TOML file with any of these settings; flags given on the command line win.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for the chain's store (default: the per-user data directory, e.g.
+    /// ~/.local/share/cairn/dev). Data here survives restarts.
+    #[arg(long, value_name = "DIR")]
+    pub datadir: Option<PathBuf>,
+    /// Address to serve JSON-RPC over HTTP and WebSocket on [default: 127.0.0.1].
+    #[arg(long = "http.addr", value_name = "IP")]
+    #[serde(rename = "http.addr")]
+    pub http_addr: Option<IpAddr>,
+    /// Port for HTTP and WebSocket JSON-RPC (0 picks a free port) [default: 8545].
+    #[arg(long, short = 'p')]
+    pub port: Option<u16>,
+    /// Chain id [default: 31337].
+    #[arg(long)]
+    pub chain_id: Option<u64>,
+    /// Milliseconds between blocks [default: 200].
+    #[arg(long, value_name = "MS")]
+    pub block_time: Option<u64>,
+    /// Block gas limit [default: 1000000000].
+    #[arg(long)]
+    pub gas_limit: Option<u64>,
+    /// Largest gas limit of a single transaction [default: 30000000].
+    #[arg(long)]
+    pub tx_gas_cap: Option<u64>,
+    /// Largest accepted transaction, in bytes [default: 131072].
+    #[arg(long)]
+    pub max_tx_size: Option<usize>,
+    /// Smallest priority fee accepted, in wei [default: 0].
+    #[arg(long)]
+    pub min_tip: Option<u128>,
+    /// Geth-style genesis JSON whose `alloc` replaces the development accounts.
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
+    /// Number of development accounts to derive and prefund [default: 10].
+    #[arg(long)]
+    pub accounts: Option<u32>,
+    /// Mnemonic the development accounts derive from [default: test test ... junk].
+    #[arg(long)]
+    pub mnemonic: Option<String>,
+    /// Address credited with priority fees [default: 0x000…000].
+    #[arg(long)]
+    pub fee_recipient: Option<Address>,
+    /// Close a block every slot even when there is nothing to include.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub empty_blocks: Option<bool>,
+    /// Most transactions in the pool [default: 200000].
+    #[arg(long)]
+    pub pool_size: Option<usize>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct DevConfig {
+    pub datadir: PathBuf,
+    pub listen: SocketAddr,
+    pub chain: ChainConfig,
+    pub block_time: Duration,
+    pub genesis: Option<PathBuf>,
+    pub accounts: u32,
+    pub mnemonic: String,
+    pub empty_blocks: bool,
+    pub pool_size: usize,
+}
+
+impl DevArgs {
+    /// Fills unset flags from `other` (the config file).
+    fn or(self, other: DevArgs) -> DevArgs {
+        DevArgs {
+            config: self.config,
+            datadir: self.datadir.or(other.datadir),
+            http_addr: self.http_addr.or(other.http_addr),
+            port: self.port.or(other.port),
+            chain_id: self.chain_id.or(other.chain_id),
+            block_time: self.block_time.or(other.block_time),
+            gas_limit: self.gas_limit.or(other.gas_limit),
+            tx_gas_cap: self.tx_gas_cap.or(other.tx_gas_cap),
+            max_tx_size: self.max_tx_size.or(other.max_tx_size),
+            min_tip: self.min_tip.or(other.min_tip),
+            genesis: self.genesis.or(other.genesis),
+            accounts: self.accounts.or(other.accounts),
+            mnemonic: self.mnemonic.or(other.mnemonic),
+            fee_recipient: self.fee_recipient.or(other.fee_recipient),
+            empty_blocks: self.empty_blocks.or(other.empty_blocks),
+            pool_size: self.pool_size.or(other.pool_size),
+        }
+    }
+
+    pub fn resolve(self) -> anyhow::Result<DevConfig> {
+        let args = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                let file: DevArgs = toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+                self.or(file)
+            }
+            None => self,
+        };
+        let defaults = ChainConfig::default();
+        let chain = ChainConfig {
+            chain_id: args.chain_id.unwrap_or(defaults.chain_id),
+            gas_limit: args.gas_limit.unwrap_or(defaults.gas_limit),
+            tx_gas_cap: args.tx_gas_cap.unwrap_or(defaults.tx_gas_cap),
+            max_tx_bytes: args.max_tx_size.unwrap_or(defaults.max_tx_bytes),
+            min_tip: args.min_tip.unwrap_or(defaults.min_tip),
+            fee_recipient: args.fee_recipient.unwrap_or(defaults.fee_recipient),
+            ..defaults
+        };
+        if chain.tx_gas_cap > chain.gas_limit {
+            bail!("--tx-gas-cap ({}) cannot exceed --gas-limit ({})", chain.tx_gas_cap, chain.gas_limit);
+        }
+        if chain.gas_limit < 21_000 {
+            bail!("--gas-limit must be at least 21000");
+        }
+        let block_time = args.block_time.unwrap_or(200);
+        if block_time == 0 {
+            bail!("--block-time must be at least 1 ms");
+        }
+        let datadir = match args.datadir {
+            Some(d) => d,
+            None => dirs::data_dir().context("no per-user data directory; pass --datadir")?.join("cairn").join("dev"),
+        };
+        Ok(DevConfig {
+            datadir,
+            listen: SocketAddr::new(args.http_addr.unwrap_or(IpAddr::from([127, 0, 0, 1])), args.port.unwrap_or(8545)),
+            chain,
+            block_time: Duration::from_millis(block_time),
+            genesis: args.genesis,
+            accounts: args.accounts.unwrap_or(10),
+            mnemonic: args.mnemonic.unwrap_or_else(|| DEV_MNEMONIC.to_string()),
+            empty_blocks: args.empty_blocks.unwrap_or(false),
+            pool_size: args.pool_size.unwrap_or(200_000),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, "chain-id = 777\nblock-time = 50\n\"http.addr\" = \"0.0.0.0\"\n").expect("write");
+        let args = DevArgs { config: Some(path), block_time: Some(10), ..Default::default() };
+        let cfg = args.resolve().expect("resolve");
+        assert_eq!(cfg.chain.chain_id, 777);
+        assert_eq!(cfg.block_time, Duration::from_millis(10));
+        assert_eq!(cfg.listen.ip(), IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(cfg.listen.port(), 8545);
+        assert_eq!(cfg.chain.gas_limit, 1_000_000_000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "chain-idd = 1\n").expect("write");
+        let err = DevArgs { config: Some(path), ..Default::default() }.resolve().expect_err("unknown key");
+        assert!(format!("{err:#}").contains("chain-idd"), "{err:#}");
+        let err = DevArgs { gas_limit: Some(1_000), ..Default::default() }.resolve().expect_err("cap > limit");
+        assert!(err.to_string().contains("--tx-gas-cap"));
+    }
+}

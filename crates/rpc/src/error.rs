@@ -1,0 +1,58 @@
+use alloy_primitives::Bytes;
+use jsonrpsee::types::ErrorObjectOwned;
+
+/// Errors as JSON-RPC reports them (codes as geth uses them).
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// -32602
+    #[error("{0}")]
+    InvalidParams(String),
+    /// -32000: the generic server error geth uses for rejected transactions and the like.
+    #[error("{0}")]
+    Server(String),
+    /// 3: execution reverted, with the revert data.
+    #[error("execution reverted{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Reverted { reason: Option<String>, data: Bytes },
+    /// -32603
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// -32005: a query exceeded a bound (range, result count).
+    #[error("{0}")]
+    LimitExceeded(String),
+}
+
+impl RpcError {
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::InvalidParams(_) => -32602,
+            Self::Server(_) => -32000,
+            Self::Reverted { .. } => 3,
+            Self::Internal(_) => -32603,
+            Self::LimitExceeded(_) => -32005,
+        }
+    }
+
+    /// A revert with its data; the reason is decoded from `Error(string)` when present.
+    pub fn reverted(data: Bytes) -> Self {
+        let reason = alloy_sol_types::decode_revert_reason(&data);
+        let reason = reason.map(|r| r.trim_start_matches("revert: ").to_string());
+        Self::Reverted { reason, data }
+    }
+}
+
+impl From<RpcError> for ErrorObjectOwned {
+    fn from(e: RpcError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        match e {
+            RpcError::Reverted { data, .. } => ErrorObjectOwned::owned(code, message, Some(data.to_string())),
+            _ => ErrorObjectOwned::owned(code, message, None::<()>),
+        }
+    }
+}
+
+impl From<cairn_storage::StoreError> for RpcError {
+    fn from(e: cairn_storage::StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,472 @@
+use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256, U64};
+use alloy_rpc_types_eth::{self as rpc, FeeHistory, Filter, FilterBlockOption, TransactionRequest};
+use cairn_executor::{BlockContext, CallError, CallOutcome, CallRequest};
+use cairn_primitives::StateView;
+use cairn_sequencer::{Chain, Ingress};
+use cairn_storage::StoreReader;
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::RpcModule;
+use std::sync::Arc;
+
+use crate::convert::{rpc_block, rpc_logs, rpc_receipt, rpc_tx};
+use crate::RpcError;
+
+/// Per-request bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RpcLimits {
+    /// Gas given to `eth_call` / `eth_estimateGas` at most.
+    pub gas_cap: u64,
+    /// Widest block range of one `eth_getLogs`.
+    pub max_log_range: u64,
+    /// Most logs one `eth_getLogs` returns.
+    pub max_logs: usize,
+    /// Most blocks one `eth_feeHistory` covers.
+    pub max_fee_history: u64,
+    /// Suggested priority fee (wei) when the chain's minimum tip is lower.
+    pub default_tip: u128,
+}
+
+impl Default for RpcLimits {
+    fn default() -> Self {
+        Self { gas_cap: 50_000_000, max_log_range: 10_000, max_logs: 10_000, max_fee_history: 1_024, default_tip: 1_000_000 }
+    }
+}
+
+/// The state behind every method.
+pub struct EthApi {
+    pub(crate) chain: Arc<Chain>,
+    ingress: Ingress,
+    pub(crate) limits: RpcLimits,
+}
+
+type RpcResult<T> = Result<T, RpcError>;
+
+pub(crate) fn invalid(e: impl std::fmt::Display) -> RpcError {
+    RpcError::InvalidParams(e.to_string())
+}
+
+impl EthApi {
+    pub fn new(chain: Arc<Chain>, ingress: Ingress, limits: RpcLimits) -> Self {
+        Self { chain, ingress, limits }
+    }
+
+    fn reader(&self) -> RpcResult<StoreReader> {
+        Ok(self.chain.store.reader()?)
+    }
+
+    /// Block number a tag/number/hash names, `None` if there is no such block.
+    fn resolve(&self, reader: &StoreReader, id: BlockId) -> RpcResult<Option<u64>> {
+        let head = reader.head()?;
+        Ok(match id {
+            BlockId::Hash(h) => reader.block_number(h.block_hash)?,
+            BlockId::Number(BlockNumberOrTag::Earliest) => Some(0),
+            BlockId::Number(BlockNumberOrTag::Number(n)) => (n <= head).then_some(n),
+            BlockId::Number(_) => Some(head),
+        })
+    }
+
+    /// The state at `id`: this node keeps the latest state, which also serves `pending`
+    /// (blocks are committed as soon as they are built).
+    fn state_at(&self, id: Option<BlockId>) -> RpcResult<StoreReader> {
+        let reader = self.reader()?;
+        let head = reader.head()?;
+        let id = id.unwrap_or(BlockId::Number(BlockNumberOrTag::Latest));
+        match self.resolve(&reader, id)? {
+            Some(n) if n == head => Ok(reader),
+            Some(n) => Err(RpcError::Server(format!(
+                "historical state unavailable: block {n} (this node keeps the state of its head, block {head})"
+            ))),
+            None => Err(RpcError::Server("header not found".into())),
+        }
+    }
+
+    fn block_context(&self, reader: &StoreReader) -> RpcResult<BlockContext> {
+        let head = reader.head()?;
+        let header = reader.header(head)?.ok_or_else(|| RpcError::Internal("head header missing".into()))?;
+        Ok(BlockContext::for_chain(
+            &self.chain.config,
+            head + 1,
+            header.timestamp.max(now_secs()),
+            self.chain.next_base_fee(),
+            alloy_primitives::keccak256(header.hash_slow()),
+        ))
+    }
+
+    pub async fn send_raw_transaction(&self, raw: Bytes) -> RpcResult<B256> {
+        self.ingress.submit(&raw).await.map_err(|e| RpcError::Server(e.to_string()))
+    }
+
+    pub fn transaction_by_hash(&self, hash: B256) -> RpcResult<Option<rpc::Transaction>> {
+        let reader = self.reader()?;
+        if let Some(record) = reader.tx(hash)? {
+            let header = reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
+            return Ok(Some(rpc_tx(&record, header.hash_slow(), header.base_fee_per_gas)?));
+        }
+        let pooled = self.chain.pool.lock().get(&hash);
+        Ok(pooled.map(|p| rpc::Transaction {
+            inner: p.tx.clone(),
+            block_hash: None,
+            block_number: None,
+            transaction_index: None,
+            effective_gas_price: None,
+            block_timestamp: None,
+        }))
+    }
+
+    pub fn receipt(&self, hash: B256) -> RpcResult<Option<rpc::TransactionReceipt>> {
+        let reader = self.reader()?;
+        let (Some(record), Some(receipt)) = (reader.tx(hash)?, reader.receipt(hash)?) else { return Ok(None) };
+        let header = reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
+        let block_hash = header.hash_slow();
+        Ok(Some(rpc_receipt(hash, &record, &receipt, &header, block_hash)?))
+    }
+
+    pub fn block_by_id(&self, id: BlockId, full: bool) -> RpcResult<Option<rpc::Block>> {
+        let reader = self.reader()?;
+        match self.resolve(&reader, id)? {
+            Some(n) => rpc_block(&reader, n, full),
+            None => Ok(None),
+        }
+    }
+
+    pub fn block_tx_count(&self, id: BlockId) -> RpcResult<Option<U64>> {
+        let reader = self.reader()?;
+        match self.resolve(&reader, id)? {
+            Some(n) if reader.header(n)?.is_some() => Ok(Some(U64::from(reader.block_tx_hashes(n)?.len()))),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn balance(&self, address: Address, id: Option<BlockId>) -> RpcResult<U256> {
+        let state = self.state_at(id)?;
+        Ok(state.account(address).map_err(|e| RpcError::Internal(e.0))?.map(|a| a.balance).unwrap_or_default())
+    }
+
+    pub fn transaction_count(&self, address: Address, id: Option<BlockId>) -> RpcResult<U64> {
+        let pending = matches!(id, Some(BlockId::Number(BlockNumberOrTag::Pending)));
+        let state = self.state_at(id)?;
+        let nonce = state.account(address).map_err(|e| RpcError::Internal(e.0))?.map(|a| a.nonce).unwrap_or_default();
+        if pending {
+            if let Some(n) = self.chain.pool.lock().pending_nonce(&address) {
+                return Ok(U64::from(n.max(nonce)));
+            }
+        }
+        Ok(U64::from(nonce))
+    }
+
+    pub fn code(&self, address: Address, id: Option<BlockId>) -> RpcResult<Bytes> {
+        let state = self.state_at(id)?;
+        let Some(acc) = state.account(address).map_err(|e| RpcError::Internal(e.0))? else { return Ok(Bytes::new()) };
+        state.code(acc.code_hash).map_err(|e| RpcError::Internal(e.0))
+    }
+
+    pub fn storage_at(&self, address: Address, slot: U256, id: Option<BlockId>) -> RpcResult<B256> {
+        let state = self.state_at(id)?;
+        let v = state.storage(address, slot).map_err(|e| RpcError::Internal(e.0))?;
+        Ok(B256::from(v.to_be_bytes::<32>()))
+    }
+
+    fn call_request(req: TransactionRequest) -> RpcResult<CallRequest> {
+        let input = req.input.try_into_unique_input().map_err(invalid)?.unwrap_or_default();
+        Ok(CallRequest {
+            from: req.from,
+            to: match req.to {
+                Some(TxKind::Call(a)) => Some(a),
+                _ => None,
+            },
+            gas: req.gas,
+            gas_price: req.gas_price,
+            max_fee_per_gas: req.max_fee_per_gas,
+            max_priority_fee_per_gas: req.max_priority_fee_per_gas,
+            value: req.value,
+            input,
+            nonce: req.nonce,
+            access_list: req.access_list,
+        })
+    }
+
+    pub fn call(&self, req: TransactionRequest, id: Option<BlockId>) -> RpcResult<Bytes> {
+        let state = self.state_at(id)?;
+        let ctx = self.block_context(&state)?;
+        let req = Self::call_request(req)?;
+        match cairn_executor::call(&state, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
+            CallOutcome::Success { output, .. } => Ok(output),
+            CallOutcome::Revert { output, .. } => Err(RpcError::reverted(output)),
+            CallOutcome::Halt { reason, .. } => Err(RpcError::Server(halt_message(&reason))),
+        }
+    }
+
+    pub fn estimate_gas(&self, req: TransactionRequest, id: Option<BlockId>) -> RpcResult<U64> {
+        let state = self.state_at(id)?;
+        let ctx = self.block_context(&state)?;
+        let req = Self::call_request(req)?;
+        match cairn_executor::estimate_gas(&state, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
+            Ok(gas) => Ok(U64::from(gas)),
+            Err(CallOutcome::Revert { output, .. }) => Err(RpcError::reverted(output)),
+            Err(CallOutcome::Halt { reason, .. }) => Err(RpcError::Server(halt_message(&reason))),
+            Err(CallOutcome::Success { .. }) => Err(RpcError::Internal("estimate failed".into())),
+        }
+    }
+
+    pub fn suggested_tip(&self) -> u128 {
+        self.chain.config.min_tip.max(self.limits.default_tip)
+    }
+
+    pub fn gas_price(&self) -> U256 {
+        U256::from(self.chain.next_base_fee() as u128 + self.suggested_tip())
+    }
+
+    pub fn fee_history(&self, count: u64, newest: BlockNumberOrTag, percentiles: Option<Vec<f64>>) -> RpcResult<FeeHistory> {
+        let reader = self.reader()?;
+        let newest = self.resolve(&reader, BlockId::Number(newest))?.ok_or_else(|| RpcError::Server("header not found".into()))?;
+        let count = count.clamp(1, self.limits.max_fee_history).min(newest + 1);
+        if let Some(p) = &percentiles {
+            if p.len() > 100 || p.windows(2).any(|w| w[0] > w[1]) || p.iter().any(|v| !(0.0..=100.0).contains(v)) {
+                return Err(invalid("invalid reward percentiles: at most 100, ascending, within [0, 100]"));
+            }
+        }
+        let oldest = newest + 1 - count;
+        let mut base_fees = Vec::with_capacity(count as usize + 1);
+        let mut ratios = Vec::with_capacity(count as usize);
+        let mut rewards = Vec::new();
+        let mut last = None;
+        for n in oldest..=newest {
+            let header = reader.header(n)?.ok_or_else(|| RpcError::Internal(format!("header {n} missing")))?;
+            let base = header.base_fee_per_gas.unwrap_or_default();
+            base_fees.push(base as u128);
+            ratios.push(header.gas_used as f64 / header.gas_limit.max(1) as f64);
+            if let Some(p) = &percentiles {
+                rewards.push(block_rewards(&reader, n, base, header.gas_used, p)?);
+            }
+            last = Some(header);
+        }
+        if let Some(h) = last {
+            let next = self.chain.config.next_base_fee(h.gas_used, h.gas_limit, h.base_fee_per_gas.unwrap_or_default());
+            base_fees.push(next as u128);
+        }
+        Ok(FeeHistory {
+            base_fee_per_gas: base_fees,
+            gas_used_ratio: ratios,
+            base_fee_per_blob_gas: vec![0; count as usize + 1],
+            blob_gas_used_ratio: vec![0.0; count as usize],
+            oldest_block: oldest,
+            reward: percentiles.map(|_| rewards),
+        })
+    }
+
+    /// `eth_getLogs`: uses the log index to find candidate blocks, bounded in range and size.
+    pub fn logs(&self, filter: &Filter) -> RpcResult<Vec<rpc::Log>> {
+        let reader = self.reader()?;
+        let head = reader.head()?;
+        let (from, to) = match filter.block_option {
+            FilterBlockOption::AtBlockHash(hash) => {
+                let n = reader.block_number(hash)?.ok_or_else(|| RpcError::Server("unknown block".into()))?;
+                (n, n)
+            }
+            FilterBlockOption::Range { from_block, to_block } => {
+                let resolve = |b: Option<BlockNumberOrTag>, default: u64| -> RpcResult<u64> {
+                    Ok(match b {
+                        None => default,
+                        Some(BlockNumberOrTag::Number(n)) => n.min(head),
+                        Some(BlockNumberOrTag::Earliest) => 0,
+                        Some(_) => head,
+                    })
+                };
+                (resolve(from_block, head)?, resolve(to_block, head)?)
+            }
+        };
+        if from > to {
+            return Err(RpcError::InvalidParams("invalid block range params".into()));
+        }
+        if to - from >= self.limits.max_log_range {
+            return Err(RpcError::LimitExceeded(format!("query exceeds max block range {}", self.limits.max_log_range)));
+        }
+        let blocks = self.candidate_blocks(&reader, filter, from, to)?;
+        let mut out = Vec::new();
+        for n in blocks {
+            let Some(header) = reader.header(n)? else { continue };
+            if !filter.matches_bloom(header.logs_bloom) {
+                continue;
+            }
+            let hash = header.hash_slow();
+            for (index, tx_hash) in reader.block_tx_hashes(n)?.into_iter().enumerate() {
+                let Some(receipt) = reader.receipt(tx_hash)? else { continue };
+                for log in rpc_logs(&receipt, tx_hash, index as u64, &header, hash) {
+                    if filter.matches(&log.inner) {
+                        if out.len() >= self.limits.max_logs {
+                            return Err(RpcError::LimitExceeded(format!(
+                                "query returned more than {} results",
+                                self.limits.max_logs
+                            )));
+                        }
+                        out.push(log);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn candidate_blocks(&self, reader: &StoreReader, filter: &Filter, from: u64, to: u64) -> RpcResult<Vec<u64>> {
+        if !filter.address.is_empty() {
+            let mut blocks = Vec::new();
+            for a in filter.address.iter() {
+                blocks.extend(reader.blocks_with_log_address(*a, from, to)?);
+            }
+            blocks.sort_unstable();
+            blocks.dedup();
+            return Ok(blocks);
+        }
+        if let Some(topics) = filter.topics.iter().find(|t| !t.is_empty()) {
+            let mut blocks = Vec::new();
+            for t in topics.iter() {
+                blocks.extend(reader.blocks_with_log_topic(*t, from, to)?);
+            }
+            blocks.sort_unstable();
+            blocks.dedup();
+            return Ok(blocks);
+        }
+        Ok((from..=to).collect())
+    }
+
+    /// Registers every method on a jsonrpsee module.
+    pub fn into_module(self) -> Result<RpcModule<EthApi>, jsonrpsee::core::RegisterMethodError> {
+        let mut m = RpcModule::new(self);
+        let version = format!("cairn/v{}", env!("CARGO_PKG_VERSION"));
+        m.register_method("web3_clientVersion", move |_, _, _| Ok::<_, RpcError>(version.clone()))?;
+        m.register_method("web3_sha3", |p, _, _| {
+            let data: Bytes = p.one().map_err(invalid)?;
+            Ok::<_, RpcError>(alloy_primitives::keccak256(&data))
+        })?;
+        m.register_method("net_version", |_, api, _| Ok::<_, RpcError>(api.chain.config.chain_id.to_string()))?;
+        m.register_method("net_listening", |_, _, _| Ok::<_, RpcError>(true))?;
+        m.register_method("net_peerCount", |_, _, _| Ok::<_, RpcError>(U64::ZERO))?;
+        m.register_method("eth_chainId", |_, api, _| Ok::<_, RpcError>(U64::from(api.chain.config.chain_id)))?;
+        m.register_method("eth_syncing", |_, _, _| Ok::<_, RpcError>(false))?;
+        m.register_method("eth_mining", |_, _, _| Ok::<_, RpcError>(false))?;
+        m.register_method("eth_accounts", |_, _, _| Ok::<_, RpcError>(Vec::<Address>::new()))?;
+        m.register_method("eth_blockNumber", |_, api, _| Ok::<_, RpcError>(U64::from(api.chain.latest().0.number)))?;
+        m.register_method("eth_gasPrice", |_, api, _| Ok::<_, RpcError>(api.gas_price()))?;
+        m.register_method("eth_maxPriorityFeePerGas", |_, api, _| Ok::<_, RpcError>(U256::from(api.suggested_tip())))?;
+        m.register_method("eth_blobBaseFee", |_, _, _| Ok::<_, RpcError>(U256::from(1)))?;
+        m.register_async_method("eth_sendRawTransaction", |p, api, _| async move {
+            let raw: Bytes = p.one().map_err(invalid)?;
+            api.send_raw_transaction(raw).await
+        })?;
+        m.register_method("eth_getTransactionByHash", |p, api, _| api.transaction_by_hash(p.one().map_err(invalid)?))?;
+        m.register_method("eth_getTransactionReceipt", |p, api, _| api.receipt(p.one().map_err(invalid)?))?;
+        m.register_method("eth_getBlockByNumber", |p, api, _| {
+            let (n, full) = two::<BlockNumberOrTag, bool>(&p)?;
+            api.block_by_id(BlockId::Number(n), full.unwrap_or(false))
+        })?;
+        m.register_method("eth_getBlockByHash", |p, api, _| {
+            let (h, full) = two::<B256, bool>(&p)?;
+            api.block_by_id(BlockId::from(h), full.unwrap_or(false))
+        })?;
+        m.register_method("eth_getBlockTransactionCountByNumber", |p, api, _| {
+            api.block_tx_count(BlockId::Number(p.one().map_err(invalid)?))
+        })?;
+        m.register_method("eth_getBlockTransactionCountByHash", |p, api, _| {
+            api.block_tx_count(BlockId::from(p.one::<B256>().map_err(invalid)?))
+        })?;
+        m.register_method("eth_getBalance", |p, api, _| {
+            let (a, b) = two::<Address, BlockId>(&p)?;
+            api.balance(a, b)
+        })?;
+        m.register_method("eth_getTransactionCount", |p, api, _| {
+            let (a, b) = two::<Address, BlockId>(&p)?;
+            api.transaction_count(a, b)
+        })?;
+        m.register_method("eth_getCode", |p, api, _| {
+            let (a, b) = two::<Address, BlockId>(&p)?;
+            api.code(a, b)
+        })?;
+        m.register_method("eth_getStorageAt", |p, api, _| {
+            let mut seq = p.sequence();
+            let a: Address = seq.next().map_err(invalid)?;
+            let slot: U256 = seq.next().map_err(invalid)?;
+            let b: Option<BlockId> = seq.optional_next().map_err(invalid)?;
+            api.storage_at(a, slot, b)
+        })?;
+        m.register_blocking_method("eth_call", |p, api, _| {
+            let (req, b) = two::<TransactionRequest, BlockId>(&p)?;
+            api.call(req, b)
+        })?;
+        m.register_blocking_method("eth_estimateGas", |p, api, _| {
+            let (req, b) = two::<TransactionRequest, BlockId>(&p)?;
+            api.estimate_gas(req, b)
+        })?;
+        m.register_method("eth_feeHistory", |p, api, _| {
+            let mut seq = p.sequence();
+            let count: U64 = seq.next().map_err(invalid)?;
+            let newest: BlockNumberOrTag = seq.next().map_err(invalid)?;
+            let pct: Option<Vec<f64>> = seq.optional_next().map_err(invalid)?;
+            api.fee_history(count.to(), newest, pct)
+        })?;
+        m.register_blocking_method("eth_getLogs", |p, api, _| {
+            let filter: Filter = p.one().map_err(invalid)?;
+            api.logs(&filter)
+        })?;
+        crate::pubsub::register(&mut m)?;
+        Ok(m)
+    }
+}
+
+fn two<A: serde::de::DeserializeOwned, B: serde::de::DeserializeOwned>(p: &Params<'_>) -> Result<(A, Option<B>), ErrorObjectOwned> {
+    let mut seq = p.sequence();
+    let a: A = seq.next()?;
+    let b: Option<B> = seq.optional_next()?;
+    Ok((a, b))
+}
+
+impl From<ErrorObjectOwned> for RpcError {
+    fn from(e: ErrorObjectOwned) -> Self {
+        RpcError::InvalidParams(e.message().to_string())
+    }
+}
+
+fn call_error(e: CallError) -> RpcError {
+    match e {
+        CallError::State(s) => RpcError::Internal(s),
+        other => RpcError::Server(other.to_string()),
+    }
+}
+
+fn halt_message(reason: &str) -> String {
+    if reason.contains("OutOfGas") {
+        "out of gas".into()
+    } else {
+        format!("execution halted: {reason}")
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+/// Effective tips at the requested gas-weighted percentiles of one block.
+fn block_rewards(reader: &StoreReader, number: u64, base_fee: u64, gas_used: u64, percentiles: &[f64]) -> RpcResult<Vec<u128>> {
+    let mut tips = Vec::new();
+    for h in reader.block_tx_hashes(number)? {
+        if let Some(r) = reader.receipt(h)? {
+            tips.push((r.effective_gas_price.saturating_sub(base_fee as u128), r.gas_used));
+        }
+    }
+    if tips.is_empty() {
+        return Ok(vec![0; percentiles.len()]);
+    }
+    tips.sort_unstable();
+    let mut out = Vec::with_capacity(percentiles.len());
+    let (mut i, mut cumulative) = (0usize, tips[0].1);
+    for p in percentiles {
+        let threshold = (gas_used as f64 * p / 100.0) as u64;
+        while cumulative < threshold && i + 1 < tips.len() {
+            i += 1;
+            cumulative += tips[i].1;
+        }
+        out.push(tips[i].0);
+    }
+    Ok(out)
+}
+
