@@ -1,0 +1,79 @@
+//! Starting and stopping the real `cairn` binary for end-to-end tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct Node {
+    pub child: Child,
+    pub port: u16,
+    pub datadir: PathBuf,
+}
+
+impl Node {
+    /// Starts `cairn dev` on a free port; returns once it prints its listening address.
+    pub fn start(datadir: &Path, extra: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["dev", "--port", "0", "--block-time", "50", "--datadir"])
+            .arg(datadir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn cairn");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut port = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read stdout");
+            if let Some(rest) = line.strip_prefix("Listening on ") {
+                let addr = rest.split_whitespace().next().expect("address");
+                port = Some(addr.rsplit(':').next().expect("port").parse().expect("port number"));
+                break;
+            }
+        }
+        let port = port.expect("cairn exited before listening");
+        Node { child, port, datadir: datadir.to_path_buf() }
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ws(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends `signal` (SIGTERM, SIGKILL) and waits for the process to exit.
+    pub fn stop_with(mut self, signal: i32) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY-free: libc::kill is a plain syscall wrapper; pid is our own child.
+        let rc = unsafe_kill(pid, signal);
+        assert_eq!(rc, 0, "kill failed");
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[allow(unsafe_code)]
+fn unsafe_kill(pid: i32, signal: i32) -> i32 {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, signal) }
+}
+
+/// `tools/node_modules/.bin/<name>`: installed by the README's test command.
+pub fn tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/node_modules/.bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the test command from the README (it installs Foundry's {name} from npm)",
+        path.display()
+    );
+    path
+}
