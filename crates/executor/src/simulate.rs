@@ -4,7 +4,7 @@
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_eips::eip2930::AccessList;
 use cairn_primitives::StateView;
-use revm::context::result::{EVMError, ExecutionResult};
+use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
 use revm::context::{Context, TxEnv};
 use revm::database::CacheDB;
 use revm::{ExecuteEvm, MainBuilder, MainContext};
@@ -100,6 +100,9 @@ fn run(state: &dyn StateView, block: &BlockContext, req: &CallRequest, gas: u64)
                 CallOutcome::Halt { gas_used: gas.tx_gas_used(), reason: format!("{reason:?}") }
             }
         }),
+        Err(EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { fee, balance })) => Err(CallError::Invalid(
+            format!("insufficient funds for gas * price + value: address {from} have {balance} want {fee}"),
+        )),
         Err(EVMError::Transaction(e)) => Err(CallError::Invalid(e.to_string())),
         Err(EVMError::Database(e)) => Err(CallError::State(e.to_string())),
         Err(e) => Err(CallError::Invalid(e.to_string())),
