@@ -19,11 +19,8 @@ impl DatabaseRef for ViewDb<'_> {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         let Some(acc) = self.0.account(address)? else { return Ok(None) };
-        let code = if acc.code_hash == KECCAK_EMPTY {
-            None
-        } else {
-            Some(Bytecode::new_raw(self.0.code(acc.code_hash)?))
-        };
+        let code =
+            if acc.code_hash == KECCAK_EMPTY { None } else { Some(Bytecode::new_raw(self.0.code(acc.code_hash)?)) };
         Ok(Some(AccountInfo::new(acc.balance, acc.nonce, acc.code_hash, code.unwrap_or_default())))
     }
 

@@ -25,11 +25,8 @@ impl Executor for SequentialExecutor {
         mode: Mode,
     ) -> Result<BlockOutput, ExecError> {
         let db = CacheDB::new(ViewDb(state));
-        let mut evm = Context::mainnet()
-            .with_db(db)
-            .with_block(block_env(block))
-            .with_cfg(cfg_env(block))
-            .build_mainnet();
+        let mut evm =
+            Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg_env(block)).build_mainnet();
         let mut diff = DiffBuilder::default();
         let mut outcomes = Vec::with_capacity(txs.len());
         let mut gas_used = 0u64;
@@ -46,10 +43,8 @@ impl Executor for SequentialExecutor {
             };
             let limit = tx.gas_limit();
             if gas_used.saturating_add(limit) > block.gas_limit {
-                let reason = format!(
-                    "gas limit reached: tx gas {limit}, block gas left {}",
-                    block.gas_limit - gas_used
-                );
+                let reason =
+                    format!("gas limit reached: tx gas {limit}, block gas left {}", block.gas_limit - gas_used);
                 outcomes.push(reject(Skip::Later(reason))?);
                 continue;
             }
@@ -63,9 +58,7 @@ impl Executor for SequentialExecutor {
                     outcomes.push(TxOutcome::Included(receipt));
                 }
                 Err(EVMError::Transaction(err)) => outcomes.push(reject(classify(&err))?),
-                Err(EVMError::Database(err)) => {
-                    return Err(ExecError::State { index, reason: err.to_string() })
-                }
+                Err(EVMError::Database(err)) => return Err(ExecError::State { index, reason: err.to_string() }),
                 Err(other) => return Err(ExecError::Evm { index, reason: other.to_string() }),
             }
         }

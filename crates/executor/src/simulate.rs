@@ -1,8 +1,8 @@
 //! `eth_call` and `eth_estimateGas` semantics (geth's): no nonce check, base fee not
 //! enforced, a missing gas price means "free", the gas is capped.
 
-use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_eips::eip2930::AccessList;
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use cairn_primitives::StateView;
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
 use revm::context::{Context, TxEnv};
@@ -49,7 +49,12 @@ pub enum CallError {
 }
 
 /// Runs `req` on top of `state` in `block` without committing anything.
-pub fn call(state: &dyn StateView, block: &BlockContext, req: &CallRequest, gas_cap: u64) -> Result<CallOutcome, CallError> {
+pub fn call(
+    state: &dyn StateView,
+    block: &BlockContext,
+    req: &CallRequest,
+    gas_cap: u64,
+) -> Result<CallOutcome, CallError> {
     let gas = req.gas.unwrap_or(gas_cap).min(gas_cap);
     run(state, block, req, gas)
 }
@@ -78,18 +83,20 @@ fn run(state: &dyn StateView, block: &BlockContext, req: &CallRequest, gas: u64)
         access_list: req.access_list.clone().unwrap_or_default(),
         ..Default::default()
     };
-    tx.tx_type = if priority.is_some() { 2 } else if tx.access_list.0.is_empty() { 0 } else { 1 };
+    tx.tx_type = if priority.is_some() {
+        2
+    } else if tx.access_list.0.is_empty() {
+        0
+    } else {
+        1
+    };
     let mut cfg = cfg_env(block);
     cfg.disable_nonce_check = true;
     cfg.disable_base_fee = true;
     cfg.tx_gas_limit_cap = Some(u64::MAX);
     let mut blk = block_env(block);
     blk.gas_limit = blk.gas_limit.max(gas);
-    let mut evm = Context::mainnet()
-        .with_db(CacheDB::new(ViewDb(state)))
-        .with_block(blk)
-        .with_cfg(cfg)
-        .build_mainnet();
+    let mut evm = Context::mainnet().with_db(CacheDB::new(ViewDb(state))).with_block(blk).with_cfg(cfg).build_mainnet();
     match evm.transact(tx) {
         Ok(out) => Ok(match out.result {
             ExecutionResult::Success { gas, output, .. } => {
@@ -100,9 +107,11 @@ fn run(state: &dyn StateView, block: &BlockContext, req: &CallRequest, gas: u64)
                 CallOutcome::Halt { gas_used: gas.tx_gas_used(), reason: format!("{reason:?}") }
             }
         }),
-        Err(EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { fee, balance })) => Err(CallError::Invalid(
-            format!("insufficient funds for gas * price + value: address {from} have {balance} want {fee}"),
-        )),
+        Err(EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { fee, balance })) => {
+            Err(CallError::Invalid(format!(
+                "insufficient funds for gas * price + value: address {from} have {balance} want {fee}"
+            )))
+        }
         Err(EVMError::Transaction(e)) => Err(CallError::Invalid(e.to_string())),
         Err(EVMError::Database(e)) => Err(CallError::State(e.to_string())),
         Err(e) => Err(CallError::Invalid(e.to_string())),

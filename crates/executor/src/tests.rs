@@ -7,8 +7,7 @@ use cairn_workload::{Artifacts, TxFactory};
 fn setup() -> (Vec<alloy_signer_local::PrivateKeySigner>, InMemoryState, BlockContext) {
     let accounts = dev_accounts(DEV_MNEMONIC, 3).expect("derive");
     let state = InMemoryState::from_alloc(&GenesisAlloc::dev(&accounts));
-    let mut chain = cairn_primitives::ChainConfig::default();
-    chain.fee_recipient = Address::repeat_byte(0xfe);
+    let chain = cairn_primitives::ChainConfig { fee_recipient: Address::repeat_byte(0xfe), ..Default::default() };
     let block = BlockContext::for_chain(&chain, 1, 1_700_000_000, 1_000_000_000, B256::ZERO);
     (accounts.into_iter().map(|a| a.signer).collect(), state, block)
 }
@@ -63,9 +62,21 @@ fn token_deploy_mint_transfer_emits_logs_and_simulates() {
     let txs = vec![
         recover(f.create(&signers[0], 0, art.token_deploy("A", "A"), 2_000_000).expect("sign")),
         recover(f.call(&signers[0], 1, token, cairn_workload::mint_call(me, U256::from(500)), 100_000).expect("sign")),
-        recover(f.call(&signers[0], 2, token, cairn_workload::transfer_call(signers[1].address(), U256::from(200)), 100_000).expect("sign")),
+        recover(
+            f.call(
+                &signers[0],
+                2,
+                token,
+                cairn_workload::transfer_call(signers[1].address(), U256::from(200)),
+                100_000,
+            )
+            .expect("sign"),
+        ),
         // transfer more than the balance: reverts, still included
-        recover(f.call(&signers[1], 0, token, cairn_workload::transfer_call(me, U256::from(10_000)), 100_000).expect("sign")),
+        recover(
+            f.call(&signers[1], 0, token, cairn_workload::transfer_call(me, U256::from(10_000)), 100_000)
+                .expect("sign"),
+        ),
     ];
     let out = SequentialExecutor.execute(&state, &block, &txs, Mode::Replay).expect("execute");
     let receipts: Vec<_> = out

@@ -265,7 +265,12 @@ impl Mempool {
             out.push(Arc::clone(&s.txs[&head.nonce]));
             if let Some(next) = s.txs.get(&(head.nonce + 1)) {
                 if let Some(tip) = next.effective_tip(base_fee) {
-                    heap.push(Head { tip, earlier: std::cmp::Reverse(next.arrival), sender: head.sender, nonce: next.nonce });
+                    heap.push(Head {
+                        tip,
+                        earlier: std::cmp::Reverse(next.arrival),
+                        sender: head.sender,
+                        nonce: next.nonce,
+                    });
                 }
             }
         }

@@ -5,7 +5,11 @@ use cairn_workload::{bench_signer, TxFactory};
 use proptest::prelude::*;
 
 fn tx(signer: u64, nonce: u64, tip_gwei: u128) -> RecoveredTx {
-    let f = TxFactory { chain_id: 1, max_fee_per_gas: 100_000_000_000 + tip_gwei, max_priority_fee_per_gas: tip_gwei * 1_000_000_000 };
+    let f = TxFactory {
+        chain_id: 1,
+        max_fee_per_gas: 100_000_000_000 + tip_gwei,
+        max_priority_fee_per_gas: tip_gwei * 1_000_000_000,
+    };
     f.transfer_eth(&bench_signer(signer), nonce, Address::ZERO, U256::from(1))
         .expect("sign")
         .try_into_recovered()

@@ -1,3 +1,7 @@
-pub async fn run(_c: BenchCommand) -> anyhow::Result<()> { Ok(()) }
+pub async fn run(_c: BenchCommand) -> anyhow::Result<()> {
+    Ok(())
+}
 #[derive(clap::Subcommand)]
-pub enum BenchCommand { Rpc }
+pub enum BenchCommand {
+    Rpc,
+}

@@ -107,8 +107,10 @@ impl DevArgs {
     pub fn resolve(self) -> anyhow::Result<DevConfig> {
         let args = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-                let file: DevArgs = toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                let file: DevArgs =
+                    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
                 self.or(file)
             }
             None => self,

@@ -25,7 +25,12 @@ fn signers() -> Vec<PrivateKeySigner> {
     dev_accounts(DEV_MNEMONIC, 3).expect("derive").into_iter().map(|a| a.signer).collect()
 }
 
-async fn send(provider: &impl Provider, to: Option<Address>, input: Vec<u8>, value: U256) -> alloy_rpc_types_eth::TransactionReceipt {
+async fn send(
+    provider: &impl Provider,
+    to: Option<Address>,
+    input: Vec<u8>,
+    value: U256,
+) -> alloy_rpc_types_eth::TransactionReceipt {
     let mut req = TransactionRequest::default().with_input(input).with_value(value);
     req = match to {
         Some(to) => req.with_to(to),
@@ -63,10 +68,15 @@ async fn dex_flow_errors_subscriptions_and_restart() {
     let (ta, tb) = (a.contract_address.expect("token A"), b.contract_address.expect("token B"));
     assert!(a.status() && b.status());
     assert!(!provider.get_code_at(ta).await.expect("code").is_empty());
-    let pair = send(&provider, None, art.pair_deploy(ta, tb).to_vec(), U256::ZERO).await.contract_address.expect("pair");
+    let pair =
+        send(&provider, None, art.pair_deploy(ta, tb).to_vec(), U256::ZERO).await.contract_address.expect("pair");
 
     let mut heads = ws.subscribe_blocks().await.expect("newHeads").into_stream();
-    let mut swaps = ws.subscribe_logs(&Filter::new().address(pair).event_signature(w::Swap::SIGNATURE_HASH)).await.expect("logs").into_stream();
+    let mut swaps = ws
+        .subscribe_logs(&Filter::new().address(pair).event_signature(w::Swap::SIGNATURE_HASH))
+        .await
+        .expect("logs")
+        .into_stream();
 
     let supply = U256::from(1_000_000u64) * U256::from(ETHER);
     for t in [ta, tb] {
@@ -90,7 +100,8 @@ async fn dex_flow_errors_subscriptions_and_restart() {
     let swap_log = r.inner.logs().iter().find(|l| l.topics()[0] == w::Swap::SIGNATURE_HASH).expect("Swap log");
     let swap = w::Swap::decode_log_data(&swap_log.inner.data).expect("decode Swap");
     // x*y=k with the 0.3% fee
-    let expected_out = amount_in * U256::from(997) * liquidity / (liquidity * U256::from(1000) + amount_in * U256::from(997));
+    let expected_out =
+        amount_in * U256::from(997) * liquidity / (liquidity * U256::from(1000) + amount_in * U256::from(997));
     assert_eq!(swap.amountOut, expected_out);
     assert_eq!(call_u256(&provider, tb, w::balance_of_call(me)).await, before_b + expected_out);
     assert_eq!(call_u256(&provider, pair, w::reserve0_call()).await, liquidity + amount_in);
@@ -131,13 +142,25 @@ async fn dex_flow_errors_subscriptions_and_restart() {
     assert!(msg.starts_with("invalid chain id for signer"), "{msg}");
     let msg = rejected(&provider, raw(f.transfer_eth(&s[0], 0, to, one).expect("sign"))).await;
     assert!(msg.starts_with("nonce too low"), "{msg}");
-    let msg = rejected(&provider, raw(f.transfer_eth(&s[2], 0, to, U256::from(20_000u64) * U256::from(ETHER)).expect("sign"))).await;
+    let msg = rejected(
+        &provider,
+        raw(f.transfer_eth(&s[2], 0, to, U256::from(20_000u64) * U256::from(ETHER)).expect("sign")),
+    )
+    .await;
     assert!(msg.starts_with("insufficient funds for gas * price + value"), "{msg}");
-    let msg = rejected(&provider, raw(f.sign(&s[0], nonce, TxKind::Call(to), one, Bytes::new(), 20_000).expect("sign"))).await;
+    let msg =
+        rejected(&provider, raw(f.sign(&s[0], nonce, TxKind::Call(to), one, Bytes::new(), 20_000).expect("sign")))
+            .await;
     assert!(msg.starts_with("intrinsic gas too low"), "{msg}");
-    let msg = rejected(&provider, raw(f.sign(&s[0], nonce, TxKind::Call(to), one, Bytes::new(), 31_000_000).expect("sign"))).await;
+    let msg =
+        rejected(&provider, raw(f.sign(&s[0], nonce, TxKind::Call(to), one, Bytes::new(), 31_000_000).expect("sign")))
+            .await;
     assert!(msg.starts_with("transaction gas limit too high"), "{msg}");
-    let msg = rejected(&provider, raw(f.sign(&s[0], nonce, TxKind::Call(to), one, vec![1u8; 132_000].into(), 29_000_000).expect("sign"))).await;
+    let msg = rejected(
+        &provider,
+        raw(f.sign(&s[0], nonce, TxKind::Call(to), one, vec![1u8; 132_000].into(), 29_000_000).expect("sign")),
+    )
+    .await;
     assert!(msg.starts_with("oversized data"), "{msg}");
     let cheap = TxFactory { chain_id: 31337, max_fee_per_gas: 1, max_priority_fee_per_gas: 1 };
     let msg = rejected(&provider, raw(cheap.transfer_eth(&s[0], nonce, to, one).expect("sign"))).await;
@@ -154,11 +177,29 @@ async fn dex_flow_errors_subscriptions_and_restart() {
     bad_sig[n - 1] ^= 0x01; // corrupt s
     let msg = rejected(&provider, bad_sig).await;
     assert!(msg.starts_with("invalid sender") || msg.starts_with("insufficient funds"), "{msg}");
-    let blob = TxEip4844 { chain_id: 31337, nonce, gas_limit: 21_000, max_fee_per_gas: 10_000_000_000, max_priority_fee_per_gas: 1, to, blob_versioned_hashes: vec![B256::repeat_byte(1)], max_fee_per_blob_gas: 1, ..Default::default() };
+    let blob = TxEip4844 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1,
+        to,
+        blob_versioned_hashes: vec![B256::repeat_byte(1)],
+        max_fee_per_blob_gas: 1,
+        ..Default::default()
+    };
     let sig = s[0].sign_hash_sync(&blob.signature_hash()).expect("sign");
     let blob = TxEnvelope::Eip4844(TxEip4844Variant::TxEip4844(blob).into_signed(sig));
     assert!(rejected(&provider, raw(blob)).await.starts_with("transaction type not supported"));
-    let legacy = TxLegacy { chain_id: None, nonce, gas_price: 10_000_000_000, gas_limit: 21_000, to: TxKind::Call(to), value: one, input: Bytes::new() };
+    let legacy = TxLegacy {
+        chain_id: None,
+        nonce,
+        gas_price: 10_000_000_000,
+        gas_limit: 21_000,
+        to: TxKind::Call(to),
+        value: one,
+        input: Bytes::new(),
+    };
     let sig = s[0].sign_hash_sync(&legacy.signature_hash()).expect("sign");
     let msg = rejected(&provider, raw(TxEnvelope::Legacy(legacy.into_signed(sig)))).await;
     assert!(msg.contains("EIP-155"), "{msg}");

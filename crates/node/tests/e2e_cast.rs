@@ -26,7 +26,11 @@ impl Cast {
         let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         // cast 1.7 can exit 0 after printing `Error: ...` for a rejected send: count both.
-        if out.status.success() && !stderr.contains("Error:") { Ok(stdout) } else { Err(stderr) }
+        if out.status.success() && !stderr.contains("Error:") {
+            Ok(stdout)
+        } else {
+            Err(stderr)
+        }
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -64,15 +68,40 @@ fn cast_deploys_trades_and_sees_errors() {
     for t in [&ta, &tb] {
         let r = cast.send(&[t, "mint(address,uint256)", ADDR0, "1000000000000000000000000"]);
         assert_eq!(r["logs"].as_array().expect("logs").len(), 1);
-        cast.send(&[t, "approve(address,uint256)", &pair, "115792089237316195423570985008687907853269984665640564039457584007913129639935"]);
+        cast.send(&[
+            t,
+            "approve(address,uint256)",
+            &pair,
+            "115792089237316195423570985008687907853269984665640564039457584007913129639935",
+        ]);
     }
     cast.send(&[&pair, "addLiquidity(uint256,uint256)", "1000000000000000000000", "1000000000000000000000"]);
-    assert_eq!(cast.ok(&["call", &pair, "reserve0()(uint112)"]).split_whitespace().next(), Some("1000000000000000000000"));
-    let gas = cast.ok(&["estimate", "--from", ADDR0, &pair, "swap(bool,uint256,uint256,address)", "true", "1000000000000000000", "1", ADDR0]);
+    assert_eq!(
+        cast.ok(&["call", &pair, "reserve0()(uint112)"]).split_whitespace().next(),
+        Some("1000000000000000000000")
+    );
+    let gas = cast.ok(&[
+        "estimate",
+        "--from",
+        ADDR0,
+        &pair,
+        "swap(bool,uint256,uint256,address)",
+        "true",
+        "1000000000000000000",
+        "1",
+        ADDR0,
+    ]);
     assert!(gas.parse::<u64>().expect("gas") > 50_000, "{gas}");
     let r = cast.send(&[&pair, "swap(bool,uint256,uint256,address)", "true", "1000000000000000000", "1", ADDR0]);
     assert_eq!(r["logs"].as_array().expect("logs").len(), 4, "two transfers, Sync, Swap");
-    let out = cast.ok(&["call", &pair, "getAmountOut(uint256,uint256,uint256)(uint256)", "1000000000000000000", "1000000000000000000000", "1000000000000000000000"]);
+    let out = cast.ok(&[
+        "call",
+        &pair,
+        "getAmountOut(uint256,uint256,uint256)(uint256)",
+        "1000000000000000000",
+        "1000000000000000000000",
+        "1000000000000000000000",
+    ]);
     let expected_out = out.split_whitespace().next().expect("amount").to_string();
     let b_balance = cast.ok(&["call", &tb, "balanceOf(address)(uint256)", ADDR0]);
     let expected_b: u128 = 999_000_000_000_000_000_000_000 + expected_out.parse::<u128>().expect("u128");
@@ -86,15 +115,33 @@ fn cast_deploys_trades_and_sees_errors() {
     assert_eq!(tx["to"].as_str().map(str::to_lowercase), Some(friend.to_string()));
     let block: serde_json::Value = serde_json::from_str(&cast.ok(&["block", "latest", "--json"])).expect("block json");
     assert!(block["number"].as_str().is_some());
-    let logs = cast.ok(&["logs", "--from-block", "0", "--address", &pair, "Swap(address,bool,uint256,uint256,address)"]);
+    let logs =
+        cast.ok(&["logs", "--from-block", "0", "--address", &pair, "Swap(address,bool,uint256,uint256,address)"]);
     assert!(logs.contains(&pair.to_lowercase()[2..]) || logs.to_lowercase().contains(&pair.to_lowercase()), "{logs}");
 
     // errors come back with geth's wording
-    let err = cast.run(&["send", "--private-key", KEY0, "--nonce", "0", friend, "--value", "1"]).expect_err("nonce too low");
+    let err =
+        cast.run(&["send", "--private-key", KEY0, "--nonce", "0", friend, "--value", "1"]).expect_err("nonce too low");
     assert!(err.contains("nonce too low"), "{err}");
-    let err = cast.run(&["send", "--private-key", KEY0, "--value", "100000ether", friend]).expect_err("insufficient funds");
+    let err =
+        cast.run(&["send", "--private-key", KEY0, "--value", "100000ether", friend]).expect_err("insufficient funds");
     assert!(err.contains("insufficient funds"), "{err}");
-    let raw = cast.ok(&["mktx", "--private-key", KEY0, "--chain", "1", "--nonce", "99", "--gas-limit", "21000", "--gas-price", "10gwei", "--priority-gas-price", "1gwei", friend]);
+    let raw = cast.ok(&[
+        "mktx",
+        "--private-key",
+        KEY0,
+        "--chain",
+        "1",
+        "--nonce",
+        "99",
+        "--gas-limit",
+        "21000",
+        "--gas-price",
+        "10gwei",
+        "--priority-gas-price",
+        "1gwei",
+        friend,
+    ]);
     let err = cast.run(&["publish", &raw]).expect_err("wrong chain");
     assert!(err.contains("invalid chain id for signer"), "{err}");
     let err = cast.run(&["call", "--from", friend, &ta, "transfer(address,uint256)", ADDR0, "1"]).expect_err("revert");

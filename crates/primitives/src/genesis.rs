@@ -59,10 +59,7 @@ impl GenesisAlloc {
     /// Ten thousand ether to each development account.
     pub fn dev(accounts: &[DevAccount]) -> Self {
         let balance = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64));
-        let accounts = accounts
-            .iter()
-            .map(|a| (a.address, GenesisAccount { balance, ..Default::default() }))
-            .collect();
+        let accounts = accounts.iter().map(|a| (a.address, GenesisAccount { balance, ..Default::default() })).collect();
         Self { accounts, timestamp: 0, extra_data: Bytes::new() }
     }
 
@@ -84,15 +81,12 @@ impl GenesisAlloc {
     }
 }
 
-
-
 /// Reads a geth-style genesis JSON (`{"alloc": {...}}`); also returns its chain id if set.
 pub fn load_genesis_file(path: &Path) -> Result<(GenesisAlloc, Option<u64>), GenesisError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| GenesisError::Read { path: shown.clone(), source })?;
-    let genesis: alloy_genesis::Genesis = serde_json::from_str(&text)
-        .map_err(|source| GenesisError::Parse { path: shown, source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Read { path: shown.clone(), source })?;
+    let genesis: alloy_genesis::Genesis =
+        serde_json::from_str(&text).map_err(|source| GenesisError::Parse { path: shown, source })?;
     let chain_id = (genesis.config.chain_id != 1).then_some(genesis.config.chain_id);
     Ok((GenesisAlloc::from_geth(genesis), chain_id))
 }
@@ -104,14 +98,8 @@ mod tests {
     #[test]
     fn first_dev_account_is_the_well_known_one() {
         let accounts = dev_accounts(DEV_MNEMONIC, 2).expect("derive");
-        assert_eq!(
-            accounts[0].address,
-            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".parse::<Address>().expect("addr")
-        );
-        assert_eq!(
-            accounts[1].address,
-            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".parse::<Address>().expect("addr")
-        );
+        assert_eq!(accounts[0].address, "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".parse::<Address>().expect("addr"));
+        assert_eq!(accounts[1].address, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".parse::<Address>().expect("addr"));
     }
 
     #[test]

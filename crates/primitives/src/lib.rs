@@ -7,7 +7,9 @@ mod receipt;
 mod state;
 
 pub use chain::{ChainConfig, Hardfork};
-pub use genesis::{GenesisAccount, dev_accounts, load_genesis_file, DevAccount, GenesisAlloc, GenesisError, DEV_MNEMONIC};
+pub use genesis::{
+    dev_accounts, load_genesis_file, DevAccount, GenesisAccount, GenesisAlloc, GenesisError, DEV_MNEMONIC,
+};
 pub use receipt::StoredReceipt;
 pub use state::{AccountChange, AccountState, StateDiff};
 
@@ -18,9 +20,8 @@ pub use alloy_primitives::{Address, Bytes, Log, B256, U256};
 pub type RecoveredTx = alloy_consensus::transaction::Recovered<TxEnvelope>;
 
 /// `keccak256` of empty code.
-pub const KECCAK_EMPTY: B256 = alloy_primitives::b256!(
-    "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
-);
+pub const KECCAK_EMPTY: B256 =
+    alloy_primitives::b256!("c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470");
 
 /// Read access to the state a block executes on. Implemented by the store (a snapshot)
 /// and by in-memory states in tests and benchmarks.

@@ -19,7 +19,8 @@ fn alloy_rlp_len(header: &Header) -> usize {
 }
 
 pub fn decode_tx(record: &TxRecord) -> Result<TxEnvelope, RpcError> {
-    TxEnvelope::decode_2718(&mut record.raw.as_ref()).map_err(|e| RpcError::Internal(format!("stored transaction: {e}")))
+    TxEnvelope::decode_2718(&mut record.raw.as_ref())
+        .map_err(|e| RpcError::Internal(format!("stored transaction: {e}")))
 }
 
 /// A mined transaction with its block position.
@@ -62,7 +63,13 @@ pub fn rpc_receipt(
     })
 }
 
-pub fn rpc_logs(receipt: &StoredReceipt, tx_hash: B256, tx_index: u64, header: &Header, block_hash: B256) -> Vec<rpc::Log> {
+pub fn rpc_logs(
+    receipt: &StoredReceipt,
+    tx_hash: B256,
+    tx_index: u64,
+    header: &Header,
+    block_hash: B256,
+) -> Vec<rpc::Log> {
     receipt
         .logs
         .iter()

@@ -29,7 +29,13 @@ pub struct RpcLimits {
 
 impl Default for RpcLimits {
     fn default() -> Self {
-        Self { gas_cap: 50_000_000, max_log_range: 10_000, max_logs: 10_000, max_fee_history: 1_024, default_tip: 1_000_000 }
+        Self {
+            gas_cap: 50_000_000,
+            max_log_range: 10_000,
+            max_logs: 10_000,
+            max_fee_history: 1_024,
+            default_tip: 1_000_000,
+        }
     }
 }
 
@@ -100,7 +106,8 @@ impl EthApi {
     pub fn transaction_by_hash(&self, hash: B256) -> RpcResult<Option<rpc::Transaction>> {
         let reader = self.reader()?;
         if let Some(record) = reader.tx(hash)? {
-            let header = reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
+            let header =
+                reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
             return Ok(Some(rpc_tx(&record, header.hash_slow(), header.base_fee_per_gas)?));
         }
         let pooled = self.chain.pool.lock().get(&hash);
@@ -217,9 +224,16 @@ impl EthApi {
         U256::from(self.chain.next_base_fee() as u128 + self.suggested_tip())
     }
 
-    pub fn fee_history(&self, count: u64, newest: BlockNumberOrTag, percentiles: Option<Vec<f64>>) -> RpcResult<FeeHistory> {
+    pub fn fee_history(
+        &self,
+        count: u64,
+        newest: BlockNumberOrTag,
+        percentiles: Option<Vec<f64>>,
+    ) -> RpcResult<FeeHistory> {
         let reader = self.reader()?;
-        let newest = self.resolve(&reader, BlockId::Number(newest))?.ok_or_else(|| RpcError::Server("header not found".into()))?;
+        let newest = self
+            .resolve(&reader, BlockId::Number(newest))?
+            .ok_or_else(|| RpcError::Server("header not found".into()))?;
         let count = count.clamp(1, self.limits.max_fee_history).min(newest + 1);
         if let Some(p) = &percentiles {
             if p.len() > 100 || p.windows(2).any(|w| w[0] > w[1]) || p.iter().any(|v| !(0.0..=100.0).contains(v)) {
@@ -280,7 +294,10 @@ impl EthApi {
             return Err(RpcError::InvalidParams("invalid block range params".into()));
         }
         if to - from >= self.limits.max_log_range {
-            return Err(RpcError::LimitExceeded(format!("query exceeds max block range {}", self.limits.max_log_range)));
+            return Err(RpcError::LimitExceeded(format!(
+                "query exceeds max block range {}",
+                self.limits.max_log_range
+            )));
         }
         let blocks = self.candidate_blocks(&reader, filter, from, to)?;
         let mut out = Vec::new();
@@ -413,7 +430,9 @@ impl EthApi {
     }
 }
 
-fn two<A: serde::de::DeserializeOwned, B: serde::de::DeserializeOwned>(p: &Params<'_>) -> Result<(A, Option<B>), ErrorObjectOwned> {
+fn two<A: serde::de::DeserializeOwned, B: serde::de::DeserializeOwned>(
+    p: &Params<'_>,
+) -> Result<(A, Option<B>), ErrorObjectOwned> {
     let mut seq = p.sequence();
     let a: A = seq.next()?;
     let b: Option<B> = seq.optional_next()?;
@@ -446,7 +465,13 @@ fn now_secs() -> u64 {
 }
 
 /// Effective tips at the requested gas-weighted percentiles of one block.
-fn block_rewards(reader: &StoreReader, number: u64, base_fee: u64, gas_used: u64, percentiles: &[f64]) -> RpcResult<Vec<u128>> {
+fn block_rewards(
+    reader: &StoreReader,
+    number: u64,
+    base_fee: u64,
+    gas_used: u64,
+    percentiles: &[f64],
+) -> RpcResult<Vec<u128>> {
     let mut tips = Vec::new();
     for h in reader.block_tx_hashes(number)? {
         if let Some(r) = reader.receipt(h)? {
@@ -469,4 +494,3 @@ fn block_rewards(reader: &StoreReader, number: u64, base_fee: u64, gas_used: u64
     }
     Ok(out)
 }
-

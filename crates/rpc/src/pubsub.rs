@@ -20,63 +20,75 @@ use crate::eth::EthApi;
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), RegisterMethodError> {
-    m.register_subscription("eth_subscribe", "eth_subscription", "eth_unsubscribe", |params, pending, api, _| async move {
-        let mut seq = params.sequence();
-        let kind: SubscriptionKind = match seq.next() {
-            Ok(k) => k,
-            Err(e) => {
-                pending.reject(e).await;
-                return Ok(());
-            }
-        };
-        let filter: Filter = match seq.optional_next::<Filter>() {
-            Ok(f) => f.unwrap_or_default(),
-            Err(e) => {
-                pending.reject(e).await;
-                return Ok(());
-            }
-        };
-        if !matches!(kind, SubscriptionKind::NewHeads | SubscriptionKind::Logs | SubscriptionKind::NewPendingTransactions) {
-            pending.reject(ErrorObjectOwned::owned(-32602, format!("unsupported subscription: {kind:?}"), None::<()>)).await;
-            return Ok(());
-        }
-        let mut events = api.chain.subscribe();
-        let sink = pending.accept().await?;
-        loop {
-            let event = tokio::select! {
-                _ = sink.closed() => break,
-                ev = events.recv() => ev,
+    m.register_subscription(
+        "eth_subscribe",
+        "eth_subscription",
+        "eth_unsubscribe",
+        |params, pending, api, _| async move {
+            let mut seq = params.sequence();
+            let kind: SubscriptionKind = match seq.next() {
+                Ok(k) => k,
+                Err(e) => {
+                    pending.reject(e).await;
+                    return Ok(());
+                }
             };
-            let ok = match event {
-                Ok(ChainEvent::Block(block)) => match kind {
-                    SubscriptionKind::NewHeads => send(&sink, &rpc_header(block.header.clone(), block.hash)).await,
-                    SubscriptionKind::Logs => {
-                        let mut ok = true;
-                        for (i, (hash, receipt)) in block.tx_hashes.iter().zip(&block.receipts).enumerate() {
-                            for log in rpc_logs(receipt, *hash, i as u64, &block.header, block.hash) {
-                                if ok && filter.matches(&log.inner) {
-                                    ok = send(&sink, &log).await;
+            let filter: Filter = match seq.optional_next::<Filter>() {
+                Ok(f) => f.unwrap_or_default(),
+                Err(e) => {
+                    pending.reject(e).await;
+                    return Ok(());
+                }
+            };
+            if !matches!(
+                kind,
+                SubscriptionKind::NewHeads | SubscriptionKind::Logs | SubscriptionKind::NewPendingTransactions
+            ) {
+                pending
+                    .reject(ErrorObjectOwned::owned(-32602, format!("unsupported subscription: {kind:?}"), None::<()>))
+                    .await;
+                return Ok(());
+            }
+            let mut events = api.chain.subscribe();
+            let sink = pending.accept().await?;
+            loop {
+                let event = tokio::select! {
+                    _ = sink.closed() => break,
+                    ev = events.recv() => ev,
+                };
+                let ok = match event {
+                    Ok(ChainEvent::Block(block)) => match kind {
+                        SubscriptionKind::NewHeads => send(&sink, &rpc_header(block.header.clone(), block.hash)).await,
+                        SubscriptionKind::Logs => {
+                            let mut ok = true;
+                            for (i, (hash, receipt)) in block.tx_hashes.iter().zip(&block.receipts).enumerate() {
+                                for log in rpc_logs(receipt, *hash, i as u64, &block.header, block.hash) {
+                                    if ok && filter.matches(&log.inner) {
+                                        ok = send(&sink, &log).await;
+                                    }
                                 }
                             }
+                            ok
                         }
-                        ok
+                        _ => true,
+                    },
+                    Ok(ChainEvent::PendingTx(hash)) if kind == SubscriptionKind::NewPendingTransactions => {
+                        send(&sink, &hash).await
                     }
-                    _ => true,
-                },
-                Ok(ChainEvent::PendingTx(hash)) if kind == SubscriptionKind::NewPendingTransactions => send(&sink, &hash).await,
-                Ok(_) => true,
-                Err(RecvError::Lagged(n)) => {
-                    tracing::debug!("dropping a subscriber that lagged {n} events behind");
-                    false
+                    Ok(_) => true,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::debug!("dropping a subscriber that lagged {n} events behind");
+                        false
+                    }
+                    Err(RecvError::Closed) => false,
+                };
+                if !ok {
+                    break;
                 }
-                Err(RecvError::Closed) => false,
-            };
-            if !ok {
-                break;
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-use alloy_consensus::{Header, EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH};
 use alloy_consensus::transaction::SignerRecoverable;
+use alloy_consensus::{Header, EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{keccak256, B256};
 use cairn_executor::Executor;
@@ -85,7 +85,8 @@ impl Chain {
         };
         let reader = store.reader()?;
         let head = reader.head()?;
-        let header = reader.header(head)?.ok_or(StoreError::Corrupt { what: "head", reason: format!("no header {head}") })?;
+        let header =
+            reader.header(head)?.ok_or(StoreError::Corrupt { what: "head", reason: format!("no header {head}") })?;
         let hash = header.hash_slow();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let persister = Persister::start(store.downgrade());

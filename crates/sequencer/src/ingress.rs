@@ -95,7 +95,9 @@ impl Ingress {
         let account = chain
             .store
             .reader()
-            .and_then(|r| r.account(sender).map_err(|e| cairn_storage::StoreError::Io { op: "read account", reason: e.0 }))
+            .and_then(|r| {
+                r.account(sender).map_err(|e| cairn_storage::StoreError::Io { op: "read account", reason: e.0 })
+            })
             .map_err(|e| IngressError::Durability(e.to_string()))?
             .unwrap_or_default();
         let want = U256::from(tx.gas_limit()) * U256::from(cap) + tx.value();

@@ -83,13 +83,17 @@ async fn bad_transactions_get_geth_errors() {
     let msg = submit(broke).await.expect_err("insufficient").to_string();
     assert!(msg.starts_with("insufficient funds for gas * price + value"), "{msg}");
 
-    let low_gas = f.sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, Default::default(), 20_000).expect("sign");
+    let low_gas =
+        f.sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, Default::default(), 20_000).expect("sign");
     assert_eq!(submit(low_gas).await, Err(IngressError::IntrinsicGas { gas: 20_000, needed: 21_000 }));
 
-    let huge_gas = f.sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, Default::default(), 40_000_000).expect("sign");
+    let huge_gas =
+        f.sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, Default::default(), 40_000_000).expect("sign");
     assert!(matches!(submit(huge_gas).await, Err(IngressError::GasLimitTooHigh { .. })));
 
-    let big = f.sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, vec![1u8; 140_000].into(), 29_000_000).expect("sign");
+    let big = f
+        .sign(&s[1], 0, alloy_primitives::TxKind::Call(to), U256::ZERO, vec![1u8; 140_000].into(), 29_000_000)
+        .expect("sign");
     assert!(matches!(submit(big).await, Err(IngressError::Oversized { limit: 131_072, .. })));
 
     let cheap = TxFactory { chain_id: 31337, max_fee_per_gas: 1, max_priority_fee_per_gas: 1 };
@@ -100,7 +104,13 @@ async fn bad_transactions_get_geth_errors() {
     let n = bad_sig.len();
     bad_sig[n - 40] ^= 0xff; // corrupt r
     let err = ingress.submit(&bad_sig).await.expect_err("bad signature");
-    assert!(matches!(err, IngressError::InvalidSignature(_) | IngressError::Decode(_) | IngressError::InsufficientFunds { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            IngressError::InvalidSignature(_) | IngressError::Decode(_) | IngressError::InsufficientFunds { .. }
+        ),
+        "{err}"
+    );
 
     assert!(matches!(ingress.submit(&[0x02, 0xc0]).await, Err(IngressError::Decode(_))));
     // the node is still fine

@@ -25,10 +25,8 @@ pub(crate) const HASH_TO_NUMBER: TableDefinition<[u8; 32], u64> = TableDefinitio
 pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
 pub(crate) const TXS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("txs");
 pub(crate) const RECEIPTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("receipts");
-pub(crate) const LOG_ADDRESS: MultimapTableDefinition<[u8; 20], u64> =
-    MultimapTableDefinition::new("log_address");
-pub(crate) const LOG_TOPIC: MultimapTableDefinition<[u8; 32], u64> =
-    MultimapTableDefinition::new("log_topic");
+pub(crate) const LOG_ADDRESS: MultimapTableDefinition<[u8; 20], u64> = MultimapTableDefinition::new("log_address");
+pub(crate) const LOG_TOPIC: MultimapTableDefinition<[u8; 32], u64> = MultimapTableDefinition::new("log_topic");
 pub(crate) const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("accounts");
 pub(crate) const STORAGE: TableDefinition<[u8; 64], [u8; 32]> = TableDefinition::new("storage");
 pub(crate) const CODE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("code");
@@ -79,10 +77,8 @@ impl Store {
 
     /// Opens (or creates) the store file `path`, creating every table.
     pub fn open(path: &Path) -> Result<Self> {
-        let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        };
+        let open_err =
+            |e: &dyn std::fmt::Display| StoreError::Open { path: path.display().to_string(), reason: e.to_string() };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| open_err(&e))?;
         }
@@ -120,7 +116,11 @@ impl Store {
 
     /// Durably records accepted transactions (raw EIP-2718 bytes) and forgets `remove`,
     /// in one fsynced write: the group commit behind `eth_sendRawTransaction`.
-    pub fn pool_write(&self, add: &[(alloy_primitives::B256, Vec<u8>)], remove: &[alloy_primitives::B256]) -> Result<()> {
+    pub fn pool_write(
+        &self,
+        add: &[(alloy_primitives::B256, Vec<u8>)],
+        remove: &[alloy_primitives::B256],
+    ) -> Result<()> {
         let txn = self.db.begin_write().map_err(io("begin pool write"))?;
         {
             let mut pool = txn.open_table(POOL).map_err(io("open pool"))?;

@@ -44,10 +44,8 @@ impl StoreReader {
     /// Number of the newest committed block; `Err(Empty)` before genesis.
     pub fn head(&self) -> Result<u64> {
         let v = self.meta.get(META_HEAD).map_err(io("read head"))?.ok_or(StoreError::Empty)?;
-        let bytes: [u8; 8] = v.value().try_into().map_err(|_| StoreError::Corrupt {
-            what: "head",
-            reason: "not 8 bytes".into(),
-        })?;
+        let bytes: [u8; 8] =
+            v.value().try_into().map_err(|_| StoreError::Corrupt { what: "head", reason: "not 8 bytes".into() })?;
         Ok(u64::from_be_bytes(bytes))
     }
 

@@ -42,9 +42,7 @@ impl BlockWriter {
             };
             let mut storage_root = previous.map(|p| p.storage_root).unwrap_or(EMPTY_ROOT);
             if change.storage_wiped || change.info.is_none() {
-                storage
-                    .retain_in(storage_range(&hashed), |_, _| false)
-                    .map_err(io("wipe storage"))?;
+                storage.retain_in(storage_range(&hashed), |_, _| false).map_err(io("wipe storage"))?;
                 storage_root = EMPTY_ROOT;
             }
             for (slot, value) in &change.storage {
@@ -116,10 +114,22 @@ impl BlockWriter {
         let hash = header.hash_slow();
         let mut buf = Vec::with_capacity(600);
         header.encode(&mut buf);
-        self.txn.open_table(HEADERS).map_err(io("open headers"))?.insert(number, buf.as_slice()).map_err(io("write header"))?;
-        self.txn.open_table(HASH_TO_NUMBER).map_err(io("open hashes"))?.insert(hash.0, number).map_err(io("write hash"))?;
+        self.txn
+            .open_table(HEADERS)
+            .map_err(io("open headers"))?
+            .insert(number, buf.as_slice())
+            .map_err(io("write header"))?;
+        self.txn
+            .open_table(HASH_TO_NUMBER)
+            .map_err(io("open hashes"))?
+            .insert(hash.0, number)
+            .map_err(io("write hash"))?;
         let body: Vec<u8> = txs.iter().flat_map(|(h, _, _)| h.0).collect();
-        self.txn.open_table(BODIES).map_err(io("open bodies"))?.insert(number, body.as_slice()).map_err(io("write body"))?;
+        self.txn
+            .open_table(BODIES)
+            .map_err(io("open bodies"))?
+            .insert(number, body.as_slice())
+            .map_err(io("write body"))?;
         let mut tx_table = self.txn.open_table(TXS).map_err(io("open txs"))?;
         let mut receipt_table = self.txn.open_table(RECEIPTS).map_err(io("open receipts"))?;
         let mut pool = self.txn.open_table(POOL).map_err(io("open pool"))?;
@@ -160,7 +170,8 @@ impl BlockWriter {
     }
 
     pub fn set_chain_config(&mut self, config: &ChainConfig) -> Result<()> {
-        let json = serde_json::to_vec(config).map_err(|e| StoreError::Corrupt { what: "chain config", reason: e.to_string() })?;
+        let json = serde_json::to_vec(config)
+            .map_err(|e| StoreError::Corrupt { what: "chain config", reason: e.to_string() })?;
         let mut meta = self.txn.open_table(META).map_err(io("open meta"))?;
         meta.insert(META_CHAIN, json.as_slice()).map_err(io("write chain config"))?;
         Ok(())

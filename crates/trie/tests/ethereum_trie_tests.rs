@@ -52,13 +52,10 @@ fn trie_test_vectors_match() {
         let secure = file.contains("secure");
         for (name, case) in tests.as_object().expect("object") {
             let ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = match &case["in"] {
-                serde_json::Value::Array(items) => items
-                    .iter()
-                    .map(|kv| (bytes(kv[0].as_str().expect("key")), kv[1].as_str().map(bytes)))
-                    .collect(),
-                serde_json::Value::Object(map) => {
-                    map.iter().map(|(k, v)| (bytes(k), v.as_str().map(bytes))).collect()
+                serde_json::Value::Array(items) => {
+                    items.iter().map(|kv| (bytes(kv[0].as_str().expect("key")), kv[1].as_str().map(bytes))).collect()
                 }
+                serde_json::Value::Object(map) => map.iter().map(|(k, v)| (bytes(k), v.as_str().map(bytes))).collect(),
                 other => panic!("{file}/{name}: unexpected input {other}"),
             };
             let mut trie: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();

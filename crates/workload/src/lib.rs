@@ -134,11 +134,24 @@ impl TxFactory {
         sign_eip1559(signer, tx).map_err(|e| WorkloadError::Sign(e.to_string()))
     }
 
-    pub fn transfer_eth(&self, s: &PrivateKeySigner, nonce: u64, to: Address, value: U256) -> Result<TxEnvelope, WorkloadError> {
+    pub fn transfer_eth(
+        &self,
+        s: &PrivateKeySigner,
+        nonce: u64,
+        to: Address,
+        value: U256,
+    ) -> Result<TxEnvelope, WorkloadError> {
         self.sign(s, nonce, TxKind::Call(to), value, Bytes::new(), 21_000)
     }
 
-    pub fn call(&self, s: &PrivateKeySigner, nonce: u64, to: Address, input: Vec<u8>, gas: u64) -> Result<TxEnvelope, WorkloadError> {
+    pub fn call(
+        &self,
+        s: &PrivateKeySigner,
+        nonce: u64,
+        to: Address,
+        input: Vec<u8>,
+        gas: u64,
+    ) -> Result<TxEnvelope, WorkloadError> {
         self.sign(s, nonce, TxKind::Call(to), U256::ZERO, input.into(), gas)
     }
 
