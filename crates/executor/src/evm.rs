@@ -18,7 +18,7 @@ pub(crate) fn block_env(block: &BlockContext) -> BlockEnv {
         basefee: block.base_fee,
         difficulty: U256::ZERO,
         prevrandao: Some(block.prevrandao),
-        blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new_with_spec(0, block.spec)),
+        blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new_with_spec(block.excess_blob_gas, block.spec)),
         ..Default::default()
     }
 }
@@ -27,6 +27,8 @@ pub(crate) fn cfg_env(block: &BlockContext) -> CfgEnv {
     let mut cfg = CfgEnv::new_with_spec(block.spec);
     cfg.chain_id = block.chain_id;
     cfg.tx_gas_limit_cap = block.tx_gas_cap;
+    // EIP-4844 / EIP-7691 per-block blob maximum, which also bounds one transaction.
+    cfg.max_blobs_per_tx = Some(if block.spec >= SpecId::PRAGUE { 9 } else { 6 });
     cfg
 }
 

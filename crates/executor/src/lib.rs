@@ -34,6 +34,8 @@ pub struct BlockContext {
     pub spec: SpecId,
     /// Largest gas limit a single transaction may ask for (EIP-7825 style cap).
     pub tx_gas_cap: Option<u64>,
+    /// EIP-4844 excess blob gas (sets the blob base fee); Cairn chains keep it at zero.
+    pub excess_blob_gas: u64,
 }
 
 impl BlockContext {
@@ -49,6 +51,7 @@ impl BlockContext {
             chain_id: chain.chain_id,
             spec: spec_of(chain.hardfork),
             tx_gas_cap: Some(chain.tx_gas_cap),
+            excess_blob_gas: 0,
         }
     }
 }

@@ -102,7 +102,11 @@ fn blocks_receipts_pool_and_log_index_round_trip() {
     let header = alloy_consensus::Header { number: 3, ..Default::default() };
     let mut w = store.writer().expect("writer");
     let hash = w
-        .put_block(&header, &[(tx_hash, Address::repeat_byte(1), Bytes::from_static(&[1, 2, 3]))], std::slice::from_ref(&receipt))
+        .put_block(
+            &header,
+            &[(tx_hash, Address::repeat_byte(1), Bytes::from_static(&[1, 2, 3]))],
+            std::slice::from_ref(&receipt),
+        )
         .expect("put");
     w.set_head(3).expect("head");
     w.commit().expect("commit");
