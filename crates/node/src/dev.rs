@@ -28,8 +28,15 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     let store = Store::open(&cfg.datadir.join("cairn.redb"))
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?;
     let pool = PoolConfig { max_txs: cfg.pool_size, ..PoolConfig::default() };
-    let chain =
-        Chain::open(store, cfg.chain.clone(), &alloc, pool, Arc::new(SequentialExecutor), Arc::new(FullCommitter))?;
+    let chain = Chain::open(
+        store,
+        &cfg.datadir.join("pool.wal"),
+        cfg.chain.clone(),
+        &alloc,
+        pool,
+        Arc::new(SequentialExecutor),
+        Arc::new(FullCommitter),
+    )?;
     let ingress = Ingress::new(chain.clone());
     let (addr, server) =
         cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default())

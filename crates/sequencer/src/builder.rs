@@ -91,9 +91,11 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
     let timestamp = now_secs().max(parent.timestamp);
     let prevrandao = keccak256(parent_hash);
     let ctx = BlockContext::for_chain(&chain.config, number, timestamp, base_fee, prevrandao);
+    let started = std::time::Instant::now();
     let reader = chain.store.reader()?;
     let output = chain.executor.execute(&reader, &ctx, &txs, Mode::Building)?;
     drop(reader);
+    let executed = started.elapsed();
 
     let mut included = Vec::with_capacity(txs.len());
     let mut receipts: Vec<StoredReceipt> = Vec::with_capacity(txs.len());
@@ -114,7 +116,6 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
         }
     }
     if included.is_empty() && !config.empty_blocks {
-        chain.store.pool_write(&[], &dropped)?;
         let mut pool = chain.pool.lock();
         for h in &dropped {
             pool.remove(h);
@@ -151,13 +152,23 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
     let body: Vec<(B256, Address, Bytes)> =
         included.iter().map(|t| (*t.tx_hash(), t.signer(), Bytes::from(t.inner().encoded_2718()))).collect();
 
+    let sealing = std::time::Instant::now();
     let mut writer = chain.store.writer()?;
     let changed = writer.apply_state(&output.diff)?;
     header.state_root = chain.committer.commit(&mut writer, &changed)?;
+    let rooted = sealing.elapsed();
     let hash = writer.put_block(&header, &body, &receipts)?;
-    writer.remove_pool(&dropped)?;
     writer.set_head(number)?;
     writer.commit()?;
+    tracing::debug!(
+        number,
+        txs = body.len(),
+        gas = header.gas_used,
+        execute_ms = executed.as_secs_f64() * 1e3,
+        root_ms = rooted.as_secs_f64() * 1e3,
+        commit_ms = sealing.elapsed().as_secs_f64() * 1e3,
+        "block committed"
+    );
 
     {
         let mut pool = chain.pool.lock();

@@ -7,7 +7,7 @@ use cairn_mempool::{Mempool, PoolConfig};
 use cairn_primitives::{
     AccountChange, AccountState, ChainConfig, GenesisAlloc, StateDiff, StoredReceipt, TxEnvelope, U256,
 };
-use cairn_storage::{Store, StoreError};
+use cairn_storage::{Store, StoreError, TxLog};
 use cairn_trie::{StateCommitter, TrieError};
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
@@ -50,7 +50,7 @@ pub enum ChainEvent {
 pub struct Chain {
     pub store: Store,
     pub config: ChainConfig,
-    pub pool: Mutex<Mempool>,
+    pub pool: Arc<Mutex<Mempool>>,
     pub executor: Arc<dyn Executor>,
     pub committer: Arc<dyn StateCommitter>,
     latest: RwLock<(Header, B256)>,
@@ -60,9 +60,11 @@ pub struct Chain {
 
 impl Chain {
     /// Opens the chain in `store`, writing genesis from `alloc` on first start, and
-    /// reloads the durable pool. Must be called inside a tokio runtime.
+    /// reloads the pool from the admission log at `log_path`. Must be called inside a
+    /// tokio runtime.
     pub fn open(
         store: Store,
+        log_path: &std::path::Path,
         config: ChainConfig,
         alloc: &GenesisAlloc,
         pool: PoolConfig,
@@ -89,51 +91,22 @@ impl Chain {
             reader.header(head)?.ok_or(StoreError::Corrupt { what: "head", reason: format!("no header {head}") })?;
         let hash = header.hash_slow();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let persister = Persister::start(store.downgrade());
+        let (mut log, records) = TxLog::open(log_path)?;
+        let pool = Arc::new(Mutex::new(Mempool::new(pool)));
+        reload_pool(&store, &pool, records)?;
+        log.rewrite(pool_records(&pool).iter().map(Vec::as_slice))?;
+        let persister = Persister::start(log, pool.clone());
         let chain = Arc::new(Self {
             store,
             config,
-            pool: Mutex::new(Mempool::new(pool)),
+            pool,
             executor,
             committer,
             latest: RwLock::new((header, hash)),
             events,
             persister,
         });
-        chain.reload_pool()?;
         Ok(chain)
-    }
-
-    /// Re-admits every durable pooled transaction after a restart; drops stale ones.
-    fn reload_pool(&self) -> Result<(), SequencerError> {
-        use cairn_primitives::StateView;
-        let reader = self.store.reader()?;
-        let mut stale = Vec::new();
-        let mut entries: Vec<(u64, alloy_primitives::Address, TxEnvelope, B256)> = Vec::new();
-        for (hash, raw) in reader.pool_entries()? {
-            let decoded = TxEnvelope::decode_2718(&mut raw.as_slice()).ok();
-            match decoded.and_then(|tx| tx.recover_signer().ok().map(|s| (tx, s))) {
-                Some((tx, sender)) => {
-                    use alloy_consensus::Transaction as _;
-                    entries.push((tx.nonce(), sender, tx, hash));
-                }
-                None => stale.push(hash),
-            }
-        }
-        entries.sort_by_key(|(nonce, sender, _, _)| (*sender, *nonce));
-        let mut pool = self.pool.lock();
-        for (_, sender, tx, hash) in entries {
-            let state_nonce = reader.account(sender).ok().flatten().map(|a| a.nonce).unwrap_or(0);
-            let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
-            if pool.insert(recovered, state_nonce).is_err() {
-                stale.push(hash);
-            }
-        }
-        drop(pool);
-        if !stale.is_empty() {
-            self.store.pool_write(&[], &stale)?;
-        }
-        Ok(())
     }
 
     /// The newest committed header and its hash.
@@ -160,6 +133,34 @@ impl Chain {
         // No subscriber is not an error.
         let _ = self.events.send(event);
     }
+}
+
+/// Raw bytes of every pooled transaction (what a compacted admission log holds).
+pub(crate) fn pool_records(pool: &Mutex<Mempool>) -> Vec<Vec<u8>> {
+    use alloy_eips::eip2718::Encodable2718;
+    pool.lock().all().map(|p| p.tx.inner().encoded_2718()).collect()
+}
+
+/// Re-admits the transactions of the admission log after a restart. Those already in a
+/// block, replaced or otherwise stale fail the pool's checks and are dropped.
+fn reload_pool(store: &Store, pool: &Mutex<Mempool>, records: Vec<Vec<u8>>) -> Result<(), SequencerError> {
+    use alloy_consensus::Transaction as _;
+    let mut entries = Vec::with_capacity(records.len());
+    for raw in records {
+        let Ok(tx) = TxEnvelope::decode_2718(&mut raw.as_slice()) else { continue };
+        let Ok(sender) = tx.recover_signer() else { continue };
+        entries.push((sender, tx.nonce(), tx));
+    }
+    entries.sort_by_key(|(sender, nonce, _)| (*sender, *nonce));
+    let mut pool = pool.lock();
+    let mut kept = 0usize;
+    for (sender, _, tx) in entries {
+        let state_nonce = store.account(sender)?.map(|a| a.nonce).unwrap_or(0);
+        let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
+        kept += usize::from(pool.insert(recovered, state_nonce).is_ok());
+    }
+    tracing::info!(pending = kept, "reloaded the transaction pool from the admission log");
+    Ok(())
 }
 
 fn write_genesis(

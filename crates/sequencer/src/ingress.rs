@@ -3,9 +3,11 @@ use alloy_consensus::Transaction as _;
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, B256, U256};
 use cairn_executor::{intrinsic_gas, spec_of};
+use cairn_mempool::Mempool;
 use cairn_mempool::PoolError;
 use cairn_primitives::{StateView, TxEnvelope};
-use cairn_storage::WeakStore;
+use cairn_storage::TxLog;
+use parking_lot::Mutex;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -107,9 +109,7 @@ impl Ingress {
         let hash = *tx.tx_hash();
         let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
         let inserted = chain.pool.lock().insert(recovered, account.nonce)?;
-        let mut remove = inserted.evicted.clone();
-        remove.extend(inserted.replaced);
-        if let Err(e) = chain.persister.persist(hash, raw.to_vec(), remove).await {
+        if let Err(e) = chain.persister.persist(raw.to_vec()).await {
             chain.pool.lock().remove(&hash);
             return Err(IngressError::Durability(e));
         }
@@ -121,13 +121,13 @@ impl Ingress {
 }
 
 struct PersistRequest {
-    add: (B256, Vec<u8>),
-    remove: Vec<B256>,
+    raw: Vec<u8>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// Group commit for accepted transactions: requests queue (bounded) and are written in
-/// batches, one fsynced redb transaction per batch.
+/// Group commit for accepted transactions: requests queue (bounded) and are appended to
+/// the admission log in batches, one `fdatasync` per batch. When the log has grown past
+/// [`COMPACT_AT`] and four times the live pool, it is rewritten to just the pool.
 pub(crate) struct Persister {
     tx: mpsc::Sender<PersistRequest>,
 }
@@ -136,44 +136,46 @@ pub(crate) struct Persister {
 const PERSIST_QUEUE: usize = 16_384;
 /// Most requests folded into one fsync.
 const PERSIST_BATCH: usize = 4_096;
+/// Log size (bytes) from which compaction is considered.
+const COMPACT_AT: u64 = 64 * 1024 * 1024;
 
 impl Persister {
-    pub(crate) fn start(store: WeakStore) -> Self {
+    pub(crate) fn start(log: TxLog, pool: Arc<Mutex<Mempool>>) -> Self {
         let (tx, mut rx) = mpsc::channel::<PersistRequest>(PERSIST_QUEUE);
+        let log = Arc::new(std::sync::Mutex::new(log));
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(PERSIST_BATCH);
             while rx.recv_many(&mut batch, PERSIST_BATCH).await > 0 {
                 let requests = std::mem::take(&mut batch);
-                let store = store.upgrade();
-                let result = tokio::task::spawn_blocking(move || {
-                    let Some(store) = store else {
-                        for r in requests {
-                            let _ = r.done.send(Err("store closed".into()));
-                        }
-                        return;
-                    };
-                    let add: Vec<_> = requests.iter().map(|r| r.add.clone()).collect();
-                    let remove: Vec<_> = requests.iter().flat_map(|r| r.remove.iter().copied()).collect();
-                    let result = store.pool_write(&add, &remove).map_err(|e| e.to_string());
+                let (log, pool) = (log.clone(), pool.clone());
+                let joined = tokio::task::spawn_blocking(move || {
+                    let Ok(mut log) = log.lock() else { return };
+                    let result = log.append(requests.iter().map(|r| r.raw.as_slice())).map_err(|e| e.to_string());
                     for r in requests {
                         let _ = r.done.send(result.clone());
                     }
+                    if log.len_bytes() > COMPACT_AT {
+                        let live = crate::chain::pool_records(&pool);
+                        let live_bytes: u64 = live.iter().map(|r| r.len() as u64 + 8).sum();
+                        if log.len_bytes() > 4 * live_bytes {
+                            if let Err(e) = log.rewrite(live.iter().map(Vec::as_slice)) {
+                                tracing::error!("admission log compaction failed: {e}");
+                            }
+                        }
+                    }
                 })
                 .await;
-                if let Err(e) = result {
-                    tracing::error!("pool persistence task failed: {e}");
+                if let Err(e) = joined {
+                    tracing::error!("admission log task failed: {e}");
                 }
             }
         });
         Self { tx }
     }
 
-    pub(crate) async fn persist(&self, hash: B256, raw: Vec<u8>, remove: Vec<B256>) -> Result<(), String> {
+    pub(crate) async fn persist(&self, raw: Vec<u8>) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(PersistRequest { add: (hash, raw), remove, done })
-            .await
-            .map_err(|_| "pool persistence stopped".to_string())?;
-        wait.await.map_err(|_| "pool persistence stopped".to_string())?
+        self.tx.send(PersistRequest { raw, done }).await.map_err(|_| "admission log stopped".to_string())?;
+        wait.await.map_err(|_| "admission log stopped".to_string())?
     }
 }

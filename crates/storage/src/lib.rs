@@ -1,19 +1,21 @@
 //! Cairn's embedded, crash-safe store on redb.
 //!
 //! Every block is committed by one [`BlockWriter`], i.e. one redb write transaction:
-//! header, transactions, receipts, the log index, the flat-state diff, trie data, pool
-//! removals and the head move together or not at all. Accepted-but-unincluded
-//! transactions live in the `pool` table so they survive a crash.
+//! header, transactions, receipts, the log index, the flat-state diff, trie data and the
+//! head move together or not at all. Accepted-but-unincluded transactions are kept in
+//! the separate admission log ([`TxLog`]) so they survive a crash.
 //!
 //! The flat state is keyed by hashed keys (`keccak(address)`, `keccak(slot)`) so a range
 //! scan yields exactly the order the Merkle-Patricia trie needs.
 
 mod codec;
 mod reader;
+mod txlog;
 mod writer;
 
 pub use codec::{AccountRecord, TxRecord};
 pub use reader::StoreReader;
+pub use txlog::TxLog;
 pub use writer::{BlockWriter, EMPTY_ROOT};
 
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, TableDefinition};
@@ -30,7 +32,6 @@ pub(crate) const LOG_TOPIC: MultimapTableDefinition<[u8; 32], u64> = MultimapTab
 pub(crate) const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("accounts");
 pub(crate) const STORAGE: TableDefinition<[u8; 64], [u8; 32]> = TableDefinition::new("storage");
 pub(crate) const CODE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("code");
-pub(crate) const POOL: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pool");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 pub(crate) const META_HEAD: &str = "head";
@@ -95,7 +96,6 @@ impl Store {
             txn.open_table(ACCOUNTS).map_err(|e| open_err(&e))?;
             txn.open_table(STORAGE).map_err(|e| open_err(&e))?;
             txn.open_table(CODE).map_err(|e| open_err(&e))?;
-            txn.open_table(POOL).map_err(|e| open_err(&e))?;
             txn.open_table(META).map_err(|e| open_err(&e))?;
         }
         txn.commit().map_err(|e| open_err(&e))?;
@@ -108,30 +108,21 @@ impl Store {
         StoreReader::new(txn)
     }
 
+    /// The account at `address` in the latest committed state (one table read; the
+    /// admission path uses this instead of a full [`StoreReader`]).
+    pub fn account(&self, address: alloy_primitives::Address) -> Result<Option<cairn_primitives::AccountState>> {
+        let txn = self.db.begin_read().map_err(io("begin read"))?;
+        let table = txn.open_table(ACCOUNTS).map_err(io("open accounts"))?;
+        match table.get(codec::hashed_address(address)).map_err(io("read account"))? {
+            Some(v) => Ok(Some(AccountRecord::decode(v.value())?.state)),
+            None => Ok(None),
+        }
+    }
+
     /// Starts the single atomic write that commits one block (or genesis).
     pub fn writer(&self) -> Result<BlockWriter> {
         let txn = self.db.begin_write().map_err(io("begin write"))?;
         Ok(BlockWriter::new(txn))
-    }
-
-    /// Durably records accepted transactions (raw EIP-2718 bytes) and forgets `remove`,
-    /// in one fsynced write: the group commit behind `eth_sendRawTransaction`.
-    pub fn pool_write(
-        &self,
-        add: &[(alloy_primitives::B256, Vec<u8>)],
-        remove: &[alloy_primitives::B256],
-    ) -> Result<()> {
-        let txn = self.db.begin_write().map_err(io("begin pool write"))?;
-        {
-            let mut pool = txn.open_table(POOL).map_err(io("open pool"))?;
-            for (hash, raw) in add {
-                pool.insert(hash.0, raw.as_slice()).map_err(io("pool insert"))?;
-            }
-            for hash in remove {
-                pool.remove(hash.0).map_err(io("pool remove"))?;
-            }
-        }
-        txn.commit().map_err(io("pool commit"))
     }
 }
 

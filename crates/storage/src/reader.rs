@@ -1,7 +1,7 @@
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use cairn_primitives::{AccountState, ChainConfig, StateError, StateView, StoredReceipt};
-use redb::{ReadOnlyMultimapTable, ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
+use redb::{ReadOnlyMultimapTable, ReadOnlyTable, ReadTransaction, ReadableTableMetadata};
 
 use crate::codec::{hashed_address, rlp_decode, storage_key, AccountRecord, TxRecord};
 use crate::{io, Result, StoreError, *};
@@ -18,7 +18,6 @@ pub struct StoreReader {
     accounts: ReadOnlyTable<[u8; 32], &'static [u8]>,
     storage: ReadOnlyTable<[u8; 64], [u8; 32]>,
     code: ReadOnlyTable<[u8; 32], &'static [u8]>,
-    pool: ReadOnlyTable<[u8; 32], &'static [u8]>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
 }
 
@@ -36,7 +35,6 @@ impl StoreReader {
             accounts: txn.open_table(ACCOUNTS).map_err(io(op))?,
             storage: txn.open_table(STORAGE).map_err(io(op))?,
             code: txn.open_table(CODE).map_err(io(op))?,
-            pool: txn.open_table(POOL).map_err(io(op))?,
             meta: txn.open_table(META).map_err(io(op))?,
         })
     }
@@ -105,16 +103,6 @@ impl StoreReader {
             Some(v) => Ok(Some(AccountRecord::decode(v.value())?)),
             None => Ok(None),
         }
-    }
-
-    /// Every pooled (accepted, not yet included) transaction, as raw bytes.
-    pub fn pool_entries(&self) -> Result<Vec<(B256, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for entry in self.pool.iter().map_err(io("read pool"))? {
-            let (k, v) = entry.map_err(io("read pool"))?;
-            out.push((B256::from(k.value()), v.value().to_vec()));
-        }
-        Ok(out)
     }
 
     /// Number of accounts in the flat state.

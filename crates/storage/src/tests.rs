@@ -79,11 +79,9 @@ fn state_diff_applies_updates_deletes_and_wipes() {
 }
 
 #[test]
-fn blocks_receipts_pool_and_log_index_round_trip() {
+fn blocks_receipts_and_log_index_round_trip() {
     let (_dir, store) = temp_store();
     let tx_hash = B256::repeat_byte(7);
-    store.pool_write(&[(tx_hash, vec![1, 2, 3])], &[]).expect("pool");
-    assert_eq!(store.reader().expect("r").pool_entries().expect("pool").len(), 1);
 
     let emitter = address!("2000000000000000000000000000000000000002");
     let topic = B256::repeat_byte(9);
@@ -118,7 +116,6 @@ fn blocks_receipts_pool_and_log_index_round_trip() {
     assert_eq!(r.block_tx_hashes(3).expect("body"), vec![tx_hash]);
     assert_eq!(r.receipt(tx_hash).expect("receipt"), Some(receipt));
     assert_eq!(r.tx(tx_hash).expect("tx").map(|t| t.index), Some(0));
-    assert!(r.pool_entries().expect("pool").is_empty(), "inclusion removes the pool entry");
     assert_eq!(r.blocks_with_log_address(emitter, 0, 10).expect("idx"), vec![3]);
     assert_eq!(r.blocks_with_log_topic(topic, 4, 10).expect("idx"), Vec::<u64>::new());
     assert_eq!(r.blocks_with_log_topic(topic, 3, 3).expect("idx"), vec![3]);

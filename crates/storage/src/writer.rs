@@ -132,7 +132,6 @@ impl BlockWriter {
             .map_err(io("write body"))?;
         let mut tx_table = self.txn.open_table(TXS).map_err(io("open txs"))?;
         let mut receipt_table = self.txn.open_table(RECEIPTS).map_err(io("open receipts"))?;
-        let mut pool = self.txn.open_table(POOL).map_err(io("open pool"))?;
         let mut by_address = self.txn.open_multimap_table(LOG_ADDRESS).map_err(io("open log index"))?;
         let mut by_topic = self.txn.open_multimap_table(LOG_TOPIC).map_err(io("open log index"))?;
         for (index, ((tx_hash, sender, raw), receipt)) in txs.iter().zip(receipts).enumerate() {
@@ -143,7 +142,6 @@ impl BlockWriter {
             buf.clear();
             receipt.encode(&mut buf);
             receipt_table.insert(tx_hash.0, buf.as_slice()).map_err(io("write receipt"))?;
-            pool.remove(tx_hash.0).map_err(io("pool remove"))?;
             for log in &receipt.logs {
                 by_address.insert(log.address.0 .0, number).map_err(io("write log index"))?;
                 for topic in log.topics() {
@@ -152,15 +150,6 @@ impl BlockWriter {
             }
         }
         Ok(hash)
-    }
-
-    /// Forgets pooled transactions that were dropped (invalid at execution, evicted).
-    pub fn remove_pool(&mut self, hashes: &[B256]) -> Result<()> {
-        let mut pool = self.txn.open_table(POOL).map_err(io("open pool"))?;
-        for h in hashes {
-            pool.remove(h.0).map_err(io("pool remove"))?;
-        }
-        Ok(())
     }
 
     pub fn set_head(&mut self, number: u64) -> Result<()> {
