@@ -77,8 +77,10 @@ pub enum Mode {
 pub enum Skip {
     /// Can never be included as it is (nonce too low, bad fee, ...): drop it.
     Invalid(String),
-    /// May fit a later block (not enough gas left, nonce gap): keep it pending.
+    /// May fit a later block (a nonce gap): keep it pending.
     Later(String),
+    /// The block has too little gas left for this transaction's gas limit.
+    BlockFull { gas_limit: u64, gas_left: u64 },
 }
 
 /// What happened to one transaction.

@@ -39,13 +39,16 @@ impl Executor for SequentialExecutor {
                     (Mode::Replay, Skip::Invalid(reason) | Skip::Later(reason)) => {
                         Err(ExecError::InvalidTx { index, hash: *tx.tx_hash(), reason })
                     }
+                    (Mode::Replay, Skip::BlockFull { gas_limit, gas_left }) => Err(ExecError::InvalidTx {
+                        index,
+                        hash: *tx.tx_hash(),
+                        reason: format!("gas limit reached: tx gas {gas_limit}, block gas left {gas_left}"),
+                    }),
                 }
             };
             let limit = tx.gas_limit();
             if gas_used.saturating_add(limit) > block.gas_limit {
-                let reason =
-                    format!("gas limit reached: tx gas {limit}, block gas left {}", block.gas_limit - gas_used);
-                outcomes.push(reject(Skip::Later(reason))?);
+                outcomes.push(reject(Skip::BlockFull { gas_limit: limit, gas_left: block.gas_limit - gas_used })?);
                 continue;
             }
             match evm.transact(tx_env(tx)) {

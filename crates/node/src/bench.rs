@@ -339,7 +339,7 @@ async fn measure(name: &str, url: &str, w: &Workload, args: &RpcBenchArgs) -> an
         wk.await?;
     }
     let send_seconds = t0.elapsed().as_secs_f64();
-    let window_end = t0 + Duration::from_secs_f64(send_seconds.max(args.duration as f64));
+    let window_end = t0 + Duration::from_secs_f64(send_seconds);
     let accepted_n = accepted.load(Ordering::Relaxed);
     // let the node drain what it accepted (bounded wait)
     let drain_deadline = Instant::now() + Duration::from_secs(60);

@@ -335,15 +335,16 @@ impl EthApi {
             blocks.dedup();
             return Ok(blocks);
         }
-        if let Some(topics) = filter.topics.iter().find(|t| !t.is_empty()) {
+        if !filter.topics[0].is_empty() {
             let mut blocks = Vec::new();
-            for t in topics.iter() {
-                blocks.extend(reader.blocks_with_log_topic(*t, from, to)?);
+            for t in filter.topics[0].iter() {
+                blocks.extend(reader.blocks_with_log_topic0(*t, from, to)?);
             }
             blocks.sort_unstable();
             blocks.dedup();
             return Ok(blocks);
         }
+        // Other topic positions only: every block in range, screened by its header bloom.
         Ok((from..=to).collect())
     }
 

@@ -59,8 +59,11 @@ impl Builder {
                     if next < Instant::now() {
                         next = Instant::now() + config.block_time;
                     }
-                    if let Err(e) = build_block(&chain, &config) {
-                        tracing::error!("block building failed: {e}");
+                    match build_block(&chain, &config) {
+                        // A full block leaves work behind: start the next slot at once.
+                        Ok(Some(block)) if block.full => next = Instant::now(),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!("block building failed: {e}"),
                     }
                 }
             })
@@ -101,6 +104,7 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
     let mut receipts: Vec<StoredReceipt> = Vec::with_capacity(txs.len());
     let mut dropped = Vec::new();
     let mut next_nonce: HashMap<Address, u64> = HashMap::new();
+    let mut out_of_gas = false;
     for (tx, outcome) in txs.iter().zip(output.outcomes) {
         match outcome {
             TxOutcome::Included(receipt) => {
@@ -113,6 +117,7 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
                 dropped.push(*tx.tx_hash());
             }
             TxOutcome::Skipped(Skip::Later(_)) => {}
+            TxOutcome::Skipped(Skip::BlockFull { .. }) => out_of_gas = true,
         }
     }
     if included.is_empty() && !config.empty_blocks {
@@ -170,6 +175,7 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
         "block committed"
     );
 
+    chain.set_latest(header.clone(), hash)?;
     {
         let mut pool = chain.pool.lock();
         pool.on_nonces_used(next_nonce);
@@ -177,8 +183,8 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
             pool.remove(h);
         }
     }
-    chain.set_latest(header.clone(), hash);
-    let block = Arc::new(NewBlock { header, hash, tx_hashes: body.iter().map(|b| b.0).collect(), receipts });
+    let full = out_of_gas || txs.len() >= config.max_block_txs;
+    let block = Arc::new(NewBlock { header, hash, tx_hashes: body.iter().map(|b| b.0).collect(), receipts, full });
     chain.publish(ChainEvent::Block(block.clone()));
     Ok(Some(block))
 }

@@ -7,7 +7,7 @@ use cairn_mempool::{Mempool, PoolConfig};
 use cairn_primitives::{
     AccountChange, AccountState, ChainConfig, GenesisAlloc, StateDiff, StoredReceipt, TxEnvelope, U256,
 };
-use cairn_storage::{Store, StoreError, TxLog};
+use cairn_storage::{Store, StoreError, StoreReader, TxLog};
 use cairn_trie::{StateCommitter, TrieError};
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub struct NewBlock {
     pub hash: B256,
     pub tx_hashes: Vec<B256>,
     pub receipts: Vec<StoredReceipt>,
+    /// The block hit its gas limit or transaction cap: more work is waiting.
+    pub full: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +56,9 @@ pub struct Chain {
     pub executor: Arc<dyn Executor>,
     pub committer: Arc<dyn StateCommitter>,
     latest: RwLock<(Header, B256)>,
+    /// A read snapshot of the newest committed block, renewed after every commit, for
+    /// the admission checks (saves opening a read transaction per transaction).
+    snapshot: RwLock<Arc<StoreReader>>,
     events: broadcast::Sender<ChainEvent>,
     pub(crate) persister: Persister,
 }
@@ -96,7 +101,9 @@ impl Chain {
         reload_pool(&store, &pool, records)?;
         log.rewrite(pool_records(&pool).iter().map(Vec::as_slice))?;
         let persister = Persister::start(log, pool.clone());
+        let snapshot = RwLock::new(Arc::new(store.reader()?));
         let chain = Arc::new(Self {
+            snapshot,
             store,
             config,
             pool,
@@ -114,8 +121,16 @@ impl Chain {
         self.latest.read().clone()
     }
 
-    pub(crate) fn set_latest(&self, header: Header, hash: B256) {
+    /// Publishes a new head: its header and a fresh read snapshot.
+    pub(crate) fn set_latest(&self, header: Header, hash: B256) -> Result<(), SequencerError> {
+        *self.snapshot.write() = Arc::new(self.store.reader()?);
         *self.latest.write() = (header, hash);
+        Ok(())
+    }
+
+    /// The read snapshot of the newest committed block.
+    pub fn snapshot(&self) -> Arc<StoreReader> {
+        self.snapshot.read().clone()
     }
 
     /// Base fee the next block will charge.

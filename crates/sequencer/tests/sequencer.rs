@@ -12,12 +12,16 @@ use cairn_workload::{Artifacts, TxFactory};
 use std::sync::Arc;
 
 fn open(dir: &std::path::Path) -> Arc<Chain> {
+    open_with(dir, ChainConfig::default())
+}
+
+fn open_with(dir: &std::path::Path, config: ChainConfig) -> Arc<Chain> {
     let accounts = dev_accounts(DEV_MNEMONIC, 3).expect("derive");
     let store = Store::open(&dir.join("db")).expect("store");
     Chain::open(
         store,
         &dir.join("pool.wal"),
-        ChainConfig::default(),
+        config,
         &GenesisAlloc::dev(&accounts),
         PoolConfig::default(),
         Arc::new(SequentialExecutor),
@@ -147,4 +151,26 @@ async fn pending_transactions_and_blocks_survive_a_restart() {
     let block = build_block(&chain, &BuilderConfig::default()).expect("build").expect("block");
     assert_eq!(block.tx_hashes, vec![pending_hash]);
     assert_eq!(chain.pool.lock().len(), 1, "the future nonce stays queued");
+}
+
+#[tokio::test]
+async fn a_full_block_says_so_and_the_rest_waits_for_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // room for two plain transfers per block
+    let chain = open_with(dir.path(), ChainConfig { gas_limit: 50_000, tx_gas_cap: 30_000, ..ChainConfig::default() });
+    let ingress = Ingress::new(chain.clone());
+    let s = signers();
+    let f = TxFactory::new(31337);
+    for nonce in 0..5 {
+        let tx = f.transfer_eth(&s[0], nonce, Address::repeat_byte(9), U256::from(1)).expect("sign");
+        ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+    }
+    let sizes: Vec<(usize, bool)> = (0..3)
+        .map(|_| {
+            let b = build_block(&chain, &BuilderConfig::default()).expect("build").expect("block");
+            (b.tx_hashes.len(), b.full)
+        })
+        .collect();
+    assert_eq!(sizes, vec![(2, true), (2, true), (1, false)]);
+    assert!(chain.pool.lock().is_empty());
 }

@@ -28,7 +28,7 @@ pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bod
 pub(crate) const TXS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("txs");
 pub(crate) const RECEIPTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("receipts");
 pub(crate) const LOG_ADDRESS: MultimapTableDefinition<[u8; 20], u64> = MultimapTableDefinition::new("log_address");
-pub(crate) const LOG_TOPIC: MultimapTableDefinition<[u8; 32], u64> = MultimapTableDefinition::new("log_topic");
+pub(crate) const LOG_TOPIC0: MultimapTableDefinition<[u8; 32], u64> = MultimapTableDefinition::new("log_topic0");
 pub(crate) const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("accounts");
 pub(crate) const STORAGE: TableDefinition<[u8; 64], [u8; 32]> = TableDefinition::new("storage");
 pub(crate) const CODE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("code");
@@ -92,7 +92,7 @@ impl Store {
             txn.open_table(TXS).map_err(|e| open_err(&e))?;
             txn.open_table(RECEIPTS).map_err(|e| open_err(&e))?;
             txn.open_multimap_table(LOG_ADDRESS).map_err(|e| open_err(&e))?;
-            txn.open_multimap_table(LOG_TOPIC).map_err(|e| open_err(&e))?;
+            txn.open_multimap_table(LOG_TOPIC0).map_err(|e| open_err(&e))?;
             txn.open_table(ACCOUNTS).map_err(|e| open_err(&e))?;
             txn.open_table(STORAGE).map_err(|e| open_err(&e))?;
             txn.open_table(CODE).map_err(|e| open_err(&e))?;

@@ -31,7 +31,7 @@ impl StoreReader {
             txs: txn.open_table(TXS).map_err(io(op))?,
             receipts: txn.open_table(RECEIPTS).map_err(io(op))?,
             log_address: txn.open_multimap_table(LOG_ADDRESS).map_err(io(op))?,
-            log_topic: txn.open_multimap_table(LOG_TOPIC).map_err(io(op))?,
+            log_topic: txn.open_multimap_table(LOG_TOPIC0).map_err(io(op))?,
             accounts: txn.open_table(ACCOUNTS).map_err(io(op))?,
             storage: txn.open_table(STORAGE).map_err(io(op))?,
             code: txn.open_table(CODE).map_err(io(op))?,
@@ -92,8 +92,9 @@ impl StoreReader {
         collect_in_range(values, from, to)
     }
 
-    /// Blocks in `from..=to` that hold a log with `topic` at any position (log index).
-    pub fn blocks_with_log_topic(&self, topic: B256, from: u64, to: u64) -> Result<Vec<u64>> {
+    /// Blocks in `from..=to` that hold a log whose first topic (event signature) is
+    /// `topic` (log index).
+    pub fn blocks_with_log_topic0(&self, topic: B256, from: u64, to: u64) -> Result<Vec<u64>> {
         let values = self.log_topic.get(topic.0).map_err(io("read log index"))?;
         collect_in_range(values, from, to)
     }

@@ -117,8 +117,8 @@ fn blocks_receipts_and_log_index_round_trip() {
     assert_eq!(r.receipt(tx_hash).expect("receipt"), Some(receipt));
     assert_eq!(r.tx(tx_hash).expect("tx").map(|t| t.index), Some(0));
     assert_eq!(r.blocks_with_log_address(emitter, 0, 10).expect("idx"), vec![3]);
-    assert_eq!(r.blocks_with_log_topic(topic, 4, 10).expect("idx"), Vec::<u64>::new());
-    assert_eq!(r.blocks_with_log_topic(topic, 3, 3).expect("idx"), vec![3]);
+    assert_eq!(r.blocks_with_log_topic0(topic, 4, 10).expect("idx"), Vec::<u64>::new());
+    assert_eq!(r.blocks_with_log_topic0(topic, 3, 3).expect("idx"), vec![3]);
 }
 
 #[test]

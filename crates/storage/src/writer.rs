@@ -102,7 +102,9 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Stores a sealed block: header, body, transactions, receipts and the log index.
+    /// Stores a sealed block: header, body, transactions, receipts and the log index
+    /// (each emitting address and each event signature, `topic0`, once per block; other
+    /// topic positions are served by the header bloom).
     /// `txs` are `(hash, sender, raw EIP-2718 bytes)` in block order.
     pub fn put_block(
         &mut self,
@@ -133,7 +135,9 @@ impl BlockWriter {
         let mut tx_table = self.txn.open_table(TXS).map_err(io("open txs"))?;
         let mut receipt_table = self.txn.open_table(RECEIPTS).map_err(io("open receipts"))?;
         let mut by_address = self.txn.open_multimap_table(LOG_ADDRESS).map_err(io("open log index"))?;
-        let mut by_topic = self.txn.open_multimap_table(LOG_TOPIC).map_err(io("open log index"))?;
+        let mut by_topic = self.txn.open_multimap_table(LOG_TOPIC0).map_err(io("open log index"))?;
+        let mut emitters = std::collections::BTreeSet::new();
+        let mut events = std::collections::BTreeSet::new();
         for (index, ((tx_hash, sender, raw), receipt)) in txs.iter().zip(receipts).enumerate() {
             let record = TxRecord { block_number: number, index: index as u64, sender: *sender, raw: raw.clone() };
             buf.clear();
@@ -143,11 +147,17 @@ impl BlockWriter {
             receipt.encode(&mut buf);
             receipt_table.insert(tx_hash.0, buf.as_slice()).map_err(io("write receipt"))?;
             for log in &receipt.logs {
-                by_address.insert(log.address.0 .0, number).map_err(io("write log index"))?;
-                for topic in log.topics() {
-                    by_topic.insert(topic.0, number).map_err(io("write log index"))?;
+                emitters.insert(log.address.0 .0);
+                if let Some(topic0) = log.topics().first() {
+                    events.insert(topic0.0);
                 }
             }
+        }
+        for emitter in emitters {
+            by_address.insert(emitter, number).map_err(io("write log index"))?;
+        }
+        for event in events {
+            by_topic.insert(event, number).map_err(io("write log index"))?;
         }
         Ok(hash)
     }
