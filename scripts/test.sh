@@ -4,5 +4,7 @@
 # runs every Rust test (unit, property, ethereum/tests fixtures, end-to-end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-(cd tools && npm ci --no-audit --no-fund --loglevel=error)
+# `npm ci` would refuse npm 11's lock (it omits other platforms' optional binaries);
+# versions are pinned exactly, so `npm install` against the lock installs the same.
+(cd tools && npm install --no-audit --no-fund --loglevel=error)
 cargo test --workspace --locked "$@"
