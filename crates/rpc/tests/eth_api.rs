@@ -49,7 +49,9 @@ async fn fixture(limits: RpcLimits) -> Fixture {
         f.call(signer, 1, token, cairn_workload::mint_call(me, U256::from(1_000)), 100_000).expect("sign"),
     ];
     for n in 2..5 {
-        txs.push(f.call(signer, n, token, cairn_workload::transfer_call(recipient, U256::from(n)), 100_000).expect("sign"));
+        txs.push(
+            f.call(signer, n, token, cairn_workload::transfer_call(recipient, U256::from(n)), 100_000).expect("sign"),
+        );
     }
     for tx in txs {
         ingress.submit(&tx.encoded_2718()).await.expect("accepted");
@@ -71,7 +73,10 @@ async fn get_logs_filters_by_address_event_and_other_topics() {
     let by_event = fx.api.logs(&Filter::new().from_block(0).event_signature(transfer_topic())).expect("logs");
     assert_eq!(by_event.len(), 4);
     // topic 2 (the recipient) is not indexed: served through the header bloom
-    let to_recipient = fx.api.logs(&Filter::new().from_block(0).topic2(B256::left_padding_from(fx.recipient.as_slice()))).expect("logs");
+    let to_recipient = fx
+        .api
+        .logs(&Filter::new().from_block(0).topic2(B256::left_padding_from(fx.recipient.as_slice())))
+        .expect("logs");
     assert_eq!(to_recipient.len(), 3);
     assert!(to_recipient.iter().all(|l| l.block_number.is_some() && l.log_index == Some(0)));
     let nobody = fx.api.logs(&Filter::new().from_block(0).address(Address::repeat_byte(0xee))).expect("logs");
