@@ -16,7 +16,7 @@ pub(crate) fn block_env(block: &BlockContext) -> BlockEnv {
         timestamp: U256::from(block.timestamp),
         gas_limit: block.gas_limit,
         basefee: block.base_fee,
-        difficulty: U256::ZERO,
+        difficulty: block.difficulty,
         prevrandao: Some(block.prevrandao),
         blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new_with_spec(block.excess_blob_gas, block.spec)),
         ..Default::default()

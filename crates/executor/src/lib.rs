@@ -30,6 +30,8 @@ pub struct BlockContext {
     pub gas_limit: u64,
     pub base_fee: u64,
     pub prevrandao: B256,
+    /// Proof-of-work difficulty (the `DIFFICULTY` opcode before the merge; zero after).
+    pub difficulty: alloy_primitives::U256,
     pub chain_id: u64,
     pub spec: SpecId,
     /// Largest gas limit a single transaction may ask for (EIP-7825 style cap).
@@ -48,6 +50,7 @@ impl BlockContext {
             gas_limit: chain.gas_limit,
             base_fee,
             prevrandao,
+            difficulty: alloy_primitives::U256::ZERO,
             chain_id: chain.chain_id,
             spec: spec_of(chain.hardfork),
             tx_gas_cap: Some(chain.tx_gas_cap),

@@ -64,6 +64,7 @@ fn block(unit: &TestUnit) -> BlockContext {
         gas_limit: env.current_gas_limit.saturating_to(),
         base_fee: env.current_base_fee.unwrap_or_default().saturating_to(),
         prevrandao: env.current_random.unwrap_or_else(|| B256::from(env.current_difficulty.to_be_bytes::<32>())),
+        difficulty: env.current_difficulty,
         chain_id: env.current_chain_id.map(|c| c.saturating_to()).unwrap_or(1),
         spec: SpecId::CANCUN,
         tx_gas_cap: None,
