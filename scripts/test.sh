@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Cairn's whole test suite on a fresh machine: installs the external clients the
-# end-to-end tests drive (Foundry's cast and anvil, from npm, pinned in tools/), then
+# end-to-end tests drive (Foundry's cast and anvil, and viem, from npm, pinned in tools/), then
 # runs every Rust test (unit, property, ethereum/tests fixtures, end-to-end).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -51,6 +51,7 @@ pub async fn start(
         .max_connections(server_limits.max_connections)
         .max_subscriptions_per_connection(server_limits.max_subscriptions_per_connection)
         .set_batch_request_config(BatchRequestConfig::Limit(server_limits.max_batch))
+        .set_id_provider(pubsub::HexIdProvider::new())
         .build();
     let server = Server::builder().set_config(config).build(addr).await?;
     let local = server.local_addr()?;

@@ -1,0 +1,29 @@
+//! End to end with viem 2.57.1 (npm, pinned in tools/): the README's example against the
+//! real binary — send, wait for the receipt, read balances and blocks, estimate fees,
+//! watch heads over WebSocket, and see a stale nonce rejected.
+
+mod common;
+
+use common::Node;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn viem_sends_waits_and_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/viem-e2e.mjs");
+    let viem = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/node_modules/viem");
+    assert!(viem.exists(), "viem is missing: run the test command from the README (it installs it from npm)");
+    let out = Command::new("node").arg(&script).arg(node.http()).output().expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "viem script failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json line");
+    assert_eq!(result["status"], "success");
+    assert_eq!(result["gasUsed"], "21000");
+    assert_eq!(result["delta"], "1000000000000000000");
+    assert_eq!(result["blockHasTx"], true);
+    assert!(result["maxFeePerGas"].as_str().expect("fee").parse::<u128>().expect("number") > 0);
+    assert!(result["rejected"].as_str().expect("message").contains("nonce too low"), "{result}");
+    assert!(result["headsSeen"].as_u64().expect("count") >= 1, "{result}");
+}

@@ -1,0 +1,53 @@
+// End-to-end with viem (the README's example, extended): run by
+// crates/node/tests/e2e_viem.rs against a fresh `cairn dev`. Prints one JSON line.
+import { createPublicClient, createWalletClient, defineChain, http, parseEther, webSocket } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+
+const url = process.argv[2]
+const cairn = defineChain({
+  id: 31337,
+  name: 'cairn-dev',
+  nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+  rpcUrls: { default: { http: [url], webSocket: [url.replace('http', 'ws')] } },
+})
+const account = privateKeyToAccount('0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80')
+const wallet = createWalletClient({ account, chain: cairn, transport: http() })
+const client = createPublicClient({ chain: cairn, transport: http() })
+const ws = createPublicClient({ chain: cairn, transport: webSocket() })
+
+const to = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8'
+const before = await client.getBalance({ address: to })
+const heads = []
+let onHead = () => {}
+const firstHead = new Promise((resolve) => { onHead = resolve })
+// resolves once the node has confirmed the subscription
+const { unsubscribe } = await ws.transport.subscribe({
+  params: ['newHeads'],
+  onData: (data) => { heads.push(data.result); onHead() },
+  onError: () => {},
+})
+const hash = await wallet.sendTransaction({ to, value: parseEther('1') })
+const receipt = await client.waitForTransactionReceipt({ hash, pollingInterval: 50 })
+const after = await client.getBalance({ address: to })
+const block = await client.getBlock({ blockNumber: receipt.blockNumber })
+const fees = await client.estimateFeesPerGas()
+let rejected = ''
+try {
+  await wallet.sendTransaction({ to, value: parseEther('1'), nonce: 0 })
+} catch (e) {
+  rejected = e.details ?? e.shortMessage ?? String(e)
+}
+// the block with our transaction must be announced (bounded wait, event-driven)
+await Promise.race([firstHead, new Promise((resolve) => setTimeout(resolve, 10000))])
+await unsubscribe()
+await ws.transport.getRpcClient().then((c) => c.close())
+console.log(JSON.stringify({
+  status: receipt.status,
+  gasUsed: receipt.gasUsed.toString(),
+  delta: (after - before).toString(),
+  blockHasTx: block.transactions.includes(hash),
+  maxFeePerGas: fees.maxFeePerGas.toString(),
+  rejected,
+  headsSeen: heads.length,
+}))
+process.exit(0)
