@@ -14,14 +14,12 @@ pub struct Node {
 impl Node {
     /// Starts `cairn dev` on a free port; returns once it prints its listening address.
     pub fn start(datadir: &Path, extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["dev", "--port", "0", "--block-time", "50", "--datadir"])
-            .arg(datadir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn cairn");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.args(["dev", "--port", "0", "--datadir"]).arg(datadir).args(extra);
+        if !extra.contains(&"--block-time") {
+            cmd.args(["--block-time", "50"]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn cairn");
         let stdout = child.stdout.take().expect("stdout");
         let mut port = None;
         for line in BufReader::new(stdout).lines() {

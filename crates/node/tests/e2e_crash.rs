@@ -1,0 +1,121 @@
+//! Durability under load: many concurrent `eth_sendRawTransaction` calls, `kill -9` while
+//! they are in flight, restart on the same data directory. Every transaction whose hash
+//! was returned must be either in a block or pending again — none silently lost.
+//!
+//! The first node runs with a ten-minute block time, so when it dies every acknowledged
+//! transaction exists only in the admission log: the restart must recover all of them.
+
+mod common;
+
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{hex, Address, B256, U256};
+use alloy_provider::{Provider, ProviderBuilder, WsConnect};
+use cairn_primitives::{dev_accounts, DEV_MNEMONIC};
+use cairn_workload::TxFactory;
+use common::Node;
+use futures::StreamExt;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+async fn rpc(
+    client: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> Option<serde_json::Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let resp: serde_json::Value = client.post(url).json(&body).send().await.ok()?.json().await.ok()?;
+    resp.get("result").cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_transactions_survive_kill_9_under_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &["--block-time", "600000"]);
+    let url = node.http();
+    let signers: Vec<_> = dev_accounts(DEV_MNEMONIC, 10).expect("derive").into_iter().map(|a| a.signer).collect();
+    let f = TxFactory::new(31337);
+    // 10 senders x 150 nonces, interleaved so every sender's nonces arrive in order
+    let mut txs = Vec::new();
+    for nonce in 0..150u64 {
+        for s in &signers {
+            let tx = f.transfer_eth(s, nonce, Address::repeat_byte(0x99), U256::from(1)).expect("sign");
+            txs.push((*tx.tx_hash(), hex::encode_prefixed(tx.encoded_2718())));
+        }
+    }
+    let txs = Arc::new(txs);
+    let acked: Arc<Mutex<Vec<B256>>> = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = reqwest::Client::new();
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (txs, acked, next, client, url) = (txs.clone(), acked.clone(), next.clone(), client.clone(), url.clone());
+        let enough = enough.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((hash, raw)) = txs.get(i) else { break };
+                match rpc(&client, &url, "eth_sendRawTransaction", json!([raw])).await {
+                    Some(v) => {
+                        assert_eq!(v.as_str().and_then(|s| s.parse::<B256>().ok()), Some(*hash));
+                        let mut acked = acked.lock().expect("lock");
+                        acked.push(*hash);
+                        if acked.len() == 600 {
+                            enough.notify_one();
+                        }
+                    }
+                    None => break, // the node is gone
+                }
+            }
+        }));
+    }
+    // kill once a good part is acknowledged, with requests still in flight
+    enough.notified().await;
+    let status = tokio::task::spawn_blocking(move || node.stop_with(libc::SIGKILL)).await.expect("join");
+    assert!(!status.success());
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() >= 600 && acked.len() < txs.len(), "killed mid-stream: {} acknowledged", acked.len());
+
+    let node = Node::start(dir.path(), &[]);
+    let url = node.http();
+    let mut lost = Vec::new();
+    let (mut mined, mut pending) = (0, 0);
+    for hash in &acked {
+        match rpc(&client, &url, "eth_getTransactionByHash", json!([hash])).await {
+            Some(tx) if !tx.is_null() => {
+                if tx["blockNumber"].is_null() {
+                    pending += 1;
+                } else {
+                    mined += 1;
+                }
+            }
+            _ => lost.push(*hash),
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged transactions lost after kill -9: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    eprintln!("after kill -9: {} acknowledged of {}, {mined} mined, {pending} pending", acked.len(), txs.len());
+    assert_eq!(mined + pending, acked.len());
+    // and the recovered transactions go on to be included: wait on new heads, not a timer
+    let ws = ProviderBuilder::new().connect_ws(WsConnect::new(node.ws())).await.expect("ws");
+    let mut heads = ws.subscribe_blocks().await.expect("newHeads").into_stream();
+    let last = *acked.last().expect("some acked");
+    let mut included = false;
+    for _ in 0..100 {
+        let receipt = rpc(&client, &url, "eth_getTransactionReceipt", json!([last])).await;
+        if receipt.is_some_and(|r| !r.is_null()) {
+            included = true;
+            break;
+        }
+        heads.next().await.expect("next head");
+    }
+    assert!(included, "recovered transactions are built into blocks");
+}
