@@ -138,12 +138,12 @@ pub fn estimate_gas(
     let mut lo = used.saturating_sub(1);
     // Most calls need only their used gas plus the 63/64 reserve: try that first.
     let optimistic = (used + 2300) * 64 / 63;
-    if optimistic < hi && ok(optimistic)? {
-        hi = optimistic;
-    } else if optimistic >= hi {
-        // fall through to the search below
-    } else {
-        lo = optimistic;
+    if optimistic < hi {
+        if ok(optimistic)? {
+            hi = optimistic;
+        } else {
+            lo = optimistic;
+        }
     }
     while lo + 1 < hi {
         if (hi - lo) * 1000 / hi < 15 {
