@@ -8,18 +8,20 @@
 mod db;
 mod diff;
 mod evm;
+mod parallel;
 mod sequential;
 mod simulate;
 
 pub use db::ViewDb;
 pub use diff::DiffBuilder;
 pub use evm::{intrinsic_gas, tx_env};
+pub use parallel::{ParallelExecutor, ParallelStats, DEFAULT_MIN_PARALLEL_TXS};
 pub use sequential::SequentialExecutor;
 pub use simulate::{call, estimate_gas, CallError, CallOutcome, CallRequest};
 
 use alloy_primitives::{Address, B256};
 use cairn_primitives::{ChainConfig, Hardfork, RecoveredTx, StateDiff, StoredReceipt};
-use revm::primitives::hardfork::SpecId;
+pub use revm::primitives::hardfork::SpecId;
 
 /// The block a list of transactions executes in.
 #[derive(Debug, Clone, PartialEq, Eq)]

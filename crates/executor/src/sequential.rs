@@ -24,48 +24,71 @@ impl Executor for SequentialExecutor {
         txs: &[RecoveredTx],
         mode: Mode,
     ) -> Result<BlockOutput, ExecError> {
-        let db = CacheDB::new(ViewDb(state));
-        let mut evm =
-            Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg_env(block)).build_mainnet();
-        let mut diff = DiffBuilder::default();
-        let mut outcomes = Vec::with_capacity(txs.len());
-        let mut gas_used = 0u64;
-        let mut log_count = 0u64;
+        execute_at(state, block, txs, mode, Offsets::default())
+    }
+}
 
-        for (index, tx) in txs.iter().enumerate() {
-            let reject = |skip: Skip| -> Result<TxOutcome, ExecError> {
-                match (mode, skip) {
-                    (Mode::Building, skip) => Ok(TxOutcome::Skipped(skip)),
-                    (Mode::Replay, Skip::Invalid(reason) | Skip::Later(reason)) => {
-                        Err(ExecError::InvalidTx { index, hash: *tx.tx_hash(), reason })
-                    }
-                    (Mode::Replay, Skip::BlockFull { gas_limit, gas_left }) => Err(ExecError::InvalidTx {
-                        index,
-                        hash: *tx.tx_hash(),
-                        reason: format!("gas limit reached: tx gas {gas_limit}, block gas left {gas_left}"),
-                    }),
-                }
-            };
-            let limit = tx.gas_limit();
-            if gas_used.saturating_add(limit) > block.gas_limit {
-                outcomes.push(reject(Skip::BlockFull { gas_limit: limit, gas_left: block.gas_limit - gas_used })?);
-                continue;
-            }
-            match evm.transact(tx_env(tx)) {
-                Ok(out) => {
-                    diff.record(&out.state);
-                    evm.commit(out.state);
-                    let receipt = receipt_of(tx, out.result, gas_used, log_count, block.base_fee);
-                    gas_used = receipt.cumulative_gas_used;
-                    log_count += receipt.logs.len() as u64;
-                    outcomes.push(TxOutcome::Included(receipt));
-                }
-                Err(EVMError::Transaction(err)) => outcomes.push(reject(classify(&err))?),
-                Err(EVMError::Database(err)) => return Err(ExecError::State { index, reason: err.to_string() }),
-                Err(other) => return Err(ExecError::Evm { index, reason: other.to_string() }),
-            }
+/// Where a run of transactions starts inside its block: the index of its first
+/// transaction, the gas and the number of logs of the transactions before it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Offsets {
+    pub index: usize,
+    pub gas: u64,
+    pub logs: u64,
+}
+
+/// Runs `txs` one after another, as the part of a block that starts at `at`.
+pub(crate) fn execute_at(
+    state: &dyn StateView,
+    block: &BlockContext,
+    txs: &[RecoveredTx],
+    mode: Mode,
+    at: Offsets,
+) -> Result<BlockOutput, ExecError> {
+    let db = CacheDB::new(ViewDb(state));
+    let mut evm = Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg_env(block)).build_mainnet();
+    let mut diff = DiffBuilder::default();
+    let mut outcomes = Vec::with_capacity(txs.len());
+    let mut gas_used = at.gas;
+    let mut log_count = at.logs;
+
+    for (offset, tx) in txs.iter().enumerate() {
+        let index = at.index + offset;
+        let reject = |skip: Skip| reject(mode, index, tx, skip);
+        let limit = tx.gas_limit();
+        if gas_used.saturating_add(limit) > block.gas_limit {
+            outcomes.push(reject(Skip::BlockFull { gas_limit: limit, gas_left: block.gas_limit - gas_used })?);
+            continue;
         }
-        Ok(BlockOutput { outcomes, gas_used, diff: diff.finish() })
+        match evm.transact(tx_env(tx)) {
+            Ok(out) => {
+                diff.record(&out.state);
+                evm.commit(out.state);
+                let receipt = receipt_of(tx, out.result, gas_used, log_count, block.base_fee);
+                gas_used = receipt.cumulative_gas_used;
+                log_count += receipt.logs.len() as u64;
+                outcomes.push(TxOutcome::Included(receipt));
+            }
+            Err(EVMError::Transaction(err)) => outcomes.push(reject(classify(&err))?),
+            Err(EVMError::Database(err)) => return Err(ExecError::State { index, reason: err.to_string() }),
+            Err(other) => return Err(ExecError::Evm { index, reason: other.to_string() }),
+        }
+    }
+    Ok(BlockOutput { outcomes, gas_used, diff: diff.finish() })
+}
+
+/// A transaction that cannot be included: skipped when building, fatal when replaying.
+pub(crate) fn reject(mode: Mode, index: usize, tx: &RecoveredTx, skip: Skip) -> Result<TxOutcome, ExecError> {
+    match (mode, skip) {
+        (Mode::Building, skip) => Ok(TxOutcome::Skipped(skip)),
+        (Mode::Replay, Skip::Invalid(reason) | Skip::Later(reason)) => {
+            Err(ExecError::InvalidTx { index, hash: *tx.tx_hash(), reason })
+        }
+        (Mode::Replay, Skip::BlockFull { gas_limit, gas_left }) => Err(ExecError::InvalidTx {
+            index,
+            hash: *tx.tx_hash(),
+            reason: format!("gas limit reached: tx gas {gas_limit}, block gas left {gas_left}"),
+        }),
     }
 }
 

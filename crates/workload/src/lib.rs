@@ -9,6 +9,8 @@ use alloy_sol_types::{sol, SolCall, SolValue};
 use cairn_primitives::{sign_eip1559, TxEnvelope};
 use std::path::{Path, PathBuf};
 
+pub mod mainnet;
+
 sol! {
     function mint(address to, uint256 value);
     function transfer(address to, uint256 value) returns (bool);
@@ -30,6 +32,8 @@ pub enum WorkloadError {
     Artifacts { path: String, reason: String },
     #[error("signing failed: {0}")]
     Sign(String),
+    #[error("cannot read test data: {0}")]
+    Data(String),
 }
 
 /// Creation and runtime bytecode of the two test contracts.

@@ -1,0 +1,236 @@
+//! What one transaction of a parallel run sees: revm's `Database` over the multi-version
+//! memory and a shared, cached base state, recording every read for validation.
+
+use alloy_primitives::map::{AddressMap, DefaultHashBuilder};
+use alloy_primitives::{Address, B256, U256};
+use cairn_primitives::{StateError, StateView, KECCAK_EMPTY};
+use dashmap::DashMap;
+use revm::bytecode::Bytecode;
+use revm::database_interface::{DBErrorMarker, Database};
+use revm::state::AccountInfo;
+
+use super::mv::{BalanceRead, Blocked, Loc, Meta, MvMemory, Origin, TxIdx, Value};
+
+/// The state before the block, read once per location and shared by all workers.
+pub(crate) struct Base<'a> {
+    view: &'a dyn StateView,
+    accounts: DashMap<Address, Option<(Meta, U256)>, DefaultHashBuilder>,
+    storage: DashMap<(Address, U256), U256, DefaultHashBuilder>,
+    code: DashMap<B256, Bytecode, DefaultHashBuilder>,
+}
+
+impl<'a> Base<'a> {
+    pub fn new(view: &'a dyn StateView) -> Self {
+        Self { view, accounts: DashMap::default(), storage: DashMap::default(), code: DashMap::default() }
+    }
+
+    pub fn view(&self) -> &'a dyn StateView {
+        self.view
+    }
+
+    pub fn account(&self, address: Address) -> Result<Option<(Meta, U256)>, StateError> {
+        if let Some(hit) = self.accounts.get(&address) {
+            return Ok(hit.clone());
+        }
+        let loaded = match self.view.account(address)? {
+            None => None,
+            Some(acc) => {
+                let code = if acc.code_hash == KECCAK_EMPTY { Bytecode::default() } else { self.code(acc.code_hash)? };
+                Some((Meta { nonce: acc.nonce, code_hash: acc.code_hash, code }, acc.balance))
+            }
+        };
+        self.accounts.insert(address, loaded.clone());
+        Ok(loaded)
+    }
+
+    pub fn balance(&self, address: Address) -> Result<U256, StateError> {
+        Ok(self.account(address)?.map(|(_, b)| b).unwrap_or_default())
+    }
+
+    pub fn meta(&self, address: Address) -> Result<Option<Meta>, StateError> {
+        Ok(self.account(address)?.map(|(m, _)| m))
+    }
+
+    pub fn storage(&self, address: Address, slot: U256) -> Result<U256, StateError> {
+        if let Some(hit) = self.storage.get(&(address, slot)) {
+            return Ok(*hit);
+        }
+        let value = self.view.storage(address, slot)?;
+        self.storage.insert((address, slot), value);
+        Ok(value)
+    }
+
+    pub fn code(&self, code_hash: B256) -> Result<Bytecode, StateError> {
+        if let Some(hit) = self.code.get(&code_hash) {
+            return Ok(hit.clone());
+        }
+        let code = Bytecode::new_raw(self.view.code(code_hash)?);
+        self.code.insert(code_hash, code.clone());
+        Ok(code)
+    }
+}
+
+/// Everything the workers of one parallel run share.
+pub(crate) struct Shared<'a> {
+    pub mv: MvMemory,
+    pub base: Base<'a>,
+}
+
+impl Shared<'_> {
+    /// The balance transaction `tx` sees, with the origin to validate it by.
+    pub fn balance_at(&self, address: Address, tx: TxIdx) -> Result<Result<(Origin, U256), Blocked>, StateError> {
+        Ok(match self.mv.read_balance(address, tx) {
+            Err(blocked) => Err(blocked),
+            Ok(BalanceRead::Written { origin, value }) => Ok((origin, value)),
+            Ok(BalanceRead::OnBase { deltas, any }) => {
+                let value = self.base.balance(address)?.wrapping_add(deltas);
+                Ok((if any { Origin::Sum(value) } else { Origin::Base }, value))
+            }
+        })
+    }
+
+    /// Nonce and code transaction `tx` sees.
+    pub fn meta_at(&self, address: Address, tx: TxIdx) -> Result<Result<(Origin, Option<Meta>), Blocked>, StateError> {
+        Ok(match self.mv.read(&Loc::Info(address), tx) {
+            Err(blocked) => Err(blocked),
+            Ok(Some((idx, inc, Value::Info(meta)))) => Ok((Origin::Version(idx, inc), meta)),
+            Ok(Some((_, _, other))) => unreachable!("info location holds {other:?}"),
+            Ok(None) => Ok((Origin::Base, self.base.meta(address)?)),
+        })
+    }
+
+    /// Whether every read of `tx` would still return what it returned.
+    pub fn validate(&self, tx: TxIdx, reads: &[(Loc, Origin)]) -> bool {
+        reads.iter().all(|(loc, origin)| match loc {
+            Loc::Balance(address) => {
+                matches!(self.balance_at(*address, tx), Ok(Ok((now, _))) if now == *origin)
+            }
+            _ => self.mv.origin(loc, tx) == Ok(*origin),
+        })
+    }
+}
+
+/// A read failed: the base state is unreadable, or the value is an aborted estimate.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ParDbError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("read an estimate of transaction {0}")]
+    Blocked(TxIdx),
+}
+
+impl DBErrorMarker for ParDbError {}
+
+impl From<Blocked> for ParDbError {
+    fn from(b: Blocked) -> Self {
+        ParDbError::Blocked(b.0)
+    }
+}
+
+/// What `basic` returned for an account, to tell real writes from no-ops afterwards.
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    pub meta: Option<Meta>,
+    pub balance: U256,
+    /// The balance was not read: the transaction only adds to it (plain ETH transfer).
+    pub lazy: bool,
+}
+
+/// revm's database for one incarnation of one transaction.
+pub(crate) struct TxDb<'s, 'a> {
+    shared: &'s Shared<'a>,
+    pub tx: TxIdx,
+    /// Recipient whose balance this transaction may credit without reading it.
+    pub lazy_to: Option<Address>,
+    pub reads: Vec<(Loc, Origin)>,
+    pub served: AddressMap<Served>,
+    /// Latest storage wipe of an account before this transaction, once read.
+    wipes: AddressMap<Option<TxIdx>>,
+}
+
+impl<'s, 'a> TxDb<'s, 'a> {
+    pub fn new(shared: &'s Shared<'a>) -> Self {
+        Self {
+            shared,
+            tx: 0,
+            lazy_to: None,
+            reads: Vec::new(),
+            served: AddressMap::default(),
+            wipes: AddressMap::default(),
+        }
+    }
+
+    pub fn reset(&mut self, tx: TxIdx, lazy_to: Option<Address>) {
+        self.tx = tx;
+        self.lazy_to = lazy_to;
+        self.reads.clear();
+        self.served.clear();
+        self.wipes.clear();
+    }
+
+    fn wipe(&mut self, address: Address) -> Result<Option<TxIdx>, ParDbError> {
+        if let Some(w) = self.wipes.get(&address) {
+            return Ok(*w);
+        }
+        let loc = Loc::Wipe(address);
+        let found = self.shared.mv.read(&loc, self.tx)?;
+        let (origin, at) = match found {
+            Some((idx, inc, _)) => (Origin::Version(idx, inc), Some(idx)),
+            None => (Origin::Base, None),
+        };
+        self.reads.push((loc, origin));
+        self.wipes.insert(address, at);
+        Ok(at)
+    }
+}
+
+impl Database for TxDb<'_, '_> {
+    type Error = ParDbError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        let (origin, meta) = self.shared.meta_at(address, self.tx)??;
+        self.reads.push((Loc::Info(address), origin));
+        let lazy = self.lazy_to == Some(address) && meta.as_ref().is_none_or(|m| m.code_hash == KECCAK_EMPTY);
+        let balance = if lazy {
+            U256::ZERO
+        } else {
+            let (origin, balance) = self.shared.balance_at(address, self.tx)??;
+            self.reads.push((Loc::Balance(address), origin));
+            balance
+        };
+        self.served.insert(address, Served { meta: meta.clone(), balance, lazy });
+        Ok(match meta {
+            Some(m) => Some(AccountInfo::new(balance, m.nonce, m.code_hash, m.code)),
+            None if !balance.is_zero() => Some(AccountInfo::new(balance, 0, KECCAK_EMPTY, Bytecode::default())),
+            None => None,
+        })
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        if code_hash == KECCAK_EMPTY {
+            return Ok(Bytecode::default());
+        }
+        Ok(self.shared.base.code(code_hash)?)
+    }
+
+    fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        let loc = Loc::Storage(address, index);
+        let found = self.shared.mv.read(&loc, self.tx)?;
+        let wipe = self.wipe(address)?;
+        let (origin, value) = match found {
+            Some((idx, inc, Value::Storage(v))) => {
+                let live = wipe.is_none_or(|w| idx >= w);
+                (Origin::Version(idx, inc), if live { v } else { U256::ZERO })
+            }
+            Some((_, _, other)) => unreachable!("storage location holds {other:?}"),
+            None if wipe.is_some() => (Origin::Base, U256::ZERO),
+            None => (Origin::Base, self.shared.base.storage(address, index)?),
+        };
+        self.reads.push((loc, origin));
+        Ok(value)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
+        Ok(self.shared.base.view().block_hash(number)?)
+    }
+}

@@ -1,0 +1,475 @@
+//! Block-STM (Gelashvili et al., 2022) over revm: transactions execute optimistically
+//! on several threads against a multi-version memory, record what they read, are
+//! validated in order after the fact and re-executed when a read went stale. The
+//! result is the one sequential execution gives, bit for bit.
+//!
+//! EVM-specific parts:
+//! - the beneficiary's fee is applied as a balance *delta* ([`handler`]), and the
+//!   recipient of a plain ETH transfer (no code, value > 0) is credited by a delta
+//!   without reading its balance, so fee payments and payments to a popular address do
+//!   not serialize a block; a transaction that does read such a balance (a `BALANCE`
+//!   of `COINBASE`, spending from it) sums the deltas before it and depends on them;
+//! - an account's storage wipe (self-destruct, creation over an address) is a location
+//!   of its own, so re-creation inside one block reads zeros, not stale slots;
+//! - anything the parallel run cannot vouch for (a failed state read, an invalid
+//!   transaction in replay mode, a block-gas violation) is redone by the sequential
+//!   executor, so errors are the sequential ones too.
+
+mod db;
+mod handler;
+mod mv;
+mod overlay;
+mod scheduler;
+
+use alloy_consensus::Transaction as _;
+use alloy_primitives::{Address, TxKind, U256};
+use cairn_primitives::{RecoveredTx, StateView};
+use parking_lot::Mutex;
+use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
+use revm::context::{Context, ContextSetters, ContextTr};
+use revm::handler::Handler;
+use revm::primitives::hardfork::SpecId;
+use revm::state::{Account, EvmState};
+use revm::{ExecuteEvm, MainBuilder, MainContext};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::diff::DiffBuilder;
+use crate::evm::{block_env, cfg_env, tx_env};
+use crate::sequential::{classify, execute_at, receipt_of, reject, Offsets};
+use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Skip, TxOutcome};
+use db::{ParDbError, Served, Shared, TxDb};
+use handler::{DeferredRewardHandler, ParEvm};
+use mv::{Loc, Meta, MvMemory, TxIdx, Value};
+use scheduler::{Scheduler, Task};
+
+/// Blocks with fewer transactions than this run sequentially (see docs/BENCHMARKS.md
+/// for the measurement behind the default).
+pub const DEFAULT_MIN_PARALLEL_TXS: usize = 8;
+
+/// Block-STM executor; identical results to [`crate::SequentialExecutor`].
+#[derive(Debug, Clone, Copy)]
+pub struct ParallelExecutor {
+    threads: usize,
+    min_txs: usize,
+}
+
+impl ParallelExecutor {
+    /// An executor using `threads` threads (the calling one included).
+    pub fn new(threads: usize) -> Self {
+        Self { threads: threads.max(1), min_txs: DEFAULT_MIN_PARALLEL_TXS }
+    }
+
+    /// One thread per available core.
+    pub fn with_available_parallelism() -> Self {
+        Self::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+
+    /// Runs smaller blocks (and building rounds) sequentially.
+    pub fn min_parallel_txs(mut self, min_txs: usize) -> Self {
+        self.min_txs = min_txs.max(2);
+        self
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+/// What a parallel execution did, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParallelStats {
+    /// Transactions executed by Block-STM (the rest ran sequentially).
+    pub parallel_txs: usize,
+    /// Executions, re-executions included (`executions - parallel_txs` were wasted).
+    pub executions: usize,
+    /// Parallel runs whose result was discarded and redone sequentially.
+    pub fallbacks: usize,
+}
+
+impl Executor for ParallelExecutor {
+    fn execute(
+        &self,
+        state: &dyn StateView,
+        block: &BlockContext,
+        txs: &[RecoveredTx],
+        mode: Mode,
+    ) -> Result<BlockOutput, ExecError> {
+        self.execute_with_stats(state, block, txs, mode).map(|(out, _)| out)
+    }
+}
+
+impl ParallelExecutor {
+    /// [`Executor::execute`], also reporting how the work was done.
+    pub fn execute_with_stats(
+        &self,
+        state: &dyn StateView,
+        block: &BlockContext,
+        txs: &[RecoveredTx],
+        mode: Mode,
+    ) -> Result<(BlockOutput, ParallelStats), ExecError> {
+        let mut stats = ParallelStats::default();
+        if self.threads < 2 || txs.len() < self.min_txs {
+            return Ok((execute_at(state, block, txs, mode, Offsets::default())?, stats));
+        }
+        if mode == Mode::Replay {
+            // A valid block never runs out of block gas; if this one does, the
+            // sequential run reports the same error.
+            let out = match self.run(state, block, txs, mode, Offsets::default(), &mut stats) {
+                Some(out) => out,
+                None => execute_at(state, block, txs, mode, Offsets::default())?,
+            };
+            return Ok((out, stats));
+        }
+        // Building: run in rounds, each a prefix of the remaining transactions whose gas
+        // limits fit in the gas left, so that no transaction inside a round can find the
+        // block full; what a round leaves out is decided with the real gas used.
+        let mut out = BlockOutput::default();
+        let mut at = Offsets::default();
+        while at.index < txs.len() {
+            let gas_left = block.gas_limit - at.gas;
+            let first = &txs[at.index];
+            if first.gas_limit() > gas_left {
+                let skip = Skip::BlockFull { gas_limit: first.gas_limit(), gas_left };
+                out.outcomes.push(reject(mode, at.index, first, skip)?);
+                at.index += 1;
+                continue;
+            }
+            let mut end = at.index;
+            let mut sum = 0u64;
+            while end < txs.len() && sum + txs[end].gas_limit() <= gas_left {
+                sum += txs[end].gas_limit();
+                end += 1;
+            }
+            let round = &txs[at.index..end];
+            let view = overlay::Overlay::new(state, &out.diff);
+            let ran =
+                if round.len() >= self.min_txs { self.run(&view, block, round, mode, at, &mut stats) } else { None };
+            let part = match ran {
+                Some(part) => part,
+                None => execute_at(&view, block, round, mode, at)?,
+            };
+            at.logs += part
+                .outcomes
+                .iter()
+                .map(|o| match o {
+                    TxOutcome::Included(r) => r.logs.len() as u64,
+                    TxOutcome::Skipped(_) => 0,
+                })
+                .sum::<u64>();
+            at.gas = part.gas_used;
+            at.index = end;
+            out.gas_used = part.gas_used;
+            out.outcomes.extend(part.outcomes);
+            out.diff.extend(part.diff);
+        }
+        Ok((out, stats))
+    }
+}
+
+/// The final result of one transaction's last incarnation.
+enum TxResult {
+    Executed {
+        result: ExecutionResult,
+        state: EvmState,
+        /// The recipient credited by a delta (its balance in `state` is the delta).
+        lazy_to: Option<Address>,
+        /// Fee still owed to the beneficiary, which `state` does not contain.
+        reward: Option<U256>,
+    },
+    Invalid(InvalidTransaction),
+}
+
+#[derive(Default)]
+struct Slot {
+    reads: Vec<(Loc, mv::Origin)>,
+    result: Option<TxResult>,
+}
+
+struct Run<'r, 'a> {
+    shared: &'r Shared<'a>,
+    scheduler: &'r Scheduler,
+    slots: &'r [Mutex<Slot>],
+    txs: &'r [RecoveredTx],
+    block: &'r BlockContext,
+    fatal: &'r AtomicBool,
+    executions: &'r AtomicUsize,
+    /// For each transaction, the previous transaction of the same sender, if any.
+    previous_by_sender: &'r [Option<TxIdx>],
+}
+
+impl ParallelExecutor {
+    /// One parallel run over `txs`; `None` when the result must come from the
+    /// sequential executor instead.
+    fn run(
+        &self,
+        state: &dyn StateView,
+        block: &BlockContext,
+        txs: &[RecoveredTx],
+        mode: Mode,
+        at: Offsets,
+        stats: &mut ParallelStats,
+    ) -> Option<BlockOutput> {
+        let shared = Shared { mv: MvMemory::new(txs.len()), base: db::Base::new(state) };
+        let scheduler = Scheduler::new(txs.len());
+        let slots: Vec<Mutex<Slot>> = (0..txs.len()).map(|_| Mutex::new(Slot::default())).collect();
+        let fatal = AtomicBool::new(false);
+        let executions = AtomicUsize::new(0);
+        let mut last_of_sender = alloy_primitives::map::AddressMap::default();
+        let previous_by_sender: Vec<Option<TxIdx>> =
+            txs.iter().enumerate().map(|(i, tx)| last_of_sender.insert(tx.signer(), i)).collect();
+        let run = Run {
+            previous_by_sender: &previous_by_sender,
+            shared: &shared,
+            scheduler: &scheduler,
+            slots: &slots,
+            txs,
+            block,
+            fatal: &fatal,
+            executions: &executions,
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..self.threads.min(txs.len()) {
+                scope.spawn(|| run.work());
+            }
+            run.work();
+        });
+        stats.executions += executions.load(Ordering::Relaxed);
+        let out = if fatal.load(Ordering::Acquire) { None } else { finalize(&shared, slots, txs, block, mode, at) };
+        match out {
+            Some(_) => stats.parallel_txs += txs.len(),
+            None => stats.fallbacks += 1,
+        }
+        out
+    }
+}
+
+impl<'r, 'a> Run<'r, 'a> {
+    fn work(&self) {
+        let mut evm: ParEvm<'r, 'a> = Context::mainnet()
+            .with_db(TxDb::new(self.shared))
+            .with_block(block_env(self.block))
+            .with_cfg(cfg_env(self.block))
+            .build_mainnet();
+        let mut handler = DeferredRewardHandler::default();
+        let mut task = None;
+        loop {
+            task = match task {
+                Some(Task::Execute(tx, inc)) => self.execute(&mut evm, &mut handler, tx, inc),
+                Some(Task::Validate(tx, inc)) => self.validate(tx, inc),
+                None if self.scheduler.done() => break,
+                None => self.scheduler.next_task(),
+            };
+        }
+    }
+
+    fn fail(&self) -> Option<Task> {
+        self.fatal.store(true, Ordering::Release);
+        self.scheduler.halt();
+        None
+    }
+
+    fn execute(
+        &self,
+        evm: &mut ParEvm<'r, 'a>,
+        handler: &mut DeferredRewardHandler<'r, 'a>,
+        tx: TxIdx,
+        incarnation: mv::Incarnation,
+    ) -> Option<Task> {
+        let recovered = &self.txs[tx];
+        // A sender's transactions can only run in nonce order: wait for the previous
+        // one instead of executing on a nonce that is sure to be stale.
+        if let Some(previous) = self.previous_by_sender[tx] {
+            if self.scheduler.add_dependency(tx, previous) {
+                return None;
+            }
+        }
+        let lazy_to = lazy_recipient(recovered, self.block);
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            evm.ctx.db_mut().reset(tx, lazy_to);
+            evm.ctx.set_tx(tx_env(recovered));
+            handler.reward.set(None);
+            let outcome = handler.run(evm);
+            let mut state = evm.finalize();
+            let (result, writes) = match outcome {
+                Err(EVMError::Database(ParDbError::Blocked(blocking))) => {
+                    if self.scheduler.add_dependency(tx, blocking) {
+                        self.executions.fetch_add(runs, Ordering::Relaxed);
+                        return None;
+                    }
+                    continue;
+                }
+                Err(EVMError::Transaction(err)) => (TxResult::Invalid(err), Vec::new()),
+                Err(_) => return self.fail(),
+                Ok(result) => {
+                    let db = evm.ctx.db_mut();
+                    let mut reward = handler.reward.get();
+                    if let (Some(fee), Some(beneficiary)) = (reward, state.get_mut(&self.block.beneficiary)) {
+                        // The beneficiary was loaded (its balance read): pay it in place.
+                        beneficiary.info.balance = beneficiary.info.balance.saturating_add(fee);
+                        beneficiary.mark_touch();
+                        reward = None;
+                    }
+                    let lazy_to = lazy_to.filter(|to| db.served.get(to).is_some_and(|s| s.lazy));
+                    let writes = writes_of(&state, &db.served, self.block.beneficiary, reward);
+                    (TxResult::Executed { result, state, lazy_to, reward }, writes)
+                }
+            };
+            let reads = std::mem::take(&mut evm.ctx.db_mut().reads);
+            {
+                let mut slot = self.slots[tx].lock();
+                slot.reads = reads;
+                slot.result = Some(result);
+            }
+            self.executions.fetch_add(runs, Ordering::Relaxed);
+            let wrote_new = self.shared.mv.record(tx, incarnation, writes);
+            return self.scheduler.finish_execution(tx, incarnation, wrote_new);
+        }
+    }
+
+    fn validate(&self, tx: TxIdx, incarnation: mv::Incarnation) -> Option<Task> {
+        let valid = self.shared.validate(tx, &self.slots[tx].lock().reads);
+        let aborted = !valid && self.scheduler.try_validation_abort(tx, incarnation);
+        if aborted {
+            self.shared.mv.convert_writes_to_estimates(tx);
+        }
+        self.scheduler.finish_validation(tx, aborted)
+    }
+}
+
+/// The recipient a transaction may credit without reading its balance: a call with
+/// value to someone else than the sender and the beneficiary, outside the precompile
+/// range, by a transaction type without authorizations. Whether it has code is only
+/// known at read time (`TxDb::basic` checks it).
+fn lazy_recipient(tx: &RecoveredTx, block: &BlockContext) -> Option<Address> {
+    let TxKind::Call(to) = tx.kind() else { return None };
+    let plain_type = matches!(tx.inner(), cairn_primitives::TxEnvelope::Legacy(_))
+        || matches!(tx.inner(), cairn_primitives::TxEnvelope::Eip2930(_))
+        || matches!(tx.inner(), cairn_primitives::TxEnvelope::Eip1559(_));
+    let precompile_range = to.0[..18].iter().all(|b| *b == 0);
+    (plain_type && !tx.value().is_zero() && to != tx.signer() && to != block.beneficiary && !precompile_range)
+        .then_some(to)
+}
+
+/// The locations a finished transaction changed, compared with what it read.
+fn writes_of(
+    state: &EvmState,
+    served: &alloy_primitives::map::AddressMap<Served>,
+    beneficiary: Address,
+    pending_reward: Option<U256>,
+) -> Vec<(Loc, Value)> {
+    let mut writes = Vec::new();
+    for (address, account) in state {
+        if !account.is_touched() {
+            continue;
+        }
+        let address = *address;
+        let served = served.get(&address);
+        if served.is_some_and(|s| s.lazy) {
+            writes.push((Loc::Balance(address), Value::Delta(account.info.balance)));
+            continue;
+        }
+        let (read_meta, read_balance) = match served {
+            Some(s) => (s.meta.as_ref().map(|m| (m.nonce, m.code_hash)), Some(s.balance)),
+            None => (None, None),
+        };
+        if account.is_selfdestructed() {
+            if served.is_none_or(|s| s.meta.is_some()) {
+                writes.push((Loc::Info(address), Value::Info(None)));
+            }
+            if read_balance != Some(U256::ZERO) {
+                writes.push((Loc::Balance(address), Value::Balance(U256::ZERO)));
+            }
+            writes.push((Loc::Wipe(address), Value::Wipe));
+            continue;
+        }
+        if account.is_created() {
+            writes.push((Loc::Wipe(address), Value::Wipe));
+        }
+        if read_meta != Some((account.info.nonce, account.info.code_hash)) || served.is_none() {
+            let meta = Meta {
+                nonce: account.info.nonce,
+                code_hash: account.info.code_hash,
+                code: account.info.code.clone().unwrap_or_default(),
+            };
+            writes.push((Loc::Info(address), Value::Info(Some(meta))));
+        }
+        if read_balance != Some(account.info.balance) {
+            writes.push((Loc::Balance(address), Value::Balance(account.info.balance)));
+        }
+        for (slot, value) in &account.storage {
+            if value.is_changed() {
+                writes.push((Loc::Storage(address, *slot), Value::Storage(value.present_value())));
+            }
+        }
+    }
+    if let Some(fee) = pending_reward {
+        writes.push((Loc::Balance(beneficiary), Value::Delta(fee)));
+    }
+    writes
+}
+
+/// Turns the validated results into the block output, in order: absolute balances for
+/// delta-credited accounts, the beneficiary's fee, receipts and the state diff.
+fn finalize(
+    shared: &Shared<'_>,
+    slots: Vec<Mutex<Slot>>,
+    txs: &[RecoveredTx],
+    block: &BlockContext,
+    mode: Mode,
+    at: Offsets,
+) -> Option<BlockOutput> {
+    let mut diff = DiffBuilder::default();
+    let mut outcomes = Vec::with_capacity(txs.len());
+    let mut gas_used = at.gas;
+    let mut log_count = at.logs;
+    let balance_before = |address: Address, tx: TxIdx| match shared.balance_at(address, tx) {
+        Ok(Ok((_, balance))) => Some(balance),
+        _ => None,
+    };
+    for (tx, (slot, recovered)) in slots.into_iter().zip(txs).enumerate() {
+        match slot.into_inner().result? {
+            TxResult::Invalid(err) => match mode {
+                Mode::Replay => return None,
+                Mode::Building => outcomes.push(TxOutcome::Skipped(classify(&err))),
+            },
+            TxResult::Executed { result, mut state, lazy_to, reward } => {
+                if gas_used.saturating_add(recovered.gas_limit()) > block.gas_limit {
+                    return None;
+                }
+                if let Some(to) = lazy_to {
+                    let before = balance_before(to, tx)?;
+                    let account = state.get_mut(&to)?;
+                    account.info.balance = before.saturating_add(account.info.balance);
+                }
+                if let Some(fee) = reward {
+                    let before = balance_before(block.beneficiary, tx)?;
+                    let meta = match shared.meta_at(block.beneficiary, tx) {
+                        Ok(Ok((_, meta))) => meta,
+                        _ => return None,
+                    };
+                    let balance = before.saturating_add(fee);
+                    if meta.is_none() && balance.is_zero() && block.spec < SpecId::SPURIOUS_DRAGON {
+                        // Before EIP-161 a zero fee creates an empty beneficiary account,
+                        // which deltas cannot express: let the sequential run do it.
+                        return None;
+                    }
+                    let info = match meta {
+                        Some(m) => revm::state::AccountInfo::new(balance, m.nonce, m.code_hash, m.code),
+                        None => revm::state::AccountInfo::from_balance(balance),
+                    };
+                    let mut account = Account::from(info);
+                    account.mark_touch();
+                    state.insert(block.beneficiary, account);
+                }
+                diff.record(&state);
+                let receipt = receipt_of(recovered, result, gas_used, log_count, block.base_fee);
+                gas_used = receipt.cumulative_gas_used;
+                log_count += receipt.logs.len() as u64;
+                outcomes.push(TxOutcome::Included(receipt));
+            }
+        }
+    }
+    Some(BlockOutput { outcomes, gas_used, diff: diff.finish() })
+}
