@@ -1,51 +1,98 @@
-use alloy_primitives::Address;
+use alloy_primitives::map::AddressMap;
+use alloy_primitives::{Address, Bytes, B256, U256};
 use cairn_primitives::{AccountChange, AccountState, StateDiff};
 use revm::state::{Account, EvmState};
 
-/// Accumulates revm's per-transaction state changes into one block [`StateDiff`].
+/// What one transaction did to one account it touched, in the few fields a block diff
+/// needs (revm's `Account` carries much more).
+#[derive(Debug, Clone)]
+pub struct AccountUpdate {
+    /// Self-destructed, or touched while empty (EIP-161): the account is deleted.
+    pub deleted: bool,
+    /// Created by this transaction: its storage starts empty.
+    pub created: bool,
+    pub info: AccountState,
+    /// New code, for a created account with code.
+    pub code: Option<(B256, Bytes)>,
+    /// Slots whose value this transaction changed.
+    pub storage: Vec<(U256, U256)>,
+}
+
+impl AccountUpdate {
+    /// The update of a touched account; `None` when revm only loaded it.
+    pub fn of(account: &Account) -> Option<Self> {
+        if !account.is_touched() {
+            return None;
+        }
+        let deleted = account.is_selfdestructed() || account.is_empty();
+        let created = account.is_created();
+        let code = match &account.info.code {
+            Some(code) if created && !deleted && !code.is_empty() => {
+                Some((account.info.code_hash, code.original_bytes()))
+            }
+            _ => None,
+        };
+        let storage = if deleted {
+            Vec::new()
+        } else {
+            account.changed_storage_slots().map(|(slot, value)| (*slot, value.present_value())).collect()
+        };
+        Some(Self {
+            deleted,
+            created,
+            info: AccountState {
+                nonce: account.info.nonce,
+                balance: account.info.balance,
+                code_hash: account.info.code_hash,
+            },
+            code,
+            storage,
+        })
+    }
+}
+
+/// Accumulates per-transaction state changes into one block [`StateDiff`].
 #[derive(Debug, Default)]
 pub struct DiffBuilder {
-    diff: StateDiff,
+    accounts: AddressMap<AccountChange>,
+    code: Vec<(B256, Bytes)>,
 }
 
 impl DiffBuilder {
     /// Records the changes of one transaction; call in transaction order.
     pub fn record(&mut self, state: &EvmState) {
         for (address, account) in state {
-            self.record_account(*address, account);
+            if let Some(update) = AccountUpdate::of(account) {
+                self.apply(*address, update);
+            }
         }
     }
 
-    pub fn record_account(&mut self, address: Address, account: &Account) {
-        if !account.is_touched() {
-            return;
-        }
-        let change = self.diff.accounts.entry(address).or_default();
-        // Self-destructed, or touched while empty (EIP-161): the account is deleted.
-        if account.is_selfdestructed() || account.is_empty() {
+    /// Records one account's update; call in transaction order.
+    pub fn apply(&mut self, address: Address, update: AccountUpdate) {
+        let change = self.accounts.entry(address).or_default();
+        if update.deleted {
             *change = AccountChange { info: None, storage_wiped: true, storage: Default::default() };
             return;
         }
-        if account.is_created() {
+        if update.created {
             change.storage_wiped = true;
             change.storage.clear();
-            if let Some(code) = &account.info.code {
-                if !code.is_empty() {
-                    self.diff.code.insert(account.info.code_hash, code.original_bytes());
-                }
-            }
         }
-        change.info = Some(AccountState {
-            nonce: account.info.nonce,
-            balance: account.info.balance,
-            code_hash: account.info.code_hash,
-        });
-        for (slot, value) in account.changed_storage_slots() {
-            change.storage.insert(*slot, value.present_value());
+        if let Some(code) = update.code {
+            self.code.push(code);
         }
+        change.info = Some(update.info);
+        change.storage.extend(update.storage);
+    }
+
+    /// The account as the recorded transactions left it: `Some(None)` if deleted,
+    /// `None` if no recorded transaction touched it.
+    pub fn current(&self, address: &Address) -> Option<Option<AccountState>> {
+        self.accounts.get(address).map(|c| c.info)
     }
 
     pub fn finish(self) -> StateDiff {
-        self.diff
+        StateDiff { accounts: self.accounts.into_iter().collect(), code: self.code.into_iter().collect() }
     }
 }

@@ -27,6 +27,9 @@ pub enum BenchCommand {
     /// Send pre-signed ERC-20 transfers over JSON-RPC to Cairn and to anvil; print tx/s,
     /// latency percentiles and the Cairn/anvil ratios.
     Rpc(RpcBenchArgs),
+    /// Execute blocks sequentially and with the parallel executor (the 62 mainnet
+    /// blocks, gigagas workloads); print speedups, Mgas/s and peak memory.
+    Exec(crate::bench_exec::ExecBenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -61,6 +64,7 @@ pub struct RpcBenchArgs {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Rpc(args) => rpc(args).await,
+        BenchCommand::Exec(args) => tokio::task::spawn_blocking(move || crate::bench_exec::run(args)).await?,
     }
 }
 

@@ -1,10 +1,15 @@
 //! `cairn`: a decentralized, high-throughput sequencer for EVM rollups.
 
+mod alloc;
 mod bench;
+mod bench_exec;
 mod config;
 mod dev;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 #[derive(Parser)]
 #[command(name = "cairn", version, about = "Cairn: a high-throughput sequencer for EVM rollups")]

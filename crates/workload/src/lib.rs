@@ -9,6 +9,7 @@ use alloy_sol_types::{sol, SolCall, SolValue};
 use cairn_primitives::{sign_eip1559, TxEnvelope};
 use std::path::{Path, PathBuf};
 
+pub mod gigagas;
 pub mod mainnet;
 
 sol! {

@@ -5,16 +5,18 @@ use alloy_primitives::map::{AddressMap, DefaultHashBuilder};
 use alloy_primitives::{Address, B256, U256};
 use cairn_primitives::{StateError, StateView, KECCAK_EMPTY};
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
 use revm::database_interface::{DBErrorMarker, Database};
 use revm::state::AccountInfo;
+use std::sync::Arc;
 
 use super::mv::{BalanceRead, Blocked, Loc, Meta, MvMemory, Origin, TxIdx, Value};
 
 /// The state before the block, read once per location and shared by all workers.
 pub(crate) struct Base<'a> {
     view: &'a dyn StateView,
-    accounts: DashMap<Address, Option<(Meta, U256)>, DefaultHashBuilder>,
+    accounts: DashMap<Address, Option<(Arc<Meta>, U256)>, DefaultHashBuilder>,
     storage: DashMap<(Address, U256), U256, DefaultHashBuilder>,
     code: DashMap<B256, Bytecode, DefaultHashBuilder>,
 }
@@ -28,7 +30,7 @@ impl<'a> Base<'a> {
         self.view
     }
 
-    pub fn account(&self, address: Address) -> Result<Option<(Meta, U256)>, StateError> {
+    pub fn account(&self, address: Address) -> Result<Option<(Arc<Meta>, U256)>, StateError> {
         if let Some(hit) = self.accounts.get(&address) {
             return Ok(hit.clone());
         }
@@ -36,7 +38,7 @@ impl<'a> Base<'a> {
             None => None,
             Some(acc) => {
                 let code = if acc.code_hash == KECCAK_EMPTY { Bytecode::default() } else { self.code(acc.code_hash)? };
-                Some((Meta { nonce: acc.nonce, code_hash: acc.code_hash, code }, acc.balance))
+                Some((Arc::new(Meta { nonce: acc.nonce, code_hash: acc.code_hash, code }), acc.balance))
             }
         };
         self.accounts.insert(address, loaded.clone());
@@ -47,7 +49,7 @@ impl<'a> Base<'a> {
         Ok(self.account(address)?.map(|(_, b)| b).unwrap_or_default())
     }
 
-    pub fn meta(&self, address: Address) -> Result<Option<Meta>, StateError> {
+    pub fn meta(&self, address: Address) -> Result<Option<Arc<Meta>>, StateError> {
         Ok(self.account(address)?.map(|(m, _)| m))
     }
 
@@ -74,11 +76,27 @@ impl<'a> Base<'a> {
 pub(crate) struct Shared<'a> {
     pub mv: MvMemory,
     pub base: Base<'a>,
+    beneficiary: Address,
+    /// Fee each transaction's current incarnation owes the beneficiary (zero when it
+    /// paid in place); `None` while unknown (not executed yet, or aborted). Kept out of
+    /// the multi-version memory: every transaction pays one, almost none reads the sum.
+    fees: Vec<Mutex<Option<U256>>>,
 }
 
-impl Shared<'_> {
+impl<'a> Shared<'a> {
+    pub fn new(mv: MvMemory, base: Base<'a>, beneficiary: Address, txs: usize) -> Self {
+        Self { mv, base, beneficiary, fees: (0..txs).map(|_| Mutex::new(None)).collect() }
+    }
+
+    pub fn set_fee(&self, tx: TxIdx, fee: Option<U256>) {
+        *self.fees[tx].lock() = fee;
+    }
+
     /// The balance transaction `tx` sees, with the origin to validate it by.
     pub fn balance_at(&self, address: Address, tx: TxIdx) -> Result<Result<(Origin, U256), Blocked>, StateError> {
+        if address == self.beneficiary {
+            return self.beneficiary_balance_at(tx);
+        }
         Ok(match self.mv.read_balance(address, tx) {
             Err(blocked) => Err(blocked),
             Ok(BalanceRead::Written { origin, value }) => Ok((origin, value)),
@@ -89,8 +107,35 @@ impl Shared<'_> {
         })
     }
 
+    /// The beneficiary's balance before `tx`: its last absolute value (written by a
+    /// transaction that read it, or the base state) plus the fees of the transactions
+    /// in between, each of which must have executed.
+    fn beneficiary_balance_at(&self, tx: TxIdx) -> Result<Result<(Origin, U256), Blocked>, StateError> {
+        let (from, origin, mut value) = match self.mv.read(&Loc::Balance(self.beneficiary), tx) {
+            Err(blocked) => return Ok(Err(blocked)),
+            Ok(Some((idx, inc, Value::Balance(b)))) => (idx + 1, Origin::Version(idx, inc), b),
+            Ok(Some((_, _, other))) => unreachable!("beneficiary balance holds {other:?}"),
+            Ok(None) => (0, Origin::Base, self.base.balance(self.beneficiary)?),
+        };
+        let mut summed = false;
+        for i in from..tx {
+            match *self.fees[i].lock() {
+                None => return Ok(Err(Blocked(i))),
+                Some(fee) => {
+                    value = value.wrapping_add(fee);
+                    summed = true;
+                }
+            }
+        }
+        Ok(Ok((if summed { Origin::Sum(value) } else { origin }, value)))
+    }
+
     /// Nonce and code transaction `tx` sees.
-    pub fn meta_at(&self, address: Address, tx: TxIdx) -> Result<Result<(Origin, Option<Meta>), Blocked>, StateError> {
+    pub fn meta_at(
+        &self,
+        address: Address,
+        tx: TxIdx,
+    ) -> Result<Result<(Origin, Option<Arc<Meta>>), Blocked>, StateError> {
         Ok(match self.mv.read(&Loc::Info(address), tx) {
             Err(blocked) => Err(blocked),
             Ok(Some((idx, inc, Value::Info(meta)))) => Ok((Origin::Version(idx, inc), meta)),
@@ -130,7 +175,7 @@ impl From<Blocked> for ParDbError {
 /// What `basic` returned for an account, to tell real writes from no-ops afterwards.
 #[derive(Debug, Clone)]
 pub(crate) struct Served {
-    pub meta: Option<Meta>,
+    pub meta: Option<Arc<Meta>>,
     pub balance: U256,
     /// The balance was not read: the transaction only adds to it (plain ETH transfer).
     pub lazy: bool,
@@ -200,7 +245,7 @@ impl Database for TxDb<'_, '_> {
         };
         self.served.insert(address, Served { meta: meta.clone(), balance, lazy });
         Ok(match meta {
-            Some(m) => Some(AccountInfo::new(balance, m.nonce, m.code_hash, m.code)),
+            Some(m) => Some(AccountInfo::new(balance, m.nonce, m.code_hash, m.code.clone())),
             None if !balance.is_zero() => Some(AccountInfo::new(balance, 0, KECCAK_EMPTY, Bytecode::default())),
             None => None,
         })

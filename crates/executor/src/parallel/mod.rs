@@ -23,17 +23,17 @@ mod scheduler;
 
 use alloy_consensus::Transaction as _;
 use alloy_primitives::{Address, TxKind, U256};
-use cairn_primitives::{RecoveredTx, StateView};
+use cairn_primitives::{AccountState, RecoveredTx, StateView, StoredReceipt, KECCAK_EMPTY};
 use parking_lot::Mutex;
-use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
+use revm::context::result::{EVMError, InvalidTransaction};
 use revm::context::{Context, ContextSetters, ContextTr};
 use revm::handler::Handler;
 use revm::primitives::hardfork::SpecId;
-use revm::state::{Account, EvmState};
+use revm::state::EvmState;
 use revm::{ExecuteEvm, MainBuilder, MainContext};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::diff::DiffBuilder;
+use crate::diff::{AccountUpdate, DiffBuilder};
 use crate::evm::{block_env, cfg_env, tx_env};
 use crate::sequential::{classify, execute_at, receipt_of, reject, Offsets};
 use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Skip, TxOutcome};
@@ -166,14 +166,16 @@ impl ParallelExecutor {
     }
 }
 
-/// The final result of one transaction's last incarnation.
+/// The result of one transaction's last incarnation, in the compact form the block
+/// output needs.
 enum TxResult {
     Executed {
-        result: ExecutionResult,
-        state: EvmState,
-        /// The recipient credited by a delta (its balance in `state` is the delta).
+        /// Cumulative gas and first log index are filled in when the block is assembled.
+        receipt: StoredReceipt,
+        updates: Vec<(Address, AccountUpdate)>,
+        /// The recipient credited by a delta (its balance in `updates` is the delta).
         lazy_to: Option<Address>,
-        /// Fee still owed to the beneficiary, which `state` does not contain.
+        /// Fee owed to the beneficiary, which `updates` does not contain.
         reward: Option<U256>,
     },
     Invalid(InvalidTransaction),
@@ -209,7 +211,7 @@ impl ParallelExecutor {
         at: Offsets,
         stats: &mut ParallelStats,
     ) -> Option<BlockOutput> {
-        let shared = Shared { mv: MvMemory::new(txs.len()), base: db::Base::new(state) };
+        let shared = Shared::new(MvMemory::new(txs.len()), db::Base::new(state), block.beneficiary, txs.len());
         let scheduler = Scheduler::new(txs.len());
         let slots: Vec<Mutex<Slot>> = (0..txs.len()).map(|_| Mutex::new(Slot::default())).collect();
         let fatal = AtomicBool::new(false);
@@ -227,6 +229,7 @@ impl ParallelExecutor {
             fatal: &fatal,
             executions: &executions,
         };
+        let t0 = std::time::Instant::now();
         std::thread::scope(|scope| {
             for _ in 1..self.threads.min(txs.len()) {
                 scope.spawn(|| run.work());
@@ -234,7 +237,13 @@ impl ParallelExecutor {
             run.work();
         });
         stats.executions += executions.load(Ordering::Relaxed);
+        let t1 = std::time::Instant::now();
         let out = if fatal.load(Ordering::Acquire) { None } else { finalize(&shared, slots, txs, block, mode, at) };
+        let t2 = std::time::Instant::now();
+        drop(shared);
+        if std::env::var("CAIRN_PAR_TRACE").is_ok() {
+            eprintln!("exec {:?} finalize {:?} drop {:?}", t1 - t0, t2 - t1, t2.elapsed());
+        }
         match out {
             Some(_) => stats.parallel_txs += txs.len(),
             None => stats.fallbacks += 1,
@@ -292,7 +301,7 @@ impl<'r, 'a> Run<'r, 'a> {
             handler.reward.set(None);
             let outcome = handler.run(evm);
             let mut state = evm.finalize();
-            let (result, writes) = match outcome {
+            let (result, writes, fee) = match outcome {
                 Err(EVMError::Database(ParDbError::Blocked(blocking))) => {
                     if self.scheduler.add_dependency(tx, blocking) {
                         self.executions.fetch_add(runs, Ordering::Relaxed);
@@ -300,7 +309,7 @@ impl<'r, 'a> Run<'r, 'a> {
                     }
                     continue;
                 }
-                Err(EVMError::Transaction(err)) => (TxResult::Invalid(err), Vec::new()),
+                Err(EVMError::Transaction(err)) => (TxResult::Invalid(err), Vec::new(), U256::ZERO),
                 Err(_) => return self.fail(),
                 Ok(result) => {
                     let db = evm.ctx.db_mut();
@@ -312,18 +321,20 @@ impl<'r, 'a> Run<'r, 'a> {
                         reward = None;
                     }
                     let lazy_to = lazy_to.filter(|to| db.served.get(to).is_some_and(|s| s.lazy));
-                    let writes = writes_of(&state, &db.served, self.block.beneficiary, reward);
-                    (TxResult::Executed { result, state, lazy_to, reward }, writes)
+                    let writes = writes_of(&state, &db.served);
+                    let updates = state.iter().filter_map(|(a, acc)| Some((*a, AccountUpdate::of(acc)?))).collect();
+                    let receipt = receipt_of(recovered, result, 0, 0, self.block.base_fee);
+                    (TxResult::Executed { receipt, updates, lazy_to, reward }, writes, reward.unwrap_or_default())
                 }
             };
-            let reads = std::mem::take(&mut evm.ctx.db_mut().reads);
             {
                 let mut slot = self.slots[tx].lock();
-                slot.reads = reads;
+                std::mem::swap(&mut slot.reads, &mut evm.ctx.db_mut().reads);
                 slot.result = Some(result);
             }
             self.executions.fetch_add(runs, Ordering::Relaxed);
             let wrote_new = self.shared.mv.record(tx, incarnation, writes);
+            self.shared.set_fee(tx, Some(fee));
             return self.scheduler.finish_execution(tx, incarnation, wrote_new);
         }
     }
@@ -333,6 +344,7 @@ impl<'r, 'a> Run<'r, 'a> {
         let aborted = !valid && self.scheduler.try_validation_abort(tx, incarnation);
         if aborted {
             self.shared.mv.convert_writes_to_estimates(tx);
+            self.shared.set_fee(tx, None);
         }
         self.scheduler.finish_validation(tx, aborted)
     }
@@ -353,12 +365,7 @@ fn lazy_recipient(tx: &RecoveredTx, block: &BlockContext) -> Option<Address> {
 }
 
 /// The locations a finished transaction changed, compared with what it read.
-fn writes_of(
-    state: &EvmState,
-    served: &alloy_primitives::map::AddressMap<Served>,
-    beneficiary: Address,
-    pending_reward: Option<U256>,
-) -> Vec<(Loc, Value)> {
+fn writes_of(state: &EvmState, served: &alloy_primitives::map::AddressMap<Served>) -> Vec<(Loc, Value)> {
     let mut writes = Vec::new();
     for (address, account) in state {
         if !account.is_touched() {
@@ -393,7 +400,7 @@ fn writes_of(
                 code_hash: account.info.code_hash,
                 code: account.info.code.clone().unwrap_or_default(),
             };
-            writes.push((Loc::Info(address), Value::Info(Some(meta))));
+            writes.push((Loc::Info(address), Value::Info(Some(std::sync::Arc::new(meta)))));
         }
         if read_balance != Some(account.info.balance) {
             writes.push((Loc::Balance(address), Value::Balance(account.info.balance)));
@@ -403,9 +410,6 @@ fn writes_of(
                 writes.push((Loc::Storage(address, *slot), Value::Storage(value.present_value())));
             }
         }
-    }
-    if let Some(fee) = pending_reward {
-        writes.push((Loc::Balance(beneficiary), Value::Delta(fee)));
     }
     writes
 }
@@ -424,47 +428,51 @@ fn finalize(
     let mut outcomes = Vec::with_capacity(txs.len());
     let mut gas_used = at.gas;
     let mut log_count = at.logs;
-    let balance_before = |address: Address, tx: TxIdx| match shared.balance_at(address, tx) {
-        Ok(Ok((_, balance))) => Some(balance),
-        _ => None,
+    // The account as the transactions so far left it; every balance write comes from a
+    // transaction that recorded the account, so one the diff lacks has its base value.
+    let current = |diff: &DiffBuilder, address: Address| -> Option<Option<AccountState>> {
+        if let Some(info) = diff.current(&address) {
+            return Some(info);
+        }
+        Some(shared.base.account(address).ok()?.map(|(meta, balance)| AccountState {
+            nonce: meta.nonce,
+            balance,
+            code_hash: meta.code_hash,
+        }))
     };
-    for (tx, (slot, recovered)) in slots.into_iter().zip(txs).enumerate() {
+    for (slot, recovered) in slots.into_iter().zip(txs) {
         match slot.into_inner().result? {
             TxResult::Invalid(err) => match mode {
                 Mode::Replay => return None,
                 Mode::Building => outcomes.push(TxOutcome::Skipped(classify(&err))),
             },
-            TxResult::Executed { result, mut state, lazy_to, reward } => {
+            TxResult::Executed { mut receipt, mut updates, lazy_to, reward } => {
                 if gas_used.saturating_add(recovered.gas_limit()) > block.gas_limit {
                     return None;
                 }
                 if let Some(to) = lazy_to {
-                    let before = balance_before(to, tx)?;
-                    let account = state.get_mut(&to)?;
-                    account.info.balance = before.saturating_add(account.info.balance);
+                    let before = current(&diff, to)?.map(|i| i.balance).unwrap_or_default();
+                    let (_, update) = updates.iter_mut().find(|(a, _)| *a == to)?;
+                    update.info.balance = before.saturating_add(update.info.balance);
+                }
+                for (address, update) in updates {
+                    diff.apply(address, update);
                 }
                 if let Some(fee) = reward {
-                    let before = balance_before(block.beneficiary, tx)?;
-                    let meta = match shared.meta_at(block.beneficiary, tx) {
-                        Ok(Ok((_, meta))) => meta,
-                        _ => return None,
-                    };
-                    let balance = before.saturating_add(fee);
-                    if meta.is_none() && balance.is_zero() && block.spec < SpecId::SPURIOUS_DRAGON {
+                    let info = current(&diff, block.beneficiary)?;
+                    if info.is_none() && fee.is_zero() && block.spec < SpecId::SPURIOUS_DRAGON {
                         // Before EIP-161 a zero fee creates an empty beneficiary account,
                         // which deltas cannot express: let the sequential run do it.
                         return None;
                     }
-                    let info = match meta {
-                        Some(m) => revm::state::AccountInfo::new(balance, m.nonce, m.code_hash, m.code),
-                        None => revm::state::AccountInfo::from_balance(balance),
-                    };
-                    let mut account = Account::from(info);
-                    account.mark_touch();
-                    state.insert(block.beneficiary, account);
+                    let mut info = info.unwrap_or_default();
+                    info.balance = info.balance.saturating_add(fee);
+                    let deleted = info.balance.is_zero() && info.nonce == 0 && info.code_hash == KECCAK_EMPTY;
+                    let update = AccountUpdate { deleted, created: false, info, code: None, storage: Vec::new() };
+                    diff.apply(block.beneficiary, update);
                 }
-                diff.record(&state);
-                let receipt = receipt_of(recovered, result, gas_used, log_count, block.base_fee);
+                receipt.cumulative_gas_used = gas_used + receipt.gas_used;
+                receipt.first_log_index = log_count;
                 gas_used = receipt.cumulative_gas_used;
                 log_count += receipt.logs.len() as u64;
                 outcomes.push(TxOutcome::Included(receipt));

@@ -7,7 +7,7 @@ use alloy_primitives::{Address, B256, U256};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub(crate) type TxIdx = usize;
 pub(crate) type Incarnation = u32;
@@ -35,7 +35,7 @@ pub(crate) struct Meta {
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     /// `None`: the account does not exist (never created, or destroyed).
-    Info(Option<Meta>),
+    Info(Option<Arc<Meta>>),
     Balance(U256),
     /// The balance grew by this much; the absolute value is the sum down to the last
     /// absolute write (or the base state).
@@ -72,8 +72,16 @@ pub(crate) enum BalanceRead {
     OnBase { deltas: U256, any: bool },
 }
 
+/// The versions of one location, sorted by transaction index (most locations have one).
+type Versions = smallvec::SmallVec<[(TxIdx, Entry); 1]>;
+
+/// Versions written by transactions before `tx`, latest first.
+fn before(versions: &Versions, tx: TxIdx) -> impl Iterator<Item = &(TxIdx, Entry)> {
+    versions[..versions.partition_point(|(i, _)| *i < tx)].iter().rev()
+}
+
 pub(crate) struct MvMemory {
-    data: DashMap<Loc, BTreeMap<TxIdx, Entry>, DefaultHashBuilder>,
+    data: DashMap<Loc, Versions, DefaultHashBuilder>,
     /// Locations written by the last incarnation of each transaction.
     written: Vec<Mutex<Vec<Loc>>>,
 }
@@ -81,7 +89,7 @@ pub(crate) struct MvMemory {
 impl MvMemory {
     pub fn new(txs: usize) -> Self {
         Self {
-            data: DashMap::with_capacity_and_hasher(txs * 4, DefaultHashBuilder::default()),
+            data: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 4, DefaultHashBuilder::default(), 64),
             written: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
@@ -89,21 +97,23 @@ impl MvMemory {
     /// Latest write to `loc` by a transaction before `tx`; `None` means the base state.
     pub fn read(&self, loc: &Loc, tx: TxIdx) -> Result<Option<(TxIdx, Incarnation, Value)>, Blocked> {
         let Some(versions) = self.data.get(loc) else { return Ok(None) };
-        match versions.range(..tx).next_back() {
+        let found = match before(&versions, tx).next() {
             None => Ok(None),
             Some((idx, Entry::Estimate)) => Err(Blocked(*idx)),
             Some((idx, Entry::Written(inc, value))) => Ok(Some((*idx, *inc, value.clone()))),
-        }
+        };
+        found
     }
 
     /// Origin-only read, for validation of non-balance locations.
     pub fn origin(&self, loc: &Loc, tx: TxIdx) -> Result<Origin, Blocked> {
         let Some(versions) = self.data.get(loc) else { return Ok(Origin::Base) };
-        match versions.range(..tx).next_back() {
+        let found = match before(&versions, tx).next() {
             None => Ok(Origin::Base),
             Some((idx, Entry::Estimate)) => Err(Blocked(*idx)),
             Some((idx, Entry::Written(inc, _))) => Ok(Origin::Version(*idx, *inc)),
-        }
+        };
+        found
     }
 
     /// The balance of `address` as transaction `tx` sees it, down to the base state.
@@ -113,7 +123,7 @@ impl MvMemory {
         };
         let mut deltas = U256::ZERO;
         let mut any = false;
-        for (idx, entry) in versions.range(..tx).rev() {
+        for (idx, entry) in before(&versions, tx) {
             match entry {
                 Entry::Estimate => return Err(Blocked(*idx)),
                 Entry::Written(_, Value::Delta(d)) => {
@@ -138,12 +148,14 @@ impl MvMemory {
         let locs: Vec<Loc> = writes.iter().map(|(loc, _)| *loc).collect();
         for stale in previous.iter().filter(|loc| !locs.contains(loc)) {
             if let Some(mut versions) = self.data.get_mut(stale) {
-                versions.remove(&tx);
+                if let Ok(at) = versions.binary_search_by_key(&tx, |(i, _)| *i) {
+                    versions.remove(at);
+                }
             }
         }
         let wrote_new = locs.iter().any(|loc| !previous.contains(loc));
         for (loc, value) in writes {
-            self.data.entry(loc).or_default().insert(tx, Entry::Written(incarnation, value));
+            put(&mut self.data.entry(loc).or_default(), tx, Entry::Written(incarnation, value));
         }
         *previous = locs;
         wrote_new
@@ -153,8 +165,15 @@ impl MvMemory {
     pub fn convert_writes_to_estimates(&self, tx: TxIdx) {
         for loc in self.written[tx].lock().iter() {
             if let Some(mut versions) = self.data.get_mut(loc) {
-                versions.insert(tx, Entry::Estimate);
+                put(&mut versions, tx, Entry::Estimate);
             }
         }
+    }
+}
+
+fn put(versions: &mut Versions, tx: TxIdx, entry: Entry) {
+    match versions.binary_search_by_key(&tx, |(i, _)| *i) {
+        Ok(at) => versions[at].1 = entry,
+        Err(at) => versions.insert(at, (tx, entry)),
     }
 }

@@ -124,6 +124,7 @@ impl Scheduler {
 
     /// The next task, validation first when it lags behind execution.
     pub fn next_task(&self) -> Option<Task> {
+        std::hint::spin_loop();
         if self.validation_idx.load(Ordering::SeqCst) < self.execution_idx.load(Ordering::SeqCst) {
             self.next_version_to_validate()
         } else {

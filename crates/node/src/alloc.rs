@@ -1,0 +1,64 @@
+//! The binary's global allocator: the system allocator, counting live bytes and their
+//! peak while a benchmark asks it to (a relaxed flag check otherwise).
+#![allow(unsafe_code)] // implementing `GlobalAlloc` is unsafe by definition
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+pub struct Counting;
+
+static TRACKING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+fn shrank(bytes: usize) {
+    // Saturating: frees of blocks allocated before tracking started.
+    let _ = LIVE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(l.saturating_sub(bytes)));
+}
+
+// SAFETY: every call forwards to `System` with the caller's arguments unchanged; the
+// counters have no influence on the returned memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() && TRACKING.load(Ordering::Relaxed) {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if TRACKING.load(Ordering::Relaxed) {
+            shrank(layout.size());
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() && TRACKING.load(Ordering::Relaxed) {
+            shrank(layout.size());
+            grew(new_size);
+        }
+        new
+    }
+}
+
+/// Runs `f` and returns its result with the peak of bytes allocated during it (above
+/// what was live when it started).
+pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LIVE.store(0, Ordering::Relaxed);
+    PEAK.store(0, Ordering::Relaxed);
+    TRACKING.store(true, Ordering::SeqCst);
+    let out = f();
+    TRACKING.store(false, Ordering::SeqCst);
+    (out, PEAK.load(Ordering::Relaxed))
+}
