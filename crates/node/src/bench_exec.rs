@@ -80,7 +80,13 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 }
 
 /// Time of one execution: a sample repeats it for at least `min` and divides.
-fn sample(exec: &dyn Executor, state: &dyn StateView, block: &BlockContext, txs: &[RecoveredTx], min: Duration) -> Duration {
+fn sample(
+    exec: &dyn Executor,
+    state: &dyn StateView,
+    block: &BlockContext,
+    txs: &[RecoveredTx],
+    min: Duration,
+) -> Duration {
     let start = Instant::now();
     let mut runs = 0u32;
     while runs == 0 || start.elapsed() < min {
@@ -99,7 +105,8 @@ fn measure(
     block: &BlockContext,
     txs: &[RecoveredTx],
 ) -> anyhow::Result<Figures> {
-    let reference = SequentialExecutor.execute(state, block, txs, Mode::Replay).with_context(|| format!("{name}: sequential"))?;
+    let reference =
+        SequentialExecutor.execute(state, block, txs, Mode::Replay).with_context(|| format!("{name}: sequential"))?;
     let (checked, stats) =
         parallel.execute_with_stats(state, block, txs, Mode::Replay).with_context(|| format!("{name}: parallel"))?;
     if checked != reference {
@@ -158,7 +165,10 @@ pub fn run(args: ExecBenchArgs) -> anyhow::Result<()> {
     let parallel = ParallelExecutor::new(threads);
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     std::fs::create_dir_all(&args.out)?;
-    println!("parallel executor: {threads} threads, fallback to sequential below {} txs", cairn_executor::DEFAULT_MIN_PARALLEL_TXS);
+    println!(
+        "parallel executor: {threads} threads, fallback to sequential below {} txs",
+        cairn_executor::DEFAULT_MIN_PARALLEL_TXS
+    );
     header();
 
     let mut blocks = Vec::new();
@@ -186,7 +196,8 @@ pub fn run(args: ExecBenchArgs) -> anyhow::Result<()> {
             executions: blocks.iter().map(|f| f.executions).sum(),
         };
         print(&t, threads);
-        let worst = blocks.iter().min_by(|a, b| a.speedup().total_cmp(&b.speedup())).map(|f| (f.name.clone(), f.speedup()));
+        let worst =
+            blocks.iter().min_by(|a, b| a.speedup().total_cmp(&b.speedup())).map(|f| (f.name.clone(), f.speedup()));
         if let Some((name, s)) = &worst {
             println!("worst block: {name} at {s:.2}x");
         }
@@ -253,7 +264,13 @@ fn svg(blocks: &[Figures], gigagas: &[Figures], threads: usize) -> String {
     for (i, f) in bars.iter().enumerate() {
         let x = left + i as f64 * step;
         let s = f.speedup();
-        let color = if i >= blocks.len() { "#d95f02" } else if s < 1.0 { "#999" } else { "#1b9e77" };
+        let color = if i >= blocks.len() {
+            "#d95f02"
+        } else if s < 1.0 {
+            "#999"
+        } else {
+            "#1b9e77"
+        };
         out += &format!(
             "<rect x='{x:.1}' y='{:.1}' width='{:.1}' height='{:.1}' fill='{color}'><title>{} {s:.2}x</title></rect>\n",
             y(s),

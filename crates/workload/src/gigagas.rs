@@ -67,7 +67,8 @@ fn sized(
     let out = SequentialExecutor
         .execute(&state, &probe, &sample, Mode::Replay)
         .map_err(|e| WorkloadError::Data(format!("{name}: sample block failed: {e}")))?;
-    if let Some(TxOutcome::Included(r)) = out.outcomes.iter().find(|o| matches!(o, TxOutcome::Included(r) if !r.success))
+    if let Some(TxOutcome::Included(r)) =
+        out.outcomes.iter().find(|o| matches!(o, TxOutcome::Included(r) if !r.success))
     {
         return Err(WorkloadError::Data(format!("{name}: a sample transaction reverted ({r:?})")));
     }
@@ -120,7 +121,8 @@ pub fn swaps(target_gas: u64, pools: u64) -> Result<ExecWorkload, WorkloadError>
     let mut state = InMemoryState::default();
     funded(&mut state, deployer);
     // Deploy one pair to learn its runtime code (its immutables are the two tokens).
-    let create = recovered(deployer, 0, TxKind::Create, U256::ZERO, artifacts.pair_deploy(token0, token1).to_vec(), 3_000_000);
+    let create =
+        recovered(deployer, 0, TxKind::Create, U256::ZERO, artifacts.pair_deploy(token0, token1).to_vec(), 3_000_000);
     let out = SequentialExecutor
         .execute(&state, &context(30_000_000), &[create], Mode::Replay)
         .map_err(|e| WorkloadError::Data(format!("pair deployment failed: {e}")))?;

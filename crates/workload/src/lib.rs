@@ -172,6 +172,9 @@ pub fn mint_call(to: Address, value: U256) -> Vec<u8> {
 pub fn transfer_call(to: Address, value: U256) -> Vec<u8> {
     transferCall { to, value }.abi_encode()
 }
+pub fn transfer_from_call(from: Address, to: Address, value: U256) -> Vec<u8> {
+    transferFromCall { from, to, value }.abi_encode()
+}
 pub fn approve_call(spender: Address, value: U256) -> Vec<u8> {
     approveCall { spender, value }.abi_encode()
 }

@@ -72,6 +72,9 @@ impl<'a> Base<'a> {
     }
 }
 
+/// An account's nonce and code as read (`None`: the account does not exist).
+pub(crate) type MetaRead = Option<Arc<Meta>>;
+
 /// Everything the workers of one parallel run share.
 pub(crate) struct Shared<'a> {
     pub mv: MvMemory,
@@ -135,7 +138,7 @@ impl<'a> Shared<'a> {
         &self,
         address: Address,
         tx: TxIdx,
-    ) -> Result<Result<(Origin, Option<Arc<Meta>>), Blocked>, StateError> {
+    ) -> Result<Result<(Origin, MetaRead), Blocked>, StateError> {
         Ok(match self.mv.read(&Loc::Info(address), tx) {
             Err(blocked) => Err(blocked),
             Ok(Some((idx, inc, Value::Info(meta)))) => Ok((Origin::Version(idx, inc), meta)),
