@@ -65,6 +65,22 @@ pub struct DevArgs {
     /// Most transactions in the pool [default: 200000].
     #[arg(long)]
     pub pool_size: Option<usize>,
+    /// Block executor: `parallel` (Block-STM), `sequential`, or `auto` (parallel when
+    /// more than one core is available) [default: auto].
+    #[arg(long, value_name = "KIND")]
+    pub executor: Option<ExecutorKind>,
+    /// Threads of the parallel executor [default: available cores].
+    #[arg(long, value_name = "N")]
+    pub exec_threads: Option<usize>,
+}
+
+/// Which executor the builder uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    Auto,
+    Parallel,
+    Sequential,
 }
 
 /// Fully resolved settings.
@@ -79,6 +95,8 @@ pub struct DevConfig {
     pub mnemonic: String,
     pub empty_blocks: bool,
     pub pool_size: usize,
+    /// Parallel executor threads; 1 means the sequential executor.
+    pub exec_threads: usize,
 }
 
 impl DevArgs {
@@ -101,6 +119,8 @@ impl DevArgs {
             fee_recipient: self.fee_recipient.or(other.fee_recipient),
             empty_blocks: self.empty_blocks.or(other.empty_blocks),
             pool_size: self.pool_size.or(other.pool_size),
+            executor: self.executor.or(other.executor),
+            exec_threads: self.exec_threads.or(other.exec_threads),
         }
     }
 
@@ -135,6 +155,13 @@ impl DevArgs {
         if block_time == 0 {
             bail!("--block-time must be at least 1 ms");
         }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let exec_threads = match (args.executor.unwrap_or(ExecutorKind::Auto), args.exec_threads) {
+            (ExecutorKind::Sequential, _) => 1,
+            (_, Some(0)) => bail!("--exec-threads must be at least 1"),
+            (ExecutorKind::Parallel, threads) => threads.unwrap_or(cores).max(2),
+            (ExecutorKind::Auto, threads) => threads.unwrap_or(cores),
+        };
         let datadir = match args.datadir {
             Some(d) => d,
             None => dirs::data_dir().context("no per-user data directory; pass --datadir")?.join("cairn").join("dev"),
@@ -149,6 +176,7 @@ impl DevArgs {
             mnemonic: args.mnemonic.unwrap_or_else(|| DEV_MNEMONIC.to_string()),
             empty_blocks: args.empty_blocks.unwrap_or(false),
             pool_size: args.pool_size.unwrap_or(200_000),
+            exec_threads,
         })
     }
 }
@@ -180,5 +208,26 @@ mod tests {
         assert!(format!("{err:#}").contains("chain-idd"), "{err:#}");
         let err = DevArgs { gas_limit: Some(1_000), ..Default::default() }.resolve().expect_err("cap > limit");
         assert!(err.to_string().contains("--tx-gas-cap"));
+    }
+
+    #[test]
+    fn executor_choice_from_file_and_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, "executor = \"sequential\"\n").expect("write");
+        let cfg = DevArgs { config: Some(path.clone()), ..Default::default() }.resolve().expect("resolve");
+        assert_eq!(cfg.exec_threads, 1);
+        let forced = DevArgs {
+            config: Some(path),
+            executor: Some(ExecutorKind::Parallel),
+            exec_threads: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(forced.resolve().expect("resolve").exec_threads, 4);
+        let parallel_one =
+            DevArgs { executor: Some(ExecutorKind::Parallel), exec_threads: Some(1), ..Default::default() };
+        assert_eq!(parallel_one.resolve().expect("resolve").exec_threads, 2, "parallel means at least two threads");
+        let zero = DevArgs { exec_threads: Some(0), ..Default::default() };
+        assert!(zero.resolve().is_err());
     }
 }

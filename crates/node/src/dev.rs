@@ -1,7 +1,7 @@
 //! `cairn dev`: wires store, chain, builder and RPC together and runs until a signal.
 
 use anyhow::Context;
-use cairn_executor::SequentialExecutor;
+use cairn_executor::{Executor, ParallelExecutor, SequentialExecutor};
 use cairn_mempool::PoolConfig;
 use cairn_primitives::{dev_accounts, load_genesis_file, GenesisAlloc};
 use cairn_rpc::{RpcLimits, ServerLimits};
@@ -28,13 +28,23 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     let store = Store::open(&cfg.datadir.join("cairn.redb"))
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?;
     let pool = PoolConfig { max_txs: cfg.pool_size, ..PoolConfig::default() };
+    let executor: Arc<dyn Executor> = if cfg.exec_threads > 1 {
+        Arc::new(ParallelExecutor::new(cfg.exec_threads))
+    } else {
+        Arc::new(SequentialExecutor)
+    };
+    tracing::info!(
+        threads = cfg.exec_threads,
+        "executor: {}",
+        if cfg.exec_threads > 1 { "parallel" } else { "sequential" }
+    );
     let chain = Chain::open(
         store,
         &cfg.datadir.join("pool.wal"),
         cfg.chain.clone(),
         &alloc,
         pool,
-        Arc::new(SequentialExecutor),
+        executor,
         Arc::new(FullCommitter),
     )?;
     let ingress = Ingress::new(chain.clone());

@@ -134,11 +134,7 @@ impl<'a> Shared<'a> {
     }
 
     /// Nonce and code transaction `tx` sees.
-    pub fn meta_at(
-        &self,
-        address: Address,
-        tx: TxIdx,
-    ) -> Result<Result<(Origin, MetaRead), Blocked>, StateError> {
+    pub fn meta_at(&self, address: Address, tx: TxIdx) -> Result<Result<(Origin, MetaRead), Blocked>, StateError> {
         Ok(match self.mv.read(&Loc::Info(address), tx) {
             Err(blocked) => Err(blocked),
             Ok(Some((idx, inc, Value::Info(meta)))) => Ok((Origin::Version(idx, inc), meta)),
