@@ -63,7 +63,7 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
         }
         for threads in [1, 2, 4, 8] {
             // Every block through the parallel path, however small.
-            let parallel = ParallelExecutor::new(threads).min_parallel_txs(2);
+            let parallel = ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel();
             for run in 0..3 {
                 match parallel.execute_with_stats(&block.state, &ctx, &block.txs, Mode::Replay) {
                     Ok((out, stats)) if out == sequential => {

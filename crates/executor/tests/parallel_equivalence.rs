@@ -206,9 +206,13 @@ fn check(state: &InMemoryState, ctx: &BlockContext, txs: &[RecoveredTx]) -> Resu
     for mode in [Mode::Building, Mode::Replay] {
         let expected = SequentialExecutor.execute(state, ctx, txs, mode).map_err(|e| e.to_string());
         for threads in [2, 4] {
-            let parallel = ParallelExecutor::new(threads).min_parallel_txs(2);
-            let got = parallel.execute(state, ctx, txs, mode).map_err(|e| e.to_string());
-            prop_assert_eq!(&got, &expected, "{:?} mode, {} threads", mode, threads);
+            for parallel in [
+                ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel(),
+                ParallelExecutor::new(threads).min_parallel_txs(2),
+            ] {
+                let got = parallel.execute(state, ctx, txs, mode).map_err(|e| e.to_string());
+                prop_assert_eq!(&got, &expected, "{:?} mode, {:?}", mode, parallel);
+            }
         }
     }
     Ok(())
@@ -248,8 +252,11 @@ fn building_mode_skips_what_does_not_fit_like_the_sequential_executor() {
         (0..40).map(|i| (i % 6, Op::TokenTransfer { to: (i + 1) % 6, amount: 10 }, 0)).collect();
     let txs = build(&ops);
     check(&state, &ctx, &txs).expect("equal");
-    let out =
-        ParallelExecutor::new(2).min_parallel_txs(2).execute(&state, &ctx, &txs, Mode::Building).expect("building");
+    let out = ParallelExecutor::new(2)
+        .min_parallel_txs(2)
+        .always_parallel()
+        .execute(&state, &ctx, &txs, Mode::Building)
+        .expect("building");
     assert!(out.gas_used <= ctx.gas_limit);
     assert!(out
         .outcomes

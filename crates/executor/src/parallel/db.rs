@@ -91,6 +91,10 @@ impl<'a> Shared<'a> {
         Self { mv, base, beneficiary, fees: (0..txs).map(|_| Mutex::new(None)).collect() }
     }
 
+    pub fn into_parts(self) -> (MvMemory, Base<'a>) {
+        (self.mv, self.base)
+    }
+
     pub fn set_fee(&self, tx: TxIdx, fee: Option<U256>) {
         *self.fees[tx].lock() = fee;
     }

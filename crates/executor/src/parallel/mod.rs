@@ -51,12 +51,15 @@ pub const DEFAULT_MIN_PARALLEL_TXS: usize = 8;
 pub struct ParallelExecutor {
     threads: usize,
     min_txs: usize,
+    /// Use the rules that send blocks Block-STM cannot speed up to the sequential
+    /// executor (off only in tests that must exercise the parallel path).
+    heuristics: bool,
 }
 
 impl ParallelExecutor {
     /// An executor using `threads` threads (the calling one included).
     pub fn new(threads: usize) -> Self {
-        Self { threads: threads.max(1), min_txs: DEFAULT_MIN_PARALLEL_TXS }
+        Self { threads: threads.max(1), min_txs: DEFAULT_MIN_PARALLEL_TXS, heuristics: true }
     }
 
     /// One thread per available core.
@@ -67,6 +70,13 @@ impl ParallelExecutor {
     /// Runs smaller blocks (and building rounds) sequentially.
     pub fn min_parallel_txs(mut self, min_txs: usize) -> Self {
         self.min_txs = min_txs.max(2);
+        self
+    }
+
+    /// Runs every block of at least `min_parallel_txs` through Block-STM, however
+    /// dependent its transactions (for tests of the parallel path).
+    pub fn always_parallel(mut self) -> Self {
+        self.heuristics = false;
         self
     }
 
@@ -84,7 +94,40 @@ pub struct ParallelStats {
     pub executions: usize,
     /// Parallel runs whose result was discarded and redone sequentially.
     pub fallbacks: usize,
+    /// Runs sent to the sequential executor up front: their dependency chains leave
+    /// nothing to parallelize.
+    pub predicted_sequential: usize,
 }
+
+/// Longest chain of transactions that must run one after another, as far as it can be
+/// told before executing: a sender's transactions (nonce order), and value transfers
+/// into the same contract (each reads and writes its balance).
+fn longest_chain(state: &dyn StateView, txs: &[RecoveredTx]) -> usize {
+    let mut by_sender: alloy_primitives::map::AddressMap<usize> = Default::default();
+    let mut into_contract: alloy_primitives::map::AddressMap<(bool, usize)> = Default::default();
+    let mut longest = 0;
+    for tx in txs {
+        let n = by_sender.entry(tx.signer()).or_default();
+        *n += 1;
+        longest = longest.max(*n);
+        if let (TxKind::Call(to), false) = (tx.kind(), tx.value().is_zero()) {
+            let entry = into_contract.entry(to).or_insert_with(|| {
+                let has_code = matches!(state.account(to), Ok(Some(a)) if a.code_hash != KECCAK_EMPTY);
+                (has_code, 0)
+            });
+            if entry.0 {
+                entry.1 += 1;
+                longest = longest.max(entry.1);
+            }
+        }
+    }
+    longest
+}
+
+/// Block-STM on two threads gains nothing when one chain holds more than this share
+/// of the transactions (the chain runs at sequential speed plus the overhead of the
+/// parallel machinery); measured with `cairn bench exec` on the mainnet payout blocks.
+const MAX_CHAIN_SHARE: f64 = 0.6;
 
 impl Executor for ParallelExecutor {
     fn execute(
@@ -109,6 +152,10 @@ impl ParallelExecutor {
     ) -> Result<(BlockOutput, ParallelStats), ExecError> {
         let mut stats = ParallelStats::default();
         if self.threads < 2 || txs.len() < self.min_txs {
+            return Ok((execute_at(state, block, txs, mode, Offsets::default())?, stats));
+        }
+        if self.heuristics && longest_chain(state, txs) as f64 > MAX_CHAIN_SHARE * txs.len() as f64 {
+            stats.predicted_sequential += 1;
             return Ok((execute_at(state, block, txs, mode, Offsets::default())?, stats));
         }
         if mode == Mode::Replay {
@@ -195,6 +242,12 @@ struct Run<'r, 'a> {
     block: &'r BlockContext,
     fatal: &'r AtomicBool,
     executions: &'r AtomicUsize,
+    /// Executions of first incarnations (the rest were wasted work).
+    first_runs: &'r AtomicUsize,
+    /// Validations that aborted an incarnation.
+    aborts: &'r AtomicUsize,
+    /// Give up (and let the sequential executor run) when early waste is high.
+    bail_early: bool,
     /// For each transaction, the previous transaction of the same sender, if any.
     previous_by_sender: &'r [Option<TxIdx>],
 }
@@ -216,6 +269,8 @@ impl ParallelExecutor {
         let slots: Vec<Mutex<Slot>> = (0..txs.len()).map(|_| Mutex::new(Slot::default())).collect();
         let fatal = AtomicBool::new(false);
         let executions = AtomicUsize::new(0);
+        let first_runs = AtomicUsize::new(0);
+        let aborts = AtomicUsize::new(0);
         let mut last_of_sender = alloy_primitives::map::AddressMap::default();
         let previous_by_sender: Vec<Option<TxIdx>> =
             txs.iter().enumerate().map(|(i, tx)| last_of_sender.insert(tx.signer(), i)).collect();
@@ -228,6 +283,9 @@ impl ParallelExecutor {
             block,
             fatal: &fatal,
             executions: &executions,
+            first_runs: &first_runs,
+            aborts: &aborts,
+            bail_early: self.heuristics,
         };
         let t0 = std::time::Instant::now();
         std::thread::scope(|scope| {
@@ -238,11 +296,18 @@ impl ParallelExecutor {
         });
         stats.executions += executions.load(Ordering::Relaxed);
         let t1 = std::time::Instant::now();
-        let out = if fatal.load(Ordering::Acquire) { None } else { finalize(&shared, slots, txs, block, mode, at) };
-        let t2 = std::time::Instant::now();
-        drop(shared);
-        if std::env::var("CAIRN_PAR_TRACE").is_ok() {
-            eprintln!("exec {:?} finalize {:?} drop {:?}", t1 - t0, t2 - t1, t2.elapsed());
+        let (mv, base) = shared.into_parts();
+        // Freeing the multi-version memory overlaps with assembling the output.
+        let out = std::thread::scope(|scope| {
+            scope.spawn(move || drop(mv));
+            if fatal.load(Ordering::Acquire) {
+                None
+            } else {
+                finalize(&base, slots, txs, block, mode, at)
+            }
+        });
+        if std::env::var_os("CAIRN_PAR_TRACE").is_some() {
+            eprintln!("execute {:?}, finalize {:?}", t1 - t0, t1.elapsed());
         }
         match out {
             Some(_) => stats.parallel_txs += txs.len(),
@@ -254,6 +319,8 @@ impl ParallelExecutor {
 
 impl<'r, 'a> Run<'r, 'a> {
     fn work(&self) {
+        // A panicking worker must not leave the others waiting for its tasks forever.
+        let _halt_on_panic = HaltOnPanic(self);
         let mut evm: ParEvm<'r, 'a> = Context::mainnet()
             .with_db(TxDb::new(self.shared))
             .with_block(block_env(self.block))
@@ -327,12 +394,26 @@ impl<'r, 'a> Run<'r, 'a> {
                     (TxResult::Executed { receipt, updates, lazy_to, reward }, writes, reward.unwrap_or_default())
                 }
             };
-            {
+            let first_completion = {
                 let mut slot = self.slots[tx].lock();
                 std::mem::swap(&mut slot.reads, &mut evm.ctx.db_mut().reads);
-                slot.result = Some(result);
+                slot.result.replace(result).is_none()
+            };
+            let executions = self.executions.fetch_add(runs, Ordering::Relaxed) + runs;
+            if first_completion {
+                let first = self.first_runs.fetch_add(1, Ordering::Relaxed) + 1;
+                // A look every sixty-fourth of the block through its first half: if the
+                // runs so far that were wasted (re-executions, runs stopped by an
+                // estimate) and the aborts waiting to be re-run exceed half the useful
+                // ones, the block is a chain of conflicts (one hot contract): hand it
+                // to the sequential executor while little work is lost.
+                let step = BAIL_CHECK.max(self.txs.len() / 64);
+                let looking = first % step == 0 && first <= self.txs.len() / 2;
+                let wasted = executions.saturating_sub(first) + self.aborts.load(Ordering::Relaxed);
+                if self.bail_early && looking && wasted * 2 > first {
+                    return self.fail();
+                }
             }
-            self.executions.fetch_add(runs, Ordering::Relaxed);
             let wrote_new = self.shared.mv.record(tx, incarnation, writes);
             self.shared.set_fee(tx, Some(fee));
             return self.scheduler.finish_execution(tx, incarnation, wrote_new);
@@ -343,12 +424,27 @@ impl<'r, 'a> Run<'r, 'a> {
         let valid = self.shared.validate(tx, &self.slots[tx].lock().reads);
         let aborted = !valid && self.scheduler.try_validation_abort(tx, incarnation);
         if aborted {
+            self.aborts.fetch_add(1, Ordering::Relaxed);
             self.shared.mv.convert_writes_to_estimates(tx);
             self.shared.set_fee(tx, None);
         }
         self.scheduler.finish_validation(tx, aborted)
     }
 }
+
+struct HaltOnPanic<'g, 'r, 'a>(&'g Run<'r, 'a>);
+
+impl Drop for HaltOnPanic<'_, '_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fatal.store(true, Ordering::Release);
+            self.0.scheduler.halt();
+        }
+    }
+}
+
+/// Transactions executed before the early-waste check may run.
+const BAIL_CHECK: usize = 32;
 
 /// The recipient a transaction may credit without reading its balance: a call with
 /// value to someone else than the sender and the beneficiary, outside the precompile
@@ -417,7 +513,7 @@ fn writes_of(state: &EvmState, served: &alloy_primitives::map::AddressMap<Served
 /// Turns the validated results into the block output, in order: absolute balances for
 /// delta-credited accounts, the beneficiary's fee, receipts and the state diff.
 fn finalize(
-    shared: &Shared<'_>,
+    base: &db::Base<'_>,
     slots: Vec<Mutex<Slot>>,
     txs: &[RecoveredTx],
     block: &BlockContext,
@@ -434,7 +530,7 @@ fn finalize(
         if let Some(info) = diff.current(&address) {
             return Some(info);
         }
-        Some(shared.base.account(address).ok()?.map(|(meta, balance)| AccountState {
+        Some(base.account(address).ok()?.map(|(meta, balance)| AccountState {
             nonce: meta.nonce,
             balance,
             code_hash: meta.code_hash,
