@@ -408,7 +408,7 @@ impl<'r, 'a> Run<'r, 'a> {
                 // ones, the block is a chain of conflicts (one hot contract): hand it
                 // to the sequential executor while little work is lost.
                 let step = BAIL_CHECK.max(self.txs.len() / 64);
-                let looking = first % step == 0 && first <= self.txs.len() / 2;
+                let looking = first.is_multiple_of(step) && first <= self.txs.len() / 2;
                 let wasted = executions.saturating_sub(first) + self.aborts.load(Ordering::Relaxed);
                 if self.bail_early && looking && wasted * 2 > first {
                     return self.fail();
