@@ -306,9 +306,7 @@ impl ParallelExecutor {
                 finalize(&base, slots, txs, block, mode, at)
             }
         });
-        if std::env::var_os("CAIRN_PAR_TRACE").is_some() {
-            eprintln!("execute {:?}, finalize {:?}", t1 - t0, t1.elapsed());
-        }
+        tracing::debug!(txs = txs.len(), execute = ?(t1 - t0), assemble = ?t1.elapsed(), "parallel run");
         match out {
             Some(_) => stats.parallel_txs += txs.len(),
             None => stats.fallbacks += 1,
