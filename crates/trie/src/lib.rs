@@ -11,10 +11,20 @@ use cairn_primitives::InMemoryState;
 use cairn_storage::{BlockWriter, StoreError};
 use std::collections::BTreeSet;
 
+mod memory;
+mod node;
+mod update;
+
+pub use memory::MemoryTrie;
+pub use node::{BranchRecord, ChildRef, Kind};
+pub use update::{proof, root_hash, update, Change, TrieSource, TrieUpdate};
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrieError {
     #[error("trie commit failed reading the store: {0}")]
     Store(#[from] StoreError),
+    #[error("corrupt trie data: {0}")]
+    Corrupt(String),
 }
 
 /// Brings trie data up to date for a block and returns its state root.

@@ -1,0 +1,350 @@
+//! Incremental Merkle-Patricia update over stored branch nodes.
+//!
+//! [`update`] descends only into the branch nodes on the paths of the changed keys.
+//! Untouched children keep their stored references; a branch whose children changed is
+//! re-encoded and re-hashed. Where the shape of the trie changes (a new key splits an
+//! extension or lands in an empty slot, a deletion leaves a branch with one child) the
+//! affected subtree is rebuilt from its parts: changed leaves, unchanged leaves (read
+//! back from the flat state only when their encoding must change) and untouched
+//! subtrees (moved by reference). The result is always the canonical trie of the new
+//! key set, so the root equals a full recomputation and the stored nodes equal those a
+//! from-scratch build would store (both pinned by property tests).
+
+use alloy_primitives::{Bytes, B256};
+use alloy_trie::nodes::{ExtensionNodeRef, LeafNodeRef, RlpNode};
+use alloy_trie::{Nibbles, EMPTY_ROOT_HASH};
+
+use crate::node::{extension_rlp, leaf_rlp, BranchRecord, ChildRef, Kind};
+use crate::TrieError;
+
+/// Where one trie's stored branch nodes and its (already updated) leaves come from.
+pub trait TrieSource {
+    /// The stored branch node at `path`, as of before the update.
+    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError>;
+    /// Every leaf of the trie *after* the update whose key starts with `prefix`, in key
+    /// order, as `(key, leaf value)`. Called only for prefixes that hold few leaves.
+    fn leaves(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) -> Result<(), TrieError>;
+}
+
+/// One changed key: its new leaf value, or `None` when it is deleted.
+pub type Change = (B256, Option<Vec<u8>>);
+
+/// What an update does to a trie's stored nodes.
+#[derive(Debug, Default, Clone)]
+pub struct TrieUpdate {
+    /// The new root reference (`None`: the trie is empty).
+    pub root: Option<ChildRef>,
+    /// Branch nodes to write (new or changed).
+    pub puts: Vec<(Nibbles, BranchRecord)>,
+    /// Branch nodes that no longer exist.
+    pub deletes: Vec<Nibbles>,
+}
+
+impl TrieUpdate {
+    pub fn root_hash(&self) -> B256 {
+        root_hash(self.root.as_ref())
+    }
+}
+
+/// Hash of a trie whose root reference is `root`.
+pub fn root_hash(root: Option<&ChildRef>) -> B256 {
+    root.map(ChildRef::root_hash).unwrap_or(EMPTY_ROOT_HASH)
+}
+
+/// Applies `changes` (sorted by key, no duplicates) to the trie whose root reference is
+/// `root` and whose stored nodes `source` serves. `source.leaves` must already reflect
+/// the changes.
+pub fn update(source: &impl TrieSource, root: Option<ChildRef>, changes: &[Change]) -> Result<TrieUpdate, TrieError> {
+    debug_assert!(changes.windows(2).all(|w| w[0].0 < w[1].0), "changes must be sorted and unique");
+    let changes: Vec<(Nibbles, Option<&[u8]>)> =
+        changes.iter().map(|(k, v)| (Nibbles::unpack_array(&k.0), v.as_deref())).collect();
+    let mut up = Updater { source, puts: Vec::new(), visited: Vec::new(), buf: Vec::with_capacity(600) };
+    let top = up.update(Nibbles::new(), root, &changes)?;
+    let root = top.map(|sub| up.encode(&Nibbles::new(), sub));
+    let mut deletes = up.visited;
+    if !deletes.is_empty() {
+        let written: std::collections::HashSet<Nibbles> = up.puts.iter().map(|(p, _)| *p).collect();
+        deletes.retain(|p| !written.contains(p));
+    }
+    Ok(TrieUpdate { root, puts: up.puts, deletes })
+}
+
+/// A subtree as it will hang below some slot.
+enum Sub {
+    /// Unchanged and still in its original slot.
+    Same(ChildRef),
+    /// A leaf with its full key.
+    Leaf { key: Nibbles, value: Vec<u8> },
+    /// `ext` nibbles (relative to the slot; may be empty) then a branch node whose
+    /// reference is `rlp` (its record is already among the writes, or unchanged).
+    Branch { ext: Nibbles, rlp: RlpNode },
+}
+
+struct Updater<'a, S> {
+    source: &'a S,
+    puts: Vec<(Nibbles, BranchRecord)>,
+    visited: Vec<Nibbles>,
+    buf: Vec<u8>,
+}
+
+type Changes<'c> = [(Nibbles, Option<&'c [u8]>)];
+
+impl<S: TrieSource> Updater<'_, S> {
+    /// New subtree for the slot at `slot` that held `old`; every key in `changes` starts
+    /// with `slot`.
+    fn update(&mut self, slot: Nibbles, old: Option<ChildRef>, changes: &Changes<'_>) -> Result<Option<Sub>, TrieError> {
+        if changes.is_empty() {
+            return Ok(old.map(Sub::Same));
+        }
+        match old.map(|c| c.kind) {
+            None => {
+                // Only inserts can land in an empty slot.
+                let items = changes
+                    .iter()
+                    .filter_map(|(k, v)| v.map(|v| (*k, Sub::Leaf { key: *k, value: v.to_vec() })))
+                    .collect();
+                self.build(slot, items)
+            }
+            Some(Kind::Leaf) => {
+                // The old leaf (if it survives) and the inserts: read them back.
+                let items = self.leaf_items(&slot)?;
+                self.build(slot, items)
+            }
+            Some(Kind::Branch) => self.update_branch(slot, changes),
+            Some(Kind::Extension(ext)) => {
+                let at = slot.join(&ext);
+                let start = changes.partition_point(|(k, _)| k.slice(..at.len()) < at);
+                let end = start + changes[start..].partition_point(|(k, _)| k.starts_with(&at));
+                let inside = &changes[start..end];
+                let below = if inside.is_empty() {
+                    Some(Sub::Branch { ext: Nibbles::new(), rlp: self.branch_rlp(&at)? })
+                } else {
+                    self.update_branch(at, inside)?
+                };
+                let mut items: Vec<(Nibbles, Sub)> = changes[..start]
+                    .iter()
+                    .chain(&changes[end..])
+                    .filter_map(|(k, v)| v.map(|v| (*k, Sub::Leaf { key: *k, value: v.to_vec() })))
+                    .collect();
+                if items.is_empty() {
+                    return match below {
+                        Some(sub) => self.relocate(at, sub, &slot).map(Some),
+                        None => Ok(None),
+                    };
+                }
+                if let Some(sub) = below {
+                    let pos = items.partition_point(|(k, _)| *k < at);
+                    items.insert(pos, (at, sub));
+                }
+                self.build(slot, items)
+            }
+        }
+    }
+
+    /// New subtree (relative to `at`) for the stored branch at `at`, all of whose keys
+    /// in `changes` start with `at`.
+    fn update_branch(&mut self, at: Nibbles, changes: &Changes<'_>) -> Result<Option<Sub>, TrieError> {
+        let mut record = self
+            .source
+            .branch(&at)?
+            .ok_or_else(|| TrieError::Corrupt(format!("missing branch node at path {at:?}")))?;
+        self.visited.push(at);
+        let depth = at.len();
+        let mut kids: [Option<Sub>; 16] = Default::default();
+        let mut rest = changes;
+        for (n, kid) in kids.iter_mut().enumerate() {
+            let split = rest.partition_point(|(k, _)| usize::from(k.get_unchecked(depth)) <= n);
+            let (mine, later) = rest.split_at(split);
+            rest = later;
+            let mut slot = at;
+            slot.push_unchecked(n as u8);
+            *kid = self.update(slot, record.children[n].take(), mine)?;
+        }
+        let count = kids.iter().filter(|k| k.is_some()).count();
+        match count {
+            0 => Ok(None),
+            1 => {
+                let (n, sub) = kids.into_iter().enumerate().find_map(|(n, k)| k.map(|k| (n, k))).expect("one child");
+                let mut slot = at;
+                slot.push_unchecked(n as u8);
+                self.relocate(slot, sub, &at).map(Some)
+            }
+            _ => {
+                for (n, kid) in kids.into_iter().enumerate() {
+                    if let Some(sub) = kid {
+                        let mut slot = at;
+                        slot.push_unchecked(n as u8);
+                        record.children[n] = Some(self.encode(&slot, sub));
+                    }
+                }
+                Ok(Some(self.emit(at, record)))
+            }
+        }
+    }
+
+    /// Canonical subtree (relative to `slot`) over `items`, sorted by position, none a
+    /// prefix of another, all below `slot`.
+    fn build(&mut self, slot: Nibbles, mut items: Vec<(Nibbles, Sub)>) -> Result<Option<Sub>, TrieError> {
+        match items.len() {
+            0 => Ok(None),
+            1 => {
+                let (pos, sub) = items.pop().expect("one item");
+                self.relocate(pos, sub, &slot).map(Some)
+            }
+            _ => {
+                let first = items[0].0;
+                let prefix_len = first.common_prefix_length(&items[items.len() - 1].0);
+                let at = first.slice(..prefix_len);
+                let mut record = BranchRecord::default();
+                let mut iter = items.into_iter().peekable();
+                while let Some((pos, sub)) = iter.next() {
+                    let n = pos.get_unchecked(prefix_len);
+                    let mut group = vec![(pos, sub)];
+                    while iter.peek().is_some_and(|(p, _)| p.get_unchecked(prefix_len) == n) {
+                        group.push(iter.next().expect("peeked"));
+                    }
+                    let mut child_slot = at;
+                    child_slot.push_unchecked(n);
+                    if let Some(sub) = self.build(child_slot, group)? {
+                        record.children[usize::from(n)] = Some(self.encode(&child_slot, sub));
+                    }
+                }
+                let Sub::Branch { rlp, .. } = self.emit(at, record) else { unreachable!("emit returns a branch") };
+                Ok(Some(Sub::Branch { ext: at.slice(slot.len()..), rlp }))
+            }
+        }
+    }
+
+    /// Records a branch to write and returns it as a subtree at its own path.
+    fn emit(&mut self, at: Nibbles, record: BranchRecord) -> Sub {
+        self.buf.clear();
+        let rlp = record.rlp(&mut self.buf);
+        self.puts.push((at, record));
+        Sub::Branch { ext: Nibbles::new(), rlp }
+    }
+
+    /// `sub`, which hangs at `pos`, re-expressed for the slot `slot` above it.
+    fn relocate(&mut self, pos: Nibbles, sub: Sub, slot: &Nibbles) -> Result<Sub, TrieError> {
+        if pos == *slot {
+            return Ok(sub);
+        }
+        let gap = pos.slice(slot.len()..);
+        Ok(match sub {
+            Sub::Leaf { key, value } => Sub::Leaf { key, value },
+            Sub::Branch { ext, rlp } => Sub::Branch { ext: gap.join(&ext), rlp },
+            Sub::Same(child) => match child.kind {
+                Kind::Leaf => {
+                    let mut items = self.leaf_items(&pos)?;
+                    if items.len() != 1 {
+                        return Err(TrieError::Corrupt(format!(
+                            "leaf slot {pos:?} holds {} leaves in the flat state",
+                            items.len()
+                        )));
+                    }
+                    items.pop().expect("one leaf").1
+                }
+                Kind::Branch => Sub::Branch { ext: gap, rlp: child.rlp },
+                Kind::Extension(ext) => {
+                    let rlp = self.branch_rlp(&pos.join(&ext))?;
+                    Sub::Branch { ext: gap.join(&ext), rlp }
+                }
+            },
+        })
+    }
+
+    /// The reference a parent at `slot` holds for `sub`.
+    fn encode(&mut self, slot: &Nibbles, sub: Sub) -> ChildRef {
+        match sub {
+            Sub::Same(child) => child,
+            Sub::Leaf { key, value } => {
+                ChildRef { kind: Kind::Leaf, rlp: leaf_rlp(&key.slice(slot.len()..), &value, &mut self.buf) }
+            }
+            Sub::Branch { ext, rlp } if ext.is_empty() => ChildRef { kind: Kind::Branch, rlp },
+            Sub::Branch { ext, rlp } => {
+                let rlp = extension_rlp(&ext, &rlp, &mut self.buf);
+                ChildRef { kind: Kind::Extension(ext), rlp }
+            }
+        }
+    }
+
+    fn branch_rlp(&mut self, at: &Nibbles) -> Result<RlpNode, TrieError> {
+        let record = self
+            .source
+            .branch(at)?
+            .ok_or_else(|| TrieError::Corrupt(format!("missing branch node at path {at:?}")))?;
+        self.buf.clear();
+        Ok(record.rlp(&mut self.buf))
+    }
+
+    fn leaf_items(&self, prefix: &Nibbles) -> Result<Vec<(Nibbles, Sub)>, TrieError> {
+        let mut leaves = Vec::new();
+        self.source.leaves(prefix, &mut leaves)?;
+        Ok(leaves
+            .into_iter()
+            .map(|(k, value)| {
+                let key = Nibbles::unpack_array(&k.0);
+                (key, Sub::Leaf { key, value })
+            })
+            .collect())
+    }
+}
+
+/// EIP-1186 proof for `key`: the encodings of the nodes on its path, from the root, that
+/// are referenced by hash (shorter nodes are inlined in their parent's encoding).
+pub fn proof(source: &impl TrieSource, root: Option<&ChildRef>, key: B256) -> Result<Vec<Bytes>, TrieError> {
+    let target = Nibbles::unpack_array(&key.0);
+    let mut out = Vec::new();
+    let Some(root) = root else { return Ok(out) };
+    let mut buf = Vec::with_capacity(600);
+    let push = |out: &mut Vec<Bytes>, encoded: &[u8]| {
+        if out.is_empty() || encoded.len() >= 32 {
+            out.push(Bytes::copy_from_slice(encoded));
+        }
+    };
+    let mut at = Nibbles::new();
+    let mut current = root.kind;
+    loop {
+        match current {
+            Kind::Leaf => {
+                let mut leaves = Vec::new();
+                source.leaves(&at, &mut leaves)?;
+                let [(leaf_key, value)] = leaves.as_slice() else {
+                    return Err(TrieError::Corrupt(format!("leaf slot {at:?} holds {} leaves", leaves.len())));
+                };
+                buf.clear();
+                let suffix = Nibbles::unpack_array(&leaf_key.0).slice(at.len()..);
+                alloy_rlp::Encodable::encode(&LeafNodeRef::new(&suffix, value), &mut buf);
+                push(&mut out, &buf);
+                return Ok(out);
+            }
+            Kind::Extension(ext) => {
+                let below = at.join(&ext);
+                let record = source
+                    .branch(&below)?
+                    .ok_or_else(|| TrieError::Corrupt(format!("missing branch node at path {below:?}")))?;
+                buf.clear();
+                let child = record.rlp(&mut buf);
+                buf.clear();
+                alloy_rlp::Encodable::encode(&ExtensionNodeRef::new(&ext, child.as_slice()), &mut buf);
+                push(&mut out, &buf);
+                if !target.starts_with(&below) {
+                    return Ok(out);
+                }
+                at = below;
+                current = Kind::Branch;
+            }
+            Kind::Branch => {
+                let record = source
+                    .branch(&at)?
+                    .ok_or_else(|| TrieError::Corrupt(format!("missing branch node at path {at:?}")))?;
+                buf.clear();
+                record.rlp(&mut buf);
+                push(&mut out, &buf);
+                let n = target.get_unchecked(at.len());
+                let Some(child) = &record.children[usize::from(n)] else { return Ok(out) };
+                at.push_unchecked(n);
+                current = child.kind;
+            }
+        }
+    }
+}
