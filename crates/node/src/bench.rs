@@ -30,6 +30,9 @@ pub enum BenchCommand {
     /// Execute blocks sequentially and with the parallel executor (the 62 mainnet
     /// blocks, gigagas workloads); print speedups, Mgas/s and peak memory.
     Exec(crate::bench_exec::ExecBenchArgs),
+    /// Incremental state root against a full recomputation on a large state in the
+    /// real store (1M accounts, 10M slots by default); per-block times, memory, disk.
+    Commit(crate::bench_commit::CommitBenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -65,6 +68,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Rpc(args) => rpc(args).await,
         BenchCommand::Exec(args) => tokio::task::spawn_blocking(move || crate::bench_exec::run(args)).await?,
+        BenchCommand::Commit(args) => tokio::task::spawn_blocking(move || crate::bench_commit::run(args)).await?,
     }
 }
 

@@ -7,7 +7,7 @@ use cairn_primitives::{dev_accounts, load_genesis_file, GenesisAlloc};
 use cairn_rpc::{RpcLimits, ServerLimits};
 use cairn_sequencer::{Builder, BuilderConfig, Chain, Ingress};
 use cairn_storage::Store;
-use cairn_trie::FullCommitter;
+use cairn_trie::IncrementalCommitter;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -45,7 +45,7 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         &alloc,
         pool,
         executor,
-        Arc::new(FullCommitter),
+        Arc::new(IncrementalCommitter::new(cfg.exec_threads.max(1))?),
     )?;
     let ingress = Ingress::new(chain.clone());
     let (addr, server) =

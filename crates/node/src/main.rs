@@ -2,6 +2,7 @@
 
 mod alloc;
 mod bench;
+mod bench_commit;
 mod bench_exec;
 mod config;
 mod dev;

@@ -56,3 +56,9 @@ impl From<cairn_storage::StoreError> for RpcError {
         Self::Internal(e.to_string())
     }
 }
+
+impl From<cairn_trie::TrieError> for RpcError {
+    fn from(e: cairn_trie::TrieError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}

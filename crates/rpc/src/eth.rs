@@ -1,3 +1,4 @@
+use alloy_eips::eip2718::Decodable2718;
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256, U64};
 use alloy_rpc_types_eth::{self as rpc, FeeHistory, Filter, FilterBlockOption, TransactionRequest};
@@ -48,6 +49,48 @@ pub struct EthApi {
 
 type RpcResult<T> = Result<T, RpcError>;
 
+/// Most storage keys one `eth_getProof` may ask for.
+pub const MAX_PROOF_KEYS: usize = 1_024;
+
+/// A state to read: a sealed block's, or the newest executed one (`pending`).
+enum State {
+    Sealed(Box<StoreReader>),
+    Pending(cairn_sequencer::PendingView),
+}
+
+impl StateView for State {
+    fn account(
+        &self,
+        address: Address,
+    ) -> Result<Option<cairn_primitives::AccountState>, cairn_primitives::StateError> {
+        match self {
+            Self::Sealed(s) => s.account(address),
+            Self::Pending(s) => s.account(address),
+        }
+    }
+
+    fn storage(&self, address: Address, slot: U256) -> Result<U256, cairn_primitives::StateError> {
+        match self {
+            Self::Sealed(s) => s.storage(address, slot),
+            Self::Pending(s) => s.storage(address, slot),
+        }
+    }
+
+    fn code(&self, code_hash: B256) -> Result<Bytes, cairn_primitives::StateError> {
+        match self {
+            Self::Sealed(s) => s.code(code_hash),
+            Self::Pending(s) => s.code(code_hash),
+        }
+    }
+
+    fn block_hash(&self, number: u64) -> Result<B256, cairn_primitives::StateError> {
+        match self {
+            Self::Sealed(s) => s.block_hash(number),
+            Self::Pending(s) => s.block_hash(number),
+        }
+    }
+}
+
 pub(crate) fn invalid(e: impl std::fmt::Display) -> RpcError {
     RpcError::InvalidParams(e.to_string())
 }
@@ -72,9 +115,17 @@ impl EthApi {
         })
     }
 
-    /// The state at `id`: this node keeps the latest state, which also serves `pending`
-    /// (blocks are committed as soon as they are built).
-    fn state_at(&self, id: Option<BlockId>) -> RpcResult<StoreReader> {
+    /// The state at `id`: `pending` is the newest executed state (blocks whose state
+    /// roots are still being computed included); `latest` and numbers name sealed blocks.
+    fn state_at(&self, id: Option<BlockId>) -> RpcResult<State> {
+        if matches!(id, Some(BlockId::Number(BlockNumberOrTag::Pending))) {
+            return Ok(State::Pending(self.chain.pending_view()));
+        }
+        self.sealed_state_at(id).map(|r| State::Sealed(Box::new(r)))
+    }
+
+    /// The sealed state at `id` (`pending` means `latest` here).
+    fn sealed_state_at(&self, id: Option<BlockId>) -> RpcResult<StoreReader> {
         let reader = self.reader()?;
         let head = reader.head()?;
         let id = id.unwrap_or(BlockId::Number(BlockNumberOrTag::Latest));
@@ -87,16 +138,58 @@ impl EthApi {
         }
     }
 
-    fn block_context(&self, reader: &StoreReader) -> RpcResult<BlockContext> {
-        let head = reader.head()?;
-        let header = reader.header(head)?.ok_or_else(|| RpcError::Internal("head header missing".into()))?;
-        Ok(BlockContext::for_chain(
+    /// Context of a simulated call: the next block the builder would produce.
+    fn block_context(&self) -> BlockContext {
+        let tip = self.chain.tip();
+        BlockContext::for_chain(
             &self.chain.config,
-            head + 1,
-            header.timestamp.max(now_secs()),
+            tip.number + 1,
+            tip.timestamp.max(now_secs()),
             self.chain.next_base_fee(),
-            alloy_primitives::keccak256(header.hash_slow()),
-        ))
+            cairn_sequencer::next_prevrandao(&tip, tip.number + 1),
+        )
+    }
+
+    /// `eth_getProof` (EIP-1186): account and storage proofs against the state root of
+    /// a sealed block.
+    pub fn proof(
+        &self,
+        address: Address,
+        keys: Vec<B256>,
+        id: Option<BlockId>,
+    ) -> RpcResult<rpc::EIP1186AccountProofResponse> {
+        if keys.len() > MAX_PROOF_KEYS {
+            return Err(invalid(format!("too many storage keys: {} (at most {MAX_PROOF_KEYS})", keys.len())));
+        }
+        let reader = self.sealed_state_at(id)?;
+        let record = reader.account_record(address)?;
+        let account_proof = cairn_trie::account_proof(&reader, address)?;
+        let mut storage_proof = Vec::with_capacity(keys.len());
+        for key in keys {
+            let slot = U256::from_be_bytes(key.0);
+            let value = match record {
+                Some(_) => reader.storage(address, slot).map_err(|e| RpcError::Internal(e.0))?,
+                None => U256::ZERO,
+            };
+            storage_proof.push(rpc::EIP1186StorageProof {
+                key: key.into(),
+                value,
+                proof: cairn_trie::storage_proof(&reader, address, slot)?,
+            });
+        }
+        let record = record.unwrap_or(cairn_storage::AccountRecord {
+            state: Default::default(),
+            storage_root: cairn_storage::EMPTY_ROOT,
+        });
+        Ok(rpc::EIP1186AccountProofResponse {
+            address,
+            balance: record.state.balance,
+            code_hash: record.state.code_hash,
+            nonce: record.state.nonce,
+            storage_hash: record.storage_root,
+            account_proof,
+            storage_proof,
+        })
     }
 
     pub async fn send_raw_transaction(&self, raw: Bytes) -> RpcResult<B256> {
@@ -104,21 +197,31 @@ impl EthApi {
     }
 
     pub fn transaction_by_hash(&self, hash: B256) -> RpcResult<Option<rpc::Transaction>> {
-        let reader = self.reader()?;
-        if let Some(record) = reader.tx(hash)? {
-            let header =
-                reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
-            return Ok(Some(rpc_tx(&record, header.hash_slow(), header.base_fee_per_gas)?));
+        // Looked up in the order a transaction moves (pool, then executed-but-unsealed,
+        // then sealed; it is in both places during each move), so none is missed.
+        let pending = self.chain.pool.lock().get(&hash).map(|p| p.tx.clone()).or_else(|| {
+            // Executed but not sealed yet: reported like a pending transaction (the block
+            // hash is not known until the state root is).
+            self.chain.find_unsealed(&hash).and_then(|(block, i)| {
+                let (_, sender, raw) = &block.body[i];
+                let tx = cairn_primitives::TxEnvelope::decode_2718(&mut raw.as_ref()).ok()?;
+                Some(alloy_consensus::transaction::Recovered::new_unchecked(tx, *sender))
+            })
+        });
+        if let Some(tx) = pending {
+            return Ok(Some(rpc::Transaction {
+                inner: tx,
+                block_hash: None,
+                block_number: None,
+                transaction_index: None,
+                effective_gas_price: None,
+                block_timestamp: None,
+            }));
         }
-        let pooled = self.chain.pool.lock().get(&hash);
-        Ok(pooled.map(|p| rpc::Transaction {
-            inner: p.tx.clone(),
-            block_hash: None,
-            block_number: None,
-            transaction_index: None,
-            effective_gas_price: None,
-            block_timestamp: None,
-        }))
+        let reader = self.reader()?;
+        let Some(record) = reader.tx(hash)? else { return Ok(None) };
+        let header = reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
+        Ok(Some(rpc_tx(&record, header.hash_slow(), header.base_fee_per_gas)?))
     }
 
     pub fn receipt(&self, hash: B256) -> RpcResult<Option<rpc::TransactionReceipt>> {
@@ -195,7 +298,7 @@ impl EthApi {
 
     pub fn call(&self, req: TransactionRequest, id: Option<BlockId>) -> RpcResult<Bytes> {
         let state = self.state_at(id)?;
-        let ctx = self.block_context(&state)?;
+        let ctx = self.block_context();
         let req = Self::call_request(req)?;
         match cairn_executor::call(&state, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
             CallOutcome::Success { output, .. } => Ok(output),
@@ -206,7 +309,7 @@ impl EthApi {
 
     pub fn estimate_gas(&self, req: TransactionRequest, id: Option<BlockId>) -> RpcResult<U64> {
         let state = self.state_at(id)?;
-        let ctx = self.block_context(&state)?;
+        let ctx = self.block_context();
         let req = Self::call_request(req)?;
         match cairn_executor::estimate_gas(&state, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
             Ok(gas) => Ok(U64::from(gas)),
@@ -406,6 +509,13 @@ impl EthApi {
             let slot: U256 = seq.next().map_err(invalid)?;
             let b: Option<BlockId> = seq.optional_next().map_err(invalid)?;
             api.storage_at(a, slot, b)
+        })?;
+        m.register_method("eth_getProof", |p, api, _| {
+            let mut seq = p.sequence();
+            let a: Address = seq.next().map_err(invalid)?;
+            let keys: Vec<B256> = seq.next().map_err(invalid)?;
+            let b: Option<BlockId> = seq.optional_next().map_err(invalid)?;
+            api.proof(a, keys, b)
         })?;
         m.register_blocking_method("eth_call", |p, api, _| {
             let (req, b) = two::<TransactionRequest, BlockId>(&p)?;

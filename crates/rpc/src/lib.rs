@@ -8,7 +8,7 @@ mod eth;
 mod pubsub;
 
 pub use error::RpcError;
-pub use eth::{EthApi, RpcLimits};
+pub use eth::{EthApi, RpcLimits, MAX_PROOF_KEYS};
 
 use cairn_sequencer::{Chain, Ingress};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};

@@ -11,13 +11,16 @@ use cairn_primitives::{dev_accounts, ChainConfig, GenesisAlloc, DEV_MNEMONIC};
 use cairn_rpc::{EthApi, RpcError, RpcLimits};
 use cairn_sequencer::{build_block, BuilderConfig, Chain, Ingress};
 use cairn_storage::Store;
-use cairn_trie::FullCommitter;
+use cairn_trie::IncrementalCommitter;
 use cairn_workload::{Artifacts, TxFactory};
 use std::sync::Arc;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    chain: Arc<Chain>,
     api: EthApi,
+    ingress: Ingress,
+    signer: alloy_signer_local::PrivateKeySigner,
     token: Address,
     recipient: Address,
 }
@@ -34,7 +37,7 @@ async fn fixture(limits: RpcLimits) -> Fixture {
         &GenesisAlloc::dev(&accounts),
         PoolConfig::default(),
         Arc::new(SequentialExecutor),
-        Arc::new(FullCommitter),
+        Arc::new(IncrementalCommitter::new(2).expect("trie threads")),
     )
     .expect("chain");
     let ingress = Ingress::new(chain.clone());
@@ -57,8 +60,8 @@ async fn fixture(limits: RpcLimits) -> Fixture {
         ingress.submit(&tx.encoded_2718()).await.expect("accepted");
         build_block(&chain, &BuilderConfig::default()).expect("build").expect("block");
     }
-    let api = EthApi::new(chain, ingress, limits);
-    Fixture { _dir: dir, api, token, recipient }
+    let api = EthApi::new(chain.clone(), ingress.clone(), limits);
+    Fixture { _dir: dir, chain, api, ingress, signer: signer.clone(), token, recipient }
 }
 
 fn transfer_topic() -> B256 {
@@ -115,4 +118,129 @@ async fn state_queries_serve_the_head_and_refuse_old_blocks() {
     let err = fx.api.balance(fx.recipient, Some(BlockId::number(99))).expect_err("future");
     assert_eq!(err.to_string(), "header not found");
     assert!(fx.api.block_by_id(BlockId::number(99), false).expect("lookup").is_none());
+}
+
+/// `eth_getProof` answers verify with alloy-trie's independent proof verifier against
+/// the sealed block's state root: the token contract's account, present and absent
+/// storage slots, and an account that does not exist.
+#[tokio::test]
+async fn get_proof_verifies_against_the_state_root() {
+    use alloy_trie::{proof::verify_proof, Nibbles, TrieAccount};
+    let fx = fixture(RpcLimits::default()).await;
+    let state_root = fx.chain.latest().0.state_root;
+    let me = fx.signer.address();
+    let keys = vec![
+        B256::from(cairn_workload::token_balance_slot(me)),
+        B256::from(cairn_workload::token_balance_slot(fx.recipient)),
+        B256::repeat_byte(0x42),
+    ];
+    let resp = fx.api.proof(fx.token, keys.clone(), None).expect("proof");
+    let account = TrieAccount {
+        nonce: resp.nonce,
+        balance: resp.balance,
+        storage_root: resp.storage_hash,
+        code_hash: resp.code_hash,
+    };
+    verify_proof(
+        state_root,
+        Nibbles::unpack(alloy_primitives::keccak256(fx.token)),
+        Some(alloy_rlp::encode(account)),
+        &resp.account_proof,
+    )
+    .expect("account proof verifies");
+    assert_ne!(resp.storage_hash, cairn_storage::EMPTY_ROOT);
+    let values: Vec<U256> = resp.storage_proof.iter().map(|p| p.value).collect();
+    assert_eq!(values, vec![U256::from(1_000 - 2 - 3 - 4), U256::from(2 + 3 + 4), U256::ZERO]);
+    for (key, p) in keys.iter().zip(&resp.storage_proof) {
+        let expected = (!p.value.is_zero()).then(|| alloy_rlp::encode(p.value));
+        verify_proof(resp.storage_hash, Nibbles::unpack(alloy_primitives::keccak256(key)), expected, &p.proof)
+            .unwrap_or_else(|e| panic!("storage proof for {key}: {e:?}"));
+    }
+    // A tampered value does not verify.
+    assert!(verify_proof(
+        resp.storage_hash,
+        Nibbles::unpack(alloy_primitives::keccak256(keys[0])),
+        Some(alloy_rlp::encode(U256::from(1))),
+        &resp.storage_proof[0].proof
+    )
+    .is_err());
+    let nobody = fx.api.proof(Address::repeat_byte(0x77), vec![], None).expect("proof");
+    assert_eq!(nobody.storage_hash, cairn_storage::EMPTY_ROOT);
+    verify_proof(
+        state_root,
+        Nibbles::unpack(alloy_primitives::keccak256(Address::repeat_byte(0x77))),
+        None,
+        &nobody.account_proof,
+    )
+    .expect("exclusion proof verifies");
+    let too_many = vec![B256::ZERO; cairn_rpc::MAX_PROOF_KEYS + 1];
+    assert!(matches!(fx.api.proof(fx.token, too_many, None), Err(RpcError::InvalidParams(_))));
+}
+
+/// A block executed but not sealed is visible through `pending` (state, nonce, the
+/// transaction) and not through `latest` (no receipt, no header) until its root is in.
+#[tokio::test]
+async fn pending_runs_ahead_of_sealed_until_the_root_is_in() {
+    let fx = fixture(RpcLimits::default()).await;
+    let sealed = fx.chain.latest().0.number;
+    let me = fx.signer.address();
+    let to = Address::repeat_byte(0x55);
+    let tx = TxFactory::new(31337).transfer_eth(&fx.signer, 5, to, U256::from(7)).expect("sign");
+    let hash = fx.ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+    cairn_sequencer::execute_block(&fx.chain, &BuilderConfig::default()).expect("execute").expect("block");
+    let pending = Some(BlockId::Number(BlockNumberOrTag::Pending));
+    assert_eq!(fx.api.balance(to, pending).expect("balance"), U256::from(7));
+    assert_eq!(fx.api.balance(to, None).expect("balance"), U256::ZERO);
+    assert_eq!(fx.api.transaction_count(me, pending).expect("nonce").to::<u64>(), 6);
+    assert_eq!(fx.api.transaction_count(me, None).expect("nonce").to::<u64>(), 5);
+    assert_eq!(fx.chain.latest().0.number, sealed);
+    assert_eq!(fx.chain.tip().number, sealed + 1);
+    assert!(fx.api.receipt(hash).expect("receipt").is_none(), "no receipt before the block is sealed");
+    let seen = fx.api.transaction_by_hash(hash).expect("tx").expect("known while unsealed");
+    assert!(seen.block_number.is_none());
+    let block = cairn_sequencer::seal_next(&fx.chain).expect("seal").expect("sealed");
+    assert_eq!(block.header.number, sealed + 1);
+    assert_eq!(fx.chain.latest().1, block.hash);
+    assert_eq!(fx.api.balance(to, None).expect("balance"), U256::from(7));
+    let receipt = fx.api.receipt(hash).expect("receipt").expect("sealed receipt");
+    assert_eq!(receipt.block_hash, Some(block.hash));
+    assert_eq!(block.header.state_root, cairn_trie::full_state_root(&fx.chain.snapshot()).expect("full root"));
+}
+
+/// Back-pressure: with `MAX_UNSEALED` blocks waiting for their roots, the builder waits
+/// for the sealer instead of queueing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builder_waits_when_too_many_blocks_are_unsealed() {
+    let fx = fixture(RpcLimits::default()).await;
+    let sealed = fx.chain.latest().0.number;
+    let f = TxFactory::new(31337);
+    let blocks = cairn_sequencer::MAX_UNSEALED as u64 + 1;
+    let mut hashes = Vec::new();
+    for n in 0..blocks {
+        let tx = f.transfer_eth(&fx.signer, 5 + n, Address::repeat_byte(0x66), U256::from(1)).expect("sign");
+        hashes.push(fx.ingress.submit(&tx.encoded_2718()).await.expect("accepted"));
+    }
+    let chain = fx.chain.clone();
+    let one_per_block = BuilderConfig { max_block_txs: 1, ..BuilderConfig::default() };
+    let builder = std::thread::spawn(move || {
+        for _ in 0..blocks {
+            cairn_sequencer::execute_block(&chain, &one_per_block).expect("execute").expect("block");
+        }
+    });
+    // The builder fills the pipeline, then blocks on the last block.
+    let mut events = fx.chain.subscribe();
+    while fx.chain.unsealed_count() < cairn_sequencer::MAX_UNSEALED {
+        std::thread::yield_now();
+    }
+    assert_eq!(fx.chain.tip().number, sealed + cairn_sequencer::MAX_UNSEALED as u64, "no fifth block queued");
+    assert!(!builder.is_finished());
+    // Sealing one makes room; the builder finishes; seal the rest.
+    cairn_sequencer::seal_next(&fx.chain).expect("seal").expect("sealed");
+    builder.join().expect("builder");
+    while cairn_sequencer::seal_next(&fx.chain).expect("seal").is_some() {}
+    assert_eq!(fx.chain.latest().0.number, sealed + blocks);
+    assert!(matches!(events.try_recv(), Ok(cairn_sequencer::ChainEvent::Block(_))));
+    for h in hashes {
+        assert!(fx.api.receipt(h).expect("receipt").is_some());
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::chain::{Chain, ChainEvent, NewBlock, SequencerError};
+use crate::pipeline::{ExecutedBlock, Tip};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BuilderConfig {
@@ -26,10 +27,14 @@ impl Default for BuilderConfig {
     }
 }
 
-/// The slot loop: closes a block every `block_time` on its own thread.
+/// The slot loop and the sealer, each on its own thread: the builder executes a block
+/// every `block_time` on top of the newest executed state; the sealer computes state
+/// roots and commits blocks behind it, in order.
 pub struct Builder {
     stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    chain: Arc<Chain>,
+    builder: Option<std::thread::JoinHandle<()>>,
+    sealer: Option<std::thread::JoinHandle<()>>,
 }
 
 pub(crate) fn now_secs() -> u64 {
@@ -41,13 +46,25 @@ pub(crate) fn requests_hash(config: &ChainConfig) -> Option<B256> {
     (config.hardfork == Hardfork::Prague).then_some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH)
 }
 
+/// `prevrandao` of block `number` following `tip`: a hash chain over the previous
+/// value (a single sequencer has no randomness beacon; this is not randomness). It does
+/// not depend on the parent's hash, so the next block can execute before that is known.
+pub fn next_prevrandao(tip: &Tip, number: u64) -> B256 {
+    let mut input = [0u8; 40];
+    input[..32].copy_from_slice(tip.mix_hash.as_slice());
+    input[32..].copy_from_slice(&number.to_be_bytes());
+    keccak256(input)
+}
+
 impl Builder {
     pub fn start(chain: Arc<Chain>, config: BuilderConfig) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let handle = std::thread::Builder::new()
+        let building = chain.clone();
+        let builder = std::thread::Builder::new()
             .name("cairn-builder".into())
             .spawn(move || {
+                let chain = building;
                 let mut next = Instant::now() + config.block_time;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
@@ -59,7 +76,7 @@ impl Builder {
                     if next < Instant::now() {
                         next = Instant::now() + config.block_time;
                     }
-                    match build_block(&chain, &config) {
+                    match execute_block(&chain, &config) {
                         // A full block leaves work behind: start the next slot at once.
                         Ok(Some(block)) if block.full => next = Instant::now(),
                         Ok(_) => {}
@@ -68,36 +85,55 @@ impl Builder {
                 }
             })
             .ok();
-        Self { stop, handle }
+        let sealing = chain.clone();
+        let sealer = std::thread::Builder::new()
+            .name("cairn-sealer".into())
+            .spawn(move || {
+                let chain = sealing;
+                while chain.next_unsealed(true).is_some() {
+                    if let Err(e) = seal_next(&chain) {
+                        tracing::error!("sealing failed (will retry): {e}");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            })
+            .ok();
+        Self { stop, chain, builder, sealer }
     }
 
-    /// Stops the loop after the block in progress (if any) is committed.
+    /// Stops the slot loop after the block in progress, then seals every executed block
+    /// and stops the sealer.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
+        if let Some(h) = self.builder.take() {
+            let _ = h.join();
+        }
+        self.chain.close_pipeline();
+        if let Some(h) = self.sealer.take() {
             let _ = h.join();
         }
     }
 }
 
-/// Builds, executes, seals and commits one block. Returns it, or `None` when there was
-/// nothing to include and empty blocks are off.
-pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<NewBlock>>, SequencerError> {
-    let (parent, parent_hash) = chain.latest();
-    let base_fee = chain.next_base_fee();
+/// Executes one block on top of the newest executed state and queues it for sealing.
+/// Returns it, or `None` when there was nothing to include and empty blocks are off.
+pub fn execute_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<ExecutedBlock>>, SequencerError> {
+    let view = chain.pending_view();
+    let tip = chain.tip();
+    debug_assert_eq!(view.number(), tip.number);
+    let base_fee = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
     let candidates = chain.pool.lock().best(base_fee, config.max_block_txs);
     if candidates.is_empty() && !config.empty_blocks {
         return Ok(None);
     }
     let txs: Vec<_> = candidates.iter().map(|p| p.tx.clone()).collect();
-    let number = parent.number + 1;
-    let timestamp = now_secs().max(parent.timestamp);
-    let prevrandao = keccak256(parent_hash);
+    let number = tip.number + 1;
+    let timestamp = now_secs().max(tip.timestamp);
+    let prevrandao = next_prevrandao(&tip, number);
     let ctx = BlockContext::for_chain(&chain.config, number, timestamp, base_fee, prevrandao);
     let started = std::time::Instant::now();
-    let reader = chain.store.reader()?;
-    let output = chain.executor.execute(&reader, &ctx, &txs, Mode::Building)?;
-    drop(reader);
+    let output = chain.executor.execute(&view, &ctx, &txs, Mode::Building)?;
+    drop(view);
     let executed = started.elapsed();
 
     let mut included = Vec::with_capacity(txs.len());
@@ -134,8 +170,7 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
     for r in &receipt_envelopes {
         logs_bloom.accrue_bloom(r.logs_bloom());
     }
-    let mut header = Header {
-        parent_hash,
+    let header = Header {
         ommers_hash: EMPTY_OMMER_ROOT_HASH,
         beneficiary: chain.config.fee_recipient,
         transactions_root: proofs::calculate_transaction_root(&envelopes),
@@ -156,26 +191,9 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
     };
     let body: Vec<(B256, Address, Bytes)> =
         included.iter().map(|t| (*t.tx_hash(), t.signer(), Bytes::from(t.inner().encoded_2718()))).collect();
-
-    let sealing = std::time::Instant::now();
-    let mut writer = chain.store.writer()?;
-    let changed = writer.apply_state(&output.diff)?;
-    header.state_root = chain.committer.commit(&mut writer, &changed)?;
-    let rooted = sealing.elapsed();
-    let hash = writer.put_block(&header, &body, &receipts)?;
-    writer.set_head(number)?;
-    writer.commit()?;
-    tracing::debug!(
-        number,
-        txs = body.len(),
-        gas = header.gas_used,
-        execute_ms = executed.as_secs_f64() * 1e3,
-        root_ms = rooted.as_secs_f64() * 1e3,
-        commit_ms = sealing.elapsed().as_secs_f64() * 1e3,
-        "block committed"
-    );
-
-    chain.set_latest(header.clone(), hash)?;
+    let full = out_of_gas || txs.len() >= config.max_block_txs;
+    let block = Arc::new(ExecutedBlock { header, body, receipts, diff: output.diff, full });
+    chain.push_executed(block.clone())?;
     {
         let mut pool = chain.pool.lock();
         pool.on_nonces_used(next_nonce);
@@ -183,8 +201,57 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
             pool.remove(h);
         }
     }
-    let full = out_of_gas || txs.len() >= config.max_block_txs;
-    let block = Arc::new(NewBlock { header, hash, tx_hashes: body.iter().map(|b| b.0).collect(), receipts, full });
-    chain.publish(ChainEvent::Block(block.clone()));
+    tracing::debug!(
+        number,
+        txs = block.body.len(),
+        gas = block.header.gas_used,
+        execute_ms = executed.as_secs_f64() * 1e3,
+        "block executed"
+    );
     Ok(Some(block))
+}
+
+/// Seals the oldest executed block: computes its state root, completes its header and
+/// commits block, state and trie data in one atomic write. `None` if nothing waits.
+pub fn seal_next(chain: &Chain) -> Result<Option<Arc<NewBlock>>, SequencerError> {
+    let Some(block) = chain.next_unsealed(false) else { return Ok(None) };
+    let (_, parent_hash) = chain.latest();
+    let pre = chain.snapshot();
+    let started = Instant::now();
+    let mut header = block.header.clone();
+    header.parent_hash = parent_hash;
+    let mut writer = chain.store.writer()?;
+    header.state_root = chain.committer.commit(&pre, &mut writer, &block.diff)?;
+    let rooted = started.elapsed();
+    let hash = writer.put_block(&header, &block.body, &block.receipts)?;
+    writer.set_head(header.number)?;
+    writer.commit()?;
+    drop(pre);
+    chain.finish_seal(header.clone(), hash, Arc::new(chain.store.reader()?));
+    tracing::debug!(
+        number = header.number,
+        root_ms = rooted.as_secs_f64() * 1e3,
+        seal_ms = started.elapsed().as_secs_f64() * 1e3,
+        "block sealed"
+    );
+    let new = Arc::new(NewBlock {
+        header,
+        hash,
+        tx_hashes: block.body.iter().map(|b| b.0).collect(),
+        receipts: block.receipts.clone(),
+        full: block.full,
+    });
+    chain.publish(ChainEvent::Block(new.clone()));
+    Ok(Some(new))
+}
+
+/// Executes one block and seals everything executed (blocks until sealed): for tests
+/// and tools that drive the chain by hand. Returns the block built, if any.
+pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<NewBlock>>, SequencerError> {
+    let built = execute_block(chain, config)?;
+    let mut last = None;
+    while let Some(sealed) = seal_next(chain)? {
+        last = Some(sealed);
+    }
+    Ok(built.and(last))
 }

@@ -9,11 +9,12 @@ use cairn_primitives::{
 };
 use cairn_storage::{Store, StoreError, StoreReader, TxLog};
 use cairn_trie::{StateCommitter, TrieError};
-use parking_lot::{Mutex, RwLock};
-use std::sync::Arc;
+use parking_lot::{Condvar, Mutex};
+use std::sync::{Arc, Weak};
 use tokio::sync::broadcast;
 
 use crate::ingress::Persister;
+use crate::pipeline::{ExecutedBlock, PendingView, Pipeline, Tip, MAX_UNSEALED};
 
 /// Capacity of the event channel; a subscriber that falls further behind is told it lagged.
 pub const EVENT_BUFFER: usize = 1_024;
@@ -28,6 +29,8 @@ pub enum SequencerError {
     Exec(#[from] cairn_executor::ExecError),
     #[error("the data directory holds chain id {stored}, but chain id {requested} was asked for")]
     ChainMismatch { stored: u64, requested: u64 },
+    #[error("the sealer stopped before block {0} was sealed")]
+    Stopped(u64),
 }
 
 /// A block that was just committed, with what subscribers need.
@@ -55,10 +58,11 @@ pub struct Chain {
     pub pool: Arc<Mutex<Mempool>>,
     pub executor: Arc<dyn Executor>,
     pub committer: Arc<dyn StateCommitter>,
-    latest: RwLock<(Header, B256)>,
-    /// A read snapshot of the newest committed block, renewed after every commit, for
-    /// the admission checks (saves opening a read transaction per transaction).
-    snapshot: RwLock<Arc<StoreReader>>,
+    /// Sealed head, its snapshot, and the executed-but-unsealed blocks above it.
+    pipeline: Arc<Mutex<Pipeline>>,
+    /// Signalled whenever the pipeline changes (block executed, sealed, closed).
+    changed: Condvar,
+    me: Weak<Chain>,
     events: broadcast::Sender<ChainEvent>,
     pub(crate) persister: Persister,
 }
@@ -99,45 +103,130 @@ impl Chain {
         let (mut log, records) = TxLog::open(log_path)?;
         let pool = Arc::new(Mutex::new(Mempool::new(pool)));
         reload_pool(&store, &pool, records)?;
-        log.rewrite(pool_records(&pool).iter().map(Vec::as_slice))?;
-        let persister = Persister::start(log, pool.clone());
-        let snapshot = RwLock::new(Arc::new(store.reader()?));
-        let chain = Arc::new(Self {
-            snapshot,
+        log.rewrite(
+            pool.lock()
+                .all()
+                .map(|p| alloy_eips::eip2718::Encodable2718::encoded_2718(p.tx.inner()))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(Vec::as_slice),
+        )?;
+        let pipeline = Arc::new(Mutex::new(Pipeline {
+            snapshot: Arc::new(store.reader()?),
+            tip: Tip::of(&header),
+            latest: (header, hash),
+            unsealed: Default::default(),
+            closed: false,
+        }));
+        let persister = Persister::start(log, pool.clone(), pipeline.clone());
+        let chain = Arc::new_cyclic(|me| Self {
             store,
             config,
             pool,
             executor,
             committer,
-            latest: RwLock::new((header, hash)),
+            pipeline,
+            changed: Condvar::new(),
+            me: me.clone(),
             events,
             persister,
         });
         Ok(chain)
     }
 
-    /// The newest committed header and its hash.
+    /// The newest sealed header and its hash (what `latest` means over RPC).
     pub fn latest(&self) -> (Header, B256) {
-        self.latest.read().clone()
+        self.pipeline.lock().latest.clone()
     }
 
-    /// Publishes a new head: its header and a fresh read snapshot.
-    pub(crate) fn set_latest(&self, header: Header, hash: B256) -> Result<(), SequencerError> {
-        *self.snapshot.write() = Arc::new(self.store.reader()?);
-        *self.latest.write() = (header, hash);
-        Ok(())
-    }
-
-    /// The read snapshot of the newest committed block.
+    /// The read snapshot of the newest sealed block.
     pub fn snapshot(&self) -> Arc<StoreReader> {
-        self.snapshot.read().clone()
+        self.pipeline.lock().snapshot.clone()
+    }
+
+    /// The newest executed block (sealed or not): what the next block builds on.
+    pub fn tip(&self) -> Tip {
+        self.pipeline.lock().tip
+    }
+
+    /// An executed-but-unsealed transaction: its block and position.
+    pub fn find_unsealed(&self, hash: &B256) -> Option<(Arc<ExecutedBlock>, usize)> {
+        let p = self.pipeline.lock();
+        p.unsealed.iter().find_map(|b| b.body.iter().position(|(h, _, _)| h == hash).map(|i| (b.clone(), i)))
+    }
+
+    /// Number of executed blocks waiting for their state root.
+    pub fn unsealed_count(&self) -> usize {
+        self.pipeline.lock().unsealed.len()
+    }
+
+    /// The state after the newest executed block (what `pending` means over RPC and
+    /// what the builder executes on).
+    pub fn pending_view(&self) -> PendingView {
+        let p = self.pipeline.lock();
+        PendingView { base: p.snapshot.clone(), blocks: p.unsealed.iter().cloned().collect(), chain: self.me.clone() }
     }
 
     /// Base fee the next block will charge.
     pub fn next_base_fee(&self) -> u64 {
-        let latest = self.latest.read();
-        let h = &latest.0;
-        self.config.next_base_fee(h.gas_used, h.gas_limit, h.base_fee_per_gas.unwrap_or_default())
+        let tip = self.tip();
+        self.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee)
+    }
+
+    /// Queues an executed block for sealing; waits while [`MAX_UNSEALED`] blocks already
+    /// wait (the builder slows down instead of growing memory).
+    pub(crate) fn push_executed(&self, block: Arc<ExecutedBlock>) -> Result<(), SequencerError> {
+        let mut p = self.pipeline.lock();
+        while p.unsealed.len() >= MAX_UNSEALED && !p.closed {
+            self.changed.wait(&mut p);
+        }
+        if p.closed {
+            return Err(SequencerError::Stopped(block.header.number));
+        }
+        p.tip = Tip::of(&block.header);
+        p.unsealed.push_back(block);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// The oldest unsealed block; with `wait`, blocks until there is one or the pipeline
+    /// is closed and drained.
+    pub(crate) fn next_unsealed(&self, wait: bool) -> Option<Arc<ExecutedBlock>> {
+        let mut p = self.pipeline.lock();
+        while wait && p.unsealed.is_empty() && !p.closed {
+            self.changed.wait(&mut p);
+        }
+        p.unsealed.front().cloned()
+    }
+
+    /// Publishes a sealed block: new head, new snapshot, one fewer unsealed block.
+    pub(crate) fn finish_seal(&self, header: Header, hash: B256, snapshot: Arc<StoreReader>) {
+        let mut p = self.pipeline.lock();
+        debug_assert_eq!(p.unsealed.front().map(|b| b.header.number), Some(header.number));
+        p.unsealed.pop_front();
+        p.snapshot = snapshot;
+        p.latest = (header, hash);
+        self.changed.notify_all();
+    }
+
+    /// Waits until block `number` is sealed; returns a snapshot that holds it.
+    pub fn wait_sealed(&self, number: u64) -> Result<Arc<StoreReader>, SequencerError> {
+        let mut p = self.pipeline.lock();
+        loop {
+            if p.latest.0.number >= number {
+                return Ok(p.snapshot.clone());
+            }
+            if p.unsealed.back().is_none_or(|b| b.header.number < number) || (p.closed && p.unsealed.is_empty()) {
+                return Err(SequencerError::Stopped(number));
+            }
+            self.changed.wait(&mut p);
+        }
+    }
+
+    /// Stops accepting executed blocks; the sealer drains what is queued, then stops.
+    pub(crate) fn close_pipeline(&self) {
+        self.pipeline.lock().closed = true;
+        self.changed.notify_all();
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
@@ -150,10 +239,16 @@ impl Chain {
     }
 }
 
-/// Raw bytes of every pooled transaction (what a compacted admission log holds).
-pub(crate) fn pool_records(pool: &Mutex<Mempool>) -> Vec<Vec<u8>> {
+/// Raw bytes of every pooled transaction and of every transaction in an executed but
+/// unsealed block (what a compacted admission log must hold: none of them is in the
+/// store yet).
+pub(crate) fn pool_records(pool: &Mutex<Mempool>, pipeline: &Mutex<Pipeline>) -> Vec<Vec<u8>> {
     use alloy_eips::eip2718::Encodable2718;
-    pool.lock().all().map(|p| p.tx.inner().encoded_2718()).collect()
+    let mut out: Vec<Vec<u8>> = pool.lock().all().map(|p| p.tx.inner().encoded_2718()).collect();
+    for block in &pipeline.lock().unsealed {
+        out.extend(block.body.iter().map(|(_, _, raw)| raw.to_vec()));
+    }
+    out
 }
 
 /// Re-admits the transactions of the admission log after a restart. Those already in a
@@ -201,9 +296,9 @@ fn write_genesis(
         );
     }
     let timestamp = if alloc.timestamp == 0 { crate::builder::now_secs() } else { alloc.timestamp };
+    let pre = store.reader()?;
     let mut writer = store.writer()?;
-    let changed = writer.apply_state(&diff)?;
-    let state_root = committer.commit(&mut writer, &changed)?;
+    let state_root = committer.commit(&pre, &mut writer, &diff)?;
     let header = Header {
         ommers_hash: EMPTY_OMMER_ROOT_HASH,
         state_root,

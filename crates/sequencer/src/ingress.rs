@@ -94,13 +94,11 @@ impl Ingress {
         if tip < cfg.min_tip {
             return Err(IngressError::Underpriced { needed: cfg.min_tip, permitted: tip });
         }
+        // Checked against the newest executed state (sealed or not).
         let account = chain
-            .store
-            .reader()
-            .and_then(|r| {
-                r.account(sender).map_err(|e| cairn_storage::StoreError::Io { op: "read account", reason: e.0 })
-            })
-            .map_err(|e| IngressError::Durability(e.to_string()))?
+            .pending_view()
+            .account(sender)
+            .map_err(|e| IngressError::Durability(format!("reading account {sender}: {}", e.0)))?
             .unwrap_or_default();
         let want = U256::from(tx.gas_limit()) * U256::from(cap) + tx.value();
         if account.balance < want {
@@ -140,14 +138,18 @@ const PERSIST_BATCH: usize = 4_096;
 const COMPACT_AT: u64 = 64 * 1024 * 1024;
 
 impl Persister {
-    pub(crate) fn start(log: TxLog, pool: Arc<Mutex<Mempool>>) -> Self {
+    pub(crate) fn start(
+        log: TxLog,
+        pool: Arc<Mutex<Mempool>>,
+        pipeline: Arc<Mutex<crate::pipeline::Pipeline>>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<PersistRequest>(PERSIST_QUEUE);
         let log = Arc::new(std::sync::Mutex::new(log));
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(PERSIST_BATCH);
             while rx.recv_many(&mut batch, PERSIST_BATCH).await > 0 {
                 let requests = std::mem::take(&mut batch);
-                let (log, pool) = (log.clone(), pool.clone());
+                let (log, pool, pipeline) = (log.clone(), pool.clone(), pipeline.clone());
                 let joined = tokio::task::spawn_blocking(move || {
                     let Ok(mut log) = log.lock() else { return };
                     let result = log.append(requests.iter().map(|r| r.raw.as_slice())).map_err(|e| e.to_string());
@@ -155,7 +157,7 @@ impl Persister {
                         let _ = r.done.send(result.clone());
                     }
                     if log.len_bytes() > COMPACT_AT {
-                        let live = crate::chain::pool_records(&pool);
+                        let live = crate::chain::pool_records(&pool, &pipeline);
                         let live_bytes: u64 = live.iter().map(|r| r.len() as u64 + 8).sum();
                         if log.len_bytes() > 4 * live_bytes {
                             if let Err(e) = log.rewrite(live.iter().map(Vec::as_slice)) {

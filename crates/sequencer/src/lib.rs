@@ -11,7 +11,9 @@
 mod builder;
 mod chain;
 mod ingress;
+mod pipeline;
 
-pub use builder::{build_block, Builder, BuilderConfig};
+pub use builder::{build_block, execute_block, next_prevrandao, seal_next, Builder, BuilderConfig};
 pub use chain::{Chain, ChainEvent, NewBlock, SequencerError};
 pub use ingress::{Ingress, IngressError};
+pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};

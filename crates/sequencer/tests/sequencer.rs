@@ -7,7 +7,7 @@ use cairn_mempool::{PoolConfig, PoolError};
 use cairn_primitives::{dev_accounts, ChainConfig, GenesisAlloc, StateView, DEV_MNEMONIC};
 use cairn_sequencer::{build_block, BuilderConfig, Chain, Ingress, IngressError};
 use cairn_storage::Store;
-use cairn_trie::FullCommitter;
+use cairn_trie::IncrementalCommitter;
 use cairn_workload::{Artifacts, TxFactory};
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ fn open_with(dir: &std::path::Path, config: ChainConfig) -> Arc<Chain> {
         &GenesisAlloc::dev(&accounts),
         PoolConfig::default(),
         Arc::new(SequentialExecutor),
-        Arc::new(FullCommitter),
+        Arc::new(IncrementalCommitter::new(2).expect("trie threads")),
     )
     .expect("chain")
 }

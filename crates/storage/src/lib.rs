@@ -18,6 +18,19 @@ pub use reader::StoreReader;
 pub use txlog::TxLog;
 pub use writer::{BlockWriter, EMPTY_ROOT};
 
+/// Which trie a node or root belongs to: the account trie, or the storage trie of the
+/// account with this hashed address.
+pub type TrieOwner<'a> = Option<&'a [u8; 32]>;
+
+pub(crate) fn trie_key(owner: TrieOwner<'_>, path: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(32 + path.len());
+    if let Some(owner) = owner {
+        key.extend_from_slice(owner);
+    }
+    key.extend_from_slice(path);
+    key
+}
+
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
@@ -33,9 +46,20 @@ pub(crate) const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::n
 pub(crate) const STORAGE: TableDefinition<[u8; 64], [u8; 32]> = TableDefinition::new("storage");
 pub(crate) const CODE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("code");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Branch nodes of the account trie by nibble path (one byte per nibble).
+pub(crate) const ACCOUNT_TRIE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("account_trie");
+/// Branch nodes of the storage tries by `keccak(address) ++ nibble path`.
+pub(crate) const STORAGE_TRIE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("storage_trie");
+/// Root references: the account trie's under the empty key, each storage trie's under
+/// `keccak(address)`.
+pub(crate) const TRIE_ROOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trie_roots");
 
 pub(crate) const META_HEAD: &str = "head";
 pub(crate) const META_CHAIN: &str = "chain";
+pub(crate) const META_FORMAT: &str = "format";
+/// Layout version of the store; a data directory of another version is refused.
+/// 2: trie branch nodes and root references are stored (incremental committer).
+pub const STORE_FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -97,8 +121,32 @@ impl Store {
             txn.open_table(STORAGE).map_err(|e| open_err(&e))?;
             txn.open_table(CODE).map_err(|e| open_err(&e))?;
             txn.open_table(META).map_err(|e| open_err(&e))?;
+            txn.open_table(ACCOUNT_TRIE).map_err(|e| open_err(&e))?;
+            txn.open_table(STORAGE_TRIE).map_err(|e| open_err(&e))?;
+            txn.open_table(TRIE_ROOTS).map_err(|e| open_err(&e))?;
         }
         txn.commit().map_err(|e| open_err(&e))?;
+        let txn = db.begin_read().map_err(|e| open_err(&e))?;
+        let meta = txn.open_table(META).map_err(|e| open_err(&e))?;
+        if meta.get(META_CHAIN).map_err(|e| open_err(&e))?.is_some() {
+            let format = meta
+                .get(META_FORMAT)
+                .map_err(|e| open_err(&e))?
+                .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(1);
+            if format != STORE_FORMAT {
+                return Err(StoreError::Open {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "written by an incompatible Cairn (store format {format}, this build uses \
+                         {STORE_FORMAT}); start with a fresh --datadir"
+                    ),
+                });
+            }
+        }
+        drop(meta);
+        drop(txn);
         Ok(Self { db: Arc::new(db) })
     }
 

@@ -1,7 +1,7 @@
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use cairn_primitives::{AccountState, ChainConfig, StateError, StateView, StoredReceipt};
-use redb::{ReadOnlyMultimapTable, ReadOnlyTable, ReadTransaction, ReadableTableMetadata};
+use redb::{ReadOnlyMultimapTable, ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use crate::codec::{hashed_address, rlp_decode, storage_key, AccountRecord, TxRecord};
 use crate::{io, Result, StoreError, *};
@@ -19,6 +19,9 @@ pub struct StoreReader {
     storage: ReadOnlyTable<[u8; 64], [u8; 32]>,
     code: ReadOnlyTable<[u8; 32], &'static [u8]>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    account_trie: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    storage_trie: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    trie_roots: ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
 impl StoreReader {
@@ -36,6 +39,9 @@ impl StoreReader {
             storage: txn.open_table(STORAGE).map_err(io(op))?,
             code: txn.open_table(CODE).map_err(io(op))?,
             meta: txn.open_table(META).map_err(io(op))?,
+            account_trie: txn.open_table(ACCOUNT_TRIE).map_err(io(op))?,
+            storage_trie: txn.open_table(STORAGE_TRIE).map_err(io(op))?,
+            trie_roots: txn.open_table(TRIE_ROOTS).map_err(io(op))?,
         })
     }
 
@@ -104,6 +110,63 @@ impl StoreReader {
             Some(v) => Ok(Some(AccountRecord::decode(v.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// The stored branch node of `owner`'s trie at the nibble path `path`.
+    pub fn trie_node(&self, owner: crate::TrieOwner<'_>, path: &[u8]) -> Result<Option<Vec<u8>>> {
+        let table = if owner.is_some() { &self.storage_trie } else { &self.account_trie };
+        let key = crate::trie_key(owner, path);
+        Ok(table.get(key.as_slice()).map_err(io("read trie node"))?.map(|v| v.value().to_vec()))
+    }
+
+    /// The stored root reference of `owner`'s trie (`None`: empty trie).
+    pub fn trie_root(&self, owner: crate::TrieOwner<'_>) -> Result<Option<Vec<u8>>> {
+        let key: &[u8] = owner.map(|o| o.as_slice()).unwrap_or_default();
+        Ok(self.trie_roots.get(key).map_err(io("read trie root"))?.map(|v| v.value().to_vec()))
+    }
+
+    /// Visits the accounts whose hashed address lies in `lo..=hi`, in order.
+    pub fn accounts_in(&self, lo: B256, hi: B256, mut f: impl FnMut(B256, AccountRecord)) -> Result<()> {
+        for entry in self.accounts.range(lo.0..=hi.0).map_err(io("scan accounts"))? {
+            let (k, v) = entry.map_err(io("scan accounts"))?;
+            f(B256::from(k.value()), AccountRecord::decode(v.value())?);
+        }
+        Ok(())
+    }
+
+    /// Visits the slots of the account hashed `owner` whose hashed slot lies in
+    /// `lo..=hi`, in order, as `(keccak(slot), value)`.
+    pub fn storage_in(&self, owner: &[u8; 32], lo: B256, hi: B256, mut f: impl FnMut(B256, U256)) -> Result<()> {
+        let mut from = [0u8; 64];
+        from[..32].copy_from_slice(owner);
+        from[32..].copy_from_slice(lo.as_slice());
+        let mut to = from;
+        to[32..].copy_from_slice(hi.as_slice());
+        for entry in self.storage.range(from..=to).map_err(io("scan storage"))? {
+            let (k, v) = entry.map_err(io("scan storage"))?;
+            f(B256::from_slice(&k.value()[32..]), U256::from_be_bytes(v.value()));
+        }
+        Ok(())
+    }
+
+    /// The account whose address hashes to `hashed`.
+    pub fn account_record_hashed(&self, hashed: &[u8; 32]) -> Result<Option<AccountRecord>> {
+        match self.accounts.get(*hashed).map_err(io("read account"))? {
+            Some(v) => Ok(Some(AccountRecord::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits every storage slot of every account, ordered by hashed address then
+    /// hashed slot, as `(keccak(address), keccak(slot), value)`.
+    pub fn for_each_slot(&self, mut f: impl FnMut(&[u8; 32], B256, U256)) -> Result<()> {
+        for entry in self.storage.iter().map_err(io("scan storage"))? {
+            let (k, v) = entry.map_err(io("scan storage"))?;
+            let key = k.value();
+            let owner: [u8; 32] = key[..32].try_into().expect("64-byte key");
+            f(&owner, B256::from_slice(&key[32..]), U256::from_be_bytes(v.value()));
+        }
+        Ok(())
     }
 
     /// Number of accounts in the flat state.

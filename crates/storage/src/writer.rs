@@ -92,6 +92,39 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// Writes (`Some`) or deletes a branch node of `owner`'s trie at nibble path `path`.
+    pub fn set_trie_node(&mut self, owner: crate::TrieOwner<'_>, path: &[u8], node: Option<&[u8]>) -> Result<()> {
+        let mut table =
+            self.txn.open_table(if owner.is_some() { STORAGE_TRIE } else { ACCOUNT_TRIE }).map_err(io("open trie"))?;
+        let key = crate::trie_key(owner, path);
+        match node {
+            Some(bytes) => table.insert(key.as_slice(), bytes).map_err(io("write trie node"))?,
+            None => table.remove(key.as_slice()).map_err(io("delete trie node"))?,
+        };
+        Ok(())
+    }
+
+    /// Deletes every node and the root of the storage trie of the account hashed `owner`.
+    pub fn wipe_storage_trie(&mut self, owner: &[u8; 32]) -> Result<()> {
+        let mut table = self.txn.open_table(STORAGE_TRIE).map_err(io("open trie"))?;
+        let mut hi = owner.to_vec();
+        hi.push(0x10); // above every nibble
+        table.retain_in(owner.as_slice()..hi.as_slice(), |_, _| false).map_err(io("wipe storage trie"))?;
+        drop(table);
+        self.set_trie_root(Some(owner), None)
+    }
+
+    /// Writes (`Some`) or deletes the root reference of `owner`'s trie.
+    pub fn set_trie_root(&mut self, owner: crate::TrieOwner<'_>, root: Option<&[u8]>) -> Result<()> {
+        let mut table = self.txn.open_table(TRIE_ROOTS).map_err(io("open trie roots"))?;
+        let key: &[u8] = owner.map(|o| o.as_slice()).unwrap_or_default();
+        match root {
+            Some(bytes) => table.insert(key, bytes).map_err(io("write trie root"))?,
+            None => table.remove(key).map_err(io("delete trie root"))?,
+        };
+        Ok(())
+    }
+
     /// Visits every account in trie order (`keccak(address)` ascending).
     pub fn for_each_account(&self, mut f: impl FnMut(B256, AccountRecord)) -> Result<()> {
         let accounts = self.txn.open_table(ACCOUNTS).map_err(io("open accounts"))?;
@@ -173,6 +206,7 @@ impl BlockWriter {
             .map_err(|e| StoreError::Corrupt { what: "chain config", reason: e.to_string() })?;
         let mut meta = self.txn.open_table(META).map_err(io("open meta"))?;
         meta.insert(META_CHAIN, json.as_slice()).map_err(io("write chain config"))?;
+        meta.insert(META_FORMAT, STORE_FORMAT.to_be_bytes().as_slice()).map_err(io("write store format"))?;
         Ok(())
     }
 

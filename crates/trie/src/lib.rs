@@ -1,21 +1,27 @@
 //! Merkle-Patricia state commitment (Ethereum-compatible, via alloy-trie).
 //!
-//! [`StateCommitter`] is the seam the builder commits through: given a block writer whose
-//! flat state already holds the block's diff, it brings the trie data up to date and
-//! returns the state root. [`FullCommitter`] recomputes the storage roots of the
-//! accounts whose storage changed and then the whole account trie from the flat state.
+//! [`StateCommitter`] is the seam the sequencer commits through. [`IncrementalCommitter`]
+//! keeps every trie's branch nodes in the store, keyed by nibble path, and per block
+//! re-hashes only the paths of the keys the block changed ([`update`]): storage tries in
+//! parallel, then the account trie. [`full_state_root`] recomputes the root from the
+//! flat state alone, for checks and benchmarks. [`proof`] serves EIP-1186 proofs from
+//! the same nodes.
 
 use alloy_primitives::{keccak256, B256, U256};
 use alloy_trie::{HashBuilder, Nibbles, TrieAccount};
 use cairn_primitives::InMemoryState;
-use cairn_storage::{BlockWriter, StoreError};
-use std::collections::BTreeSet;
+use cairn_storage::StoreError;
 
+mod committer;
 mod memory;
 mod node;
 mod update;
 
-pub use memory::MemoryTrie;
+pub use committer::{
+    account_leaf, account_proof, full_state_root, storage_proof, DisabledCommitter, IncrementalCommitter,
+    StateCommitter, StateUpdate,
+};
+pub use memory::{key_range, MemoryTrie};
 pub use node::{BranchRecord, ChildRef, Kind};
 pub use update::{proof, root_hash, update, Change, TrieSource, TrieUpdate};
 
@@ -25,40 +31,6 @@ pub enum TrieError {
     Store(#[from] StoreError),
     #[error("corrupt trie data: {0}")]
     Corrupt(String),
-}
-
-/// Brings trie data up to date for a block and returns its state root.
-pub trait StateCommitter: Send + Sync {
-    /// `storage_changed`: hashed addresses of surviving accounts whose storage changed,
-    /// as returned by [`BlockWriter::apply_state`].
-    fn commit(&self, writer: &mut BlockWriter, storage_changed: &BTreeSet<[u8; 32]>) -> Result<B256, TrieError>;
-}
-
-/// Recomputes changed storage roots and the full account trie from the flat state.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FullCommitter;
-
-impl StateCommitter for FullCommitter {
-    fn commit(&self, writer: &mut BlockWriter, storage_changed: &BTreeSet<[u8; 32]>) -> Result<B256, TrieError> {
-        for hashed in storage_changed {
-            let root = storage_root_hashed(writer.hashed_storage(hashed)?);
-            writer.set_storage_root(hashed, root)?;
-        }
-        let mut hb = HashBuilder::default();
-        let mut buf = Vec::with_capacity(128);
-        writer.for_each_account(|hashed, record| {
-            buf.clear();
-            let account = TrieAccount {
-                nonce: record.state.nonce,
-                balance: record.state.balance,
-                storage_root: record.storage_root,
-                code_hash: record.state.code_hash,
-            };
-            alloy_rlp::Encodable::encode(&account, &mut buf);
-            hb.add_leaf(Nibbles::unpack(hashed), &buf);
-        })?;
-        Ok(hb.root())
-    }
 }
 
 /// Storage root from `(keccak(slot), value)` pairs sorted by hashed slot; zeros skipped.

@@ -164,11 +164,11 @@ mod tests {
         record.children[0] = Some(ChildRef { kind: Kind::Leaf, rlp: RlpNode::word_rlp(&B256::repeat_byte(1)) });
         record.children[7] = Some(ChildRef {
             kind: Kind::Extension(Nibbles::from_nibbles([1, 2, 3])),
-            rlp: RlpNode::from_raw(&[0xc2, 0x01, 0x02]).unwrap(),
+            rlp: RlpNode::from_raw(&[0xc2, 0x01, 0x02]).expect("short"),
         });
         record.children[15] = Some(ChildRef { kind: Kind::Branch, rlp: RlpNode::word_rlp(&B256::repeat_byte(2)) });
         let bytes = record.encode();
-        assert_eq!(BranchRecord::decode(&bytes).unwrap(), record);
+        assert_eq!(BranchRecord::decode(&bytes).expect("decodes"), record);
         assert!(BranchRecord::decode(&bytes[..bytes.len() - 1]).is_err());
         let mut longer = bytes.clone();
         longer.push(0);

@@ -92,7 +92,12 @@ type Changes<'c> = [(Nibbles, Option<&'c [u8]>)];
 impl<S: TrieSource> Updater<'_, S> {
     /// New subtree for the slot at `slot` that held `old`; every key in `changes` starts
     /// with `slot`.
-    fn update(&mut self, slot: Nibbles, old: Option<ChildRef>, changes: &Changes<'_>) -> Result<Option<Sub>, TrieError> {
+    fn update(
+        &mut self,
+        slot: Nibbles,
+        old: Option<ChildRef>,
+        changes: &Changes<'_>,
+    ) -> Result<Option<Sub>, TrieError> {
         if changes.is_empty() {
             return Ok(old.map(Sub::Same));
         }
@@ -268,10 +273,8 @@ impl<S: TrieSource> Updater<'_, S> {
     }
 
     fn branch_rlp(&mut self, at: &Nibbles) -> Result<RlpNode, TrieError> {
-        let record = self
-            .source
-            .branch(at)?
-            .ok_or_else(|| TrieError::Corrupt(format!("missing branch node at path {at:?}")))?;
+        let record =
+            self.source.branch(at)?.ok_or_else(|| TrieError::Corrupt(format!("missing branch node at path {at:?}")))?;
         self.buf.clear();
         Ok(record.rlp(&mut self.buf))
     }

@@ -1,0 +1,260 @@
+//! `cairn bench commit`: the incremental committer against a full recomputation, on a
+//! large state in the real store.
+//!
+//! Builds a state of `--accounts` accounts, `--contracts` of which hold
+//! `--slots / --contracts` storage slots each, in a redb store under `--dir` (committed
+//! through the incremental committer itself, in chunks). Then, for each block size of
+//! `--blocks` (changed keys: half account updates and new accounts, half storage writes
+//! and deletions over random contracts), it times `--samples` blocks: the incremental
+//! root computation (reads the previous trie from a snapshot, rayon over storage tries),
+//! the write of the block (flat state + trie nodes, one redb commit), and a full
+//! recomputation of the root from the flat state. Each incremental root is checked
+//! against the full one. Prints per-size medians, peak memory of the computation and
+//! the store's size on disk, and writes `commit.json`.
+
+use alloy_primitives::{keccak256, Address, U256};
+use anyhow::{bail, Context};
+use cairn_primitives::{AccountChange, AccountState, StateDiff};
+use cairn_storage::Store;
+use cairn_trie::{full_state_root, IncrementalCommitter};
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::alloc::peak_during;
+
+#[derive(Args, Clone)]
+pub struct CommitBenchArgs {
+    /// Accounts in the generated state.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accounts: u64,
+    /// Storage slots in the generated state, spread evenly over `--contracts`.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub slots: u64,
+    /// Accounts (among the first) that hold storage.
+    #[arg(long, default_value_t = 10_000)]
+    pub contracts: u64,
+    /// Changed keys per measured block, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "5000,20000,100000")]
+    pub blocks: Vec<u64>,
+    /// Blocks measured per size; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub samples: usize,
+    /// Threads of the committer (default: available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where the store and `commit.json` go (the store is reused if it already holds
+    /// the same state shape).
+    #[arg(long, default_value = "target/bench-commit")]
+    pub dir: PathBuf,
+}
+
+fn address(i: u64) -> Address {
+    Address::from_word(keccak256(i.to_be_bytes()))
+}
+
+fn account(i: u64, version: u64) -> AccountState {
+    AccountState { nonce: version, balance: U256::from(1_000_000_000u64 + i + version), ..Default::default() }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// Commits `diff` on top of the store's state; returns (compute, write) times, the
+/// root, peak memory of the computation and the node writes.
+fn commit(
+    store: &Store,
+    committer: &IncrementalCommitter,
+    diff: &StateDiff,
+) -> anyhow::Result<(Duration, Duration, alloy_primitives::B256, usize, usize)> {
+    let pre = store.reader()?;
+    let started = Instant::now();
+    let (update, peak) = peak_during(|| committer.compute(&pre, diff));
+    let update = update?;
+    let computed = started.elapsed();
+    let started = Instant::now();
+    let mut writer = store.writer()?;
+    update.write(&mut writer, diff)?;
+    writer.commit()?;
+    Ok((computed, started.elapsed(), update.state_root, peak, update.node_writes()))
+}
+
+fn generate(args: &CommitBenchArgs, store: &Store, committer: &IncrementalCommitter) -> anyhow::Result<()> {
+    let per_contract = args.slots / args.contracts.max(1);
+    let started = Instant::now();
+    // Accounts in chunks, then storage in chunks of contracts.
+    const CHUNK: u64 = 100_000;
+    let mut i = 0;
+    while i < args.accounts {
+        let mut diff = StateDiff::default();
+        for a in i..(i + CHUNK).min(args.accounts) {
+            diff.accounts.insert(address(a), AccountChange { info: Some(account(a, 0)), ..Default::default() });
+        }
+        commit(store, committer, &diff)?;
+        i += CHUNK;
+    }
+    let contracts_per_chunk = (CHUNK / per_contract.max(1)).max(1);
+    let mut c = 0;
+    while c < args.contracts.min(args.accounts) {
+        let mut diff = StateDiff::default();
+        for a in c..(c + contracts_per_chunk).min(args.contracts) {
+            let storage = (0..per_contract).map(|s| (U256::from(s), U256::from(s + 1))).collect();
+            diff.accounts
+                .insert(address(a), AccountChange { info: Some(account(a, 0)), storage, ..Default::default() });
+        }
+        commit(store, committer, &diff)?;
+        c += contracts_per_chunk;
+        if c % (contracts_per_chunk * 20) == 0 {
+            eprintln!("  generated storage of {c} contracts ({:.0} s)", started.elapsed().as_secs_f64());
+        }
+    }
+    eprintln!("generated the state in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A block changing `keys` keys: half accounts (mostly updates, a tenth new accounts),
+/// half storage slots (updates, a tenth new slots, a tenth deletions).
+fn random_block(args: &CommitBenchArgs, keys: u64, rng: &mut rand::rngs::StdRng, version: u64) -> StateDiff {
+    let per_contract = args.slots / args.contracts.max(1);
+    let mut diff = StateDiff::default();
+    let account_keys = keys / 2;
+    for k in 0..account_keys {
+        let a =
+            if k % 10 == 0 { args.accounts + rng.gen_range(0..u64::MAX / 2) } else { rng.gen_range(0..args.accounts) };
+        diff.accounts.insert(address(a), AccountChange { info: Some(account(a, version)), ..Default::default() });
+    }
+    let mut slot_keys = keys - account_keys;
+    while slot_keys > 0 {
+        let c = rng.gen_range(0..args.contracts);
+        let change = diff
+            .accounts
+            .entry(address(c))
+            .or_insert_with(|| AccountChange { info: Some(account(c, version)), ..Default::default() });
+        let n = slot_keys.min(rng.gen_range(1..=20));
+        for _ in 0..n {
+            let roll = rng.gen_range(0..10);
+            let slot =
+                if roll == 0 { per_contract + rng.gen_range(0..1_000_000) } else { rng.gen_range(0..per_contract) };
+            let value = if roll == 1 { U256::ZERO } else { U256::from(version * 1_000 + slot) };
+            change.storage.insert(U256::from(slot), value);
+        }
+        slot_keys -= n;
+    }
+    diff
+}
+
+fn changed_keys(diff: &StateDiff) -> usize {
+    diff.accounts.values().map(|c| 1 + c.storage.len()).sum()
+}
+
+pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
+    if args.contracts == 0 || args.contracts > args.accounts || args.samples == 0 {
+        bail!("need 0 < --contracts <= --accounts and --samples > 0");
+    }
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let committer = IncrementalCommitter::new(threads)?;
+    let shape = format!("{}-{}-{}", args.accounts, args.slots, args.contracts);
+    let store_dir = args.dir.join(format!("state-{shape}"));
+    let fresh = !store_dir.join("ready").exists();
+    if fresh {
+        let _ = std::fs::remove_dir_all(&store_dir);
+    }
+    std::fs::create_dir_all(&store_dir).with_context(|| format!("creating {}", store_dir.display()))?;
+    let store = Store::open(&store_dir.join("cairn.redb"))?;
+    if fresh {
+        eprintln!(
+            "generating {} accounts and {} slots over {} contracts in {} ...",
+            args.accounts,
+            args.slots,
+            args.contracts,
+            store_dir.display()
+        );
+        generate(&args, &store, &committer)?;
+        std::fs::write(store_dir.join("ready"), b"")?;
+    }
+    let reader = store.reader()?;
+    let accounts = reader.account_count()?;
+    drop(reader);
+    println!(
+        "state: {accounts} accounts, {} slots over {} contracts; store {:.2} GiB; committer threads: {threads}",
+        args.slots,
+        args.contracts,
+        dir_size(&store_dir) as f64 / (1u64 << 30) as f64
+    );
+    println!(
+        "{:>9} {:>8} {:>14} {:>10} {:>10} {:>12} {:>9} {:>10} {:>10}",
+        "keys", "nodes", "incremental", "write", "full", "full/incr", "peak MiB", "disk GiB", "roots"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0c0117);
+    let mut version = 1_000;
+    let mut results = Vec::new();
+    for &keys in &args.blocks {
+        let (mut incr, mut write, mut full, mut peaks, mut nodes) = (vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..args.samples {
+            version += 1;
+            let diff = random_block(&args, keys, &mut rng, version);
+            let (computed, written, root, peak, node_writes) = commit(&store, &committer, &diff)?;
+            let reader = store.reader()?;
+            let started = Instant::now();
+            let full_root = full_state_root(&reader)?;
+            full.push(started.elapsed());
+            if full_root != root {
+                bail!("incremental root {root} differs from the full recomputation {full_root}");
+            }
+            incr.push(computed);
+            write.push(written);
+            peaks.push(peak);
+            nodes.push(node_writes);
+            eprintln!(
+                "  {} keys: incremental {:.1} ms, write {:.1} ms, full {:.0} ms",
+                changed_keys(&diff),
+                ms(computed),
+                ms(written),
+                ms(*full.last().expect("pushed"))
+            );
+        }
+        let (incr, write, full) = (median(incr), median(write), median(full));
+        peaks.sort_unstable();
+        nodes.sort_unstable();
+        let peak_mib = peaks[peaks.len() / 2] as f64 / (1u64 << 20) as f64;
+        let disk = dir_size(&store_dir) as f64 / (1u64 << 30) as f64;
+        let ratio = full.as_secs_f64() / incr.as_secs_f64();
+        println!(
+            "{keys:>9} {:>8} {:>11.1} ms {:>7.1} ms {:>7.0} ms {:>11.0}x {:>9.1} {:>10.2} {:>10}",
+            nodes[nodes.len() / 2],
+            ms(incr),
+            ms(write),
+            ms(full),
+            ratio,
+            peak_mib,
+            disk,
+            "equal"
+        );
+        results.push(json!({
+            "changed_keys": keys, "node_writes": nodes[nodes.len() / 2],
+            "incremental_ms": ms(incr), "write_ms": ms(write), "full_ms": ms(full),
+            "full_over_incremental": ratio, "peak_mib": peak_mib, "disk_gib": disk,
+        }));
+    }
+    let out = json!({
+        "accounts": accounts, "slots": args.slots, "contracts": args.contracts, "threads": threads,
+        "samples": args.samples, "results": results,
+    });
+    std::fs::write(args.dir.join("commit.json"), serde_json::to_string_pretty(&out)?)?;
+    println!("wrote {}", args.dir.join("commit.json").display());
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Executed-but-unsealed blocks between the builder and the sealer.
+//!
+//! The builder executes block `h + 1` on top of the state of block `h` as soon as `h`
+//! is executed; it does not wait for `h`'s state root. Each executed block waits here
+//! (at most [`MAX_UNSEALED`] of them; beyond that the builder waits: back-pressure)
+//! until the sealer has computed its root and committed it. [`PendingView`] is the state
+//! after the newest executed block: the sealed snapshot with the unsealed diffs on top.
+
+use alloy_consensus::Header;
+use alloy_primitives::{Address, Bytes, B256, U256};
+use cairn_primitives::{AccountState, StateDiff, StateError, StateView, StoredReceipt};
+use cairn_storage::StoreReader;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Most blocks that may be executed but not yet sealed.
+pub const MAX_UNSEALED: usize = 4;
+
+/// A block the builder executed whose state root is still being computed.
+#[derive(Debug)]
+pub struct ExecutedBlock {
+    /// Every header field except `parent_hash` and `state_root`, set when sealed.
+    pub header: Header,
+    /// `(hash, sender, raw EIP-2718 bytes)` in block order.
+    pub body: Vec<(B256, Address, Bytes)>,
+    pub receipts: Vec<StoredReceipt>,
+    pub diff: StateDiff,
+    /// The block hit its gas limit or transaction cap: more work is waiting.
+    pub full: bool,
+}
+
+/// What the next block builds on: the newest executed (or sealed) block.
+#[derive(Debug, Clone, Copy)]
+pub struct Tip {
+    pub number: u64,
+    pub timestamp: u64,
+    pub gas_used: u64,
+    pub gas_limit: u64,
+    pub base_fee: u64,
+    pub mix_hash: B256,
+}
+
+impl Tip {
+    pub(crate) fn of(header: &Header) -> Self {
+        Self {
+            number: header.number,
+            timestamp: header.timestamp,
+            gas_used: header.gas_used,
+            gas_limit: header.gas_limit,
+            base_fee: header.base_fee_per_gas.unwrap_or_default(),
+            mix_hash: header.mix_hash,
+        }
+    }
+}
+
+pub(crate) struct Pipeline {
+    /// Snapshot of the newest sealed block, and that block.
+    pub snapshot: Arc<StoreReader>,
+    pub latest: (Header, B256),
+    /// Executed blocks `latest + 1 ..= tip`, oldest first.
+    pub unsealed: VecDeque<Arc<ExecutedBlock>>,
+    pub tip: Tip,
+    /// Set when the sealer stops; waiters give up instead of hanging.
+    pub closed: bool,
+}
+
+/// The state after the newest executed block.
+pub struct PendingView {
+    pub(crate) base: Arc<StoreReader>,
+    pub(crate) blocks: Vec<Arc<ExecutedBlock>>,
+    pub(crate) chain: std::sync::Weak<crate::Chain>,
+}
+
+impl PendingView {
+    /// Number of the block this state is the result of.
+    pub fn number(&self) -> u64 {
+        self.blocks.last().map(|b| b.header.number).unwrap_or_else(|| self.base.head().unwrap_or_default())
+    }
+}
+
+impl StateView for PendingView {
+    fn account(&self, address: Address) -> Result<Option<AccountState>, StateError> {
+        for block in self.blocks.iter().rev() {
+            if let Some(change) = block.diff.accounts.get(&address) {
+                return Ok(change.info);
+            }
+        }
+        self.base.account(address)
+    }
+
+    fn storage(&self, address: Address, slot: U256) -> Result<U256, StateError> {
+        for block in self.blocks.iter().rev() {
+            if let Some(change) = block.diff.accounts.get(&address) {
+                if let Some(value) = change.storage.get(&slot) {
+                    return Ok(*value);
+                }
+                if change.storage_wiped || change.info.is_none() {
+                    return Ok(U256::ZERO);
+                }
+            }
+        }
+        self.base.storage(address, slot)
+    }
+
+    fn code(&self, code_hash: B256) -> Result<Bytes, StateError> {
+        for block in self.blocks.iter().rev() {
+            if let Some(code) = block.diff.code.get(&code_hash) {
+                return Ok(code.clone());
+            }
+        }
+        self.base.code(code_hash)
+    }
+
+    /// Hashes of unsealed blocks are not known until their roots are: a `BLOCKHASH` of
+    /// one waits for the sealer (the only place execution waits for commitment).
+    fn block_hash(&self, number: u64) -> Result<B256, StateError> {
+        if self.blocks.first().is_none_or(|b| number < b.header.number) {
+            return self.base.block_hash(number);
+        }
+        let chain = self.chain.upgrade().ok_or_else(|| StateError("node is shutting down".into()))?;
+        let reader = chain.wait_sealed(number).map_err(|e| StateError(e.to_string()))?;
+        reader.block_hash(number)
+    }
+}

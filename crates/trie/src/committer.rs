@@ -1,0 +1,320 @@
+//! The store-backed committers.
+//!
+//! [`IncrementalCommitter`] reads the previous block's stored branch nodes from a
+//! snapshot, updates every touched storage trie in parallel (rayon), then the account
+//! trie, and writes the changed nodes in the block's own atomic write.
+
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_trie::{HashBuilder, Nibbles, TrieAccount};
+use cairn_primitives::{AccountState, StateDiff};
+use cairn_storage::{AccountRecord, BlockWriter, StoreReader, EMPTY_ROOT};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+use crate::memory::key_range;
+use crate::node::{BranchRecord, ChildRef};
+use crate::update::{proof, update, Change, TrieSource, TrieUpdate};
+use crate::TrieError;
+
+/// Brings trie data up to date for a block and returns its state root.
+pub trait StateCommitter: Send + Sync {
+    /// Applies `diff` to the flat state in `writer` and updates the trie data there;
+    /// returns the new state root. `pre` is a snapshot of the store holding the state
+    /// `diff` applies to (the parent block).
+    fn commit(&self, pre: &StoreReader, writer: &mut BlockWriter, diff: &StateDiff) -> Result<B256, TrieError>;
+}
+
+/// Incremental, parallel Merkle-Patricia committer (the default).
+pub struct IncrementalCommitter {
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for IncrementalCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncrementalCommitter").field("threads", &self.pool.current_num_threads()).finish()
+    }
+}
+
+/// What one block does to the trie data, computed before anything is written.
+#[derive(Debug, Default)]
+pub struct StateUpdate {
+    pub state_root: B256,
+    pub account_trie: TrieUpdate,
+    /// Per touched storage trie: hashed owner, whether its old nodes go first, update.
+    pub storage_tries: Vec<([u8; 32], bool, TrieUpdate)>,
+    /// Hashed addresses of deleted accounts (their storage tries go too).
+    pub deleted: Vec<[u8; 32]>,
+}
+
+impl StateUpdate {
+    /// Number of branch nodes written and deleted.
+    pub fn node_writes(&self) -> usize {
+        let count = |u: &TrieUpdate| u.puts.len() + u.deletes.len();
+        count(&self.account_trie) + self.storage_tries.iter().map(|(_, _, u)| count(u)).sum::<usize>()
+    }
+
+    /// Writes the trie data (flat state first) into the block's write.
+    pub fn write(&self, writer: &mut BlockWriter, diff: &StateDiff) -> Result<(), TrieError> {
+        writer.apply_state(diff)?;
+        for owner in &self.deleted {
+            writer.wipe_storage_trie(owner)?;
+        }
+        for (owner, wiped, trie) in &self.storage_tries {
+            if *wiped {
+                writer.wipe_storage_trie(owner)?;
+            }
+            write_trie(writer, Some(owner), trie)?;
+            writer.set_storage_root(owner, trie.root_hash())?;
+        }
+        write_trie(writer, None, &self.account_trie)?;
+        Ok(())
+    }
+}
+
+fn write_trie(writer: &mut BlockWriter, owner: Option<&[u8; 32]>, trie: &TrieUpdate) -> Result<(), TrieError> {
+    for path in &trie.deletes {
+        writer.set_trie_node(owner, &path.to_vec(), None)?;
+    }
+    for (path, record) in &trie.puts {
+        writer.set_trie_node(owner, &path.to_vec(), Some(&record.encode()))?;
+    }
+    writer.set_trie_root(owner, trie.root.as_ref().map(ChildRef::encode).as_deref())?;
+    Ok(())
+}
+
+impl IncrementalCommitter {
+    /// A committer updating storage tries on `threads` threads.
+    pub fn new(threads: usize) -> Result<Self, TrieError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("cairn-trie-{i}"))
+            .build()
+            .map_err(|e| TrieError::Corrupt(format!("cannot start trie threads: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Computes the trie changes of `diff` on top of the state in `pre`, writing nothing.
+    pub fn compute(&self, pre: &StoreReader, diff: &StateDiff) -> Result<StateUpdate, TrieError> {
+        struct Touched<'d> {
+            hashed: [u8; 32],
+            info: Option<AccountState>,
+            wiped: bool,
+            slots: Vec<Change>,
+            _diff: std::marker::PhantomData<&'d ()>,
+        }
+        let mut touched: Vec<Touched<'_>> = diff
+            .accounts
+            .iter()
+            .map(|(address, change)| Touched {
+                hashed: keccak256(address).0,
+                info: change.info,
+                wiped: change.storage_wiped,
+                slots: {
+                    let mut slots: Vec<Change> = change
+                        .storage
+                        .iter()
+                        .map(|(slot, value)| {
+                            let value = (!value.is_zero()).then(|| alloy_rlp::encode_fixed_size(value).to_vec());
+                            (keccak256(slot.to_be_bytes::<32>()), value)
+                        })
+                        .collect();
+                    slots.sort_unstable_by_key(|(k, _)| *k);
+                    slots
+                },
+                _diff: std::marker::PhantomData,
+            })
+            .collect();
+        touched.sort_unstable_by_key(|t| t.hashed);
+
+        let storage_tries: Vec<([u8; 32], bool, TrieUpdate)> = self.pool.install(|| {
+            touched
+                .par_iter()
+                .filter(|t| t.info.is_some() && (t.wiped || !t.slots.is_empty()))
+                .map(|t| {
+                    let source = StorageSource { pre, owner: t.hashed, wiped: t.wiped, overrides: &t.slots };
+                    let old = if t.wiped { None } else { read_root(pre, Some(&t.hashed))? };
+                    Ok((t.hashed, t.wiped, update(&source, old, &t.slots)?))
+                })
+                .collect::<Result<_, TrieError>>()
+        })?;
+        let new_roots: HashMap<[u8; 32], B256> =
+            storage_tries.iter().map(|(owner, _, trie)| (*owner, trie.root_hash())).collect();
+
+        let mut account_changes: Vec<Change> = Vec::with_capacity(touched.len());
+        let mut deleted = Vec::new();
+        for t in &touched {
+            let value = match t.info {
+                None => {
+                    deleted.push(t.hashed);
+                    None
+                }
+                Some(state) => {
+                    let storage_root = match new_roots.get(&t.hashed) {
+                        Some(root) => *root,
+                        None => pre.account_record_hashed(&t.hashed)?.map(|r| r.storage_root).unwrap_or(EMPTY_ROOT),
+                    };
+                    Some(account_leaf(&AccountRecord { state, storage_root }))
+                }
+            };
+            account_changes.push((B256::from(t.hashed), value));
+        }
+        let source = AccountSource { pre, overrides: &account_changes };
+        let account_trie = update(&source, read_root(pre, None)?, &account_changes)?;
+        Ok(StateUpdate { state_root: account_trie.root_hash(), account_trie, storage_tries, deleted })
+    }
+}
+
+impl StateCommitter for IncrementalCommitter {
+    fn commit(&self, pre: &StoreReader, writer: &mut BlockWriter, diff: &StateDiff) -> Result<B256, TrieError> {
+        let update = self.compute(pre, diff)?;
+        update.write(writer, diff)?;
+        Ok(update.state_root)
+    }
+}
+
+/// Applies the flat state only and reports a zero root: for measuring what commitment
+/// costs (`cairn bench rpc --committer none`); never for a real chain.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DisabledCommitter;
+
+impl StateCommitter for DisabledCommitter {
+    fn commit(&self, _pre: &StoreReader, writer: &mut BlockWriter, diff: &StateDiff) -> Result<B256, TrieError> {
+        writer.apply_state(diff)?;
+        Ok(B256::ZERO)
+    }
+}
+
+fn read_root(pre: &StoreReader, owner: Option<&[u8; 32]>) -> Result<Option<ChildRef>, TrieError> {
+    match pre.trie_root(owner)? {
+        Some(bytes) => Ok(Some(ChildRef::decode(&mut bytes.as_slice())?)),
+        None => Ok(None),
+    }
+}
+
+fn read_branch(pre: &StoreReader, owner: Option<&[u8; 32]>, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+    match pre.trie_node(owner, &path.to_vec())? {
+        Some(bytes) => Ok(Some(BranchRecord::decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// The account trie's leaf value: `rlp([nonce, balance, storage_root, code_hash])`.
+pub fn account_leaf(record: &AccountRecord) -> Vec<u8> {
+    let account = TrieAccount {
+        nonce: record.state.nonce,
+        balance: record.state.balance,
+        storage_root: record.storage_root,
+        code_hash: record.state.code_hash,
+    };
+    alloy_rlp::encode(account)
+}
+
+/// `base` (sorted) with `overrides` (sorted; `None` deletes) applied, restricted to keys
+/// in `lo..=hi`.
+fn merge(base: Vec<(B256, Vec<u8>)>, overrides: &[Change], lo: B256, hi: B256, out: &mut Vec<(B256, Vec<u8>)>) {
+    let start = overrides.partition_point(|(k, _)| *k < lo);
+    let end = overrides.partition_point(|(k, _)| *k <= hi);
+    let mut over = overrides[start..end].iter().peekable();
+    for (k, v) in base {
+        while let Some((ok, ov)) = over.next_if(|(ok, _)| *ok < k) {
+            if let Some(ov) = ov {
+                out.push((*ok, ov.clone()));
+            }
+        }
+        match over.next_if(|(ok, _)| *ok == k) {
+            Some((_, Some(ov))) => out.push((k, ov.clone())),
+            Some((_, None)) => {}
+            None => out.push((k, v)),
+        }
+    }
+    for (ok, ov) in over {
+        if let Some(ov) = ov {
+            out.push((*ok, ov.clone()));
+        }
+    }
+}
+
+struct StorageSource<'a> {
+    pre: &'a StoreReader,
+    owner: [u8; 32],
+    wiped: bool,
+    overrides: &'a [Change],
+}
+
+impl TrieSource for StorageSource<'_> {
+    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+        if self.wiped {
+            return Ok(None);
+        }
+        read_branch(self.pre, Some(&self.owner), path)
+    }
+
+    fn leaves(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) -> Result<(), TrieError> {
+        let (lo, hi) = key_range(prefix);
+        let mut base = Vec::new();
+        if !self.wiped {
+            self.pre
+                .storage_in(&self.owner, lo, hi, |k, v| base.push((k, alloy_rlp::encode_fixed_size(&v).to_vec())))?;
+        }
+        merge(base, self.overrides, lo, hi, out);
+        Ok(())
+    }
+}
+
+struct AccountSource<'a> {
+    pre: &'a StoreReader,
+    overrides: &'a [Change],
+}
+
+impl TrieSource for AccountSource<'_> {
+    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+        read_branch(self.pre, None, path)
+    }
+
+    fn leaves(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) -> Result<(), TrieError> {
+        let (lo, hi) = key_range(prefix);
+        let mut base = Vec::new();
+        self.pre.accounts_in(lo, hi, |k, record| base.push((k, account_leaf(&record))))?;
+        merge(base, self.overrides, lo, hi, out);
+        Ok(())
+    }
+}
+
+/// The state root recomputed from the flat state alone, every storage root included
+/// (what the incremental committer must always agree with).
+pub fn full_state_root(reader: &StoreReader) -> Result<B256, TrieError> {
+    let mut storage_roots: HashMap<[u8; 32], B256> = HashMap::new();
+    let mut current: Option<([u8; 32], HashBuilder)> = None;
+    reader.for_each_slot(|owner, slot, value: U256| {
+        if current.as_ref().is_none_or(|(o, _)| o != owner) {
+            if let Some((o, mut hb)) = current.take() {
+                storage_roots.insert(o, hb.root());
+            }
+            current = Some((*owner, HashBuilder::default()));
+        }
+        let (_, hb) = current.as_mut().expect("set above");
+        hb.add_leaf(Nibbles::unpack_array(&slot.0), alloy_rlp::encode_fixed_size(&value).as_ref());
+    })?;
+    if let Some((o, mut hb)) = current.take() {
+        storage_roots.insert(o, hb.root());
+    }
+    let mut hb = HashBuilder::default();
+    reader.accounts_in(B256::ZERO, B256::repeat_byte(0xff), |hashed, mut record| {
+        record.storage_root = storage_roots.get(&hashed.0).copied().unwrap_or(EMPTY_ROOT);
+        hb.add_leaf(Nibbles::unpack_array(&hashed.0), &account_leaf(&record));
+    })?;
+    Ok(hb.root())
+}
+
+/// EIP-1186 account proof at the state `reader` holds.
+pub fn account_proof(reader: &StoreReader, address: Address) -> Result<Vec<Bytes>, TrieError> {
+    let source = AccountSource { pre: reader, overrides: &[] };
+    proof(&source, read_root(reader, None)?.as_ref(), keccak256(address))
+}
+
+/// EIP-1186 storage proof of `slot` of `address` at the state `reader` holds.
+pub fn storage_proof(reader: &StoreReader, address: Address, slot: U256) -> Result<Vec<Bytes>, TrieError> {
+    let owner = keccak256(address).0;
+    let source = StorageSource { pre: reader, owner, wiped: false, overrides: &[] };
+    proof(&source, read_root(reader, Some(&owner))?.as_ref(), keccak256(slot.to_be_bytes::<32>()))
+}
