@@ -65,3 +65,17 @@ pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     TRACKING.store(false, Ordering::SeqCst);
     (out, PEAK.load(Ordering::Relaxed))
 }
+
+/// Keeps freed memory for a second before returning it to the OS (mimalloc's default is
+/// 10 ms). With the default, the committer's and the store's page buffers were returned
+/// and faulted back in (zeroed by the kernel) every block: `cairn bench commit` measured
+/// that page zeroing at a sixth of the incremental root time and the first blocks at
+/// twice the steady-state time.
+pub fn tune() {
+    // `mi_option_purge_delay` in the option enum of both mimalloc versions bundled by
+    // libmimalloc-sys 0.1.49 (pinned); the Rust bindings do not export the constant.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets a process-wide allocator option before any thread is started; options
+    // may be set at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1_000) };
+}
