@@ -103,14 +103,6 @@ impl Chain {
         let (mut log, records) = TxLog::open(log_path)?;
         let pool = Arc::new(Mutex::new(Mempool::new(pool)));
         reload_pool(&store, &pool, records)?;
-        log.rewrite(
-            pool.lock()
-                .all()
-                .map(|p| alloy_eips::eip2718::Encodable2718::encoded_2718(p.tx.inner()))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(Vec::as_slice),
-        )?;
         let pipeline = Arc::new(Mutex::new(Pipeline {
             snapshot: Arc::new(store.reader()?),
             tip: Tip::of(&header),
@@ -118,6 +110,7 @@ impl Chain {
             unsealed: Default::default(),
             closed: false,
         }));
+        log.rewrite(pool_records(&pool, &pipeline).iter().map(Vec::as_slice))?;
         let persister = Persister::start(log, pool.clone(), pipeline.clone());
         let chain = Arc::new_cyclic(|me| Self {
             store,
