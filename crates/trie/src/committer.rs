@@ -95,14 +95,13 @@ impl IncrementalCommitter {
 
     /// Computes the trie changes of `diff` on top of the state in `pre`, writing nothing.
     pub fn compute(&self, pre: &StoreReader, diff: &StateDiff) -> Result<StateUpdate, TrieError> {
-        struct Touched<'d> {
+        struct Touched {
             hashed: [u8; 32],
             info: Option<AccountState>,
             wiped: bool,
             slots: Vec<Change>,
-            _diff: std::marker::PhantomData<&'d ()>,
         }
-        let mut touched: Vec<Touched<'_>> = diff
+        let mut touched: Vec<Touched> = diff
             .accounts
             .iter()
             .map(|(address, change)| Touched {
@@ -121,7 +120,6 @@ impl IncrementalCommitter {
                     slots.sort_unstable_by_key(|(k, _)| *k);
                     slots
                 },
-                _diff: std::marker::PhantomData,
             })
             .collect();
         touched.sort_unstable_by_key(|t| t.hashed);
