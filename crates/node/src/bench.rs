@@ -62,6 +62,11 @@ pub struct RpcBenchArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Instead of the anvil comparison, measure what state commitment and state history
+    /// cost: Cairn as configured by default, with `--state-history 0`, and with the
+    /// committer off, interleaved, each this many times (medians reported).
+    #[arg(long, value_name = "ROUNDS")]
+    pub commit_compare: Option<usize>,
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -151,13 +156,14 @@ impl Drop for Target {
     }
 }
 
-fn start_cairn(genesis: &Path, dir: &Path) -> anyhow::Result<Target> {
+fn start_cairn(genesis: &Path, datadir: &Path, extra: &[&str]) -> anyhow::Result<Target> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["dev", "--port", "0", "--pool-size", "1000000", "--genesis"])
         .arg(genesis)
         .arg("--datadir")
-        .arg(dir.join("cairn-data"))
+        .arg(datadir)
+        .args(extra)
         .env("RUST_LOG", std::env::var("CAIRN_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -404,9 +410,14 @@ async fn rpc(args: RpcBenchArgs) -> anyhow::Result<()> {
     println!("signing {} ERC-20 transfers from {} senders...", args.txs, args.senders);
     let w = build_workload(&args, &dir)?;
     let mut results = Vec::new();
+    if let Some(rounds) = args.commit_compare {
+        commit_compare(&args, &w, &dir, rounds).await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
 
     {
-        let cairn = start_cairn(&w.genesis, &dir)?;
+        let cairn = start_cairn(&w.genesis, &dir.join("cairn-data"), &[])?;
         let f = measure("cairn", &cairn.url, &w, &args).await?;
         print(&f);
         results.push(f);
@@ -437,5 +448,50 @@ async fn rpc(args: RpcBenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Cairn's default configuration against the same node without state history and
+/// without state commitment, run in turn (so drift on a noisy machine hits all three
+/// alike); prints each run and the medians, and the throughput ratios.
+async fn commit_compare(args: &RpcBenchArgs, w: &Workload, dir: &Path, rounds: usize) -> anyhow::Result<()> {
+    let variants: [(&str, &[&str]); 3] = [
+        ("cairn (default)", &[]),
+        ("cairn (no history)", &["--state-history", "0"]),
+        ("cairn (no commitment)", &["--no-state-root"]),
+    ];
+    let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds.max(1) {
+        for (i, (label, extra)) in variants.iter().enumerate() {
+            let datadir = dir.join(format!("cairn-data-{i}-{round}"));
+            let f = {
+                let node = start_cairn(&w.genesis, &datadir, extra)?;
+                measure(label, &node.url, w, args).await?
+            };
+            let _ = std::fs::remove_dir_all(&datadir);
+            print(&f);
+            runs[i].push(f);
+        }
+    }
+    let median = |xs: &mut Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    let mut medians = Vec::new();
+    for ((label, _), figures) in variants.iter().zip(&runs) {
+        let included = median(&mut figures.iter().map(|f| f.included_per_sec).collect());
+        let p50 = median(&mut figures.iter().map(|f| f.latency_p50_ms).collect());
+        println!("median {label:<22} included {included:>8.0} tx/s | latency p50 {p50:>7.1} ms");
+        medians.push(included);
+    }
+    println!(
+        "default / no commitment: {:.3}x included tx/s; no history / no commitment: {:.3}x",
+        medians[0] / medians[2],
+        medians[1] / medians[2]
+    );
+    if let Some(path) = &args.json {
+        let all: Vec<&Figures> = runs.iter().flatten().collect();
+        std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;
+    }
     Ok(())
 }

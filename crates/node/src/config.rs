@@ -72,6 +72,16 @@ pub struct DevArgs {
     /// Threads of the parallel executor [default: available cores].
     #[arg(long, value_name = "N")]
     pub exec_threads: Option<usize>,
+    /// Blocks of state history kept behind the head for `eth_call`, `eth_getBalance`,
+    /// `eth_getProof` and the like at older blocks; older history is pruned so disk use
+    /// stays bounded. 0 keeps only the head's state [default: 1024].
+    #[arg(long, value_name = "BLOCKS")]
+    pub state_history: Option<u64>,
+    /// Benchmarks only: skip state commitment (headers carry a zero state root). Used by
+    /// `cairn bench rpc --commit-compare` to measure what commitment costs.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub no_state_root: bool,
 }
 
 /// Which executor the builder uses.
@@ -97,6 +107,10 @@ pub struct DevConfig {
     pub pool_size: usize,
     /// Parallel executor threads; 1 means the sequential executor.
     pub exec_threads: usize,
+    /// Blocks of state history kept behind the head.
+    pub state_history: u64,
+    /// Benchmarks only: state commitment off.
+    pub no_state_root: bool,
 }
 
 impl DevArgs {
@@ -121,6 +135,8 @@ impl DevArgs {
             pool_size: self.pool_size.or(other.pool_size),
             executor: self.executor.or(other.executor),
             exec_threads: self.exec_threads.or(other.exec_threads),
+            state_history: self.state_history.or(other.state_history),
+            no_state_root: self.no_state_root,
         }
     }
 
@@ -177,6 +193,8 @@ impl DevArgs {
             empty_blocks: args.empty_blocks.unwrap_or(false),
             pool_size: args.pool_size.unwrap_or(200_000),
             exec_threads,
+            state_history: args.state_history.unwrap_or(cairn_storage::DEFAULT_STATE_HISTORY),
+            no_state_root: args.no_state_root,
         })
     }
 }
@@ -189,7 +207,8 @@ mod tests {
     fn flags_override_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cairn.toml");
-        std::fs::write(&path, "chain-id = 777\nblock-time = 50\n\"http.addr\" = \"0.0.0.0\"\n").expect("write");
+        std::fs::write(&path, "chain-id = 777\nblock-time = 50\nstate-history = 64\n\"http.addr\" = \"0.0.0.0\"\n")
+            .expect("write");
         let args = DevArgs { config: Some(path), block_time: Some(10), ..Default::default() };
         let cfg = args.resolve().expect("resolve");
         assert_eq!(cfg.chain.chain_id, 777);
@@ -197,6 +216,9 @@ mod tests {
         assert_eq!(cfg.listen.ip(), IpAddr::from([0, 0, 0, 0]));
         assert_eq!(cfg.listen.port(), 8545);
         assert_eq!(cfg.chain.gas_limit, 1_000_000_000);
+        assert_eq!(cfg.state_history, 64);
+        let cfg = DevArgs::default().resolve().expect("defaults");
+        assert_eq!(cfg.state_history, cairn_storage::DEFAULT_STATE_HISTORY);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use cairn_primitives::{dev_accounts, load_genesis_file, GenesisAlloc};
 use cairn_rpc::{RpcLimits, ServerLimits};
 use cairn_sequencer::{Builder, BuilderConfig, Chain, Ingress};
 use cairn_storage::Store;
-use cairn_trie::IncrementalCommitter;
+use cairn_trie::{DisabledCommitter, IncrementalCommitter, StateCommitter};
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -26,7 +26,8 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         None => GenesisAlloc::dev(&accounts),
     };
     let store = Store::open(&cfg.datadir.join("cairn.redb"))
-        .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?;
+        .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?
+        .with_state_history(cfg.state_history);
     let pool = PoolConfig { max_txs: cfg.pool_size, ..PoolConfig::default() };
     let executor: Arc<dyn Executor> = if cfg.exec_threads > 1 {
         Arc::new(ParallelExecutor::new(cfg.exec_threads))
@@ -38,15 +39,14 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         "executor: {}",
         if cfg.exec_threads > 1 { "parallel" } else { "sequential" }
     );
-    let chain = Chain::open(
-        store,
-        &cfg.datadir.join("pool.wal"),
-        cfg.chain.clone(),
-        &alloc,
-        pool,
-        executor,
-        Arc::new(IncrementalCommitter::new(cfg.exec_threads.max(1))?),
-    )?;
+    let committer: Arc<dyn StateCommitter> = if cfg.no_state_root {
+        tracing::warn!("state commitment is off (--no-state-root): headers carry a zero state root");
+        Arc::new(DisabledCommitter)
+    } else {
+        Arc::new(IncrementalCommitter::new(cfg.exec_threads.max(1))?)
+    };
+    let chain =
+        Chain::open(store, &cfg.datadir.join("pool.wal"), cfg.chain.clone(), &alloc, pool, executor, committer)?;
     let ingress = Ingress::new(chain.clone());
     let (addr, server) =
         cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default())

@@ -124,7 +124,7 @@ async fn acknowledged_transactions_survive_kill_9_under_load() {
 /// ETH transfers to fresh accounts (account-trie inserts) and token transfers (storage-
 /// trie inserts and updates) is killed four times at arbitrary points. After every kill
 /// the store on disk must hold a head whose header root equals the root recomputed from
-/// its flat state, and the restarted node must go on from there.
+/// its flat state, older blocks' roots must rebuild from the state history, and the restarted node must go on from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_root_matches_flat_state_after_repeated_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -203,6 +203,16 @@ async fn state_root_matches_flat_state_after_repeated_kill_9() {
         let recomputed = cairn_trie::full_state_root(&reader).expect("full root");
         assert_eq!(header.state_root, recomputed, "round {round}: head {head} root differs from its flat state");
         assert!(head >= last_head, "head went backwards: {last_head} -> {head}");
+        // The state history written with each block rebuilds every retained block's
+        // root (checked against its header inside `proofs`).
+        let oldest = reader.history_from().expect("history start");
+        drop(reader);
+        let step = ((head - oldest) / 4).max(1);
+        for block in (oldest..head).step_by(step as usize) {
+            let state = store.reader().expect("reader").into_state_at(block).expect("retained");
+            cairn_trie::proofs(&state, alloy_primitives::Address::ZERO, &[])
+                .unwrap_or_else(|e| panic!("round {round}: block {block} from history: {e}"));
+        }
         eprintln!("round {round}: killed at head {head}, root {recomputed} recomputes");
         last_head = head;
     }

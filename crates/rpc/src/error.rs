@@ -53,12 +53,20 @@ impl From<RpcError> for ErrorObjectOwned {
 
 impl From<cairn_storage::StoreError> for RpcError {
     fn from(e: cairn_storage::StoreError) -> Self {
-        Self::Internal(e.to_string())
+        use cairn_storage::StoreError::{Pruned, TooFarBack};
+        match e {
+            // The caller asked for state this node does not keep: a request error.
+            Pruned { .. } | TooFarBack { .. } => Self::Server(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
     }
 }
 
 impl From<cairn_trie::TrieError> for RpcError {
     fn from(e: cairn_trie::TrieError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            cairn_trie::TrieError::Store(e) => e.into(),
+            e => Self::Internal(e.to_string()),
+        }
     }
 }

@@ -5,7 +5,7 @@ use alloy_rpc_types_eth::{self as rpc, FeeHistory, Filter, FilterBlockOption, Tr
 use cairn_executor::{BlockContext, CallError, CallOutcome, CallRequest};
 use cairn_primitives::StateView;
 use cairn_sequencer::{Chain, Ingress};
-use cairn_storage::StoreReader;
+use cairn_storage::{StateAt, StoreReader};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
 use std::sync::Arc;
@@ -52,9 +52,10 @@ type RpcResult<T> = Result<T, RpcError>;
 /// Most storage keys one `eth_getProof` may ask for.
 pub const MAX_PROOF_KEYS: usize = 1_024;
 
-/// A state to read: a sealed block's, or the newest executed one (`pending`).
+/// A state to read: a sealed block's (the head's or a retained older one's), or the
+/// newest executed one (`pending`).
 enum State {
-    Sealed(Box<StoreReader>),
+    Sealed(Box<StateAt>),
     Pending(cairn_sequencer::PendingView),
 }
 
@@ -124,34 +125,47 @@ impl EthApi {
         self.sealed_state_at(id).map(|r| State::Sealed(Box::new(r)))
     }
 
-    /// The sealed state at `id` (`pending` means `latest` here).
-    fn sealed_state_at(&self, id: Option<BlockId>) -> RpcResult<StoreReader> {
+    /// The sealed state at `id` (`pending` means `latest` here): the head's, or an
+    /// older block's within the state history.
+    fn sealed_state_at(&self, id: Option<BlockId>) -> RpcResult<StateAt> {
         let reader = self.reader()?;
-        let head = reader.head()?;
         let id = id.unwrap_or(BlockId::Number(BlockNumberOrTag::Latest));
         match self.resolve(&reader, id)? {
-            Some(n) if n == head => Ok(reader),
-            Some(n) => Err(RpcError::Server(format!(
-                "historical state unavailable: block {n} (this node keeps the state of its head, block {head})"
-            ))),
+            Some(n) => Ok(reader.into_state_at(n)?),
             None => Err(RpcError::Server("header not found".into())),
         }
     }
 
-    /// Context of a simulated call: the next block the builder would produce.
-    fn block_context(&self) -> BlockContext {
+    /// Context of a simulated call on `state`: at an older block, that block's own
+    /// header (as geth does); otherwise the next block the builder would produce.
+    fn block_context(&self, state: &State) -> RpcResult<BlockContext> {
+        if let State::Sealed(at) = state {
+            if !at.is_head() {
+                let header = at
+                    .reader()
+                    .header(at.block())?
+                    .ok_or_else(|| RpcError::Internal(format!("header {} missing", at.block())))?;
+                return Ok(BlockContext::for_chain(
+                    &self.chain.config,
+                    header.number,
+                    header.timestamp,
+                    header.base_fee_per_gas.unwrap_or_default(),
+                    header.mix_hash,
+                ));
+            }
+        }
         let tip = self.chain.tip();
-        BlockContext::for_chain(
+        Ok(BlockContext::for_chain(
             &self.chain.config,
             tip.number + 1,
             tip.timestamp.max(now_secs()),
             self.chain.next_base_fee(),
             cairn_sequencer::next_prevrandao(&tip, tip.number + 1),
-        )
+        ))
     }
 
     /// `eth_getProof` (EIP-1186): account and storage proofs against the state root of
-    /// a sealed block.
+    /// a sealed block (the head or one within the state history).
     pub fn proof(
         &self,
         address: Address,
@@ -161,23 +175,16 @@ impl EthApi {
         if keys.len() > MAX_PROOF_KEYS {
             return Err(invalid(format!("too many storage keys: {} (at most {MAX_PROOF_KEYS})", keys.len())));
         }
-        let reader = self.sealed_state_at(id)?;
-        let record = reader.account_record(address)?;
-        let account_proof = cairn_trie::account_proof(&reader, address)?;
-        let mut storage_proof = Vec::with_capacity(keys.len());
-        for key in keys {
-            let slot = U256::from_be_bytes(key.0);
-            let value = match record {
-                Some(_) => reader.storage(address, slot).map_err(|e| RpcError::Internal(e.0))?,
-                None => U256::ZERO,
-            };
-            storage_proof.push(rpc::EIP1186StorageProof {
-                key: key.into(),
-                value,
-                proof: cairn_trie::storage_proof(&reader, address, slot)?,
-            });
-        }
-        let record = record.unwrap_or(cairn_storage::AccountRecord {
+        let state = self.sealed_state_at(id)?;
+        let slots: Vec<U256> = keys.iter().map(|k| U256::from_be_bytes(k.0)).collect();
+        let proofs = cairn_trie::proofs(&state, address, &slots)?;
+        let storage_proof = keys
+            .into_iter()
+            .zip(proofs.storage)
+            .map(|(key, (value, proof))| rpc::EIP1186StorageProof { key: key.into(), value, proof })
+            .collect();
+        let account_proof = proofs.account_proof;
+        let record = proofs.record.unwrap_or(cairn_storage::AccountRecord {
             state: Default::default(),
             storage_root: cairn_storage::EMPTY_ROOT,
         });
@@ -298,7 +305,7 @@ impl EthApi {
 
     pub fn call(&self, req: TransactionRequest, id: Option<BlockId>) -> RpcResult<Bytes> {
         let state = self.state_at(id)?;
-        let ctx = self.block_context();
+        let ctx = self.block_context(&state)?;
         let req = Self::call_request(req)?;
         match cairn_executor::call(&state, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
             CallOutcome::Success { output, .. } => Ok(output),
@@ -309,7 +316,7 @@ impl EthApi {
 
     pub fn estimate_gas(&self, req: TransactionRequest, id: Option<BlockId>) -> RpcResult<U64> {
         let state = self.state_at(id)?;
-        let ctx = self.block_context();
+        let ctx = self.block_context(&state)?;
         let req = Self::call_request(req)?;
         match cairn_executor::estimate_gas(&state, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
             Ok(gas) => Ok(U64::from(gas)),

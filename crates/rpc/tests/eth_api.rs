@@ -1,5 +1,5 @@
 //! `EthApi` against a real chain (store, pool, builder driven directly): query bounds,
-//! log filters through the index and the header bloom, fee history, state-at-block rules.
+//! log filters through the index and the header bloom, fee history, state at retained and pruned blocks.
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_eips::{BlockId, BlockNumberOrTag};
@@ -27,9 +27,13 @@ struct Fixture {
 
 /// Genesis, then a Token deployment, a mint and three transfers, each in its own block.
 async fn fixture(limits: RpcLimits) -> Fixture {
+    fixture_with_history(limits, cairn_storage::DEFAULT_STATE_HISTORY).await
+}
+
+async fn fixture_with_history(limits: RpcLimits, state_history: u64) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let accounts = dev_accounts(DEV_MNEMONIC, 2).expect("derive");
-    let store = Store::open(&dir.path().join("db")).expect("store");
+    let store = Store::open(&dir.path().join("db")).expect("store").with_state_history(state_history);
     let chain = Chain::open(
         store,
         &dir.path().join("pool.wal"),
@@ -107,16 +111,62 @@ async fn get_logs_and_fee_history_are_bounded() {
     assert!(fx.api.fee_history(1, BlockNumberOrTag::Latest, Some(vec![90.0, 10.0])).is_err(), "descending");
 }
 
+/// Older blocks within the state history answer `eth_call`, balance, nonce, code,
+/// storage and `eth_getProof` as of that block (the proof checked against that block's
+/// header); beyond the history depth the node says the state is pruned.
 #[tokio::test]
-async fn state_queries_serve_the_head_and_refuse_old_blocks() {
+async fn state_queries_serve_retained_blocks_and_refuse_pruned_ones() {
+    use alloy_trie::{proof::verify_proof, Nibbles};
     let fx = fixture(RpcLimits::default()).await;
     let head = fx.api.block_by_id(BlockId::Number(BlockNumberOrTag::Latest), false).expect("block").expect("head");
     assert_eq!(head.header.number, 5);
-    assert!(!fx.api.code(fx.token, Some(BlockId::number(5))).expect("code").is_empty());
-    let err = fx.api.balance(fx.recipient, Some(BlockId::number(2))).expect_err("history");
-    assert!(err.to_string().starts_with("historical state unavailable: block 2"), "{err}");
+    let me = fx.signer.address();
+    let at = |n: u64| Some(BlockId::number(n));
+    assert!(fx.api.code(fx.token, at(0)).expect("code").is_empty(), "not deployed at genesis");
+    assert!(!fx.api.code(fx.token, at(1)).expect("code").is_empty());
+    let slot = cairn_workload::token_balance_slot(fx.recipient);
+    for (block, held) in [(1u64, 0u64), (2, 0), (3, 2), (4, 5), (5, 9)] {
+        let call = alloy_rpc_types_eth::TransactionRequest::default()
+            .to(fx.token)
+            .input(cairn_workload::balance_of_call(fx.recipient).into());
+        let out = fx.api.call(call, at(block)).expect("call");
+        assert_eq!(U256::from_be_slice(&out), U256::from(held), "balanceOf at block {block}");
+        let stored = fx.api.storage_at(fx.token, slot, at(block)).expect("storage");
+        assert_eq!(U256::from_be_bytes(stored.0), U256::from(held), "slot at block {block}");
+        assert_eq!(fx.api.transaction_count(me, at(block)).expect("nonce").to::<u64>(), block);
+        let resp = fx.api.proof(fx.token, vec![B256::from(slot)], at(block)).expect("proof");
+        let root = fx.api.block_by_id(BlockId::number(block), false).expect("b").expect("b").header.state_root;
+        let account = alloy_trie::TrieAccount {
+            nonce: resp.nonce,
+            balance: resp.balance,
+            storage_root: resp.storage_hash,
+            code_hash: resp.code_hash,
+        };
+        verify_proof(
+            root,
+            Nibbles::unpack(alloy_primitives::keccak256(fx.token)),
+            Some(alloy_rlp::encode(account)),
+            &resp.account_proof,
+        )
+        .unwrap_or_else(|e| panic!("account proof at block {block}: {e:?}"));
+        let p = &resp.storage_proof[0];
+        assert_eq!(p.value, U256::from(held));
+        let leaf = (!p.value.is_zero()).then(|| alloy_rlp::encode(p.value));
+        verify_proof(resp.storage_hash, Nibbles::unpack(alloy_primitives::keccak256(B256::from(slot))), leaf, &p.proof)
+            .unwrap_or_else(|e| panic!("storage proof at block {block}: {e:?}"));
+    }
     let err = fx.api.balance(fx.recipient, Some(BlockId::number(99))).expect_err("future");
     assert_eq!(err.to_string(), "header not found");
+
+    let fx = fixture_with_history(RpcLimits::default(), 2).await;
+    assert_eq!(fx.api.balance(me, at(3)).map(|_| ()).map_err(|e| e.to_string()), Ok(()));
+    let err = fx.api.balance(fx.recipient, at(2)).expect_err("pruned");
+    assert_eq!(err.code(), -32000);
+    assert_eq!(
+        err.to_string(),
+        "historical state unavailable: block 2 is pruned (state is kept from block 3 to the head)"
+    );
+    assert!(fx.api.proof(fx.token, vec![], at(1)).is_err());
     assert!(fx.api.block_by_id(BlockId::number(99), false).expect("lookup").is_none());
 }
 

@@ -76,3 +76,30 @@ pub(crate) fn storage_range(hashed_address: &[u8; 32]) -> std::ops::RangeInclusi
 pub(crate) fn rlp_decode<T: alloy_rlp::Decodable>(what: &'static str, mut bytes: &[u8]) -> Result<T, StoreError> {
     T::decode(&mut bytes).map_err(|e| StoreError::Corrupt { what, reason: e.to_string() })
 }
+
+/// A history key: the state key (`keccak(address)`, or `keccak(address) ++ keccak(slot)`)
+/// followed by the block number, big-endian, so one key's changes sort by block.
+pub(crate) fn history_key<const N: usize>(key: &[u8], block: u64) -> [u8; N] {
+    let mut out = [0u8; N];
+    out[..N - 8].copy_from_slice(key);
+    out[N - 8..].copy_from_slice(&block.to_be_bytes());
+    out
+}
+
+pub(crate) fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] =
+        bytes.try_into().map_err(|_| StoreError::Corrupt { what, reason: format!("{} bytes, not 8", bytes.len()) })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// A block's changeset: `u32` account count, the hashed addresses, then the 64-byte
+/// storage keys. Returns the two key lists.
+pub(crate) fn split_changeset(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt { what: "changeset", reason: reason.into() };
+    let (count, rest) = bytes.split_first_chunk::<4>().ok_or_else(|| corrupt("shorter than its header"))?;
+    let accounts = u32::from_be_bytes(*count) as usize * 32;
+    if rest.len() < accounts || !(rest.len() - accounts).is_multiple_of(64) {
+        return Err(corrupt("length does not match its key counts"));
+    }
+    Ok(rest.split_at(accounts))
+}

@@ -14,7 +14,7 @@ mod txlog;
 mod writer;
 
 pub use codec::{AccountRecord, TxRecord};
-pub use reader::StoreReader;
+pub use reader::{StateAt, StoreReader};
 pub use txlog::TxLog;
 pub use writer::{BlockWriter, EMPTY_ROOT};
 
@@ -54,7 +54,23 @@ pub(crate) const STORAGE_TRIE: TableDefinition<&[u8], &[u8]> = TableDefinition::
 /// `keccak(address)`.
 pub(crate) const TRIE_ROOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trie_roots");
 
+/// State history: the value each account had before block `n` changed it, by
+/// `keccak(address) ++ n` (empty value: the account did not exist).
+pub(crate) const ACCOUNT_HISTORY: TableDefinition<[u8; 40], &[u8]> = TableDefinition::new("account_history");
+/// The value each slot had before block `n` changed it, by
+/// `keccak(address) ++ keccak(slot) ++ n` (zero: the slot was empty).
+pub(crate) const STORAGE_HISTORY: TableDefinition<[u8; 72], [u8; 32]> = TableDefinition::new("storage_history");
+/// Per block, the keys it changed (what pruning deletes, what historical proofs replay).
+pub(crate) const CHANGESETS: TableDefinition<u64, &[u8]> = TableDefinition::new("changesets");
+
 pub(crate) const META_HEAD: &str = "head";
+/// Oldest block whose state can be read: changesets exist for every later block.
+pub(crate) const META_HISTORY_FROM: &str = "history_from";
+/// Most old changesets one block's write prunes (bounds the write when the depth is
+/// lowered; the backlog is worked off over the following blocks).
+pub const PRUNE_PER_BLOCK: usize = 8;
+/// Default number of blocks of state history kept behind the head.
+pub const DEFAULT_STATE_HISTORY: u64 = 1_024;
 pub(crate) const META_CHAIN: &str = "chain";
 pub(crate) const META_FORMAT: &str = "format";
 /// Layout version of the store; a data directory of another version is refused.
@@ -71,6 +87,10 @@ pub enum StoreError {
     Corrupt { what: &'static str, reason: String },
     #[error("store holds no chain yet (genesis not written)")]
     Empty,
+    #[error("historical state unavailable: block {block} is pruned (state is kept from block {oldest} to the head)")]
+    Pruned { block: u64, oldest: u64 },
+    #[error("historical state of block {block} needs {needed} changed keys replayed (at most {limit}); ask a more recent block")]
+    TooFarBack { block: u64, needed: usize, limit: usize },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -83,21 +103,22 @@ pub(crate) fn io<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> St
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    history_depth: u64,
 }
 
 /// A handle that does not keep the store open (background tasks hold this).
 #[derive(Clone)]
-pub struct WeakStore(std::sync::Weak<Database>);
+pub struct WeakStore(std::sync::Weak<Database>, u64);
 
 impl WeakStore {
     pub fn upgrade(&self) -> Option<Store> {
-        self.0.upgrade().map(|db| Store { db })
+        self.0.upgrade().map(|db| Store { db, history_depth: self.1 })
     }
 }
 
 impl Store {
     pub fn downgrade(&self) -> WeakStore {
-        WeakStore(Arc::downgrade(&self.db))
+        WeakStore(Arc::downgrade(&self.db), self.history_depth)
     }
 
     /// Opens (or creates) the store file `path`, creating every table.
@@ -124,6 +145,9 @@ impl Store {
             txn.open_table(ACCOUNT_TRIE).map_err(|e| open_err(&e))?;
             txn.open_table(STORAGE_TRIE).map_err(|e| open_err(&e))?;
             txn.open_table(TRIE_ROOTS).map_err(|e| open_err(&e))?;
+            txn.open_table(ACCOUNT_HISTORY).map_err(|e| open_err(&e))?;
+            txn.open_table(STORAGE_HISTORY).map_err(|e| open_err(&e))?;
+            txn.open_table(CHANGESETS).map_err(|e| open_err(&e))?;
         }
         txn.commit().map_err(|e| open_err(&e))?;
         let txn = db.begin_read().map_err(|e| open_err(&e))?;
@@ -147,7 +171,18 @@ impl Store {
         }
         drop(meta);
         drop(txn);
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self { db: Arc::new(db), history_depth: DEFAULT_STATE_HISTORY })
+    }
+
+    /// Keeps the state of the last `depth` blocks behind the head readable (0: only the
+    /// head's). Older history is pruned as new blocks are written.
+    pub fn with_state_history(mut self, depth: u64) -> Self {
+        self.history_depth = depth;
+        self
+    }
+
+    pub fn state_history(&self) -> u64 {
+        self.history_depth
     }
 
     /// A consistent snapshot for reads; later commits are not visible through it.
@@ -170,7 +205,7 @@ impl Store {
     /// Starts the single atomic write that commits one block (or genesis).
     pub fn writer(&self) -> Result<BlockWriter> {
         let txn = self.db.begin_write().map_err(io("begin write"))?;
-        Ok(BlockWriter::new(txn))
+        Ok(BlockWriter::new(txn, self.history_depth))
     }
 }
 

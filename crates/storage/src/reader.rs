@@ -3,7 +3,9 @@ use alloy_primitives::{Address, Bytes, B256, U256};
 use cairn_primitives::{AccountState, ChainConfig, StateError, StateView, StoredReceipt};
 use redb::{ReadOnlyMultimapTable, ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
-use crate::codec::{hashed_address, rlp_decode, storage_key, AccountRecord, TxRecord};
+use crate::codec::{
+    decode_u64, hashed_address, history_key, rlp_decode, split_changeset, storage_key, AccountRecord, TxRecord,
+};
 use crate::{io, Result, StoreError, *};
 
 /// A consistent read-only snapshot of the store.
@@ -22,6 +24,9 @@ pub struct StoreReader {
     account_trie: ReadOnlyTable<&'static [u8], &'static [u8]>,
     storage_trie: ReadOnlyTable<&'static [u8], &'static [u8]>,
     trie_roots: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    account_history: ReadOnlyTable<[u8; 40], &'static [u8]>,
+    storage_history: ReadOnlyTable<[u8; 72], [u8; 32]>,
+    changesets: ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl StoreReader {
@@ -42,6 +47,9 @@ impl StoreReader {
             account_trie: txn.open_table(ACCOUNT_TRIE).map_err(io(op))?,
             storage_trie: txn.open_table(STORAGE_TRIE).map_err(io(op))?,
             trie_roots: txn.open_table(TRIE_ROOTS).map_err(io(op))?,
+            account_history: txn.open_table(ACCOUNT_HISTORY).map_err(io(op))?,
+            storage_history: txn.open_table(STORAGE_HISTORY).map_err(io(op))?,
+            changesets: txn.open_table(CHANGESETS).map_err(io(op))?,
         })
     }
 
@@ -169,9 +177,159 @@ impl StoreReader {
         Ok(())
     }
 
+    /// Oldest block whose state can still be read (the head when no history is kept).
+    pub fn history_from(&self) -> Result<u64> {
+        match self.meta.get(META_HISTORY_FROM).map_err(io("read history start"))? {
+            Some(v) => decode_u64("history start", v.value()),
+            None => self.head(),
+        }
+    }
+
+    /// The state as of block `block` (between [`history_from`] and the head).
+    ///
+    /// [`history_from`]: StoreReader::history_from
+    pub fn into_state_at(self, block: u64) -> Result<StateAt> {
+        let head = self.head()?;
+        let oldest = self.history_from()?;
+        if block > head {
+            return Err(StoreError::Corrupt {
+                what: "block number",
+                reason: format!("{block} is above the head {head}"),
+            });
+        }
+        if block < oldest {
+            return Err(StoreError::Pruned { block, oldest });
+        }
+        Ok(StateAt { reader: self, block, head })
+    }
+
+    /// The account hashed `hashed` as of block `block` (which must be retained).
+    fn account_record_at(&self, hashed: &[u8; 32], block: u64) -> Result<Option<AccountRecord>> {
+        let lo: [u8; 40] = history_key(hashed, block + 1);
+        let hi: [u8; 40] = history_key(hashed, u64::MAX);
+        let first = self.account_history.range(lo..=hi).map_err(io("read history"))?.next();
+        match first {
+            Some(entry) => {
+                let (_, v) = entry.map_err(io("read history"))?;
+                match v.value() {
+                    [] => Ok(None),
+                    bytes => Ok(Some(AccountRecord::decode(bytes)?)),
+                }
+            }
+            None => self.account_record_hashed(hashed),
+        }
+    }
+
+    /// The slot at storage key `key` (`keccak(address) ++ keccak(slot)`) as of `block`.
+    fn slot_at(&self, key: &[u8; 64], block: u64) -> Result<U256> {
+        let lo: [u8; 72] = history_key(key, block + 1);
+        let hi: [u8; 72] = history_key(key, u64::MAX);
+        let value = match self.storage_history.range(lo..=hi).map_err(io("read history"))?.next() {
+            Some(entry) => Some(entry.map_err(io("read history"))?.1.value()),
+            None => self.storage.get(*key).map_err(io("read slot"))?.map(|v| v.value()),
+        };
+        Ok(value.map(U256::from_be_bytes).unwrap_or_default())
+    }
+
+    /// Every account changed by a block after `block`, with its value as of `block`
+    /// (`None`: absent), in hashed-address order; at most `limit` of them.
+    pub fn accounts_changed_after(&self, block: u64, limit: usize) -> Result<Vec<([u8; 32], Option<AccountRecord>)>> {
+        let mut keys = std::collections::BTreeSet::new();
+        for entry in self.changesets.range(block + 1..).map_err(io("read changesets"))? {
+            let (_, v) = entry.map_err(io("read changesets"))?;
+            let (accounts, _) = split_changeset(v.value())?;
+            keys.extend(accounts.chunks_exact(32).map(|k| <[u8; 32]>::try_from(k).expect("32-byte chunk")));
+            if keys.len() > limit {
+                return Err(StoreError::TooFarBack { block, needed: keys.len(), limit });
+            }
+        }
+        keys.into_iter().map(|k| Ok((k, self.account_record_at(&k, block)?))).collect()
+    }
+
+    /// Every slot of the account hashed `owner` changed by a block after `block`, with
+    /// its value as of `block`, as `(keccak(slot), value)` in order; reads at most
+    /// `limit` history entries.
+    pub fn slots_changed_after(&self, owner: &[u8; 32], block: u64, limit: usize) -> Result<Vec<(B256, U256)>> {
+        let mut lo = [0u8; 72];
+        lo[..32].copy_from_slice(owner);
+        let mut hi = [0xffu8; 72];
+        hi[..32].copy_from_slice(owner);
+        let mut out: Vec<(B256, U256)> = Vec::new();
+        for (read, entry) in self.storage_history.range(lo..=hi).map_err(io("read history"))?.enumerate() {
+            if read >= limit {
+                return Err(StoreError::TooFarBack { block, needed: read + 1, limit });
+            }
+            let (k, v) = entry.map_err(io("read history"))?;
+            let key = k.value();
+            let changed_in = u64::from_be_bytes(key[64..].try_into().expect("8-byte suffix"));
+            let slot = B256::from_slice(&key[32..64]);
+            // Entries of one slot sort by block: the first after `block` holds its value then.
+            if changed_in > block && out.last().is_none_or(|(s, _)| *s != slot) {
+                out.push((slot, U256::from_be_bytes(v.value())));
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of accounts in the flat state.
     pub fn account_count(&self) -> Result<u64> {
         self.accounts.len().map_err(io("count accounts"))
+    }
+}
+
+/// The state as of a retained block: the flat state of the head with the changesets of
+/// later blocks undone key by key.
+pub struct StateAt {
+    reader: StoreReader,
+    block: u64,
+    head: u64,
+}
+
+impl StateAt {
+    pub fn block(&self) -> u64 {
+        self.block
+    }
+
+    /// The snapshot underneath (its flat state and trie are the head's).
+    pub fn reader(&self) -> &StoreReader {
+        &self.reader
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.block == self.head
+    }
+
+    /// The account with its storage root as of this block.
+    pub fn account_record(&self, address: Address) -> Result<Option<AccountRecord>> {
+        let hashed = hashed_address(address);
+        if self.is_head() {
+            return self.reader.account_record_hashed(&hashed);
+        }
+        self.reader.account_record_at(&hashed, self.block)
+    }
+}
+
+impl StateView for StateAt {
+    fn account(&self, address: Address) -> Result<Option<AccountState>, StateError> {
+        Ok(self.account_record(address).map_err(state_err)?.map(|r| r.state))
+    }
+
+    fn storage(&self, address: Address, slot: U256) -> Result<U256, StateError> {
+        if self.is_head() {
+            return self.reader.storage(address, slot);
+        }
+        self.reader.slot_at(&storage_key(&hashed_address(address), slot), self.block).map_err(state_err)
+    }
+
+    fn code(&self, code_hash: B256) -> Result<Bytes, StateError> {
+        self.reader.code(code_hash)
+    }
+
+    fn block_hash(&self, number: u64) -> Result<B256, StateError> {
+        if number > self.block {
+            return Ok(B256::ZERO);
+        }
+        self.reader.block_hash(number)
     }
 }
 

@@ -3,9 +3,11 @@ use alloy_primitives::{B256, U256};
 use alloy_rlp::Encodable;
 use cairn_primitives::{ChainConfig, StateDiff, StoredReceipt};
 use redb::{ReadableTable, WriteTransaction};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::codec::{hashed_address, storage_key, storage_range, AccountRecord, TxRecord};
+use crate::codec::{
+    decode_u64, hashed_address, history_key, split_changeset, storage_key, storage_range, AccountRecord, TxRecord,
+};
 use crate::{io, Result, StoreError, *};
 
 /// Root of an empty trie.
@@ -17,11 +19,22 @@ pub const EMPTY_ROOT: B256 = alloy_consensus::EMPTY_ROOT_HASH;
 /// [`commit`]: BlockWriter::commit
 pub struct BlockWriter {
     txn: WriteTransaction,
+    /// Blocks of state history to keep (0: none).
+    history_depth: u64,
+    /// Values the keys this block changes held before it, first write wins.
+    before: History,
+}
+
+/// Pre-block values of the keys a block changes (its reverse diff).
+#[derive(Default)]
+struct History {
+    accounts: BTreeMap<[u8; 32], Option<[u8; AccountRecord::LEN]>>,
+    storage: BTreeMap<[u8; 64], [u8; 32]>,
 }
 
 impl BlockWriter {
-    pub(crate) fn new(txn: WriteTransaction) -> Self {
-        Self { txn }
+    pub(crate) fn new(txn: WriteTransaction, history_depth: u64) -> Self {
+        Self { txn, history_depth, before: History::default() }
     }
 
     /// Applies a block's state diff to the flat state. Returns the hashed addresses of
@@ -40,17 +53,31 @@ impl BlockWriter {
                 Some(v) => Some(AccountRecord::decode(v.value())?),
                 None => None,
             };
+            let keep = self.history_depth > 0;
+            if keep {
+                self.before.accounts.entry(hashed).or_insert(previous.map(|p| p.encode()));
+            }
             let mut storage_root = previous.map(|p| p.storage_root).unwrap_or(EMPTY_ROOT);
             if change.storage_wiped || change.info.is_none() {
+                if keep {
+                    for entry in storage.range(storage_range(&hashed)).map_err(io("scan storage"))? {
+                        let (k, v) = entry.map_err(io("scan storage"))?;
+                        self.before.storage.entry(k.value()).or_insert(v.value());
+                    }
+                }
                 storage.retain_in(storage_range(&hashed), |_, _| false).map_err(io("wipe storage"))?;
                 storage_root = EMPTY_ROOT;
             }
             for (slot, value) in &change.storage {
                 let key = storage_key(&hashed, *slot);
-                if value.is_zero() {
-                    storage.remove(key).map_err(io("delete slot"))?;
+                let old = if value.is_zero() {
+                    storage.remove(key).map_err(io("delete slot"))?
                 } else {
-                    storage.insert(key, value.to_be_bytes::<32>()).map_err(io("write slot"))?;
+                    storage.insert(key, value.to_be_bytes::<32>()).map_err(io("write slot"))?
+                };
+                if keep {
+                    let old = old.map(|v| v.value()).unwrap_or_default();
+                    self.before.storage.entry(key).or_insert(old);
                 }
             }
             match change.info {
@@ -195,9 +222,72 @@ impl BlockWriter {
         Ok(hash)
     }
 
+    /// Makes `number` the head. With state history on, the values this block's state
+    /// diff overwrote are kept as block `number`'s changeset, and changesets older than
+    /// the history depth are pruned (a bounded number per block).
     pub fn set_head(&mut self, number: u64) -> Result<()> {
+        let before = std::mem::take(&mut self.before);
         let mut meta = self.txn.open_table(META).map_err(io("open meta"))?;
         meta.insert(META_HEAD, number.to_be_bytes().as_slice()).map_err(io("write head"))?;
+        let oldest = match meta.get(META_HISTORY_FROM).map_err(io("read history"))? {
+            Some(v) => Some(decode_u64("history start", v.value())?),
+            None => None,
+        };
+        let recorded = self.history_depth > 0 && number > 0 && oldest.is_some();
+        if recorded {
+            self.write_changeset(number, &before)?;
+        }
+        let cutoff = if recorded { number.saturating_sub(self.history_depth) } else { number };
+        self.prune_changesets(cutoff)?;
+        let oldest = oldest.map_or(cutoff, |o| o.max(cutoff));
+        meta.insert(META_HISTORY_FROM, oldest.to_be_bytes().as_slice()).map_err(io("write history"))?;
+        Ok(())
+    }
+
+    fn write_changeset(&self, number: u64, before: &History) -> Result<()> {
+        let mut accounts = self.txn.open_table(ACCOUNT_HISTORY).map_err(io("open history"))?;
+        let mut storage = self.txn.open_table(STORAGE_HISTORY).map_err(io("open history"))?;
+        let mut changeset = Vec::with_capacity(4 + before.accounts.len() * 32 + before.storage.len() * 64);
+        changeset.extend_from_slice(&(before.accounts.len() as u32).to_be_bytes());
+        for (hashed, record) in &before.accounts {
+            let value: &[u8] = record.as_ref().map(|r| r.as_slice()).unwrap_or_default();
+            accounts.insert(history_key(hashed, number), value).map_err(io("write history"))?;
+            changeset.extend_from_slice(hashed);
+        }
+        for (key, value) in &before.storage {
+            storage.insert(history_key(key, number), *value).map_err(io("write history"))?;
+            changeset.extend_from_slice(key);
+        }
+        self.txn
+            .open_table(CHANGESETS)
+            .map_err(io("open changesets"))?
+            .insert(number, changeset.as_slice())
+            .map_err(io("write changeset"))?;
+        Ok(())
+    }
+
+    /// Deletes the changesets of blocks up to `cutoff`, oldest first, at most
+    /// [`PRUNE_PER_BLOCK`] of them (a lowered depth is caught up over later blocks).
+    fn prune_changesets(&self, cutoff: u64) -> Result<()> {
+        let mut changesets = self.txn.open_table(CHANGESETS).map_err(io("open changesets"))?;
+        let mut accounts = self.txn.open_table(ACCOUNT_HISTORY).map_err(io("open history"))?;
+        let mut storage = self.txn.open_table(STORAGE_HISTORY).map_err(io("open history"))?;
+        for _ in 0..PRUNE_PER_BLOCK {
+            let Some((block, keys)) = changesets.first().map_err(io("read changeset"))?.and_then(|(k, v)| {
+                let block = k.value();
+                (block <= cutoff).then(|| (block, v.value().to_vec()))
+            }) else {
+                break;
+            };
+            let (hashed_accounts, slots) = split_changeset(&keys)?;
+            for hashed in hashed_accounts.chunks_exact(32) {
+                accounts.remove(history_key(hashed, block)).map_err(io("prune history"))?;
+            }
+            for key in slots.chunks_exact(64) {
+                storage.remove(history_key(key, block)).map_err(io("prune history"))?;
+            }
+            changesets.remove(block).map_err(io("prune changeset"))?;
+        }
         Ok(())
     }
 

@@ -6,14 +6,15 @@
 
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_trie::{HashBuilder, Nibbles, TrieAccount};
+use cairn_primitives::StateView as _;
 use cairn_primitives::{AccountState, StateDiff};
-use cairn_storage::{AccountRecord, BlockWriter, StoreReader, EMPTY_ROOT};
+use cairn_storage::{AccountRecord, BlockWriter, StateAt, StoreReader, EMPTY_ROOT};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
 use crate::memory::key_range;
 use crate::node::{BranchRecord, ChildRef};
-use crate::update::{proof, update, Change, TrieSource, TrieUpdate};
+use crate::update::{proof, root_hash, update, Change, TrieSource, TrieUpdate};
 use crate::TrieError;
 
 /// Brings trie data up to date for a block and returns its state root.
@@ -304,15 +305,121 @@ pub fn full_state_root(reader: &StoreReader) -> Result<B256, TrieError> {
     Ok(hb.root())
 }
 
-/// EIP-1186 account proof at the state `reader` holds.
-pub fn account_proof(reader: &StoreReader, address: Address) -> Result<Vec<Bytes>, TrieError> {
-    let source = AccountSource { pre: reader, overrides: &[] };
-    proof(&source, read_root(reader, None)?.as_ref(), keccak256(address))
+/// Most keys replayed to prove against an old block: accounts changed since it, or
+/// history entries of the proven account's storage. Older requests get a clear error.
+pub const MAX_HISTORY_REPLAY: usize = 200_000;
+
+/// An account, its EIP-1186 proof and proofs of some of its slots, at one block.
+#[derive(Debug, Clone)]
+pub struct AccountProofs {
+    /// The account as of the block (`None`: it did not exist; the proof shows absence).
+    pub record: Option<AccountRecord>,
+    pub account_proof: Vec<Bytes>,
+    /// Per requested slot: its value and proof.
+    pub storage: Vec<(U256, Vec<Bytes>)>,
 }
 
-/// EIP-1186 storage proof of `slot` of `address` at the state `reader` holds.
-pub fn storage_proof(reader: &StoreReader, address: Address, slot: U256) -> Result<Vec<Bytes>, TrieError> {
+/// EIP-1186 proofs of `address` and its `slots` at the block `state` names.
+///
+/// At the head the stored trie is walked directly. At an older retained block, the
+/// changes of every later block are undone on the stored trie in memory (the same
+/// incremental update the committer runs, with the history's values), the recomputed
+/// roots are checked against that block's header and account, and the proofs are
+/// taken from the resulting trie. Cost grows with the number of keys changed since.
+pub fn proofs(state: &StateAt, address: Address, slots: &[U256]) -> Result<AccountProofs, TrieError> {
+    let reader = state.reader();
+    let block = state.block();
+    let record = state.account_record(address)?;
+
+    let accounts: Vec<Change> = if state.is_head() {
+        Vec::new()
+    } else {
+        reader
+            .accounts_changed_after(block, MAX_HISTORY_REPLAY)?
+            .into_iter()
+            .map(|(hashed, record)| (B256::from(hashed), record.as_ref().map(account_leaf)))
+            .collect()
+    };
+    let source = AccountSource { pre: reader, overrides: &accounts };
+    let (root, undone) = undo(&source, read_root(reader, None)?, &accounts)?;
+    if !state.is_head() {
+        let header =
+            reader.header(block)?.ok_or_else(|| TrieError::Corrupt(format!("no header for retained block {block}")))?;
+        if root_hash(root.as_ref()) != header.state_root {
+            return Err(TrieError::Corrupt(format!(
+                "state root of block {block} rebuilt from history is {}, header says {}",
+                root_hash(root.as_ref()),
+                header.state_root
+            )));
+        }
+    }
+    let account_proof = proof(&Undone { inner: &source, undone: &undone }, root.as_ref(), keccak256(address))?;
+
     let owner = keccak256(address).0;
-    let source = StorageSource { pre: reader, owner, wiped: false, overrides: &[] };
-    proof(&source, read_root(reader, Some(&owner))?.as_ref(), keccak256(slot.to_be_bytes::<32>()))
+    let slot_changes: Vec<Change> = if state.is_head() || record.is_none() {
+        Vec::new()
+    } else {
+        reader
+            .slots_changed_after(&owner, block, MAX_HISTORY_REPLAY)?
+            .into_iter()
+            .map(|(slot, value)| (slot, (!value.is_zero()).then(|| alloy_rlp::encode_fixed_size(&value).to_vec())))
+            .collect()
+    };
+    // An absent account has an empty storage trie: every slot proof is empty.
+    let wiped = record.is_none();
+    let source = StorageSource { pre: reader, owner, wiped, overrides: &slot_changes };
+    let head_root = if wiped { None } else { read_root(reader, Some(&owner))? };
+    let (root, undone) = undo(&source, head_root, &slot_changes)?;
+    let expected = record.map(|r| r.storage_root).unwrap_or(EMPTY_ROOT);
+    if root_hash(root.as_ref()) != expected {
+        return Err(TrieError::Corrupt(format!(
+            "storage root of {address} at block {block} rebuilt as {}, account says {expected}",
+            root_hash(root.as_ref())
+        )));
+    }
+    let view = Undone { inner: &source, undone: &undone };
+    let mut storage = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let value =
+            if wiped { U256::ZERO } else { state.storage(address, *slot).map_err(|e| TrieError::Corrupt(e.0))? };
+        storage.push((value, proof(&view, root.as_ref(), keccak256(slot.to_be_bytes::<32>()))?));
+    }
+    Ok(AccountProofs { record, account_proof, storage })
+}
+
+/// Applies `changes` to the stored trie in memory: the new root and the changed nodes.
+fn undo(
+    source: &impl TrieSource,
+    root: Option<ChildRef>,
+    changes: &[Change],
+) -> Result<(Option<ChildRef>, NodeOverlay), TrieError> {
+    if changes.is_empty() {
+        return Ok((root, HashMap::new()));
+    }
+    let update = update(source, root, changes)?;
+    let mut nodes: NodeOverlay = update.deletes.into_iter().map(|p| (p, None)).collect();
+    nodes.extend(update.puts.into_iter().map(|(p, r)| (p, Some(r))));
+    Ok((update.root, nodes))
+}
+
+/// Branch nodes an in-memory update changed (`None`: deleted).
+type NodeOverlay = HashMap<Nibbles, Option<BranchRecord>>;
+
+/// A stored trie with an in-memory update laid over it.
+struct Undone<'a, S> {
+    inner: &'a S,
+    undone: &'a NodeOverlay,
+}
+
+impl<S: TrieSource> TrieSource for Undone<'_, S> {
+    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+        match self.undone.get(path) {
+            Some(node) => Ok(node.clone()),
+            None => self.inner.branch(path),
+        }
+    }
+
+    fn leaves(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) -> Result<(), TrieError> {
+        self.inner.leaves(prefix, out)
+    }
 }

@@ -1,7 +1,8 @@
 //! The store-backed incremental committer agrees, block after block, with a full
 //! recomputation from the flat state and with an in-memory reference state: inserts,
 //! updates, slot deletions, storage wipes (self-destruct / re-creation), deleted
-//! accounts and accounts emptied of storage. Stored proofs verify against the root.
+//! accounts and accounts emptied of storage. Proofs at the head and at every older
+//! block (rebuilt from the state history) verify against that block's root.
 
 use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_trie::{proof::verify_proof, Nibbles};
@@ -9,6 +10,7 @@ use cairn_primitives::{AccountChange, AccountState, InMemoryState, StateDiff};
 use cairn_storage::Store;
 use cairn_trie::{account_leaf, full_state_root, state_root_of, IncrementalCommitter, StateCommitter};
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 fn change(balance: u64, slots: &[(u64, u64)], wiped: bool) -> AccountChange {
     AccountChange {
@@ -18,26 +20,50 @@ fn change(balance: u64, slots: &[(u64, u64)], wiped: bool) -> AccountChange {
     }
 }
 
-/// Commits `blocks` one by one and checks every root three ways.
+/// Commits `blocks` one by one and checks every root three ways; then proves every
+/// account and slot ever touched at every block, from the head's trie and the state
+/// history, against that block's root and reference state.
 fn run(blocks: Vec<StateDiff>, threads: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("db")).expect("open");
     let committer = IncrementalCommitter::new(threads).expect("committer");
     let mut mem = InMemoryState::default();
-    for diff in blocks {
+    let mut history = Vec::new();
+    for (number, diff) in blocks.iter().enumerate() {
         let pre = store.reader().expect("reader");
         let mut w = store.writer().expect("writer");
-        let root = committer.commit(&pre, &mut w, &diff).expect("commit");
+        let root = committer.commit(&pre, &mut w, diff).expect("commit");
+        let header = alloy_consensus::Header { number: number as u64, state_root: root, ..Default::default() };
+        w.put_block(&header, &[], &[]).expect("header");
+        w.set_head(number as u64).expect("head");
         w.commit().expect("db commit");
-        mem.apply(&diff);
+        mem.apply(diff);
         assert_eq!(root, state_root_of(&mem), "incremental root differs from the reference state");
         let reader = store.reader().expect("reader");
         assert_eq!(root, full_state_root(&reader).expect("full root"), "differs from full recomputation");
-        for address in mem.accounts.keys().take(3) {
-            let record = reader.account_record(*address).expect("read").expect("exists");
-            let proof = cairn_trie::account_proof(&reader, *address).expect("proof");
-            verify_proof(root, Nibbles::unpack(keccak256(address)), Some(account_leaf(&record)), &proof)
-                .expect("account proof verifies");
+        history.push((root, mem.clone()));
+    }
+    let touched: BTreeSet<Address> = blocks.iter().flat_map(|d| d.accounts.keys().copied()).collect();
+    let slots: BTreeSet<U256> =
+        blocks.iter().flat_map(|d| d.accounts.values().flat_map(|c| c.storage.keys().copied())).collect();
+    let slots: Vec<U256> = slots.into_iter().chain([U256::from(1_000_000)]).collect();
+    for (block, (root, mem)) in history.iter().enumerate() {
+        for address in &touched {
+            let state = store.reader().expect("reader").into_state_at(block as u64).expect("retained");
+            let got = cairn_trie::proofs(&state, *address, &slots).expect("proofs");
+            let want = mem.accounts.get(address).copied();
+            assert_eq!(got.record.map(|r| r.state), want, "account {address} at block {block}");
+            let leaf = got.record.as_ref().map(account_leaf);
+            verify_proof(*root, Nibbles::unpack(keccak256(address)), leaf, &got.account_proof)
+                .unwrap_or_else(|e| panic!("account proof of {address} at block {block}: {e:?}"));
+            let storage_root = got.record.map(|r| r.storage_root).unwrap_or(alloy_trie::EMPTY_ROOT_HASH);
+            for (slot, (value, proof)) in slots.iter().zip(&got.storage) {
+                let expected = mem.storage.get(address).and_then(|s| s.get(slot)).copied().unwrap_or_default();
+                assert_eq!(*value, expected, "slot {slot} of {address} at block {block}");
+                let leaf = (!value.is_zero()).then(|| alloy_rlp::encode(value));
+                verify_proof(storage_root, Nibbles::unpack(keccak256(B256::from(*slot))), leaf, proof)
+                    .unwrap_or_else(|e| panic!("slot {slot} of {address} at block {block}: {e:?}"));
+            }
         }
     }
 }
@@ -112,12 +138,14 @@ fn storage_proofs_verify() {
     let pre = store.reader().expect("reader");
     let mut w = store.writer().expect("writer");
     committer.commit(&pre, &mut w, &diff).expect("commit");
+    w.set_head(0).expect("head");
     w.commit().expect("db commit");
     let reader = store.reader().expect("reader");
     let storage_root = reader.account_record(a).expect("read").expect("exists").storage_root;
     for slot in [0u64, 17, 199, 200, 5000] {
         let key = U256::from(slot);
-        let proof = cairn_trie::storage_proof(&reader, a, key).expect("proof");
+        let state = store.reader().expect("reader").into_state_at(0).expect("head");
+        let proof = cairn_trie::proofs(&state, a, &[key]).expect("proof").storage.remove(0).1;
         let value = slots.iter().find(|(k, _)| *k == slot).map(|(_, v)| alloy_rlp::encode(U256::from(*v)));
         verify_proof(storage_root, Nibbles::unpack(keccak256(B256::from(key))), value, &proof)
             .unwrap_or_else(|e| panic!("slot {slot}: {e:?}"));
