@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use crate::memory::key_range;
 use crate::node::{BranchRecord, ChildRef};
-use crate::update::{proof, root_hash, update, Change, TrieSource, TrieUpdate};
+use crate::update::{proof, root_hash, update, update_parallel, Change, TrieSource, TrieUpdate};
 use crate::TrieError;
 
 /// Brings trie data up to date for a block and returns its state root.
@@ -102,27 +102,29 @@ impl IncrementalCommitter {
             wiped: bool,
             slots: Vec<Change>,
         }
-        let mut touched: Vec<Touched> = diff
-            .accounts
-            .iter()
-            .map(|(address, change)| Touched {
-                hashed: keccak256(address).0,
-                info: change.info,
-                wiped: change.storage_wiped,
-                slots: {
-                    let mut slots: Vec<Change> = change
-                        .storage
-                        .iter()
-                        .map(|(slot, value)| {
-                            let value = (!value.is_zero()).then(|| alloy_rlp::encode_fixed_size(value).to_vec());
-                            (keccak256(slot.to_be_bytes::<32>()), value)
-                        })
-                        .collect();
-                    slots.sort_unstable_by_key(|(k, _)| *k);
-                    slots
-                },
-            })
-            .collect();
+        let accounts: Vec<_> = diff.accounts.iter().collect();
+        let mut touched: Vec<Touched> = self.pool.install(|| {
+            accounts
+                .par_iter()
+                .map(|(address, change)| Touched {
+                    hashed: keccak256(address).0,
+                    info: change.info,
+                    wiped: change.storage_wiped,
+                    slots: {
+                        let mut slots: Vec<Change> = change
+                            .storage
+                            .iter()
+                            .map(|(slot, value)| {
+                                let value = (!value.is_zero()).then(|| alloy_rlp::encode_fixed_size(value).to_vec());
+                                (keccak256(slot.to_be_bytes::<32>()), value)
+                            })
+                            .collect();
+                        slots.sort_unstable_by_key(|(k, _)| *k);
+                        slots
+                    },
+                })
+                .collect()
+        });
         touched.sort_unstable_by_key(|t| t.hashed);
 
         let storage_tries: Vec<([u8; 32], bool, TrieUpdate)> = self.pool.install(|| {
@@ -139,26 +141,32 @@ impl IncrementalCommitter {
         let new_roots: HashMap<[u8; 32], B256> =
             storage_tries.iter().map(|(owner, _, trie)| (*owner, trie.root_hash())).collect();
 
-        let mut account_changes: Vec<Change> = Vec::with_capacity(touched.len());
-        let mut deleted = Vec::new();
-        for t in &touched {
-            let value = match t.info {
-                None => {
-                    deleted.push(t.hashed);
-                    None
-                }
-                Some(state) => {
-                    let storage_root = match new_roots.get(&t.hashed) {
-                        Some(root) => *root,
-                        None => pre.account_record_hashed(&t.hashed)?.map(|r| r.storage_root).unwrap_or(EMPTY_ROOT),
+        // Leaf values of the touched accounts (reading the unchanged storage roots of the
+        // others is one store read each: done in parallel too).
+        let account_changes: Vec<Change> = self.pool.install(|| {
+            touched
+                .par_iter()
+                .map(|t| {
+                    let value = match t.info {
+                        None => None,
+                        Some(state) => {
+                            let storage_root = match new_roots.get(&t.hashed) {
+                                Some(root) => *root,
+                                None => {
+                                    pre.account_record_hashed(&t.hashed)?.map(|r| r.storage_root).unwrap_or(EMPTY_ROOT)
+                                }
+                            };
+                            Some(account_leaf(&AccountRecord { state, storage_root }))
+                        }
                     };
-                    Some(account_leaf(&AccountRecord { state, storage_root }))
-                }
-            };
-            account_changes.push((B256::from(t.hashed), value));
-        }
+                    Ok((B256::from(t.hashed), value))
+                })
+                .collect::<Result<_, TrieError>>()
+        })?;
+        let deleted: Vec<[u8; 32]> = touched.iter().filter(|t| t.info.is_none()).map(|t| t.hashed).collect();
         let source = AccountSource { pre, overrides: &account_changes };
-        let account_trie = update(&source, read_root(pre, None)?, &account_changes)?;
+        let old_root = read_root(pre, None)?;
+        let account_trie = self.pool.install(|| update_parallel(&source, old_root, &account_changes))?;
         Ok(StateUpdate { state_root: account_trie.root_hash(), account_trie, storage_tries, deleted })
     }
 }

@@ -23,7 +23,7 @@ pub use committer::{
 };
 pub use memory::{key_range, MemoryTrie};
 pub use node::{BranchRecord, ChildRef, Kind};
-pub use update::{proof, root_hash, update, Change, TrieSource, TrieUpdate};
+pub use update::{proof, root_hash, update, update_parallel, Change, TrieSource, TrieUpdate, PARALLEL_MIN_CHANGES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrieError {

@@ -7,7 +7,7 @@ use alloy_trie::{HashBuilder, Nibbles};
 use std::collections::BTreeMap;
 
 use crate::node::{BranchRecord, ChildRef};
-use crate::update::{update, Change, TrieSource, TrieUpdate};
+use crate::update::{update_parallel, Change, TrieSource, TrieUpdate};
 use crate::TrieError;
 
 /// Leaves and stored branch nodes of one trie, updated incrementally.
@@ -31,7 +31,9 @@ impl TrieSource for MemoryTrie {
 }
 
 impl MemoryTrie {
-    /// Applies `changes` (sorted, unique keys) incrementally and returns what changed.
+    /// Applies `changes` (sorted, unique keys) incrementally and returns what changed
+    /// (large change sets split over the root's subtrees in parallel, as the committer
+    /// does).
     pub fn apply(&mut self, changes: &[Change]) -> Result<TrieUpdate, TrieError> {
         for (k, v) in changes {
             match v {
@@ -39,7 +41,7 @@ impl MemoryTrie {
                 None => self.leaves.remove(k),
             };
         }
-        let result = update(self, self.root.clone(), changes)?;
+        let result = update_parallel(self, self.root.clone(), changes)?;
         for path in &result.deletes {
             self.nodes.remove(path);
         }

@@ -58,15 +58,57 @@ pub fn update(source: &impl TrieSource, root: Option<ChildRef>, changes: &[Chang
     debug_assert!(changes.windows(2).all(|w| w[0].0 < w[1].0), "changes must be sorted and unique");
     let changes: Vec<(Nibbles, Option<&[u8]>)> =
         changes.iter().map(|(k, v)| (Nibbles::unpack_array(&k.0), v.as_deref())).collect();
-    let mut up = Updater { source, puts: Vec::new(), visited: Vec::new(), buf: Vec::with_capacity(600) };
+    let mut up = Updater::new(source);
     let top = up.update(Nibbles::new(), root, &changes)?;
-    let root = top.map(|sub| up.encode(&Nibbles::new(), sub));
-    let mut deletes = up.visited;
-    if !deletes.is_empty() {
-        let written: std::collections::HashSet<Nibbles> = up.puts.iter().map(|(p, _)| *p).collect();
-        deletes.retain(|p| !written.contains(p));
+    Ok(up.finish(top))
+}
+
+/// Fewest changes for which [`update_parallel`] splits the work over the root's children.
+pub const PARALLEL_MIN_CHANGES: usize = 512;
+
+/// [`update`] with the 16 subtrees under a branch root updated in parallel (on the
+/// current rayon pool), then the root re-encoded. Same result as [`update`].
+pub fn update_parallel(
+    source: &(impl TrieSource + Sync),
+    root: Option<ChildRef>,
+    changes: &[Change],
+) -> Result<TrieUpdate, TrieError> {
+    use rayon::prelude::*;
+    if changes.len() < PARALLEL_MIN_CHANGES || !matches!(root.as_ref().map(|r| r.kind), Some(Kind::Branch)) {
+        return update(source, root, changes);
     }
-    Ok(TrieUpdate { root, puts: up.puts, deletes })
+    let changes: Vec<(Nibbles, Option<&[u8]>)> =
+        changes.iter().map(|(k, v)| (Nibbles::unpack_array(&k.0), v.as_deref())).collect();
+    let at = Nibbles::new();
+    let mut record = source.branch(&at)?.ok_or_else(|| TrieError::Corrupt("missing branch node at the root".into()))?;
+    let mut parts: Vec<(usize, Option<ChildRef>, &Changes<'_>)> = Vec::with_capacity(16);
+    let mut rest = changes.as_slice();
+    for n in 0..16 {
+        let split = rest.partition_point(|(k, _)| usize::from(k.get_unchecked(0)) <= n);
+        let (mine, later) = rest.split_at(split);
+        rest = later;
+        parts.push((n, record.children[n].take(), mine));
+    }
+    let done: Vec<(usize, Option<Sub>, Vec<(Nibbles, BranchRecord)>, Vec<Nibbles>)> = parts
+        .into_par_iter()
+        .map(|(n, old, mine)| {
+            let mut up = Updater::new(source);
+            let mut slot = at;
+            slot.push_unchecked(n as u8);
+            let sub = up.update(slot, old, mine)?;
+            Ok((n, sub, up.puts, up.visited))
+        })
+        .collect::<Result<_, TrieError>>()?;
+    let mut up = Updater::new(source);
+    up.visited.push(at);
+    let mut kids: [Option<Sub>; 16] = Default::default();
+    for (n, sub, puts, visited) in done {
+        kids[n] = sub;
+        up.puts.extend(puts);
+        up.visited.extend(visited);
+    }
+    let top = up.finish_branch(at, record, kids)?;
+    Ok(up.finish(top))
 }
 
 /// A subtree as it will hang below some slot.
@@ -89,7 +131,23 @@ struct Updater<'a, S> {
 
 type Changes<'c> = [(Nibbles, Option<&'c [u8]>)];
 
-impl<S: TrieSource> Updater<'_, S> {
+impl<'a, S: TrieSource> Updater<'a, S> {
+    fn new(source: &'a S) -> Self {
+        Self { source, puts: Vec::new(), visited: Vec::new(), buf: Vec::with_capacity(600) }
+    }
+
+    /// The update, given the root's new subtree: visited branches not rewritten are
+    /// deletions.
+    fn finish(mut self, top: Option<Sub>) -> TrieUpdate {
+        let root = top.map(|sub| self.encode(&Nibbles::new(), sub));
+        let mut deletes = self.visited;
+        if !deletes.is_empty() {
+            let written: std::collections::HashSet<Nibbles> = self.puts.iter().map(|(p, _)| *p).collect();
+            deletes.retain(|p| !written.contains(p));
+        }
+        TrieUpdate { root, puts: self.puts, deletes }
+    }
+
     /// New subtree for the slot at `slot` that held `old`; every key in `changes` starts
     /// with `slot`.
     fn update(
@@ -165,6 +223,17 @@ impl<S: TrieSource> Updater<'_, S> {
             slot.push_unchecked(n as u8);
             *kid = self.update(slot, record.children[n].take(), mine)?;
         }
+        self.finish_branch(at, record, kids)
+    }
+
+    /// The branch at `at` (its old `record`) with its children's new subtrees `kids`:
+    /// gone, collapsed into its only child, or re-encoded.
+    fn finish_branch(
+        &mut self,
+        at: Nibbles,
+        mut record: BranchRecord,
+        kids: [Option<Sub>; 16],
+    ) -> Result<Option<Sub>, TrieError> {
         let count = kids.iter().filter(|k| k.is_some()).count();
         match count {
             0 => Ok(None),

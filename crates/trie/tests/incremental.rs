@@ -106,7 +106,8 @@ fn large_random_trie_stays_canonical_under_churn() {
     for round in 0..20u8 {
         let keys: Vec<B256> = trie.leaves.keys().copied().collect();
         let mut changes = BTreeMap::new();
-        for _ in 0..200 {
+        // Over `PARALLEL_MIN_CHANGES`: the root's subtrees are updated in parallel.
+        for _ in 0..300 {
             let k = keys[rng.gen_range(0..keys.len())];
             changes.insert(k, if rng.gen_bool(0.5) { None } else { Some(vec![round; 33]) });
             changes.insert(B256::from(rng.gen::<[u8; 32]>()), Some(vec![round; 2]));
@@ -114,4 +115,18 @@ fn large_random_trie_stays_canonical_under_churn() {
         trie.apply(&changes.into_iter().collect::<Vec<_>>()).expect("apply");
         check(&trie);
     }
+    // Large deletions through the parallel path: whole root subtrees vanish, then the
+    // root collapses into its last subtree, then into a single leaf.
+    let keep_nibble = |k: &B256| k.0[0] >> 4 == 0x7;
+    for survivors in [keep_nibble as fn(&B256) -> bool, |k: &B256| k.0[0] == 0x7a, |_: &B256| false] {
+        let mut doomed: Vec<(B256, Option<Vec<u8>>)> =
+            trie.leaves.keys().filter(|k| !survivors(k)).map(|k| (*k, None)).collect();
+        if trie.leaves.len() == doomed.len() {
+            doomed.pop(); // keep one leaf
+        }
+        assert!(doomed.len() >= cairn_trie::PARALLEL_MIN_CHANGES || trie.leaves.len() < 600, "big enough");
+        trie.apply(&doomed).expect("delete");
+        check(&trie);
+    }
+    assert_eq!(trie.leaves.len(), 1);
 }
