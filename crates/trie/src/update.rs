@@ -89,23 +89,23 @@ pub fn update_parallel(
         rest = later;
         parts.push((n, record.children[n].take(), mine));
     }
-    let done: Vec<(usize, Option<Sub>, Vec<(Nibbles, BranchRecord)>, Vec<Nibbles>)> = parts
+    let done: Vec<(usize, Option<Sub>, Updater<'_, _>)> = parts
         .into_par_iter()
         .map(|(n, old, mine)| {
             let mut up = Updater::new(source);
             let mut slot = at;
             slot.push_unchecked(n as u8);
             let sub = up.update(slot, old, mine)?;
-            Ok((n, sub, up.puts, up.visited))
+            Ok((n, sub, up))
         })
         .collect::<Result<_, TrieError>>()?;
     let mut up = Updater::new(source);
     up.visited.push(at);
     let mut kids: [Option<Sub>; 16] = Default::default();
-    for (n, sub, puts, visited) in done {
+    for (n, sub, part) in done {
         kids[n] = sub;
-        up.puts.extend(puts);
-        up.visited.extend(visited);
+        up.puts.extend(part.puts);
+        up.visited.extend(part.visited);
     }
     let top = up.finish_branch(at, record, kids)?;
     Ok(up.finish(top))
