@@ -68,6 +68,26 @@ async fn fixture_with_history(limits: RpcLimits, state_history: u64) -> Fixture 
     Fixture { _dir: dir, chain, api, ingress, signer: signer.clone(), token, recipient }
 }
 
+/// Checks an `eth_getProof` answer's account fields and proof against `root` with
+/// alloy-trie's independent verifier.
+fn verify_account_proof(
+    root: B256,
+    resp: &alloy_rpc_types_eth::EIP1186AccountProofResponse,
+) -> Result<(), alloy_trie::proof::ProofVerificationError> {
+    let account = alloy_trie::TrieAccount {
+        nonce: resp.nonce,
+        balance: resp.balance,
+        storage_root: resp.storage_hash,
+        code_hash: resp.code_hash,
+    };
+    alloy_trie::proof::verify_proof(
+        root,
+        alloy_trie::Nibbles::unpack(alloy_primitives::keccak256(resp.address)),
+        Some(alloy_rlp::encode(account)),
+        &resp.account_proof,
+    )
+}
+
 fn transfer_topic() -> B256 {
     alloy_primitives::keccak256("Transfer(address,address,uint256)")
 }
@@ -136,19 +156,7 @@ async fn state_queries_serve_retained_blocks_and_refuse_pruned_ones() {
         assert_eq!(fx.api.transaction_count(me, at(block)).expect("nonce").to::<u64>(), block);
         let resp = fx.api.proof(fx.token, vec![B256::from(slot)], at(block)).expect("proof");
         let root = fx.api.block_by_id(BlockId::number(block), false).expect("b").expect("b").header.state_root;
-        let account = alloy_trie::TrieAccount {
-            nonce: resp.nonce,
-            balance: resp.balance,
-            storage_root: resp.storage_hash,
-            code_hash: resp.code_hash,
-        };
-        verify_proof(
-            root,
-            Nibbles::unpack(alloy_primitives::keccak256(fx.token)),
-            Some(alloy_rlp::encode(account)),
-            &resp.account_proof,
-        )
-        .unwrap_or_else(|e| panic!("account proof at block {block}: {e:?}"));
+        verify_account_proof(root, &resp).unwrap_or_else(|e| panic!("account proof at block {block}: {e:?}"));
         let p = &resp.storage_proof[0];
         assert_eq!(p.value, U256::from(held));
         let leaf = (!p.value.is_zero()).then(|| alloy_rlp::encode(p.value));
@@ -175,7 +183,7 @@ async fn state_queries_serve_retained_blocks_and_refuse_pruned_ones() {
 /// storage slots, and an account that does not exist.
 #[tokio::test]
 async fn get_proof_verifies_against_the_state_root() {
-    use alloy_trie::{proof::verify_proof, Nibbles, TrieAccount};
+    use alloy_trie::{proof::verify_proof, Nibbles};
     let fx = fixture(RpcLimits::default()).await;
     let state_root = fx.chain.latest().0.state_root;
     let me = fx.signer.address();
@@ -185,19 +193,7 @@ async fn get_proof_verifies_against_the_state_root() {
         B256::repeat_byte(0x42),
     ];
     let resp = fx.api.proof(fx.token, keys.clone(), None).expect("proof");
-    let account = TrieAccount {
-        nonce: resp.nonce,
-        balance: resp.balance,
-        storage_root: resp.storage_hash,
-        code_hash: resp.code_hash,
-    };
-    verify_proof(
-        state_root,
-        Nibbles::unpack(alloy_primitives::keccak256(fx.token)),
-        Some(alloy_rlp::encode(account)),
-        &resp.account_proof,
-    )
-    .expect("account proof verifies");
+    verify_account_proof(state_root, &resp).expect("account proof verifies");
     assert_ne!(resp.storage_hash, cairn_storage::EMPTY_ROOT);
     let values: Vec<U256> = resp.storage_proof.iter().map(|p| p.value).collect();
     assert_eq!(values, vec![U256::from(1_000 - 2 - 3 - 4), U256::from(2 + 3 + 4), U256::ZERO]);
