@@ -114,15 +114,42 @@ pub enum ExecError {
     Evm { index: usize, reason: String },
 }
 
+/// Where a run of transactions starts inside its block: the block position of its first
+/// transaction, and the gas and the number of logs of the transactions before it. A
+/// block built in pieces (preconfirmation fragments) executes each piece from the
+/// offsets the previous ones left, on the state they left; the result is the one a
+/// single run over the whole block would give.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub index: usize,
+    pub gas: u64,
+    pub logs: u64,
+}
+
 /// Executes an ordered list of transactions. Implementations must be deterministic and
 /// return identical values for identical inputs.
 pub trait Executor: Send + Sync {
+    /// Executes a whole block's transactions.
     fn execute(
         &self,
         state: &dyn cairn_primitives::StateView,
         block: &BlockContext,
         txs: &[RecoveredTx],
         mode: Mode,
+    ) -> Result<BlockOutput, ExecError> {
+        self.execute_from(state, block, txs, mode, Offsets::default())
+    }
+
+    /// Executes the part of a block that starts at `at`, on the state the transactions
+    /// before it left. `BlockOutput::gas_used` is the block's cumulative gas after it;
+    /// the diff holds only this part's changes.
+    fn execute_from(
+        &self,
+        state: &dyn cairn_primitives::StateView,
+        block: &BlockContext,
+        txs: &[RecoveredTx],
+        mode: Mode,
+        at: Offsets,
     ) -> Result<BlockOutput, ExecError>;
 }
 

@@ -9,7 +9,7 @@ use revm::{ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 use crate::db::ViewDb;
 use crate::diff::DiffBuilder;
 use crate::evm::{block_env, cfg_env, tx_env};
-use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Skip, TxOutcome};
+use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Offsets, Skip, TxOutcome};
 
 /// Executes transactions one after another on a single revm instance: the reference
 /// every other executor is checked against.
@@ -17,24 +17,16 @@ use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Skip, TxOutcom
 pub struct SequentialExecutor;
 
 impl Executor for SequentialExecutor {
-    fn execute(
+    fn execute_from(
         &self,
         state: &dyn StateView,
         block: &BlockContext,
         txs: &[RecoveredTx],
         mode: Mode,
+        at: Offsets,
     ) -> Result<BlockOutput, ExecError> {
-        execute_at(state, block, txs, mode, Offsets::default())
+        execute_at(state, block, txs, mode, at)
     }
-}
-
-/// Where a run of transactions starts inside its block: the index of its first
-/// transaction, the gas and the number of logs of the transactions before it.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Offsets {
-    pub index: usize,
-    pub gas: u64,
-    pub logs: u64,
 }
 
 /// Runs `txs` one after another, as the part of a block that starts at `at`.
@@ -57,7 +49,8 @@ pub(crate) fn execute_at(
         let reject = |skip: Skip| reject(mode, index, tx, skip);
         let limit = tx.gas_limit();
         if gas_used.saturating_add(limit) > block.gas_limit {
-            outcomes.push(reject(Skip::BlockFull { gas_limit: limit, gas_left: block.gas_limit - gas_used })?);
+            let gas_left = block.gas_limit.saturating_sub(gas_used);
+            outcomes.push(reject(Skip::BlockFull { gas_limit: limit, gas_left })?);
             continue;
         }
         match evm.transact(tx_env(tx)) {

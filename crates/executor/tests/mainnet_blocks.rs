@@ -65,7 +65,7 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
             // Every block through the parallel path, however small.
             let parallel = ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel();
             for run in 0..3 {
-                match parallel.execute_with_stats(&block.state, &ctx, &block.txs, Mode::Replay) {
+                match parallel.execute_with_stats(&block.state, &ctx, &block.txs, Mode::Replay, Default::default()) {
                     Ok((out, stats)) if out == sequential => {
                         let expect_parallel = threads > 1 && block.txs.len() >= 2;
                         if expect_parallel && (stats.fallbacks > 0 || stats.parallel_txs != block.txs.len()) {

@@ -107,8 +107,9 @@ fn measure(
 ) -> anyhow::Result<Figures> {
     let reference =
         SequentialExecutor.execute(state, block, txs, Mode::Replay).with_context(|| format!("{name}: sequential"))?;
-    let (checked, stats) =
-        parallel.execute_with_stats(state, block, txs, Mode::Replay).with_context(|| format!("{name}: parallel"))?;
+    let (checked, stats) = parallel
+        .execute_with_stats(state, block, txs, Mode::Replay, Default::default())
+        .with_context(|| format!("{name}: parallel"))?;
     if checked != reference {
         bail!("{name}: the parallel output differs from the sequential output");
     }

@@ -77,6 +77,15 @@ pub struct DevArgs {
     /// stays bounded. 0 keeps only the head's state [default: 1024].
     #[arg(long, value_name = "BLOCKS")]
     pub state_history: Option<u64>,
+    /// While a block is open, emit a signed preconfirmation fragment this often (when
+    /// there are new transactions); 0 turns fragments off (each block is executed in
+    /// one piece at the end of its slot) [default: 10].
+    #[arg(long, value_name = "MS")]
+    pub fragment_interval: Option<u64>,
+    /// File holding the sequencer's secp256k1 private key (hex) that signs fragments
+    /// [default: <datadir>/sequencer.key, created on first start].
+    #[arg(long, value_name = "FILE")]
+    pub sequencer_key: Option<PathBuf>,
     /// Benchmarks only: skip state commitment (headers carry a zero state root). Used by
     /// `cairn bench rpc --commit-compare` to measure what commitment costs.
     #[arg(long, hide = true)]
@@ -109,6 +118,10 @@ pub struct DevConfig {
     pub exec_threads: usize,
     /// Blocks of state history kept behind the head.
     pub state_history: u64,
+    /// Interval between preconfirmation fragments; `None`: fragments off.
+    pub fragment_interval: Option<Duration>,
+    /// The sequencer key file.
+    pub sequencer_key: PathBuf,
     /// Benchmarks only: state commitment off.
     pub no_state_root: bool,
 }
@@ -136,6 +149,8 @@ impl DevArgs {
             executor: self.executor.or(other.executor),
             exec_threads: self.exec_threads.or(other.exec_threads),
             state_history: self.state_history.or(other.state_history),
+            fragment_interval: self.fragment_interval.or(other.fragment_interval),
+            sequencer_key: self.sequencer_key.or(other.sequencer_key),
             no_state_root: self.no_state_root,
         }
     }
@@ -182,7 +197,15 @@ impl DevArgs {
             Some(d) => d,
             None => dirs::data_dir().context("no per-user data directory; pass --datadir")?.join("cairn").join("dev"),
         };
+        let fragment_interval = match args.fragment_interval {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => Some(cairn_sequencer::DEFAULT_FRAGMENT_INTERVAL),
+        };
+        let sequencer_key = args.sequencer_key.unwrap_or_else(|| datadir.join("sequencer.key"));
         Ok(DevConfig {
+            fragment_interval,
+            sequencer_key,
             datadir,
             listen: SocketAddr::new(args.http_addr.unwrap_or(IpAddr::from([127, 0, 0, 1])), args.port.unwrap_or(8545)),
             chain,

@@ -5,7 +5,7 @@ use cairn_executor::{Executor, ParallelExecutor, SequentialExecutor};
 use cairn_mempool::PoolConfig;
 use cairn_primitives::{dev_accounts, load_genesis_file, GenesisAlloc};
 use cairn_rpc::{RpcLimits, ServerLimits};
-use cairn_sequencer::{Builder, BuilderConfig, Chain, Ingress};
+use cairn_sequencer::{Builder, BuilderConfig, Chain, Ingress, Preconf};
 use cairn_storage::Store;
 use cairn_trie::{DisabledCommitter, IncrementalCommitter, StateCommitter};
 use std::sync::Arc;
@@ -45,8 +45,21 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     } else {
         Arc::new(IncrementalCommitter::new(cfg.exec_threads.max(1))?)
     };
-    let chain =
-        Chain::open(store, &cfg.datadir.join("pool.wal"), cfg.chain.clone(), &alloc, pool, executor, committer)?;
+    let signer = load_or_create_key(&cfg.sequencer_key)?;
+    let sequencer = signer.address();
+    // The fragment log is always opened (and replayed), even with fragments off now:
+    // promises made before a restart are kept either way.
+    let preconf = Preconf { signer, dir: cfg.datadir.join("fragments") };
+    let chain = Chain::open(
+        store,
+        &cfg.datadir.join("pool.wal"),
+        cfg.chain.clone(),
+        &alloc,
+        pool,
+        executor,
+        committer,
+        Some(preconf),
+    )?;
     let ingress = Ingress::new(chain.clone());
     let (addr, server) =
         cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default())
@@ -54,7 +67,12 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
             .with_context(|| format!("binding JSON-RPC to {}", cfg.listen))?;
     let builder = Builder::start(
         chain.clone(),
-        BuilderConfig { block_time: cfg.block_time, empty_blocks: cfg.empty_blocks, ..BuilderConfig::default() },
+        BuilderConfig {
+            block_time: cfg.block_time,
+            empty_blocks: cfg.empty_blocks,
+            fragment_interval: cfg.fragment_interval,
+            ..BuilderConfig::default()
+        },
     );
 
     let (head, _) = chain.latest();
@@ -63,6 +81,10 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     println!("  datadir      {}", cfg.datadir.display());
     println!("  head         block {}", head.number);
     println!("  block time   {} ms, gas limit {}", cfg.block_time.as_millis(), chain.config.gas_limit);
+    match cfg.fragment_interval {
+        Some(i) => println!("  preconfs     a signed fragment every {} ms, sequencer {sequencer}", i.as_millis()),
+        None => println!("  preconfs     off (--fragment-interval 0)"),
+    }
     if cfg.genesis.is_none() {
         println!("\nAvailable accounts (10000 ETH each at genesis)");
         for (i, a) in accounts.iter().enumerate() {
@@ -82,4 +104,32 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     server.stopped().await;
     tokio::task::spawn_blocking(move || builder.stop()).await?;
     Ok(())
+}
+
+/// The sequencer's signing key: read from `path` (hex), or created there (mode 0600)
+/// on first start.
+pub fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<alloy_signer_local::PrivateKeySigner> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return text
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{} does not hold a secp256k1 private key in hex: {e}", path.display()));
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let signer = alloy_signer_local::PrivateKeySigner::random();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "0x{}", alloy_primitives::hex::encode(signer.to_bytes()))?;
+    file.sync_all()?;
+    tracing::info!(address = %signer.address(), path = %path.display(), "created the sequencer key");
+    Ok(signer)
 }

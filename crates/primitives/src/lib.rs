@@ -2,11 +2,13 @@
 //! configuration and genesis. Everything here is plain data; no I/O.
 
 mod chain;
+pub mod fragment;
 mod genesis;
 mod receipt;
 mod state;
 
 pub use chain::{ChainConfig, Hardfork};
+pub use fragment::{Fragment, SignedFragment};
 pub use genesis::{
     dev_accounts, load_genesis_file, DevAccount, GenesisAccount, GenesisAlloc, GenesisError, DEV_MNEMONIC,
 };

@@ -56,4 +56,31 @@ impl StateDiff {
         }
         self.code.extend(later.code);
     }
+
+    /// keccak256 of the diff's canonical encoding: the commitment a preconfirmation
+    /// fragment signs. Per account in address order: address (20 bytes), a flag byte
+    /// (bit 0: deleted, bit 1: storage wiped), nonce (8, big-endian), balance (32),
+    /// code hash (32), slot count (4, big-endian), then each changed slot in key order
+    /// as key (32) and value (32); then every new code hash in order. A deleted account
+    /// encodes zero nonce and balance and the empty-code hash.
+    pub fn commitment(&self) -> B256 {
+        let mut buf = Vec::with_capacity(self.accounts.len() * 97 + self.code.len() * 32);
+        for (addr, change) in &self.accounts {
+            let info = change.info.unwrap_or_default();
+            buf.extend_from_slice(addr.as_slice());
+            buf.push(u8::from(change.info.is_none()) | (u8::from(change.storage_wiped) << 1));
+            buf.extend_from_slice(&info.nonce.to_be_bytes());
+            buf.extend_from_slice(&info.balance.to_be_bytes::<32>());
+            buf.extend_from_slice(info.code_hash.as_slice());
+            buf.extend_from_slice(&(change.storage.len() as u32).to_be_bytes());
+            for (slot, value) in &change.storage {
+                buf.extend_from_slice(&slot.to_be_bytes::<32>());
+                buf.extend_from_slice(&value.to_be_bytes::<32>());
+            }
+        }
+        for hash in self.code.keys() {
+            buf.extend_from_slice(hash.as_slice());
+        }
+        alloy_primitives::keccak256(buf)
+    }
 }

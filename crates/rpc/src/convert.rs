@@ -37,50 +37,61 @@ pub fn rpc_tx(record: &TxRecord, block_hash: B256, base_fee: Option<u64>) -> Res
     })
 }
 
+/// Where a transaction is: its block (whose hash is unknown until it is sealed) and
+/// its position there.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    pub number: u64,
+    pub timestamp: u64,
+    /// `None` while the block is preconfirmed or sequenced but not sealed.
+    pub block_hash: Option<B256>,
+    pub index: u64,
+}
+
+impl Place {
+    pub fn sealed(header: &Header, block_hash: B256, index: u64) -> Self {
+        Self { number: header.number, timestamp: header.timestamp, block_hash: Some(block_hash), index }
+    }
+}
+
+/// A receipt of a sealed, or only preconfirmed, transaction.
 pub fn rpc_receipt(
     tx_hash: B256,
-    record: &TxRecord,
+    tx: &TxEnvelope,
+    sender: alloy_primitives::Address,
     receipt: &StoredReceipt,
-    header: &Header,
-    block_hash: B256,
-) -> Result<rpc::TransactionReceipt, RpcError> {
-    let tx = decode_tx(record)?;
-    let mut logs = rpc_logs(receipt, tx_hash, record.index, header, block_hash).into_iter();
+    place: Place,
+) -> rpc::TransactionReceipt {
+    let mut logs = rpc_logs(receipt, tx_hash, place).into_iter();
     let inner = receipt.envelope().map_logs(|_| logs.next().unwrap_or_default());
-    Ok(rpc::TransactionReceipt {
+    rpc::TransactionReceipt {
         inner,
         transaction_hash: tx_hash,
-        transaction_index: Some(record.index),
-        block_hash: Some(block_hash),
-        block_number: Some(header.number),
+        transaction_index: Some(place.index),
+        block_hash: place.block_hash,
+        block_number: Some(place.number),
         gas_used: receipt.gas_used,
         effective_gas_price: receipt.effective_gas_price,
         blob_gas_used: None,
         blob_gas_price: None,
-        from: record.sender,
+        from: sender,
         to: tx.to(),
         contract_address: receipt.created(),
-    })
+    }
 }
 
-pub fn rpc_logs(
-    receipt: &StoredReceipt,
-    tx_hash: B256,
-    tx_index: u64,
-    header: &Header,
-    block_hash: B256,
-) -> Vec<rpc::Log> {
+pub fn rpc_logs(receipt: &StoredReceipt, tx_hash: B256, place: Place) -> Vec<rpc::Log> {
     receipt
         .logs
         .iter()
         .enumerate()
         .map(|(i, log)| rpc::Log {
             inner: log.clone(),
-            block_hash: Some(block_hash),
-            block_number: Some(header.number),
-            block_timestamp: Some(header.timestamp),
+            block_hash: place.block_hash,
+            block_number: Some(place.number),
+            block_timestamp: Some(place.timestamp),
             transaction_hash: Some(tx_hash),
-            transaction_index: Some(tx_index),
+            transaction_index: Some(place.index),
             log_index: Some(receipt.first_log_index + i as u64),
             removed: false,
         })

@@ -19,6 +19,10 @@ pub enum RpcError {
     /// -32005: a query exceeded a bound (range, result count).
     #[error("{0}")]
     LimitExceeded(String),
+    /// 4 (EIP-7966): the transaction was admitted but not preconfirmed in time; the
+    /// data is its hash.
+    #[error("{message}")]
+    Timeout { message: String, hash: alloy_primitives::B256 },
 }
 
 impl RpcError {
@@ -29,6 +33,7 @@ impl RpcError {
             Self::Reverted { .. } => 3,
             Self::Internal(_) => -32603,
             Self::LimitExceeded(_) => -32005,
+            Self::Timeout { .. } => 4,
         }
     }
 
@@ -46,6 +51,7 @@ impl From<RpcError> for ErrorObjectOwned {
         let message = e.to_string();
         match e {
             RpcError::Reverted { data, .. } => ErrorObjectOwned::owned(code, message, Some(data.to_string())),
+            RpcError::Timeout { hash, .. } => ErrorObjectOwned::owned(code, message, Some(hash)),
             _ => ErrorObjectOwned::owned(code, message, None::<()>),
         }
     }

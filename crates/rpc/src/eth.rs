@@ -10,7 +10,7 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
 use std::sync::Arc;
 
-use crate::convert::{rpc_block, rpc_logs, rpc_receipt, rpc_tx};
+use crate::convert::{decode_tx, rpc_block, rpc_logs, rpc_receipt, rpc_tx, Place};
 use crate::RpcError;
 
 /// Per-request bounds.
@@ -209,10 +209,9 @@ impl EthApi {
         let pending = self.chain.pool.lock().get(&hash).map(|p| p.tx.clone()).or_else(|| {
             // Executed but not sealed yet: reported like a pending transaction (the block
             // hash is not known until the state root is).
-            self.chain.find_unsealed(&hash).and_then(|(block, i)| {
-                let (_, sender, raw) = &block.body[i];
-                let tx = cairn_primitives::TxEnvelope::decode_2718(&mut raw.as_ref()).ok()?;
-                Some(alloy_consensus::transaction::Recovered::new_unchecked(tx, *sender))
+            self.chain.find_unsealed(&hash).and_then(|u| {
+                let tx = cairn_primitives::TxEnvelope::decode_2718(&mut u.raw.as_ref()).ok()?;
+                Some(alloy_consensus::transaction::Recovered::new_unchecked(tx, u.sender))
             })
         });
         if let Some(tx) = pending {
@@ -231,12 +230,18 @@ impl EthApi {
         Ok(Some(rpc_tx(&record, header.hash_slow(), header.base_fee_per_gas)?))
     }
 
+    /// The receipt of a sealed transaction, or of a preconfirmed (or sequenced) one
+    /// whose block is not sealed yet: then `blockHash` is null while `blockNumber` and
+    /// `transactionIndex` are the promised ones.
     pub fn receipt(&self, hash: B256) -> RpcResult<Option<rpc::TransactionReceipt>> {
         let reader = self.reader()?;
-        let (Some(record), Some(receipt)) = (reader.tx(hash)?, reader.receipt(hash)?) else { return Ok(None) };
-        let header = reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
-        let block_hash = header.hash_slow();
-        Ok(Some(rpc_receipt(hash, &record, &receipt, &header, block_hash)?))
+        if let (Some(record), Some(receipt)) = (reader.tx(hash)?, reader.receipt(hash)?) {
+            let header =
+                reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
+            let place = Place::sealed(&header, header.hash_slow(), record.index);
+            return Ok(Some(rpc_receipt(hash, &decode_tx(&record)?, record.sender, &receipt, place)));
+        }
+        Ok(self.chain.find_unsealed(&hash).map(|u| unsealed_receipt(&hash, &u)).transpose()?)
     }
 
     pub fn block_by_id(&self, id: BlockId, full: bool) -> RpcResult<Option<rpc::Block>> {
@@ -419,7 +424,7 @@ impl EthApi {
             let hash = header.hash_slow();
             for (index, tx_hash) in reader.block_tx_hashes(n)?.into_iter().enumerate() {
                 let Some(receipt) = reader.receipt(tx_hash)? else { continue };
-                for log in rpc_logs(&receipt, tx_hash, index as u64, &header, hash) {
+                for log in rpc_logs(&receipt, tx_hash, Place::sealed(&header, hash, index as u64)) {
                     if filter.matches(&log.inner) {
                         if out.len() >= self.limits.max_logs {
                             return Err(RpcError::LimitExceeded(format!(
@@ -543,9 +548,18 @@ impl EthApi {
             let filter: Filter = p.one().map_err(invalid)?;
             api.logs(&filter)
         })?;
+        crate::cairn::register(&mut m)?;
         crate::pubsub::register(&mut m)?;
         Ok(m)
     }
+}
+
+/// The receipt of a transaction that is preconfirmed or sequenced but not sealed.
+pub(crate) fn unsealed_receipt(hash: &B256, u: &cairn_sequencer::UnsealedTx) -> RpcResult<rpc::TransactionReceipt> {
+    let tx = cairn_primitives::TxEnvelope::decode_2718(&mut u.raw.as_ref())
+        .map_err(|e| RpcError::Internal(format!("unsealed transaction: {e}")))?;
+    let place = Place { number: u.number, timestamp: u.timestamp, block_hash: None, index: u.position };
+    Ok(rpc_receipt(*hash, &tx, u.sender, &u.receipt, place))
 }
 
 fn two<A: serde::de::DeserializeOwned, B: serde::de::DeserializeOwned>(

@@ -2,13 +2,16 @@
 //! `web3_*` methods wallets and tools use, with geth's semantics and error codes.
 //! See `docs/RPC.md` for the method list, the bounds and the error table.
 
+mod cairn;
 mod convert;
 mod error;
 mod eth;
 mod pubsub;
 
+pub use cairn::{DEFAULT_PRECONF_WAIT, MAX_PRECONF_WAIT};
 pub use error::RpcError;
 pub use eth::{EthApi, RpcLimits, MAX_PROOF_KEYS};
+pub use pubsub::MAX_STATUS_HASHES;
 
 use cairn_sequencer::{Chain, Ingress};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};

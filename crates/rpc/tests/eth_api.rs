@@ -42,6 +42,7 @@ async fn fixture_with_history(limits: RpcLimits, state_history: u64) -> Fixture 
         PoolConfig::default(),
         Arc::new(SequentialExecutor),
         Arc::new(IncrementalCommitter::new(2).expect("trie threads")),
+        None,
     )
     .expect("chain");
     let ingress = Ingress::new(chain.clone());
@@ -224,7 +225,8 @@ async fn get_proof_verifies_against_the_state_root() {
 }
 
 /// A block executed but not sealed is visible through `pending` (state, nonce, the
-/// transaction) and not through `latest` (no receipt, no header) until its root is in.
+/// transaction, a receipt without block hash) and not through `latest` until its root
+/// is in.
 #[tokio::test]
 async fn pending_runs_ahead_of_sealed_until_the_root_is_in() {
     let fx = fixture(RpcLimits::default()).await;
@@ -241,7 +243,9 @@ async fn pending_runs_ahead_of_sealed_until_the_root_is_in() {
     assert_eq!(fx.api.transaction_count(me, None).expect("nonce").to::<u64>(), 5);
     assert_eq!(fx.chain.latest().0.number, sealed);
     assert_eq!(fx.chain.tip().number, sealed + 1);
-    assert!(fx.api.receipt(hash).expect("receipt").is_none(), "no receipt before the block is sealed");
+    let early = fx.api.receipt(hash).expect("receipt").expect("a receipt once the block is executed");
+    assert_eq!(early.block_hash, None, "no block hash before the block is sealed");
+    assert_eq!((early.block_number, early.transaction_index), (Some(sealed + 1), Some(0)));
     let seen = fx.api.transaction_by_hash(hash).expect("tx").expect("known while unsealed");
     assert!(seen.block_number.is_none());
     let block = cairn_sequencer::seal_next(&fx.chain).expect("seal").expect("sealed");
@@ -285,7 +289,12 @@ async fn builder_waits_when_too_many_blocks_are_unsealed() {
     builder.join().expect("builder");
     while cairn_sequencer::seal_next(&fx.chain).expect("seal").is_some() {}
     assert_eq!(fx.chain.latest().0.number, sealed + blocks);
-    assert!(matches!(events.try_recv(), Ok(cairn_sequencer::ChainEvent::Block(_))));
+    let mut seen = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        seen.push(ev);
+    }
+    assert!(seen.iter().any(|e| matches!(e, cairn_sequencer::ChainEvent::Block(_))));
+    assert!(seen.iter().any(|e| matches!(e, cairn_sequencer::ChainEvent::Sequenced(_))));
     for h in hashes {
         assert!(fx.api.receipt(h).expect("receipt").is_some());
     }

@@ -1,14 +1,19 @@
 use alloy_consensus::{proofs, Header, Transaction as _, EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH};
-use alloy_eips::eip2718::Encodable2718;
+use alloy_eips::eip2718::{Decodable2718, Encodable2718};
 use alloy_primitives::{keccak256, Address, Bloom, Bytes, B256};
-use cairn_executor::{BlockContext, Mode, Skip, TxOutcome};
-use cairn_primitives::{ChainConfig, Hardfork, StoredReceipt};
+use alloy_signer::SignerSync;
+use cairn_executor::{BlockContext, Mode, Offsets, Skip, TxOutcome};
+use cairn_primitives::fragment::receipts_hash;
+use cairn_primitives::{
+    ChainConfig, Fragment, Hardfork, RecoveredTx, SignedFragment, StateDiff, StoredReceipt, TxEnvelope,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::chain::{Chain, ChainEvent, NewBlock, SequencerError};
+use crate::fragments::{now_ms, FragmentPart, LoggedBlock, LoggedFragment, OpenBlock};
 use crate::pipeline::{ExecutedBlock, Tip};
 
 #[derive(Debug, Clone, Copy)]
@@ -19,11 +24,23 @@ pub struct BuilderConfig {
     pub max_block_txs: usize,
     /// Produce blocks even when the pool is empty.
     pub empty_blocks: bool,
+    /// While a block is open, a preconfirmation fragment is emitted this often (when
+    /// there are new transactions), if the chain has a sequencer key. `None`: each block
+    /// is executed in one piece at the end of its slot, without fragments.
+    pub fragment_interval: Option<Duration>,
 }
+
+/// Default interval between fragments.
+pub const DEFAULT_FRAGMENT_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Default for BuilderConfig {
     fn default() -> Self {
-        Self { block_time: Duration::from_millis(200), max_block_txs: 50_000, empty_blocks: false }
+        Self {
+            block_time: Duration::from_millis(200),
+            max_block_txs: 50_000,
+            empty_blocks: false,
+            fragment_interval: Some(DEFAULT_FRAGMENT_INTERVAL),
+        }
     }
 }
 
@@ -56,6 +73,64 @@ pub fn next_prevrandao(tip: &Tip, number: u64) -> B256 {
     keccak256(input)
 }
 
+/// The builder thread: a block per `block_time` slot, filled by a fragment every
+/// `fragment_interval` (or executed in one piece at the slot's end without fragments).
+fn slot_loop(chain: &Chain, config: &BuilderConfig, stop: &AtomicBool) {
+    let fragments = config.fragment_interval.filter(|_| chain.preconf.is_some());
+    chain.fragments_on.store(fragments.is_some(), Ordering::Relaxed);
+    let mut open: Option<BlockInProgress> = chain.resumed.lock().take();
+    let mut slot_end = Instant::now() + config.block_time;
+    let mut next_fragment = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let due = match fragments {
+            Some(_) => next_fragment.min(slot_end),
+            None => slot_end,
+        };
+        if now < due {
+            std::thread::sleep((due - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        if let (Some(interval), true) = (fragments, now >= next_fragment) {
+            next_fragment += interval;
+            if next_fragment < now {
+                next_fragment = now + interval;
+            }
+            let block = open.get_or_insert_with(|| BlockInProgress::open(chain));
+            if let Err(e) = block.add_fragment(chain, config) {
+                tracing::error!("fragment failed: {e}");
+            }
+        }
+        let full = open.as_ref().is_some_and(BlockInProgress::is_full);
+        if now < slot_end && !full {
+            continue;
+        }
+        let closed = match (fragments, open.take()) {
+            (None, _) => execute_block(chain, config),
+            (Some(_), Some(block)) => block.close(chain, config),
+            (Some(_), None) if config.empty_blocks => BlockInProgress::open(chain).close(chain, config),
+            (Some(_), None) => Ok(None),
+        };
+        slot_end += config.block_time;
+        if slot_end < now {
+            slot_end = now + config.block_time;
+        }
+        match closed {
+            // A full block leaves work behind: start the next slot at once.
+            Ok(Some(block)) if block.full => slot_end = Instant::now(),
+            Ok(_) => {}
+            Err(e) => tracing::error!("block building failed: {e}"),
+        }
+    }
+    chain.fragments_on.store(false, Ordering::Relaxed);
+    // Stopping: the open block is closed so its fragments are sealed.
+    if let Some(block) = open.take() {
+        if let Err(e) = block.close(chain, config) {
+            tracing::error!("closing the open block failed: {e}");
+        }
+    }
+}
+
 impl Builder {
     pub fn start(chain: Arc<Chain>, config: BuilderConfig) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
@@ -63,27 +138,7 @@ impl Builder {
         let building = chain.clone();
         let builder = std::thread::Builder::new()
             .name("cairn-builder".into())
-            .spawn(move || {
-                let chain = building;
-                let mut next = Instant::now() + config.block_time;
-                while !flag.load(Ordering::Relaxed) {
-                    let now = Instant::now();
-                    if now < next {
-                        std::thread::sleep((next - now).min(Duration::from_millis(50)));
-                        continue;
-                    }
-                    next += config.block_time;
-                    if next < Instant::now() {
-                        next = Instant::now() + config.block_time;
-                    }
-                    match execute_block(&chain, &config) {
-                        // A full block leaves work behind: start the next slot at once.
-                        Ok(Some(block)) if block.full => next = Instant::now(),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!("block building failed: {e}"),
-                    }
-                }
-            })
+            .spawn(move || slot_loop(&building, &config, &flag))
             .ok();
         let sealing = chain.clone();
         let sealer = std::thread::Builder::new()
@@ -115,100 +170,418 @@ impl Builder {
     }
 }
 
-/// Executes one block on top of the newest executed state and queues it for sealing.
-/// Returns it, or `None` when there was nothing to include and empty blocks are off.
+/// Executes one block on top of the newest executed state, in one piece and without
+/// fragments, and queues it for sealing. Returns it, or `None` when there was nothing
+/// to include and empty blocks are off.
 pub fn execute_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<ExecutedBlock>>, SequencerError> {
-    let view = chain.pending_view();
-    let tip = chain.tip();
-    debug_assert_eq!(view.number(), tip.number);
-    let base_fee = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
-    let candidates = chain.pool.lock().best(base_fee, config.max_block_txs);
-    if candidates.is_empty() && !config.empty_blocks {
-        return Ok(None);
+    let mut block = BlockInProgress::open(chain);
+    if let Some(part) = block.execute_next(chain, config)? {
+        block.commit_part(chain, part, false)?;
     }
-    let txs: Vec<_> = candidates.iter().map(|p| p.tx.clone()).collect();
-    let number = tip.number + 1;
-    let timestamp = now_secs().max(tip.timestamp);
-    let prevrandao = next_prevrandao(&tip, number);
-    let ctx = BlockContext::for_chain(&chain.config, number, timestamp, base_fee, prevrandao);
-    let started = std::time::Instant::now();
-    let output = chain.executor.execute(&view, &ctx, &txs, Mode::Building)?;
-    drop(view);
-    let executed = started.elapsed();
+    block.close(chain, config)
+}
 
-    let mut included = Vec::with_capacity(txs.len());
-    let mut receipts: Vec<StoredReceipt> = Vec::with_capacity(txs.len());
-    let mut dropped = Vec::new();
-    let mut next_nonce: HashMap<Address, u64> = HashMap::new();
-    let mut out_of_gas = false;
-    for (tx, outcome) in txs.iter().zip(output.outcomes) {
-        match outcome {
-            TxOutcome::Included(receipt) => {
-                next_nonce.insert(tx.signer(), tx.nonce() + 1);
-                included.push(tx);
-                receipts.push(receipt);
-            }
-            TxOutcome::Skipped(Skip::Invalid(reason)) => {
-                tracing::debug!(hash = %tx.tx_hash(), %reason, "dropping invalid transaction");
-                dropped.push(*tx.tx_hash());
-            }
-            TxOutcome::Skipped(Skip::Later(_)) => {}
-            TxOutcome::Skipped(Skip::BlockFull { .. }) => out_of_gas = true,
-        }
-    }
-    if included.is_empty() && !config.empty_blocks {
-        let mut pool = chain.pool.lock();
-        for h in &dropped {
-            pool.remove(h);
-        }
-        return Ok(None);
+/// Transactions of the pool executed after what a block holds.
+struct Part {
+    included: Vec<RecoveredTx>,
+    receipts: Vec<StoredReceipt>,
+    diff: StateDiff,
+    /// The block's cumulative gas after them.
+    gas_used: u64,
+    next_nonce: HashMap<Address, u64>,
+    dropped: Vec<(B256, String)>,
+    /// A transaction did not fit the gas left, or the transaction cap is reached.
+    full: bool,
+}
+
+/// The block the builder is filling: executed in pieces (one per fragment), closed at
+/// the end of its slot or when full.
+pub struct BlockInProgress {
+    ctx: BlockContext,
+    body: Vec<(B256, Address, Bytes)>,
+    receipts: Vec<StoredReceipt>,
+    diff: Arc<StateDiff>,
+    fragments: Vec<Arc<FragmentPart>>,
+    gas_used: u64,
+    logs: u64,
+    full: bool,
+    /// Its close record is in the fragment log already (a block recovered as closed).
+    close_logged: bool,
+}
+
+fn body_of(txs: &[RecoveredTx]) -> Vec<(B256, Address, Bytes)> {
+    txs.iter().map(|t| (*t.tx_hash(), t.signer(), Bytes::from(t.inner().encoded_2718()))).collect()
+}
+
+impl BlockInProgress {
+    /// Opens the block after the newest executed one.
+    pub fn open(chain: &Chain) -> Self {
+        let tip = chain.tip();
+        let base_fee = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
+        let number = tip.number + 1;
+        let timestamp = now_secs().max(tip.timestamp);
+        let prevrandao = next_prevrandao(&tip, number);
+        Self::with_context(BlockContext::for_chain(&chain.config, number, timestamp, base_fee, prevrandao))
     }
 
-    let envelopes: Vec<_> = included.iter().map(|t| t.inner().clone()).collect();
-    let receipt_envelopes: Vec<_> = receipts.iter().map(|r| r.envelope()).collect();
-    let mut logs_bloom = Bloom::ZERO;
-    for r in &receipt_envelopes {
-        logs_bloom.accrue_bloom(r.logs_bloom());
-    }
-    let header = Header {
-        ommers_hash: EMPTY_OMMER_ROOT_HASH,
-        beneficiary: chain.config.fee_recipient,
-        transactions_root: proofs::calculate_transaction_root(&envelopes),
-        receipts_root: proofs::calculate_receipt_root(&receipt_envelopes),
-        logs_bloom,
-        number,
-        gas_limit: chain.config.gas_limit,
-        gas_used: output.gas_used,
-        timestamp,
-        mix_hash: prevrandao,
-        base_fee_per_gas: Some(base_fee),
-        withdrawals_root: Some(EMPTY_ROOT_HASH),
-        blob_gas_used: Some(0),
-        excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(B256::ZERO),
-        requests_hash: requests_hash(&chain.config),
-        ..Default::default()
-    };
-    let body: Vec<(B256, Address, Bytes)> =
-        included.iter().map(|t| (*t.tx_hash(), t.signer(), Bytes::from(t.inner().encoded_2718()))).collect();
-    let full = out_of_gas || txs.len() >= config.max_block_txs;
-    let block = Arc::new(ExecutedBlock { header, body, receipts, diff: output.diff, full });
-    chain.push_executed(block.clone())?;
-    {
-        let mut pool = chain.pool.lock();
-        pool.on_nonces_used(next_nonce);
-        for h in &dropped {
-            pool.remove(h);
+    fn with_context(ctx: BlockContext) -> Self {
+        Self {
+            ctx,
+            body: Vec::new(),
+            receipts: Vec::new(),
+            diff: Arc::default(),
+            fragments: Vec::new(),
+            gas_used: 0,
+            logs: 0,
+            full: false,
+            close_logged: false,
         }
     }
-    tracing::debug!(
-        number,
-        txs = block.body.len(),
-        gas = block.header.gas_used,
-        execute_ms = executed.as_secs_f64() * 1e3,
-        "block executed"
-    );
-    Ok(Some(block))
+
+    pub fn number(&self) -> u64 {
+        self.ctx.number
+    }
+
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
+    /// No more transactions fit (gas limit or transaction cap).
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    fn offsets(&self) -> Offsets {
+        Offsets { index: self.body.len(), gas: self.gas_used, logs: self.logs }
+    }
+
+    /// Executes the best ready pool transactions after what the block holds, on the
+    /// newest preconfirmed state. `None` when the pool has nothing to offer.
+    fn execute_next(&self, chain: &Chain, config: &BuilderConfig) -> Result<Option<Part>, SequencerError> {
+        let room = config.max_block_txs.saturating_sub(self.body.len());
+        if room == 0 || self.full {
+            return Ok(None);
+        }
+        let candidates = chain.pool.lock().best(self.ctx.base_fee, room);
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let txs: Vec<RecoveredTx> = candidates.iter().map(|p| p.tx.clone()).collect();
+        let view = chain.pending_view();
+        let output = chain.executor.execute_from(&view, &self.ctx, &txs, Mode::Building, self.offsets())?;
+        drop(view);
+        let mut part = Part {
+            included: Vec::with_capacity(txs.len()),
+            receipts: Vec::with_capacity(txs.len()),
+            diff: output.diff,
+            gas_used: output.gas_used,
+            next_nonce: HashMap::new(),
+            dropped: Vec::new(),
+            full: txs.len() >= room,
+        };
+        for (tx, outcome) in txs.into_iter().zip(output.outcomes) {
+            match outcome {
+                TxOutcome::Included(receipt) => {
+                    part.next_nonce.insert(tx.signer(), tx.nonce() + 1);
+                    part.included.push(tx);
+                    part.receipts.push(receipt);
+                }
+                TxOutcome::Skipped(Skip::Invalid(reason)) => {
+                    tracing::debug!(hash = %tx.tx_hash(), %reason, "dropping invalid transaction");
+                    part.dropped.push((*tx.tx_hash(), reason));
+                }
+                TxOutcome::Skipped(Skip::Later(_)) => {}
+                TxOutcome::Skipped(Skip::BlockFull { .. }) => part.full = true,
+            }
+        }
+        Ok(Some(part))
+    }
+
+    /// Adds `part` to the block. With `sign` (and preconfirmations on) it becomes a
+    /// fragment: signed, durable in the fragment log, then published.
+    fn commit_part(
+        &mut self,
+        chain: &Chain,
+        part: Part,
+        sign: bool,
+    ) -> Result<Option<Arc<FragmentPart>>, SequencerError> {
+        let body = body_of(&part.included);
+        let fragment = match (&chain.preconf, sign && !body.is_empty()) {
+            (Some(preconf), true) => {
+                let fragment = Fragment {
+                    chain_id: chain.config.chain_id,
+                    height: self.ctx.number,
+                    index: self.fragments.len() as u32,
+                    parent: *chain.fragment_parent.lock(),
+                    timestamp: self.ctx.timestamp,
+                    base_fee: self.ctx.base_fee,
+                    first_tx: self.body.len() as u32,
+                    transactions: body.iter().map(|(h, _, _)| *h).collect(),
+                    gas_used: part.gas_used,
+                    receipts_hash: receipts_hash(&part.receipts),
+                    state_diff_hash: part.diff.commitment(),
+                };
+                let hash = fragment.hash();
+                let signature =
+                    preconf.signer.sign_hash_sync(&hash).map_err(|e| SequencerError::Sign(e.to_string()))?;
+                let signed = SignedFragment::new(fragment, &signature);
+                preconf.log.lock().append(&self.logged(&signed, &body))?;
+                Some(Arc::new(FragmentPart {
+                    signed,
+                    hash,
+                    body: body.clone(),
+                    receipts: part.receipts.clone(),
+                    at_ms: now_ms(),
+                }))
+            }
+            _ => None,
+        };
+        self.absorb(chain, body, part.receipts, part.diff, part.gas_used, part.full, fragment.clone());
+        {
+            let mut pool = chain.pool.lock();
+            pool.on_nonces_used(part.next_nonce);
+            for (h, _) in &part.dropped {
+                pool.remove(h);
+            }
+        }
+        for (h, reason) in &part.dropped {
+            chain.dropped(std::slice::from_ref(h), &format!("invalid at execution: {reason}"));
+        }
+        Ok(fragment)
+    }
+
+    fn logged(&self, signed: &SignedFragment, body: &[(B256, Address, Bytes)]) -> LoggedFragment {
+        let f = &signed.fragment;
+        LoggedFragment {
+            height: f.height,
+            index: f.index,
+            parent: f.parent,
+            timestamp: f.timestamp,
+            base_fee: f.base_fee,
+            first_tx: f.first_tx,
+            gas_used: f.gas_used,
+            receipts_hash: f.receipts_hash,
+            state_diff_hash: f.state_diff_hash,
+            signature: signed.signature.clone(),
+            prevrandao: self.ctx.prevrandao,
+            beneficiary: self.ctx.beneficiary,
+            gas_limit: self.ctx.gas_limit,
+            txs: body.iter().map(|(_, _, raw)| raw.clone()).collect(),
+        }
+    }
+
+    /// Takes executed transactions into the block; a fragment is published.
+    #[allow(clippy::too_many_arguments)]
+    fn absorb(
+        &mut self,
+        chain: &Chain,
+        body: Vec<(B256, Address, Bytes)>,
+        receipts: Vec<StoredReceipt>,
+        diff: StateDiff,
+        gas_used: u64,
+        full: bool,
+        fragment: Option<Arc<FragmentPart>>,
+    ) {
+        self.logs += receipts.iter().map(|r| r.logs.len() as u64).sum::<u64>();
+        self.body.extend(body);
+        self.receipts.extend(receipts);
+        Arc::make_mut(&mut self.diff).extend(diff);
+        self.gas_used = gas_used;
+        self.full |= full;
+        if let Some(part) = fragment {
+            self.fragments.push(part.clone());
+            *chain.fragment_parent.lock() = part.hash;
+            let open = OpenBlock {
+                number: self.ctx.number,
+                timestamp: self.ctx.timestamp,
+                base_fee: self.ctx.base_fee,
+                fragments: self.fragments.clone(),
+                diff: self.diff.clone(),
+            };
+            chain.publish_fragment(Arc::new(open), &part);
+        }
+    }
+
+    /// Executes the best ready pool transactions and, if any is included, emits them as
+    /// a signed, durable, published fragment (unsigned and unpublished when
+    /// preconfirmations are off).
+    pub fn add_fragment(
+        &mut self,
+        chain: &Chain,
+        config: &BuilderConfig,
+    ) -> Result<Option<Arc<FragmentPart>>, SequencerError> {
+        match self.execute_next(chain, config)? {
+            Some(part) => self.commit_part(chain, part, true),
+            None => Ok(None),
+        }
+    }
+
+    /// Executes a logged fragment again (replay mode) and takes it in; its gas, receipts
+    /// and state diff must be the ones it promised.
+    fn replay(&mut self, chain: &Chain, logged: &LoggedFragment) -> Result<(), SequencerError> {
+        use alloy_consensus::transaction::SignerRecoverable;
+        let diverged = |reason: String| SequencerError::Diverged { height: logged.height, index: logged.index, reason };
+        if logged.index as usize != self.fragments.len() || logged.first_tx as usize != self.body.len() {
+            return Err(diverged(format!(
+                "expected fragment {} at position {}, the log has fragment {} at {}",
+                self.fragments.len(),
+                self.body.len(),
+                logged.index,
+                logged.first_tx
+            )));
+        }
+        let mut txs = Vec::with_capacity(logged.txs.len());
+        for raw in &logged.txs {
+            let tx =
+                TxEnvelope::decode_2718_exact(raw).map_err(|e| diverged(format!("undecodable transaction: {e}")))?;
+            let sender = tx.recover_signer().map_err(|e| diverged(format!("bad signature: {e}")))?;
+            txs.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender));
+        }
+        let view = chain.pending_view();
+        let out = chain
+            .executor
+            .execute_from(&view, &self.ctx, &txs, Mode::Replay, self.offsets())
+            .map_err(|e| diverged(e.to_string()))?;
+        drop(view);
+        let receipts: Vec<StoredReceipt> = out
+            .outcomes
+            .into_iter()
+            .map(|o| match o {
+                TxOutcome::Included(r) => Ok(r),
+                TxOutcome::Skipped(s) => Err(diverged(format!("a transaction was skipped: {s:?}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let signed = logged.signed(chain.config.chain_id);
+        let f = &signed.fragment;
+        if out.gas_used != f.gas_used
+            || receipts_hash(&receipts) != f.receipts_hash
+            || out.diff.commitment() != f.state_diff_hash
+        {
+            return Err(diverged("gas, receipts or state diff differ from the signed fragment".into()));
+        }
+        let next_nonce: HashMap<Address, u64> = txs.iter().map(|t| (t.signer(), t.nonce() + 1)).collect();
+        let body = body_of(&txs);
+        let part = Arc::new(FragmentPart {
+            hash: f.hash(),
+            signed: signed.clone(),
+            body: body.clone(),
+            receipts: receipts.clone(),
+            at_ms: now_ms(),
+        });
+        self.absorb(chain, body, receipts, out.diff, out.gas_used, false, Some(part));
+        chain.pool.lock().on_nonces_used(next_nonce);
+        Ok(())
+    }
+
+    /// Closes the block: its transaction list is final (the close record is durable
+    /// first when it has fragments), it is queued for sealing (waiting while
+    /// [`crate::MAX_UNSEALED`] blocks wait) and announced as sequenced. `None` when it
+    /// is empty and empty blocks are off.
+    pub fn close(self, chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<ExecutedBlock>>, SequencerError> {
+        if self.body.is_empty() && !config.empty_blocks {
+            return Ok(None);
+        }
+        if let (Some(preconf), false, false) = (&chain.preconf, self.fragments.is_empty(), self.close_logged) {
+            preconf.log.lock().close(self.ctx.number)?;
+        }
+        let envelopes: Vec<TxEnvelope> = self
+            .body
+            .iter()
+            .map(|(_, _, raw)| TxEnvelope::decode_2718_exact(raw))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                SequencerError::Store(cairn_storage::StoreError::Corrupt { what: "block body", reason: e.to_string() })
+            })?;
+        let receipt_envelopes: Vec<_> = self.receipts.iter().map(|r| r.envelope()).collect();
+        let mut logs_bloom = Bloom::ZERO;
+        for r in &receipt_envelopes {
+            logs_bloom.accrue_bloom(r.logs_bloom());
+        }
+        let ctx = &self.ctx;
+        let header = Header {
+            ommers_hash: EMPTY_OMMER_ROOT_HASH,
+            beneficiary: ctx.beneficiary,
+            transactions_root: proofs::calculate_transaction_root(&envelopes),
+            receipts_root: proofs::calculate_receipt_root(&receipt_envelopes),
+            logs_bloom,
+            number: ctx.number,
+            gas_limit: ctx.gas_limit,
+            gas_used: self.gas_used,
+            timestamp: ctx.timestamp,
+            mix_hash: ctx.prevrandao,
+            base_fee_per_gas: Some(ctx.base_fee),
+            withdrawals_root: Some(EMPTY_ROOT_HASH),
+            blob_gas_used: Some(0),
+            excess_blob_gas: Some(0),
+            parent_beacon_block_root: Some(B256::ZERO),
+            requests_hash: requests_hash(&chain.config),
+            ..Default::default()
+        };
+        let full = self.full || self.body.len() >= config.max_block_txs;
+        let block = Arc::new(ExecutedBlock {
+            header,
+            body: self.body,
+            receipts: self.receipts,
+            diff: self.diff,
+            full,
+            fragments: self.fragments,
+        });
+        chain.push_executed(block.clone())?;
+        chain.sequenced(&block);
+        tracing::debug!(
+            number = block.header.number,
+            txs = block.body.len(),
+            fragments = block.fragments.len(),
+            gas = block.header.gas_used,
+            "block closed"
+        );
+        Ok(Some(block))
+    }
+}
+
+/// Replays the fragment log's blocks above the store's head: closed ones are executed
+/// again and sealed; the open one is left for the builder to go on with.
+pub(crate) fn recover(chain: &Chain, logged: Vec<LoggedBlock>) -> Result<(), SequencerError> {
+    let count = logged.len();
+    for (i, block) in logged.into_iter().enumerate() {
+        let expected = chain.tip().number + 1;
+        let corrupt =
+            |reason: String| SequencerError::Store(cairn_storage::StoreError::Corrupt { what: "fragment log", reason });
+        if block.height != expected {
+            return Err(corrupt(format!("it holds block {} where block {expected} was expected", block.height)));
+        }
+        let Some(first) = block.fragments.first() else { continue };
+        let mut ctx =
+            BlockContext::for_chain(&chain.config, block.height, first.timestamp, first.base_fee, first.prevrandao);
+        ctx.beneficiary = first.beneficiary;
+        ctx.gas_limit = first.gas_limit;
+        let mut open = BlockInProgress::with_context(ctx);
+        for f in &block.fragments {
+            open.replay(chain, f)?;
+        }
+        tracing::info!(
+            height = block.height,
+            fragments = block.fragments.len(),
+            txs = open.len(),
+            closed = block.closed,
+            "recovered preconfirmed block from the fragment log"
+        );
+        if block.closed {
+            open.close_logged = true;
+            let config = BuilderConfig { max_block_txs: usize::MAX, ..BuilderConfig::default() };
+            open.close(chain, &config)?;
+            seal_next(chain)?;
+        } else if i + 1 == count {
+            *chain.resumed.lock() = Some(open);
+        } else {
+            return Err(corrupt(format!("block {} is not closed but later blocks follow it", block.height)));
+        }
+    }
+    Ok(())
 }
 
 /// Seals the oldest executed block: computes its state root, completes its header and
@@ -241,6 +614,13 @@ pub fn seal_next(chain: &Chain) -> Result<Option<Arc<NewBlock>>, SequencerError>
         receipts: block.receipts.clone(),
         full: block.full,
     });
+    chain.sealed(&new);
+    if let Some(preconf) = &chain.preconf {
+        // Fragment files of blocks below this one are no longer needed for recovery.
+        if let Err(e) = preconf.log.lock().prune_below(new.header.number) {
+            tracing::warn!("pruning the fragment log failed: {e}");
+        }
+    }
     chain.publish(ChainEvent::Block(new.clone()));
     Ok(Some(new))
 }

@@ -7,17 +7,26 @@ use cairn_mempool::{Mempool, PoolConfig};
 use cairn_primitives::{
     AccountChange, AccountState, ChainConfig, GenesisAlloc, StateDiff, StoredReceipt, TxEnvelope, U256,
 };
-use cairn_storage::{Store, StoreError, StoreReader, TxLog};
+use cairn_storage::{RecordLog, Store, StoreError, StoreReader};
 use cairn_trie::{StateCommitter, TrieError};
 use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use tokio::sync::broadcast;
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
 
+use crate::builder::BlockInProgress;
+use crate::fragments::{now_ms, FragmentLog, FragmentPart, Preconf};
 use crate::ingress::Persister;
 use crate::pipeline::{ExecutedBlock, PendingView, Pipeline, Tip, MAX_UNSEALED};
+use crate::status::{StatusTracker, Tier, TxStatus};
 
-/// Capacity of the event channel; a subscriber that falls further behind is told it lagged.
-pub const EVENT_BUFFER: usize = 1_024;
+/// Capacity of the event channel; a subscriber that falls further behind is told it
+/// lagged (and is dropped).
+pub const EVENT_BUFFER: usize = 16_384;
+
+/// Most clients waiting for a preconfirmation at once.
+pub const MAX_PRECONF_WAITERS: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SequencerError {
@@ -31,6 +40,18 @@ pub enum SequencerError {
     ChainMismatch { stored: u64, requested: u64 },
     #[error("the sealer stopped before block {0} was sealed")]
     Stopped(u64),
+    #[error("signing a fragment failed: {0}")]
+    Sign(String),
+    #[error("fragment replay diverged at block {height} fragment {index}: {reason}")]
+    Diverged { height: u64, index: u32, reason: String },
+    #[error("preconfirmations are off on this node")]
+    PreconfOff,
+    #[error("too many clients are waiting for preconfirmations (limit {MAX_PRECONF_WAITERS})")]
+    TooManyWaiters,
+    #[error("transaction {hash} was not preconfirmed within {ms} ms (it stays in the pool)")]
+    PreconfTimeout { hash: B256, ms: u128 },
+    #[error("transaction {hash} was dropped: {reason}")]
+    Dropped { hash: B256, reason: String },
 }
 
 /// A block that was just committed, with what subscribers need.
@@ -44,12 +65,51 @@ pub struct NewBlock {
     pub full: bool,
 }
 
+/// A block that was just closed: its transactions and their order are final.
+#[derive(Debug, Clone)]
+pub struct SequencedBlock {
+    pub number: u64,
+    pub tx_hashes: Vec<B256>,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Clone)]
 pub enum ChainEvent {
+    /// A block was sealed (state root computed, committed).
     Block(Arc<NewBlock>),
-    /// A transaction became ready in the pool.
-    PendingTx(B256),
+    /// A transaction was admitted; `ready` when it can execute now (no nonce gap).
+    Received { hash: B256, ready: bool, at_ms: u64 },
+    /// A preconfirmation fragment was made durable and is published.
+    Fragment(Arc<FragmentPart>),
+    /// A block was closed.
+    Sequenced(Arc<SequencedBlock>),
+    /// A transaction that was only received was retracted.
+    Dropped { hash: B256, reason: Arc<str>, at_ms: u64 },
 }
+
+/// A transaction in an executed-but-unsealed block or in the open block.
+#[derive(Debug, Clone)]
+pub struct UnsealedTx {
+    pub number: u64,
+    pub position: u64,
+    pub timestamp: u64,
+    pub base_fee: u64,
+    pub sender: alloy_primitives::Address,
+    pub raw: alloy_primitives::Bytes,
+    pub receipt: StoredReceipt,
+    /// The fragment that preconfirmed it (none when fragments are off).
+    pub fragment: Option<Arc<FragmentPart>>,
+    /// Its block is closed, not only preconfirmed.
+    pub sequenced: bool,
+}
+
+pub(crate) struct PreconfState {
+    pub signer: alloy_signer_local::PrivateKeySigner,
+    pub log: Mutex<FragmentLog>,
+}
+
+type Waiter = oneshot::Sender<Result<(Arc<FragmentPart>, usize), Arc<str>>>;
 
 /// Everything the node's parts share: store, pool, chain config, latest header, events.
 pub struct Chain {
@@ -65,12 +125,24 @@ pub struct Chain {
     me: Weak<Chain>,
     events: broadcast::Sender<ChainEvent>,
     pub(crate) persister: Persister,
+    pub(crate) preconf: Option<PreconfState>,
+    pub(crate) status: Mutex<StatusTracker>,
+    waiters: Mutex<HashMap<B256, Vec<Waiter>>>,
+    /// The open block found in the fragment log at start, for the builder to go on with.
+    pub(crate) resumed: Mutex<Option<BlockInProgress>>,
+    /// Hash of the newest fragment (the parent of the next one).
+    pub(crate) fragment_parent: Mutex<B256>,
+    /// A builder that emits fragments is running.
+    pub(crate) fragments_on: std::sync::atomic::AtomicBool,
 }
 
 impl Chain {
-    /// Opens the chain in `store`, writing genesis from `alloc` on first start, and
-    /// reloads the pool from the admission log at `log_path`. Must be called inside a
-    /// tokio runtime.
+    /// Opens the chain in `store`, writing genesis from `alloc` on first start, reloads
+    /// the pool from the admission log at `log_path` and, with `preconf`, replays the
+    /// fragment log: blocks that were closed are executed again and sealed, the open
+    /// one is handed to the builder, so every preconfirmed transaction keeps its height
+    /// and position. Must be called inside a tokio runtime.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         store: Store,
         log_path: &std::path::Path,
@@ -79,6 +151,7 @@ impl Chain {
         pool: PoolConfig,
         executor: Arc<dyn Executor>,
         committer: Arc<dyn StateCommitter>,
+        preconf: Option<Preconf>,
     ) -> Result<Arc<Self>, SequencerError> {
         let reader = store.reader()?;
         let config = match reader.chain_config() {
@@ -100,14 +173,22 @@ impl Chain {
             reader.header(head)?.ok_or(StoreError::Corrupt { what: "head", reason: format!("no header {head}") })?;
         let hash = header.hash_slow();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let (mut log, records) = TxLog::open(log_path)?;
+        let (mut log, records) = RecordLog::open(log_path)?;
         let pool = Arc::new(Mutex::new(Mempool::new(pool)));
         reload_pool(&store, &pool, records)?;
+        let (fragment_log, parent, logged) = match &preconf {
+            Some(p) => {
+                let (log, parent, logged) = FragmentLog::open(&p.dir, head, config.chain_id)?;
+                (Some(log), parent, logged)
+            }
+            None => (None, B256::ZERO, Vec::new()),
+        };
         let pipeline = Arc::new(Mutex::new(Pipeline {
             snapshot: Arc::new(store.reader()?),
             tip: Tip::of(&header),
             latest: (header, hash),
             unsealed: Default::default(),
+            open: None,
             closed: false,
         }));
         log.rewrite(pool_records(&pool, &pipeline).iter().map(Vec::as_slice))?;
@@ -123,8 +204,26 @@ impl Chain {
             me: me.clone(),
             events,
             persister,
+            preconf: preconf.zip(fragment_log).map(|(p, log)| PreconfState { signer: p.signer, log: Mutex::new(log) }),
+            status: Mutex::new(StatusTracker::default()),
+            waiters: Mutex::new(HashMap::new()),
+            resumed: Mutex::new(None),
+            fragment_parent: Mutex::new(parent),
+            fragments_on: std::sync::atomic::AtomicBool::new(false),
         });
+        crate::builder::recover(&chain, logged)?;
         Ok(chain)
+    }
+
+    /// The address that signs this node's fragments, when a builder emits them.
+    pub fn sequencer_address(&self) -> Option<alloy_primitives::Address> {
+        let on = self.fragments_on.load(std::sync::atomic::Ordering::Relaxed);
+        self.preconf.as_ref().filter(|_| on).map(|p| p.signer.address())
+    }
+
+    /// The sequencer key's address, whether or not fragments are being emitted.
+    pub fn signer_address(&self) -> Option<alloy_primitives::Address> {
+        self.preconf.as_ref().map(|p| p.signer.address())
     }
 
     /// The newest sealed header and its hash (what `latest` means over RPC).
@@ -142,10 +241,197 @@ impl Chain {
         self.pipeline.lock().tip
     }
 
-    /// An executed-but-unsealed transaction: its block and position.
-    pub fn find_unsealed(&self, hash: &B256) -> Option<(Arc<ExecutedBlock>, usize)> {
-        let p = self.pipeline.lock();
-        p.unsealed.iter().find_map(|b| b.body.iter().position(|(h, _, _)| h == hash).map(|i| (b.clone(), i)))
+    /// A transaction that is preconfirmed or sequenced but not sealed yet.
+    pub fn find_unsealed(&self, hash: &B256) -> Option<UnsealedTx> {
+        let (open, unsealed) = {
+            let p = self.pipeline.lock();
+            (p.open.clone(), p.unsealed.iter().cloned().collect::<Vec<_>>())
+        };
+        if let Some(open) = open {
+            if let Some((part, i)) = open.find(hash) {
+                let (_, sender, raw) = part.body[i].clone();
+                return Some(UnsealedTx {
+                    number: open.number,
+                    position: u64::from(part.fragment().first_tx) + i as u64,
+                    timestamp: open.timestamp,
+                    base_fee: open.base_fee,
+                    sender,
+                    raw,
+                    receipt: part.receipts[i].clone(),
+                    fragment: Some(part),
+                    sequenced: false,
+                });
+            }
+        }
+        unsealed.iter().find_map(|b| {
+            let i = b.body.iter().position(|(h, _, _)| h == hash)?;
+            let (_, sender, raw) = b.body[i].clone();
+            Some(UnsealedTx {
+                number: b.header.number,
+                position: i as u64,
+                timestamp: b.header.timestamp,
+                base_fee: b.header.base_fee_per_gas.unwrap_or_default(),
+                sender,
+                raw,
+                receipt: b.receipts[i].clone(),
+                fragment: b.fragments.iter().find(|f| f.find(hash).is_some()).cloned(),
+                sequenced: true,
+            })
+        })
+    }
+
+    /// The open block as far as it is preconfirmed.
+    pub fn open_block(&self) -> Option<Arc<crate::fragments::OpenBlock>> {
+        self.pipeline.lock().open.clone()
+    }
+
+    /// Status of a transaction: its tier history when it is among the recently tracked
+    /// ones, otherwise its tier from where it is (no timestamps); `None` if unknown.
+    pub fn status(&self, hash: &B256) -> Result<Option<TxStatus>, SequencerError> {
+        if let Some(s) = self.status.lock().get(hash) {
+            return Ok(Some(s));
+        }
+        let bare = |tier, block, position, fragment| TxStatus {
+            tier,
+            history: Vec::new(),
+            block,
+            position,
+            fragment,
+            reason: None,
+        };
+        if let Some(u) = self.find_unsealed(hash) {
+            let tier = if u.sequenced { Tier::Sequenced } else { Tier::Preconfirmed };
+            return Ok(Some(bare(tier, Some(u.number), Some(u.position), u.fragment)));
+        }
+        if self.pool.lock().contains(hash) {
+            return Ok(Some(bare(Tier::Received, None, None, None)));
+        }
+        Ok(self.snapshot().tx(*hash)?.map(|r| bare(Tier::Sealed, Some(r.block_number), Some(r.index), None)))
+    }
+
+    /// Waits until `hash` is in a published fragment; returns the fragment and the
+    /// transaction's index in it. Errors when preconfirmations are off, the
+    /// transaction is dropped, or `timeout` passes.
+    pub async fn wait_preconfirmed(
+        &self,
+        hash: B256,
+        timeout: Duration,
+    ) -> Result<(Arc<FragmentPart>, usize), SequencerError> {
+        if self.sequencer_address().is_none() {
+            return Err(SequencerError::PreconfOff);
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiters = self.waiters.lock();
+            if waiters.len() >= MAX_PRECONF_WAITERS {
+                return Err(SequencerError::TooManyWaiters);
+            }
+            waiters.entry(hash).or_default().push(tx);
+        }
+        // Registered first, then looked up: a fragment published in between is seen
+        // by one or the other.
+        let known = self.status.lock().get(&hash);
+        let result = match known {
+            Some(TxStatus { fragment: Some(part), .. }) => part.find(&hash).map(|i| Ok((part.clone(), i))),
+            Some(TxStatus { tier: Tier::Dropped, reason, .. }) => Some(Err(reason.unwrap_or_default().into())),
+            _ => None,
+        };
+        let result = match result {
+            Some(r) => {
+                drop(rx);
+                Some(r)
+            }
+            None => tokio::time::timeout(timeout, rx).await.ok().and_then(Result::ok),
+        };
+        {
+            let mut waiters = self.waiters.lock();
+            if let Some(list) = waiters.get_mut(&hash) {
+                list.retain(|w| !w.is_closed());
+                if list.is_empty() {
+                    waiters.remove(&hash);
+                }
+            }
+        }
+        match result {
+            Some(Ok(found)) => Ok(found),
+            Some(Err(reason)) => Err(SequencerError::Dropped { hash, reason: reason.to_string() }),
+            None => Err(SequencerError::PreconfTimeout { hash, ms: timeout.as_millis() }),
+        }
+    }
+
+    /// Publishes a durable fragment: the open block readers see, the status of its
+    /// transactions, their waiters, subscribers.
+    pub(crate) fn publish_fragment(&self, open: Arc<crate::fragments::OpenBlock>, part: &Arc<FragmentPart>) {
+        self.pipeline.lock().open = Some(open);
+        self.status.lock().preconfirmed(part);
+        {
+            let mut waiters = self.waiters.lock();
+            if !waiters.is_empty() {
+                for (i, (hash, _, _)) in part.body.iter().enumerate() {
+                    for w in waiters.remove(hash).into_iter().flatten() {
+                        let _ = w.send(Ok((part.clone(), i)));
+                    }
+                }
+            }
+        }
+        self.publish(ChainEvent::Fragment(part.clone()));
+    }
+
+    /// Announces a closed block (status of its transactions, subscribers).
+    pub(crate) fn sequenced(&self, block: &ExecutedBlock) {
+        let at_ms = now_ms();
+        let tx_hashes: Vec<B256> = block.body.iter().map(|(h, _, _)| *h).collect();
+        {
+            let mut status = self.status.lock();
+            for (i, h) in tx_hashes.iter().enumerate() {
+                let s = status.advance(*h, Tier::Sequenced, at_ms);
+                s.block = Some(block.header.number);
+                s.position = Some(i as u64);
+            }
+        }
+        self.publish(ChainEvent::Sequenced(Arc::new(SequencedBlock { number: block.header.number, tx_hashes, at_ms })));
+    }
+
+    /// Marks a sealed block's transactions sealed.
+    pub(crate) fn sealed(&self, block: &NewBlock) {
+        let at_ms = now_ms();
+        let mut status = self.status.lock();
+        for h in &block.tx_hashes {
+            status.advance(*h, Tier::Sealed, at_ms);
+        }
+    }
+
+    /// Records a received transaction (status, subscribers).
+    pub(crate) fn received(&self, hash: B256, ready: bool) {
+        let at_ms = now_ms();
+        self.status.lock().advance(hash, Tier::Received, at_ms);
+        self.publish(ChainEvent::Received { hash, ready, at_ms });
+    }
+
+    /// Retracts received transactions (status, waiters, subscribers).
+    pub(crate) fn dropped(&self, hashes: &[B256], reason: &str) {
+        if hashes.is_empty() {
+            return;
+        }
+        let at_ms = now_ms();
+        let reason: Arc<str> = reason.into();
+        {
+            let mut status = self.status.lock();
+            for h in hashes {
+                status.dropped(*h, &reason, at_ms);
+            }
+        }
+        {
+            let mut waiters = self.waiters.lock();
+            for h in hashes {
+                for w in waiters.remove(h).into_iter().flatten() {
+                    let _ = w.send(Err(reason.clone()));
+                }
+            }
+        }
+        for h in hashes {
+            self.publish(ChainEvent::Dropped { hash: *h, reason: reason.clone(), at_ms });
+        }
     }
 
     /// Number of executed blocks waiting for their state root.
@@ -157,7 +443,12 @@ impl Chain {
     /// what the builder executes on).
     pub fn pending_view(&self) -> PendingView {
         let p = self.pipeline.lock();
-        PendingView { base: p.snapshot.clone(), blocks: p.unsealed.iter().cloned().collect(), chain: self.me.clone() }
+        PendingView {
+            base: p.snapshot.clone(),
+            blocks: p.unsealed.iter().cloned().collect(),
+            open: p.open.clone(),
+            chain: self.me.clone(),
+        }
     }
 
     /// Base fee the next block will charge.
@@ -177,6 +468,10 @@ impl Chain {
             return Err(SequencerError::Stopped(block.header.number));
         }
         p.tip = Tip::of(&block.header);
+        // The open block becomes this executed block in one step.
+        if p.open.as_ref().is_some_and(|o| o.number == block.header.number) {
+            p.open = None;
+        }
         p.unsealed.push_back(block);
         self.changed.notify_all();
         Ok(())
@@ -238,8 +533,12 @@ impl Chain {
 pub(crate) fn pool_records(pool: &Mutex<Mempool>, pipeline: &Mutex<Pipeline>) -> Vec<Vec<u8>> {
     use alloy_eips::eip2718::Encodable2718;
     let mut out: Vec<Vec<u8>> = pool.lock().all().map(|p| p.tx.inner().encoded_2718()).collect();
-    for block in &pipeline.lock().unsealed {
+    let p = pipeline.lock();
+    for block in &p.unsealed {
         out.extend(block.body.iter().map(|(_, _, raw)| raw.to_vec()));
+    }
+    for part in p.open.iter().flat_map(|o| &o.fragments) {
+        out.extend(part.body.iter().map(|(_, _, raw)| raw.to_vec()));
     }
     out
 }

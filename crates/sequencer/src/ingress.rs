@@ -6,12 +6,12 @@ use cairn_executor::{intrinsic_gas, spec_of};
 use cairn_mempool::Mempool;
 use cairn_mempool::PoolError;
 use cairn_primitives::{StateView, TxEnvelope};
-use cairn_storage::TxLog;
+use cairn_storage::RecordLog;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chain::{Chain, ChainEvent};
+use crate::chain::Chain;
 
 /// Why a transaction was refused at the door; messages follow geth's wording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,9 +111,11 @@ impl Ingress {
             chain.pool.lock().remove(&hash);
             return Err(IngressError::Durability(e));
         }
-        if inserted.ready {
-            chain.publish(ChainEvent::PendingTx(hash));
+        chain.received(hash, inserted.ready);
+        if let Some(old) = inserted.replaced {
+            chain.dropped(&[old], &format!("replaced by {hash}"));
         }
+        chain.dropped(&inserted.evicted, "evicted from the full pool");
         Ok(hash)
     }
 }
@@ -139,7 +141,7 @@ const COMPACT_AT: u64 = 64 * 1024 * 1024;
 
 impl Persister {
     pub(crate) fn start(
-        log: TxLog,
+        log: RecordLog,
         pool: Arc<Mutex<Mempool>>,
         pipeline: Arc<Mutex<crate::pipeline::Pipeline>>,
     ) -> Self {

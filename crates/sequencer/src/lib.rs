@@ -10,10 +10,19 @@
 
 mod builder;
 mod chain;
+mod fragments;
 mod ingress;
 mod pipeline;
+mod status;
 
-pub use builder::{build_block, execute_block, next_prevrandao, seal_next, Builder, BuilderConfig};
-pub use chain::{Chain, ChainEvent, NewBlock, SequencerError};
+pub use builder::{
+    build_block, execute_block, next_prevrandao, seal_next, BlockInProgress, Builder, BuilderConfig,
+    DEFAULT_FRAGMENT_INTERVAL,
+};
+pub use chain::{
+    Chain, ChainEvent, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER, MAX_PRECONF_WAITERS,
+};
+pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
 pub use ingress::{Ingress, IngressError};
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
+pub use status::{StatusChange, Step, Tier, TxStatus, MAX_TRACKED};

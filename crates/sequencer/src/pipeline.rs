@@ -3,8 +3,10 @@
 //! The builder executes block `h + 1` on top of the state of block `h` as soon as `h`
 //! is executed; it does not wait for `h`'s state root. Each executed block waits here
 //! (at most [`MAX_UNSEALED`] of them; beyond that the builder waits: back-pressure)
-//! until the sealer has computed its root and committed it. [`PendingView`] is the state
-//! after the newest executed block: the sealed snapshot with the unsealed diffs on top.
+//! until the sealer has computed its root and committed it. Above them, the block the
+//! builder is filling publishes its preconfirmation fragments as they are made
+//! ([`OpenBlock`]). [`PendingView`] is the newest preconfirmed state: the sealed
+//! snapshot with the unsealed diffs and the open block's diff on top.
 
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256};
@@ -12,6 +14,8 @@ use cairn_primitives::{AccountState, StateDiff, StateError, StateView, StoredRec
 use cairn_storage::StoreReader;
 use std::collections::VecDeque;
 use std::sync::Arc;
+
+use crate::fragments::{FragmentPart, OpenBlock};
 
 /// Most blocks that may be executed but not yet sealed.
 pub const MAX_UNSEALED: usize = 4;
@@ -24,9 +28,11 @@ pub struct ExecutedBlock {
     /// `(hash, sender, raw EIP-2718 bytes)` in block order.
     pub body: Vec<(B256, Address, Bytes)>,
     pub receipts: Vec<StoredReceipt>,
-    pub diff: StateDiff,
+    pub diff: Arc<StateDiff>,
     /// The block hit its gas limit or transaction cap: more work is waiting.
     pub full: bool,
+    /// Its preconfirmation fragments (none when fragments are off).
+    pub fragments: Vec<Arc<FragmentPart>>,
 }
 
 /// What the next block builds on: the newest executed (or sealed) block.
@@ -59,29 +65,37 @@ pub(crate) struct Pipeline {
     pub latest: (Header, B256),
     /// Executed blocks `latest + 1 ..= tip`, oldest first.
     pub unsealed: VecDeque<Arc<ExecutedBlock>>,
+    /// The block being filled above `tip`, as far as it is preconfirmed.
+    pub open: Option<Arc<OpenBlock>>,
     pub tip: Tip,
     /// Set when the sealer stops; waiters give up instead of hanging.
     pub closed: bool,
 }
 
-/// The state after the newest executed block.
+/// The newest preconfirmed state: sealed snapshot, unsealed blocks, open block.
 pub struct PendingView {
     pub(crate) base: Arc<StoreReader>,
     pub(crate) blocks: Vec<Arc<ExecutedBlock>>,
+    pub(crate) open: Option<Arc<OpenBlock>>,
     pub(crate) chain: std::sync::Weak<crate::Chain>,
 }
 
 impl PendingView {
-    /// Number of the block this state is the result of.
+    /// Number of the newest executed (closed) block under this state.
     pub fn number(&self) -> u64 {
         self.blocks.last().map(|b| b.header.number).unwrap_or_else(|| self.base.head().unwrap_or_default())
+    }
+
+    /// The diffs above the sealed snapshot, newest first.
+    fn layers(&self) -> impl Iterator<Item = &StateDiff> {
+        self.open.iter().map(|o| o.diff.as_ref()).chain(self.blocks.iter().rev().map(|b| b.diff.as_ref()))
     }
 }
 
 impl StateView for PendingView {
     fn account(&self, address: Address) -> Result<Option<AccountState>, StateError> {
-        for block in self.blocks.iter().rev() {
-            if let Some(change) = block.diff.accounts.get(&address) {
+        for diff in self.layers() {
+            if let Some(change) = diff.accounts.get(&address) {
                 return Ok(change.info);
             }
         }
@@ -89,8 +103,8 @@ impl StateView for PendingView {
     }
 
     fn storage(&self, address: Address, slot: U256) -> Result<U256, StateError> {
-        for block in self.blocks.iter().rev() {
-            if let Some(change) = block.diff.accounts.get(&address) {
+        for diff in self.layers() {
+            if let Some(change) = diff.accounts.get(&address) {
                 if let Some(value) = change.storage.get(&slot) {
                     return Ok(*value);
                 }
@@ -103,8 +117,8 @@ impl StateView for PendingView {
     }
 
     fn code(&self, code_hash: B256) -> Result<Bytes, StateError> {
-        for block in self.blocks.iter().rev() {
-            if let Some(code) = block.diff.code.get(&code_hash) {
+        for diff in self.layers() {
+            if let Some(code) = diff.code.get(&code_hash) {
                 return Ok(code.clone());
             }
         }

@@ -26,6 +26,7 @@ fn open_with(dir: &std::path::Path, config: ChainConfig) -> Arc<Chain> {
         PoolConfig::default(),
         Arc::new(SequentialExecutor),
         Arc::new(IncrementalCommitter::new(2).expect("trie threads")),
+        None,
     )
     .expect("chain")
 }

@@ -3,19 +3,19 @@
 //! Every block is committed by one [`BlockWriter`], i.e. one redb write transaction:
 //! header, transactions, receipts, the log index, the flat-state diff, trie data and the
 //! head move together or not at all. Accepted-but-unincluded transactions are kept in
-//! the separate admission log ([`TxLog`]) so they survive a crash.
+//! the separate admission log ([`RecordLog`]) so they survive a crash.
 //!
 //! The flat state is keyed by hashed keys (`keccak(address)`, `keccak(slot)`) so a range
 //! scan yields exactly the order the Merkle-Patricia trie needs.
 
 mod codec;
 mod reader;
-mod txlog;
+mod record_log;
 mod writer;
 
 pub use codec::{AccountRecord, TxRecord};
 pub use reader::{StateAt, StoreReader};
-pub use txlog::TxLog;
+pub use record_log::{sync_parent, RecordLog};
 pub use writer::{BlockWriter, EMPTY_ROOT};
 
 /// Which trie a node or root belongs to: the account trie, or the storage trie of the

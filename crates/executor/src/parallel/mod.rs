@@ -35,7 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::diff::{AccountUpdate, DiffBuilder};
 use crate::evm::{block_env, cfg_env, tx_env};
-use crate::sequential::{classify, execute_at, receipt_of, reject, Offsets};
+use crate::sequential::{classify, execute_at, receipt_of, reject};
+use crate::Offsets;
 use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Skip, TxOutcome};
 use db::{ParDbError, Served, Shared, TxDb};
 use handler::{DeferredRewardHandler, ParEvm};
@@ -130,64 +131,69 @@ fn longest_chain(state: &dyn StateView, txs: &[RecoveredTx]) -> usize {
 const MAX_CHAIN_SHARE: f64 = 0.6;
 
 impl Executor for ParallelExecutor {
-    fn execute(
+    fn execute_from(
         &self,
         state: &dyn StateView,
         block: &BlockContext,
         txs: &[RecoveredTx],
         mode: Mode,
+        at: Offsets,
     ) -> Result<BlockOutput, ExecError> {
-        self.execute_with_stats(state, block, txs, mode).map(|(out, _)| out)
+        self.execute_with_stats(state, block, txs, mode, at).map(|(out, _)| out)
     }
 }
 
 impl ParallelExecutor {
-    /// [`Executor::execute`], also reporting how the work was done.
+    /// [`Executor::execute_from`], also reporting how the work was done.
     pub fn execute_with_stats(
         &self,
         state: &dyn StateView,
         block: &BlockContext,
         txs: &[RecoveredTx],
         mode: Mode,
+        start: Offsets,
     ) -> Result<(BlockOutput, ParallelStats), ExecError> {
         let mut stats = ParallelStats::default();
         if self.threads < 2 || txs.len() < self.min_txs {
-            return Ok((execute_at(state, block, txs, mode, Offsets::default())?, stats));
+            return Ok((execute_at(state, block, txs, mode, start)?, stats));
         }
         if self.heuristics && longest_chain(state, txs) as f64 > MAX_CHAIN_SHARE * txs.len() as f64 {
             stats.predicted_sequential += 1;
-            return Ok((execute_at(state, block, txs, mode, Offsets::default())?, stats));
+            return Ok((execute_at(state, block, txs, mode, start)?, stats));
         }
         if mode == Mode::Replay {
             // A valid block never runs out of block gas; if this one does, the
             // sequential run reports the same error.
-            let out = match self.run(state, block, txs, mode, Offsets::default(), &mut stats) {
+            let out = match self.run(state, block, txs, mode, start, &mut stats) {
                 Some(out) => out,
-                None => execute_at(state, block, txs, mode, Offsets::default())?,
+                None => execute_at(state, block, txs, mode, start)?,
             };
             return Ok((out, stats));
         }
         // Building: run in rounds, each a prefix of the remaining transactions whose gas
         // limits fit in the gas left, so that no transaction inside a round can find the
         // block full; what a round leaves out is decided with the real gas used.
-        let mut out = BlockOutput::default();
-        let mut at = Offsets::default();
-        while at.index < txs.len() {
-            let gas_left = block.gas_limit - at.gas;
-            let first = &txs[at.index];
+        let mut out = BlockOutput { gas_used: start.gas, ..Default::default() };
+        let mut at = start;
+        // `i`: position in `txs`; `at.index`: position in the block.
+        let mut i = 0;
+        while i < txs.len() {
+            let gas_left = block.gas_limit.saturating_sub(at.gas);
+            let first = &txs[i];
             if first.gas_limit() > gas_left {
                 let skip = Skip::BlockFull { gas_limit: first.gas_limit(), gas_left };
                 out.outcomes.push(reject(mode, at.index, first, skip)?);
                 at.index += 1;
+                i += 1;
                 continue;
             }
-            let mut end = at.index;
+            let mut end = i;
             let mut sum = 0u64;
             while end < txs.len() && sum + txs[end].gas_limit() <= gas_left {
                 sum += txs[end].gas_limit();
                 end += 1;
             }
-            let round = &txs[at.index..end];
+            let round = &txs[i..end];
             let view = overlay::Overlay::new(state, &out.diff);
             let ran =
                 if round.len() >= self.min_txs { self.run(&view, block, round, mode, at, &mut stats) } else { None };
@@ -204,7 +210,8 @@ impl ParallelExecutor {
                 })
                 .sum::<u64>();
             at.gas = part.gas_used;
-            at.index = end;
+            at.index += end - i;
+            i = end;
             out.gas_used = part.gas_used;
             out.outcomes.extend(part.outcomes);
             out.diff.extend(part.diff);

@@ -1,0 +1,167 @@
+//! Cairn's own methods: preconfirmations and transaction status.
+//!
+//! - `cairn_sendRawTransactionPreconfirmed(raw, timeoutMs?)`: admits a transaction like
+//!   `eth_sendRawTransaction`, then answers once it is in a signed, durable fragment,
+//!   with the receipt, the promised block and position, and the signed fragment.
+//! - `eth_sendRawTransactionSync(raw, timeoutMs?)` (EIP-7966): the same wait, answered
+//!   with the (preconfirmed) receipt only.
+//! - `cairn_getTransactionStatus(hash)`: the tier and its history.
+//! - `cairn_sequencer()`: the address that signs fragments and the EIP-712 domain and
+//!   types to check them with.
+
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Bytes, B256, U64};
+use cairn_primitives::fragment::{domain, DOMAIN_NAME, DOMAIN_VERSION};
+use cairn_sequencer::{FragmentPart, SequencerError, Tier, TxStatus};
+use jsonrpsee::RpcModule;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use crate::convert::{rpc_receipt, Place};
+use crate::eth::{invalid, EthApi};
+use crate::RpcError;
+
+/// How long a send-and-wait method waits for the preconfirmation by default, and at most.
+pub const DEFAULT_PRECONF_WAIT: Duration = Duration::from_secs(2);
+pub const MAX_PRECONF_WAIT: Duration = Duration::from_secs(30);
+
+/// A fragment as published: the signed fields, `signature`, `hash` and, for the
+/// stream, the receipts of its transactions (block hash null: not sealed yet).
+pub fn fragment_json(part: &FragmentPart, with_receipts: bool) -> Value {
+    let mut v = serde_json::to_value(&part.signed).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.insert("hash".into(), json!(part.hash));
+        if with_receipts {
+            let receipts: Vec<Value> =
+                (0..part.body.len()).filter_map(|i| fragment_receipt(part, i).ok()).map(|r| json!(r)).collect();
+            map.insert("receipts".into(), Value::Array(receipts));
+        }
+    }
+    v
+}
+
+fn fragment_receipt(part: &FragmentPart, i: usize) -> Result<alloy_rpc_types_eth::TransactionReceipt, RpcError> {
+    let (hash, sender, raw) = &part.body[i];
+    let tx = cairn_primitives::TxEnvelope::decode_2718(&mut raw.as_ref())
+        .map_err(|e| RpcError::Internal(format!("fragment transaction: {e}")))?;
+    let f = part.fragment();
+    let place =
+        Place { number: f.height, timestamp: f.timestamp, block_hash: None, index: u64::from(f.first_tx) + i as u64 };
+    Ok(rpc_receipt(*hash, &tx, *sender, &part.receipts[i], place))
+}
+
+/// A signed preconfirmation of transaction `i` of `part`.
+pub fn preconfirmation_json(api: &EthApi, part: &FragmentPart, i: usize) -> Result<Value, RpcError> {
+    let receipt = fragment_receipt(part, i)?;
+    let f = part.fragment();
+    Ok(json!({
+        "transactionHash": part.body[i].0,
+        "blockNumber": U64::from(f.height),
+        "transactionIndex": U64::from(u64::from(f.first_tx) + i as u64),
+        "receipt": receipt,
+        "fragment": fragment_json(part, false),
+        "sequencer": api.chain.sequencer_address(),
+    }))
+}
+
+pub fn status_json(hash: &B256, s: &TxStatus) -> Value {
+    json!({
+        "transactionHash": hash,
+        "status": s.tier,
+        "history": s.history,
+        "blockNumber": s.block.map(U64::from),
+        "transactionIndex": s.position.map(U64::from),
+        "fragment": s.fragment.as_ref().map(|p| json!({
+            "height": p.fragment().height,
+            "index": p.fragment().index,
+            "hash": p.hash,
+        })),
+        "reason": s.reason,
+    })
+}
+
+pub fn status_change_json(hash: &B256, tier: Tier, at: u64, place: Option<(u64, u64)>, reason: Option<&str>) -> Value {
+    json!({
+        "transactionHash": hash,
+        "status": tier,
+        "at": at,
+        "blockNumber": place.map(|p| U64::from(p.0)),
+        "transactionIndex": place.map(|p| U64::from(p.1)),
+        "reason": reason,
+    })
+}
+
+/// The raw transaction and the wait: the optional timeout (milliseconds, a number or a
+/// hex string as viem sends it); missing, zero or above [`MAX_PRECONF_WAIT`] means the
+/// default (EIP-7966: an invalid timeout falls back to the node's).
+fn wait_param(p: &jsonrpsee::types::Params<'_>) -> Result<(Bytes, Duration), RpcError> {
+    let mut seq = p.sequence();
+    let raw: Bytes = seq.next().map_err(invalid)?;
+    let given: Option<Value> = seq.optional_next().map_err(invalid)?;
+    let ms = match given {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => u64::from_str_radix(s.trim_start_matches("0x"), 16).ok(),
+        _ => None,
+    };
+    let wait = ms.filter(|ms| *ms > 0).map(Duration::from_millis).filter(|d| *d <= MAX_PRECONF_WAIT);
+    Ok((raw, wait.unwrap_or(DEFAULT_PRECONF_WAIT)))
+}
+
+impl EthApi {
+    /// Admits `raw` and waits (at most `wait`) for its preconfirmation.
+    pub async fn send_and_wait(
+        &self,
+        raw: Bytes,
+        wait: Duration,
+    ) -> Result<(std::sync::Arc<FragmentPart>, usize), RpcError> {
+        if self.chain.sequencer_address().is_none() {
+            return Err(RpcError::Server(SequencerError::PreconfOff.to_string()));
+        }
+        let hash = self.send_raw_transaction(raw).await?;
+        self.chain.wait_preconfirmed(hash, wait).await.map_err(|e| match e {
+            SequencerError::PreconfTimeout { hash, .. } => RpcError::Timeout { message: e.to_string(), hash },
+            e => RpcError::Server(e.to_string()),
+        })
+    }
+}
+
+pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    m.register_async_method("cairn_sendRawTransactionPreconfirmed", |p, api, _| async move {
+        let (raw, wait) = wait_param(&p)?;
+        let (part, i) = api.send_and_wait(raw, wait).await?;
+        preconfirmation_json(&api, &part, i)
+    })?;
+    m.register_async_method("eth_sendRawTransactionSync", |p, api, _| async move {
+        let (raw, wait) = wait_param(&p)?;
+        let (part, i) = api.send_and_wait(raw, wait).await?;
+        fragment_receipt(&part, i)
+    })?;
+    m.register_method("cairn_getTransactionStatus", |p, api, _| {
+        let hash: B256 = p.one().map_err(invalid)?;
+        let status = api.chain.status(&hash).map_err(|e| RpcError::Internal(e.to_string()))?;
+        Ok::<_, RpcError>(status.map(|s| status_json(&hash, &s)))
+    })?;
+    m.register_method("cairn_sequencer", |_, api, _| {
+        let chain_id = api.chain.config.chain_id;
+        let d = domain(chain_id);
+        Ok::<_, RpcError>(json!({
+            "address": api.chain.sequencer_address(),
+            "domain": { "name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id },
+            "domainSeparator": d.separator(),
+            "primaryType": "Fragment",
+            "types": { "Fragment": [
+                { "name": "height", "type": "uint64" },
+                { "name": "index", "type": "uint32" },
+                { "name": "parent", "type": "bytes32" },
+                { "name": "timestamp", "type": "uint64" },
+                { "name": "baseFee", "type": "uint64" },
+                { "name": "firstTx", "type": "uint32" },
+                { "name": "transactions", "type": "bytes32[]" },
+                { "name": "gasUsed", "type": "uint64" },
+                { "name": "receiptsHash", "type": "bytes32" },
+                { "name": "stateDiffHash", "type": "bytes32" },
+            ]},
+        }))
+    })?;
+    Ok(())
+}
