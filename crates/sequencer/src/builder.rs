@@ -78,7 +78,7 @@ pub fn next_prevrandao(tip: &Tip, number: u64) -> B256 {
 fn slot_loop(chain: &Chain, config: &BuilderConfig, stop: &AtomicBool) {
     let fragments = config.fragment_interval.filter(|_| chain.preconf.is_some());
     chain.fragments_on.store(fragments.is_some(), Ordering::Relaxed);
-    let mut open: Option<BlockInProgress> = chain.resumed.lock().take();
+    let mut open: Option<BlockInProgress> = chain.take_resumed();
     let mut slot_end = Instant::now() + config.block_time;
     let mut next_fragment = Instant::now();
     while !stop.load(Ordering::Relaxed) {

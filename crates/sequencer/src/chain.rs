@@ -221,6 +221,12 @@ impl Chain {
         self.preconf.as_ref().filter(|_| on).map(|p| p.signer.address())
     }
 
+    /// The open block recovered from the fragment log, if any (the builder takes it at
+    /// start; tools that drive blocks by hand take it here).
+    pub fn take_resumed(&self) -> Option<BlockInProgress> {
+        self.resumed.lock().take()
+    }
+
     /// The sequencer key's address, whether or not fragments are being emitted.
     pub fn signer_address(&self) -> Option<alloy_primitives::Address> {
         self.preconf.as_ref().map(|p| p.signer.address())

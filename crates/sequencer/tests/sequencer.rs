@@ -175,3 +175,170 @@ async fn a_full_block_says_so_and_the_rest_waits_for_the_next() {
     assert_eq!(sizes, vec![(2, true), (2, true), (1, false)]);
     assert!(chain.pool.lock().is_empty());
 }
+
+fn open_preconf(dir: &std::path::Path, key: &alloy_signer_local::PrivateKeySigner) -> Arc<Chain> {
+    let accounts = dev_accounts(DEV_MNEMONIC, 3).expect("derive");
+    let store = Store::open(&dir.join("db")).expect("store");
+    Chain::open(
+        store,
+        &dir.join("pool.wal"),
+        ChainConfig::default(),
+        &GenesisAlloc::dev(&accounts),
+        PoolConfig::default(),
+        Arc::new(SequentialExecutor),
+        Arc::new(IncrementalCommitter::new(2).expect("trie threads")),
+        Some(cairn_sequencer::Preconf { signer: key.clone(), dir: dir.join("fragments") }),
+    )
+    .expect("chain")
+}
+
+/// What the store holds for a sealed block, in the form a promise is checked against.
+fn sealed_block(chain: &Chain, number: u64) -> cairn_primitives::fragment::SealedBlock {
+    use alloy_eips::eip2718::Encodable2718;
+    let reader = chain.store.reader().expect("reader");
+    let header = reader.header(number).expect("read").expect("header");
+    let transactions = reader.block_tx_hashes(number).expect("hashes");
+    let receipts = transactions
+        .iter()
+        .map(|h| {
+            alloy_primitives::keccak256(reader.receipt(*h).expect("read").expect("receipt").envelope().encoded_2718())
+        })
+        .collect();
+    cairn_primitives::fragment::SealedBlock {
+        number,
+        timestamp: header.timestamp,
+        base_fee: header.base_fee_per_gas.unwrap_or_default(),
+        gas_used: header.gas_used,
+        transactions,
+        receipts: Some(receipts),
+    }
+}
+
+/// Fragments are signed by the sequencer key, chain by parent hash, and are made
+/// durable first: after the node is dropped mid-block (a crash: the block was neither
+/// closed nor sealed) the reopened node resumes the open block with every preconfirmed
+/// transaction at its promised position, and the sealed block is exactly the
+/// concatenation of its fragments.
+#[tokio::test]
+async fn fragments_chain_survive_a_crash_and_concatenate_into_the_sealed_block() {
+    use cairn_primitives::fragment::check_promise;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = alloy_signer_local::PrivateKeySigner::random();
+    let s = signers();
+    let f = TxFactory::new(31337);
+    let to = Address::repeat_byte(0x44);
+    let config = BuilderConfig::default();
+    let mut fragments = Vec::new();
+    {
+        let chain = open_preconf(dir.path(), &key);
+        let ingress = Ingress::new(chain.clone());
+        let mut block = cairn_sequencer::BlockInProgress::open(&chain);
+        for round in 0..2u64 {
+            for sender in 0..2 {
+                let tx = f.transfer_eth(&s[sender], round, to, U256::from(1 + round)).expect("sign");
+                ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+            }
+            let part = block.add_fragment(&chain, &config).expect("fragment").expect("new transactions");
+            fragments.push(part.signed.clone());
+        }
+        assert!(block.add_fragment(&chain, &config).expect("fragment").is_none(), "nothing new: no fragment");
+        let (a, b) = (&fragments[0].fragment, &fragments[1].fragment);
+        assert_eq!(fragments[0].signer().expect("signed"), key.address());
+        assert_eq!((a.height, a.index, a.first_tx, a.transactions.len()), (1, 0, 0, 2));
+        assert_eq!((b.height, b.index, b.first_tx, b.parent), (1, 1, 2, a.hash()));
+        assert_eq!(b.gas_used, 4 * 21_000);
+        // Preconfirmed state is what `pending` reads; nothing is sealed yet.
+        let pending = chain.pending_view();
+        assert_eq!(pending.account(to).expect("read").map(|a| a.balance), Some(U256::from(6)));
+        assert_eq!(chain.latest().0.number, 0);
+        let status = chain.status(&b.transactions[1]).expect("status").expect("known");
+        assert_eq!(
+            (status.tier, status.block, status.position),
+            (cairn_sequencer::Tier::Preconfirmed, Some(1), Some(3))
+        );
+        // the crash: no close, no seal
+    }
+    let chain = open_preconf(dir.path(), &key);
+    assert_eq!(chain.latest().0.number, 0, "the open block was not sealed");
+    let resumed = chain.take_resumed().expect("the open block is resumed");
+    assert_eq!((resumed.number(), resumed.len()), (1, 4));
+    let status = chain.status(&fragments[1].fragment.transactions[1]).expect("status").expect("known");
+    assert_eq!((status.tier, status.block, status.position), (cairn_sequencer::Tier::Preconfirmed, Some(1), Some(3)));
+    assert!(chain.pool.lock().is_empty(), "preconfirmed transactions are not pending again");
+    assert_eq!(chain.pending_view().account(to).expect("read").map(|a| a.balance), Some(U256::from(6)));
+    // The block goes on where it stopped.
+    let ingress = Ingress::new(chain.clone());
+    let late = f.transfer_eth(&s[2], 0, to, U256::from(100)).expect("sign");
+    ingress.submit(&late.encoded_2718()).await.expect("accepted");
+    let mut block = resumed;
+    let third = block.add_fragment(&chain, &config).expect("fragment").expect("new");
+    assert_eq!(
+        (third.fragment().index, third.fragment().first_tx, third.fragment().parent),
+        (2, 4, fragments[1].fragment.hash())
+    );
+    fragments.push(third.signed.clone());
+    block.close(&chain, &config).expect("close").expect("block");
+    cairn_sequencer::seal_next(&chain).expect("seal").expect("sealed");
+    let sealed = sealed_block(&chain, 1);
+    let concatenated: Vec<_> = fragments.iter().flat_map(|f| f.fragment.transactions.clone()).collect();
+    assert_eq!(sealed.transactions, concatenated);
+    for f in &fragments {
+        assert_eq!(
+            check_promise(f, &sealed).expect("judged"),
+            None,
+            "the sealed block keeps fragment {}",
+            f.fragment.index
+        );
+    }
+    let mut broken = sealed.clone();
+    broken.transactions.swap(0, 1);
+    assert!(check_promise(&fragments[0], &broken).expect("judged").is_some());
+    let status = chain.status(&concatenated[4]).expect("status").expect("known");
+    assert_eq!(status.tier, cairn_sequencer::Tier::Sealed);
+    let tiers: Vec<_> = status.history.iter().map(|s| s.tier).collect();
+    assert_eq!(
+        tiers,
+        vec![
+            cairn_sequencer::Tier::Received,
+            cairn_sequencer::Tier::Preconfirmed,
+            cairn_sequencer::Tier::Sequenced,
+            cairn_sequencer::Tier::Sealed
+        ]
+    );
+}
+
+/// A block that was closed (sequenced) but not sealed before the crash is executed
+/// again from the fragment log and sealed at start, with the same transactions.
+#[tokio::test]
+async fn a_closed_but_unsealed_block_is_sealed_on_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = alloy_signer_local::PrivateKeySigner::random();
+    let s = signers();
+    let f = TxFactory::new(31337);
+    let art = Artifacts::load_default().expect("artifacts");
+    let config = BuilderConfig::default();
+    let (promised, parent) = {
+        let chain = open_preconf(dir.path(), &key);
+        let ingress = Ingress::new(chain.clone());
+        let deploy = f.create(&s[0], 0, art.token_deploy("T", "T"), 2_000_000).expect("sign");
+        ingress.submit(&deploy.encoded_2718()).await.expect("accepted");
+        let mut block = cairn_sequencer::BlockInProgress::open(&chain);
+        let part = block.add_fragment(&chain, &config).expect("fragment").expect("new");
+        block.close(&chain, &config).expect("close").expect("block");
+        assert_eq!(chain.unsealed_count(), 1);
+        (part.signed.fragment.transactions.clone(), part.hash)
+    };
+    let chain = open_preconf(dir.path(), &key);
+    assert_eq!(chain.latest().0.number, 1, "sealed during recovery");
+    assert!(chain.take_resumed().is_none());
+    assert_eq!(chain.store.reader().expect("reader").block_tx_hashes(1).expect("hashes"), promised);
+    let token = s[0].address().create(0);
+    assert!(chain.snapshot().account(token).expect("read").is_some());
+    // The next fragment continues the chain of fragments.
+    let ingress = Ingress::new(chain.clone());
+    let tx = f.transfer_eth(&s[1], 0, Address::repeat_byte(1), U256::from(1)).expect("sign");
+    ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+    let mut block = cairn_sequencer::BlockInProgress::open(&chain);
+    let next = block.add_fragment(&chain, &config).expect("fragment").expect("new");
+    assert_eq!((next.fragment().height, next.fragment().index, next.fragment().parent), (2, 0, parent));
+}
