@@ -6,6 +6,7 @@ mod bench_commit;
 mod bench_exec;
 mod config;
 mod dev;
+mod preconf;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Preconfirmation tools: judge signed fragments (equivocation, broken promises).
+    #[command(subcommand)]
+    Preconf(preconf::PreconfCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +43,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args.resolve()?)),
         Command::Bench(cmd) => runtime.block_on(bench::run(cmd)),
+        Command::Preconf(cmd) => {
+            let code = preconf::run(cmd)?;
+            std::process::exit(code)
+        }
     }
 }

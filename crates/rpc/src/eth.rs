@@ -49,6 +49,9 @@ pub struct EthApi {
 
 type RpcResult<T> = Result<T, RpcError>;
 
+/// Longest wait of `eth_getBlockByNumber` for a preconfirmed block to be sealed.
+pub const SEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Most storage keys one `eth_getProof` may ask for.
 pub const MAX_PROOF_KEYS: usize = 1_024;
 
@@ -489,8 +492,13 @@ impl EthApi {
         })?;
         m.register_method("eth_getTransactionByHash", |p, api, _| api.transaction_by_hash(p.one().map_err(invalid)?))?;
         m.register_method("eth_getTransactionReceipt", |p, api, _| api.receipt(p.one().map_err(invalid)?))?;
-        m.register_method("eth_getBlockByNumber", |p, api, _| {
+        m.register_blocking_method("eth_getBlockByNumber", |p, api, _| {
             let (n, full) = two::<BlockNumberOrTag, bool>(&p)?;
+            // A block that is preconfirmed but not sealed yet (a client holding a
+            // preconfirmed receipt asks for it) is waited for, briefly.
+            if let BlockNumberOrTag::Number(n) = n {
+                api.chain.wait_sealed_for(n, SEAL_WAIT);
+            }
             api.block_by_id(BlockId::Number(n), full.unwrap_or(false))
         })?;
         m.register_method("eth_getBlockByHash", |p, api, _| {

@@ -517,6 +517,26 @@ impl Chain {
         }
     }
 
+    /// Waits at most `timeout` for block `number` to be sealed, if it is preconfirmed,
+    /// sequenced or sealed already (a client that holds a preconfirmed receipt may ask
+    /// for its block at once). `false` when it is not sealed in time or not that far.
+    pub fn wait_sealed_for(&self, number: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut p = self.pipeline.lock();
+        loop {
+            if p.latest.0.number >= number {
+                return true;
+            }
+            let known = p.tip.number.max(p.open.as_ref().map(|o| o.number).unwrap_or(0));
+            if number > known || p.closed {
+                return false;
+            }
+            if self.changed.wait_until(&mut p, deadline).timed_out() {
+                return p.latest.0.number >= number;
+            }
+        }
+    }
+
     /// Stops accepting executed blocks; the sealer drains what is queued, then stops.
     pub(crate) fn close_pipeline(&self) {
         self.pipeline.lock().closed = true;
