@@ -1,6 +1,6 @@
 // End-to-end with viem (the README's example, extended): run by
 // crates/node/tests/e2e_viem.rs against a fresh `cairn dev`. Prints one JSON line.
-import { createPublicClient, createWalletClient, defineChain, http, parseEther, webSocket } from 'viem'
+import { createPublicClient, createWalletClient, defineChain, hashTypedData, http, parseEther, verifyTypedData, webSocket } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 
 const url = process.argv[2]
@@ -40,6 +40,38 @@ try {
 // the block with our transaction must be announced (bounded wait, event-driven)
 await Promise.race([firstHead, new Promise((resolve) => setTimeout(resolve, 10000))])
 await unsubscribe()
+
+// Preconfirmations: a signed fragment checked with viem's EIP-712 implementation,
+// knowing only the sequencer's address; the same fragment on the cairn_fragments stream.
+const sequencer = await client.request({ method: 'cairn_sequencer', params: [] })
+const streamed = []
+let onFragment = () => {}
+const fragmentSeen = new Promise((resolve) => { onFragment = resolve })
+const frags = await ws.transport.subscribe({
+  params: ['cairn_fragments'],
+  onData: (data) => { streamed.push(data.result); onFragment() },
+  onError: () => {},
+})
+const raw = await wallet.signTransaction(await wallet.prepareTransactionRequest({ to, value: 1n }))
+const pre = await client.request({ method: 'cairn_sendRawTransactionPreconfirmed', params: [raw] })
+const f = pre.fragment
+const message = {
+  height: BigInt(f.height), index: f.index, parent: f.parent, timestamp: BigInt(f.timestamp),
+  baseFee: BigInt(f.baseFee), firstTx: f.firstTx, transactions: f.transactions, gasUsed: BigInt(f.gasUsed),
+  receiptsHash: f.receiptsHash, stateDiffHash: f.stateDiffHash,
+}
+const typed = { domain: sequencer.domain, types: sequencer.types, primaryType: 'Fragment', message }
+const preconfVerified = await verifyTypedData({ address: sequencer.address, ...typed, signature: f.signature })
+const preconfHashMatches = hashTypedData(typed) === f.hash
+const tampered = await verifyTypedData({ address: sequencer.address, ...typed, message: { ...message, gasUsed: message.gasUsed + 1n }, signature: f.signature })
+await Promise.race([fragmentSeen, new Promise((resolve) => setTimeout(resolve, 10000))])
+const streamedHasTx = streamed.some((s) => s.hash === f.hash && s.transactions.includes(pre.transactionHash) && s.receipts.length === s.transactions.length)
+await frags.unsubscribe()
+// EIP-7966 through viem's own action: the receipt comes back preconfirmed
+const raw2 = await wallet.signTransaction(await wallet.prepareTransactionRequest({ to, value: 1n }))
+const syncReceipt = await wallet.sendRawTransactionSync({ serializedTransaction: raw2 })
+const syncBlock = await client.getBlock({ blockNumber: syncReceipt.blockNumber })
+const status = await client.request({ method: 'cairn_getTransactionStatus', params: [pre.transactionHash] })
 await ws.transport.getRpcClient().then((c) => c.close())
 console.log(JSON.stringify({
   status: receipt.status,
@@ -49,5 +81,14 @@ console.log(JSON.stringify({
   maxFeePerGas: fees.maxFeePerGas.toString(),
   rejected,
   headsSeen: heads.length,
+  preconfVerified,
+  preconfHashMatches,
+  preconfTamperedRejected: !tampered,
+  preconfInFragment: f.transactions.includes(pre.transactionHash) && pre.receipt.transactionHash === pre.transactionHash,
+  streamedHasTx,
+  syncStatus: syncReceipt.status,
+  syncBlockHasTx: syncBlock.transactions.includes(syncReceipt.transactionHash),
+  statusTier: status.status,
+  statusHistory: status.history.map((s) => s.tier),
 }))
 process.exit(0)

@@ -1,6 +1,9 @@
 //! End to end with viem 2.57.1 (npm, pinned in tools/): the README's example against the
 //! real binary — send, wait for the receipt, read balances and blocks, estimate fees,
-//! watch heads over WebSocket, and see a stale nonce rejected.
+//! watch heads over WebSocket, and see a stale nonce rejected; then preconfirmations:
+//! a fragment verified with viem's `verifyTypedData` knowing only the sequencer's
+//! address, the `cairn_fragments` stream, `eth_sendRawTransactionSync` (EIP-7966)
+//! through viem's own action, and the status tiers.
 
 mod common;
 
@@ -26,4 +29,15 @@ fn viem_sends_waits_and_reads() {
     assert!(result["maxFeePerGas"].as_str().expect("fee").parse::<u128>().expect("number") > 0);
     assert!(result["rejected"].as_str().expect("message").contains("nonce too low"), "{result}");
     assert!(result["headsSeen"].as_u64().expect("count") >= 1, "{result}");
+    // preconfirmations, checked by viem's EIP-712 implementation
+    assert_eq!(result["preconfVerified"], true, "{result}");
+    assert_eq!(result["preconfHashMatches"], true, "{result}");
+    assert_eq!(result["preconfTamperedRejected"], true, "{result}");
+    assert_eq!(result["preconfInFragment"], true, "{result}");
+    assert_eq!(result["streamedHasTx"], true, "{result}");
+    assert_eq!(result["syncStatus"], "success", "{result}");
+    assert_eq!(result["syncBlockHasTx"], true, "{result}");
+    let tiers: Vec<&str> =
+        result["statusHistory"].as_array().expect("history").iter().filter_map(|t| t.as_str()).collect();
+    assert_eq!(&tiers[..2], ["received", "preconfirmed"], "{result}");
 }

@@ -54,6 +54,7 @@ fn fragment_receipt(part: &FragmentPart, i: usize) -> Result<alloy_rpc_types_eth
 pub fn preconfirmation_json(api: &EthApi, part: &FragmentPart, i: usize) -> Result<Value, RpcError> {
     let receipt = fragment_receipt(part, i)?;
     let f = part.fragment();
+    api.chain.note_receipt_height(f.height);
     Ok(json!({
         "transactionHash": part.body[i].0,
         "blockNumber": U64::from(f.height),
@@ -134,6 +135,7 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
     m.register_async_method("eth_sendRawTransactionSync", |p, api, _| async move {
         let (raw, wait) = wait_param(&p)?;
         let (part, i) = api.send_and_wait(raw, wait).await?;
+        api.chain.note_receipt_height(part.fragment().height);
         fragment_receipt(&part, i)
     })?;
     m.register_method("cairn_getTransactionStatus", |p, api, _| {

@@ -131,6 +131,9 @@ impl EthApi {
     /// The sealed state at `id` (`pending` means `latest` here): the head's, or an
     /// older block's within the state history.
     fn sealed_state_at(&self, id: Option<BlockId>) -> RpcResult<StateAt> {
+        if matches!(id, None | Some(BlockId::Number(BlockNumberOrTag::Latest))) {
+            self.settle_latest();
+        }
         let reader = self.reader()?;
         let id = id.unwrap_or(BlockId::Number(BlockNumberOrTag::Latest));
         match self.resolve(&reader, id)? {
@@ -233,6 +236,17 @@ impl EthApi {
         Ok(Some(rpc_tx(&record, header.hash_slow(), header.base_fee_per_gas)?))
     }
 
+    /// Read-your-writes for `latest`: once this node has handed out a preconfirmed
+    /// receipt for block `h`, reads of the latest state wait (at most [`SEAL_WAIT`])
+    /// until `h` is sealed, so a client that saw a receipt reads its effects. `latest`
+    /// stays the sealed head; `pending` serves preconfirmed state at once.
+    fn settle_latest(&self) {
+        let promised = self.chain.receipt_watermark();
+        if promised > self.chain.latest().0.number {
+            self.chain.wait_sealed_for(promised, SEAL_WAIT);
+        }
+    }
+
     /// The receipt of a sealed transaction, or of a preconfirmed (or sequenced) one
     /// whose block is not sealed yet: then `blockHash` is null while `blockNumber` and
     /// `transactionIndex` are the promised ones.
@@ -244,7 +258,9 @@ impl EthApi {
             let place = Place::sealed(&header, header.hash_slow(), record.index);
             return Ok(Some(rpc_receipt(hash, &decode_tx(&record)?, record.sender, &receipt, place)));
         }
-        Ok(self.chain.find_unsealed(&hash).map(|u| unsealed_receipt(&hash, &u)).transpose()?)
+        let Some(unsealed) = self.chain.find_unsealed(&hash) else { return Ok(None) };
+        self.chain.note_receipt_height(unsealed.number);
+        Ok(Some(unsealed_receipt(&hash, &unsealed)?))
     }
 
     pub fn block_by_id(&self, id: BlockId, full: bool) -> RpcResult<Option<rpc::Block>> {
@@ -389,6 +405,7 @@ impl EthApi {
 
     /// `eth_getLogs`: uses the log index to find candidate blocks, bounded in range and size.
     pub fn logs(&self, filter: &Filter) -> RpcResult<Vec<rpc::Log>> {
+        self.settle_latest();
         let reader = self.reader()?;
         let head = reader.head()?;
         let (from, to) = match filter.block_option {
@@ -511,26 +528,26 @@ impl EthApi {
         m.register_method("eth_getBlockTransactionCountByHash", |p, api, _| {
             api.block_tx_count(BlockId::from(p.one::<B256>().map_err(invalid)?))
         })?;
-        m.register_method("eth_getBalance", |p, api, _| {
+        m.register_blocking_method("eth_getBalance", |p, api, _| {
             let (a, b) = two::<Address, BlockId>(&p)?;
             api.balance(a, b)
         })?;
-        m.register_method("eth_getTransactionCount", |p, api, _| {
+        m.register_blocking_method("eth_getTransactionCount", |p, api, _| {
             let (a, b) = two::<Address, BlockId>(&p)?;
             api.transaction_count(a, b)
         })?;
-        m.register_method("eth_getCode", |p, api, _| {
+        m.register_blocking_method("eth_getCode", |p, api, _| {
             let (a, b) = two::<Address, BlockId>(&p)?;
             api.code(a, b)
         })?;
-        m.register_method("eth_getStorageAt", |p, api, _| {
+        m.register_blocking_method("eth_getStorageAt", |p, api, _| {
             let mut seq = p.sequence();
             let a: Address = seq.next().map_err(invalid)?;
             let slot: U256 = seq.next().map_err(invalid)?;
             let b: Option<BlockId> = seq.optional_next().map_err(invalid)?;
             api.storage_at(a, slot, b)
         })?;
-        m.register_method("eth_getProof", |p, api, _| {
+        m.register_blocking_method("eth_getProof", |p, api, _| {
             let mut seq = p.sequence();
             let a: Address = seq.next().map_err(invalid)?;
             let keys: Vec<B256> = seq.next().map_err(invalid)?;

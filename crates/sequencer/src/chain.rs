@@ -134,6 +134,8 @@ pub struct Chain {
     pub(crate) fragment_parent: Mutex<B256>,
     /// A builder that emits fragments is running.
     pub(crate) fragments_on: std::sync::atomic::AtomicBool,
+    /// Highest block a preconfirmed receipt was handed out for.
+    receipt_watermark: std::sync::atomic::AtomicU64,
 }
 
 impl Chain {
@@ -210,6 +212,7 @@ impl Chain {
             resumed: Mutex::new(None),
             fragment_parent: Mutex::new(parent),
             fragments_on: std::sync::atomic::AtomicBool::new(false),
+            receipt_watermark: std::sync::atomic::AtomicU64::new(0),
         });
         crate::builder::recover(&chain, logged)?;
         Ok(chain)
@@ -219,6 +222,16 @@ impl Chain {
     pub fn sequencer_address(&self) -> Option<alloy_primitives::Address> {
         let on = self.fragments_on.load(std::sync::atomic::Ordering::Relaxed);
         self.preconf.as_ref().filter(|_| on).map(|p| p.signer.address())
+    }
+
+    /// Records that a preconfirmed receipt for block `height` was handed out.
+    pub fn note_receipt_height(&self, height: u64) {
+        self.receipt_watermark.fetch_max(height, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Highest block a preconfirmed receipt was handed out for.
+    pub fn receipt_watermark(&self) -> u64 {
+        self.receipt_watermark.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The open block recovered from the fragment log, if any (the builder takes it at
