@@ -33,6 +33,10 @@ pub enum BenchCommand {
     /// Incremental state root against a full recomputation on a large state in the
     /// real store (1M accounts, 10M slots by default); per-block times, memory, disk.
     Commit(crate::bench_commit::CommitBenchArgs),
+    /// Sustained ERC-20 load through `cairn_sendRawTransactionPreconfirmed` at a fixed
+    /// rate; latency from send to signed preconfirmation and to sealed block
+    /// (p50/p99/p99.9).
+    Preconf(crate::bench_preconf::PreconfBenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -67,6 +71,11 @@ pub struct RpcBenchArgs {
     /// committer off, interleaved, each this many times (medians reported).
     #[arg(long, value_name = "ROUNDS")]
     pub commit_compare: Option<usize>,
+    /// Instead of the anvil comparison, measure what preconfirmation fragments cost:
+    /// Cairn as configured by default (a signed, fsynced fragment every 10 ms) and with
+    /// `--fragment-interval 0`, interleaved, each this many times (medians reported).
+    #[arg(long, value_name = "ROUNDS")]
+    pub fragment_compare: Option<usize>,
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -74,18 +83,19 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Rpc(args) => rpc(args).await,
         BenchCommand::Exec(args) => tokio::task::spawn_blocking(move || crate::bench_exec::run(args)).await?,
         BenchCommand::Commit(args) => tokio::task::spawn_blocking(move || crate::bench_commit::run(args)).await?,
+        BenchCommand::Preconf(args) => crate::bench_preconf::run(args).await,
     }
 }
 
 const CHAIN_ID: u64 = 31337;
 
-struct Workload {
-    genesis: PathBuf,
-    raw: Vec<String>,
-    hashes: Vec<B256>,
+pub(crate) struct Workload {
+    pub genesis: PathBuf,
+    pub raw: Vec<String>,
+    pub hashes: Vec<B256>,
 }
 
-fn build_workload(args: &RpcBenchArgs, dir: &Path) -> anyhow::Result<Workload> {
+pub(crate) fn build_workload(args: &RpcBenchArgs, dir: &Path) -> anyhow::Result<Workload> {
     let art = Artifacts::load_default()?;
     let token = Address::repeat_byte(0x70);
     let signers: Vec<_> = (0..args.senders).map(bench_signer).collect();
@@ -144,9 +154,9 @@ fn build_workload(args: &RpcBenchArgs, dir: &Path) -> anyhow::Result<Workload> {
 }
 
 /// A node under test, killed on drop.
-struct Target {
+pub(crate) struct Target {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for Target {
@@ -156,7 +166,7 @@ impl Drop for Target {
     }
 }
 
-fn start_cairn(genesis: &Path, datadir: &Path, extra: &[&str]) -> anyhow::Result<Target> {
+pub(crate) fn start_cairn(genesis: &Path, datadir: &Path, extra: &[&str]) -> anyhow::Result<Target> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["dev", "--port", "0", "--pool-size", "1000000", "--genesis"])
@@ -212,7 +222,7 @@ async fn start_anvil(bin: &Path, genesis: &Path, block_time: Option<&str>) -> an
     bail!("anvil did not come up on port {port}")
 }
 
-async fn rpc_call(
+pub(crate) async fn rpc_call(
     client: &reqwest::Client,
     url: &str,
     method: &str,
@@ -242,6 +252,46 @@ struct Figures {
     latency_p99_ms: f64,
 }
 
+/// Records when each transaction's block becomes visible over RPC (polls the head every
+/// 5 ms, fetches new blocks in batches) until `stop`.
+pub(crate) async fn watch_blocks(
+    client: &reqwest::Client,
+    url: &str,
+    stop: &Arc<AtomicBool>,
+    included: &Arc<Mutex<HashMap<B256, Instant>>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let start_block = rpc_call(client, url, "eth_blockNumber", json!([])).await?;
+    let start_block = u64::from_str_radix(start_block.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)?;
+    let (client, url, stop, included) = (client.clone(), url.to_string(), stop.clone(), included.clone());
+    Ok(tokio::spawn(async move {
+        let mut seen = start_block;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(head) = rpc_call(&client, &url, "eth_blockNumber", json!([])).await else { continue };
+            let head = u64::from_str_radix(head.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(seen);
+            if head <= seen {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            let now = Instant::now();
+            let upto = head.min(seen + 100);
+            let batch: Vec<_> = (seen + 1..=upto)
+                .map(|n| json!({"jsonrpc":"2.0","id":n,"method":"eth_getBlockByNumber","params":[format!("0x{n:x}"), false]}))
+                .collect();
+            let Ok(resp) = client.post(&url).json(&batch).send().await else { continue };
+            let Ok(blocks) = resp.json::<Vec<serde_json::Value>>().await else { continue };
+            let mut map = included.lock().expect("lock");
+            for b in blocks {
+                for h in b["result"]["transactions"].as_array().into_iter().flatten() {
+                    if let Some(h) = h.as_str().and_then(|s| s.parse::<B256>().ok()) {
+                        map.entry(h).or_insert(now);
+                    }
+                }
+            }
+            seen = upto;
+        }
+    }))
+}
+
 async fn measure(name: &str, url: &str, w: &Workload, args: &RpcBenchArgs) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let next = Arc::new(AtomicUsize::new(0));
@@ -253,39 +303,7 @@ async fn measure(name: &str, url: &str, w: &Workload, args: &RpcBenchArgs) -> an
     let included: Arc<Mutex<HashMap<B256, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
     let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
-    let start_block = rpc_call(&client, url, "eth_blockNumber", json!([])).await?;
-    let start_block = u64::from_str_radix(start_block.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)?;
-    let watcher = {
-        let (client, url, stop, included) = (client.clone(), url.to_string(), stop.clone(), included.clone());
-        tokio::spawn(async move {
-            let mut seen = start_block;
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(head) = rpc_call(&client, &url, "eth_blockNumber", json!([])).await else { continue };
-                let head =
-                    u64::from_str_radix(head.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(seen);
-                if head <= seen {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                }
-                let now = Instant::now();
-                let upto = head.min(seen + 100);
-                let batch: Vec<_> = (seen + 1..=upto)
-                    .map(|n| json!({"jsonrpc":"2.0","id":n,"method":"eth_getBlockByNumber","params":[format!("0x{n:x}"), false]}))
-                    .collect();
-                let Ok(resp) = client.post(&url).json(&batch).send().await else { continue };
-                let Ok(blocks) = resp.json::<Vec<serde_json::Value>>().await else { continue };
-                let mut map = included.lock().expect("lock");
-                for b in blocks {
-                    for h in b["result"]["transactions"].as_array().into_iter().flatten() {
-                        if let Some(h) = h.as_str().and_then(|s| s.parse::<B256>().ok()) {
-                            map.entry(h).or_insert(now);
-                        }
-                    }
-                }
-                seen = upto;
-            }
-        })
-    };
+    let watcher = watch_blocks(&client, url, &stop, &included).await?;
 
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.duration);
@@ -410,8 +428,13 @@ async fn rpc(args: RpcBenchArgs) -> anyhow::Result<()> {
     println!("signing {} ERC-20 transfers from {} senders...", args.txs, args.senders);
     let w = build_workload(&args, &dir)?;
     let mut results = Vec::new();
-    if let Some(rounds) = args.commit_compare {
-        commit_compare(&args, &w, &dir, rounds).await?;
+    let compared = match (args.commit_compare, args.fragment_compare) {
+        (Some(rounds), _) => Some((rounds, COMMIT_VARIANTS)),
+        (None, Some(rounds)) => Some((rounds, FRAGMENT_VARIANTS)),
+        (None, None) => None,
+    };
+    if let Some((rounds, variants)) = compared {
+        compare(&args, &w, &dir, rounds, variants).await?;
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
@@ -451,15 +474,28 @@ async fn rpc(args: RpcBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cairn's default configuration against the same node without state history and
-/// without state commitment, run in turn (so drift on a noisy machine hits all three
-/// alike); prints each run and the medians, and the throughput ratios.
-async fn commit_compare(args: &RpcBenchArgs, w: &Workload, dir: &Path, rounds: usize) -> anyhow::Result<()> {
-    let variants: [(&str, &[&str]); 3] = [
-        ("cairn (default)", &[]),
-        ("cairn (no history)", &["--state-history", "0"]),
-        ("cairn (no commitment)", &["--no-state-root"]),
-    ];
+type Variants = &'static [(&'static str, &'static [&'static str])];
+
+/// Default, no state history, no state commitment (the last is the baseline).
+const COMMIT_VARIANTS: Variants = &[
+    ("cairn (default)", &[]),
+    ("cairn (no history)", &["--state-history", "0"]),
+    ("cairn (no commitment)", &["--no-state-root"]),
+];
+
+/// Default (fragments every 10 ms), no fragments (the baseline).
+const FRAGMENT_VARIANTS: Variants =
+    &[("cairn (fragments 10 ms)", &[]), ("cairn (no fragments)", &["--fragment-interval", "0"])];
+
+/// Cairn configurations run in turn (so drift on a noisy machine hits all alike);
+/// prints each run, the medians, and each median's ratio to the last variant's.
+async fn compare(
+    args: &RpcBenchArgs,
+    w: &Workload,
+    dir: &Path,
+    rounds: usize,
+    variants: Variants,
+) -> anyhow::Result<()> {
     let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds.max(1) {
         for (i, (label, extra)) in variants.iter().enumerate() {
@@ -484,11 +520,10 @@ async fn commit_compare(args: &RpcBenchArgs, w: &Workload, dir: &Path, rounds: u
         println!("median {label:<22} included {included:>8.0} tx/s | latency p50 {p50:>7.1} ms");
         medians.push(included);
     }
-    println!(
-        "default / no commitment: {:.3}x included tx/s; no history / no commitment: {:.3}x",
-        medians[0] / medians[2],
-        medians[1] / medians[2]
-    );
+    let (baseline, base_label) = (medians[medians.len() - 1], variants[variants.len() - 1].0);
+    for ((label, _), m) in variants.iter().zip(&medians).take(variants.len() - 1) {
+        println!("{label} / {base_label}: {:.3}x included tx/s", m / baseline);
+    }
     if let Some(path) = &args.json {
         let all: Vec<&Figures> = runs.iter().flatten().collect();
         std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;

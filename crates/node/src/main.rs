@@ -4,6 +4,7 @@ mod alloc;
 mod bench;
 mod bench_commit;
 mod bench_exec;
+mod bench_preconf;
 mod config;
 mod dev;
 mod preconf;

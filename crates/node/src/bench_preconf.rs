@@ -1,0 +1,207 @@
+//! `cairn bench preconf`: latency of preconfirmations under sustained load.
+//!
+//! A `cairn dev` child process (fragments every `--interval` ms) receives pre-signed
+//! ERC-20 transfers over JSON-RPC from this process at a fixed offered rate, each through
+//! `cairn_sendRawTransactionPreconfirmed`; `concurrency` requests may be in flight. Per
+//! transaction: time from the send call to the signed preconfirmation (the answer), and
+//! to its block being sealed and visible over RPC (a block watcher polls the head every
+//! 5 ms). Prints p50, p99 and p99.9 of both, the offered and achieved rates.
+
+use anyhow::Context;
+use clap::Args;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::bench::{build_workload, start_cairn, watch_blocks, RpcBenchArgs};
+
+#[derive(Args, Clone)]
+pub struct PreconfBenchArgs {
+    /// Offered load, transactions per second.
+    #[arg(long, default_value_t = 6_000)]
+    pub rate: u64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// Fragment interval of the node, milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub interval: u64,
+    /// Block time of the node, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub block_time: u64,
+    /// Distinct sending accounts.
+    #[arg(long, default_value_t = 2_000)]
+    pub senders: u64,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Figures {
+    interval_ms: u64,
+    block_time_ms: u64,
+    offered_per_sec: u64,
+    sent: usize,
+    preconfirmed: usize,
+    failed: usize,
+    achieved_per_sec: f64,
+    sealed: usize,
+    preconf_p50_ms: f64,
+    preconf_p99_ms: f64,
+    preconf_p999_ms: f64,
+    sealed_p50_ms: f64,
+    sealed_p99_ms: f64,
+    sealed_p999_ms: f64,
+}
+
+fn percentiles(mut xs: Vec<f64>) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let at = |p: f64| xs.get(((xs.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    (at(0.5), at(0.99), at(0.999))
+}
+
+pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("cairn-bench-preconf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let total = args.rate * args.duration;
+    println!("signing {total} ERC-20 transfers from {} senders...", args.senders);
+    let workload_args = RpcBenchArgs {
+        duration: args.duration,
+        senders: args.senders,
+        txs: total,
+        batch: 1,
+        concurrency: args.concurrency,
+        anvil: None,
+        no_anvil: true,
+        json: None,
+        commit_compare: None,
+        fragment_compare: None,
+    };
+    let w = build_workload(&workload_args, &dir)?;
+    let interval = args.interval.to_string();
+    let block_time = args.block_time.to_string();
+    let node = start_cairn(
+        &w.genesis,
+        &dir.join("cairn-data"),
+        &["--fragment-interval", &interval, "--block-time", &block_time],
+    )?;
+    let url = node.url.clone();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sealed_at: Arc<Mutex<HashMap<alloy_primitives::B256, Instant>>> = Arc::default();
+    let watcher = watch_blocks(&client, &url, &stop, &sealed_at).await?;
+
+    let n = w.raw.len();
+    // per transaction: (sent, preconfirmed)
+    let times: Arc<Vec<Mutex<Option<(Instant, Instant)>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let raw = Arc::new(w.raw.clone());
+    let t0 = Instant::now() + Duration::from_millis(100);
+    let gap = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, url, next, raw, times) = (client.clone(), url.clone(), next.clone(), raw.clone(), times.clone());
+        let (failed, first_error) = (failed.clone(), first_error.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= raw.len() {
+                    break;
+                }
+                // paced: transaction i is due at t0 + i / rate
+                tokio::time::sleep_until((t0 + gap * i as u32).into()).await;
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{i},"method":"cairn_sendRawTransactionPreconfirmed","params":["{}"]}}"#,
+                    raw[i]
+                );
+                let sent = Instant::now();
+                let reply = client.post(&url).header("content-type", "application/json").body(body).send().await;
+                let ok = match reply {
+                    Ok(r) => match r.json::<serde_json::Value>().await {
+                        Ok(v) if v.get("result").is_some() => true,
+                        Ok(v) => {
+                            first_error.lock().expect("lock").get_or_insert_with(|| v["error"].to_string());
+                            false
+                        }
+                        Err(e) => {
+                            first_error.lock().expect("lock").get_or_insert_with(|| e.to_string());
+                            false
+                        }
+                    },
+                    Err(e) => {
+                        first_error.lock().expect("lock").get_or_insert_with(|| e.to_string());
+                        false
+                    }
+                };
+                if ok {
+                    *times[i].lock().expect("lock") = Some((sent, Instant::now()));
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for wk in workers {
+        wk.await?;
+    }
+    let send_seconds = t0.elapsed().as_secs_f64();
+    let preconfirmed = times.iter().filter(|t| t.lock().expect("lock").is_some()).count();
+    // wait (bounded) for the blocks of everything preconfirmed to be sealed
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && sealed_at.lock().expect("lock").len() < preconfirmed {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.await.context("block watcher")?;
+    let sealed_at = sealed_at.lock().expect("lock").clone();
+    let (mut pre, mut seal) = (Vec::new(), Vec::new());
+    for (i, h) in w.hashes.iter().enumerate() {
+        let Some((sent, answered)) = *times[i].lock().expect("lock") else { continue };
+        pre.push(answered.duration_since(sent).as_secs_f64() * 1e3);
+        if let Some(s) = sealed_at.get(h) {
+            seal.push(s.saturating_duration_since(sent).as_secs_f64() * 1e3);
+        }
+    }
+    if let Some(e) = first_error.lock().expect("lock").as_ref() {
+        eprintln!("first failure: {e}");
+    }
+    let sealed = seal.len();
+    let (p50, p99, p999) = percentiles(pre);
+    let (s50, s99, s999) = percentiles(seal);
+    let f = Figures {
+        interval_ms: args.interval,
+        block_time_ms: args.block_time,
+        offered_per_sec: args.rate,
+        sent: n,
+        preconfirmed,
+        failed: failed.load(Ordering::Relaxed),
+        achieved_per_sec: preconfirmed as f64 / send_seconds,
+        sealed,
+        preconf_p50_ms: p50,
+        preconf_p99_ms: p99,
+        preconf_p999_ms: p999,
+        sealed_p50_ms: s50,
+        sealed_p99_ms: s99,
+        sealed_p999_ms: s999,
+    };
+    println!(
+        "fragments every {} ms, blocks every {} ms | offered {} tx/s, preconfirmed {} of {} ({:.0} tx/s), failed {}, sealed {}",
+        f.interval_ms, f.block_time_ms, f.offered_per_sec, f.preconfirmed, f.sent, f.achieved_per_sec, f.failed, f.sealed
+    );
+    println!("send -> preconfirmation  p50 {:>7.1} ms  p99 {:>7.1} ms  p99.9 {:>7.1} ms", p50, p99, p999);
+    println!("send -> sealed block     p50 {:>7.1} ms  p99 {:>7.1} ms  p99.9 {:>7.1} ms", s50, s99, s999);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&f)?)?;
+    }
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
