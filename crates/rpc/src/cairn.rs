@@ -14,6 +14,7 @@ use alloy_primitives::{Bytes, B256, U64};
 use cairn_primitives::fragment::{domain, DOMAIN_NAME, DOMAIN_VERSION};
 use cairn_sequencer::{FragmentPart, SequencerError, Tier, TxStatus};
 use jsonrpsee::RpcModule;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -50,19 +51,33 @@ fn fragment_receipt(part: &FragmentPart, i: usize) -> Result<alloy_rpc_types_eth
     Ok(rpc_receipt(*hash, &tx, *sender, &part.receipts[i], place))
 }
 
-/// A signed preconfirmation of transaction `i` of `part`.
-pub fn preconfirmation_json(api: &EthApi, part: &FragmentPart, i: usize) -> Result<Value, RpcError> {
+/// The signed preconfirmation of transaction `i` of `part`. The fragment's JSON is
+/// made once per fragment (all its transactions' answers share it).
+pub fn preconfirmation_json(api: &EthApi, part: &FragmentPart, i: usize) -> Result<Box<RawValue>, RpcError> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Preconfirmation<'a> {
+        transaction_hash: B256,
+        block_number: U64,
+        transaction_index: U64,
+        receipt: alloy_rpc_types_eth::TransactionReceipt,
+        fragment: &'a RawValue,
+        sequencer: Option<alloy_primitives::Address>,
+    }
     let receipt = fragment_receipt(part, i)?;
     let f = part.fragment();
     api.chain.note_receipt_height(f.height);
-    Ok(json!({
-        "transactionHash": part.body[i].0,
-        "blockNumber": U64::from(f.height),
-        "transactionIndex": U64::from(u64::from(f.first_tx) + i as u64),
-        "receipt": receipt,
-        "fragment": fragment_json(part, false),
-        "sequencer": api.chain.sequencer_address(),
-    }))
+    let fragment =
+        part.rpc_json.get_or_init(|| serde_json::value::to_raw_value(&fragment_json(part, false)).unwrap_or_default());
+    let answer = Preconfirmation {
+        transaction_hash: part.body[i].0,
+        block_number: U64::from(f.height),
+        transaction_index: U64::from(u64::from(f.first_tx) + i as u64),
+        receipt,
+        fragment,
+        sequencer: api.chain.sequencer_address(),
+    };
+    serde_json::value::to_raw_value(&answer).map_err(|e| RpcError::Internal(e.to_string()))
 }
 
 pub fn status_json(hash: &B256, s: &TxStatus) -> Value {

@@ -35,6 +35,8 @@ pub struct FragmentPart {
     pub receipts: Vec<StoredReceipt>,
     /// Milliseconds since the Unix epoch when it became durable.
     pub at_ms: u64,
+    /// The fragment as RPC serializes it, made once for all its transactions' answers.
+    pub rpc_json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
 }
 
 impl FragmentPart {
