@@ -85,10 +85,14 @@ pub(crate) fn reject(mode: Mode, index: usize, tx: &RecoveredTx, skip: Skip) -> 
     }
 }
 
-/// Nonce gaps may close later; everything else about an invalid transaction is final.
+/// Nonce gaps may close later, and a fee cap below this block's base fee may be enough
+/// when the base fee falls again (geth keeps such transactions pending too); everything
+/// else about an invalid transaction is final.
 pub(crate) fn classify(err: &InvalidTransaction) -> Skip {
     match err {
-        InvalidTransaction::NonceTooHigh { .. } => Skip::Later(err.to_string()),
+        InvalidTransaction::NonceTooHigh { .. } | InvalidTransaction::GasPriceLessThanBasefee => {
+            Skip::Later(err.to_string())
+        }
         _ => Skip::Invalid(err.to_string()),
     }
 }

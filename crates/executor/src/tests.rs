@@ -127,3 +127,63 @@ fn intrinsic_gas_matches_the_yellow_paper() {
     // Prague: max(21000 + 16 + 4, 21000 + 10 * (4 + 1)) = 21050
     assert_eq!(intrinsic_gas(&data, signers[0].address(), block.spec), 21_050);
 }
+
+/// A block executed in pieces (`execute_from` with the offsets the earlier pieces left,
+/// on the state they left; how fragments are built) equals the block executed whole:
+/// receipts (cumulative gas, log indexes), gas and the combined diff — sequential and
+/// parallel, with the fee recipient's balance changing in every piece.
+#[test]
+fn a_block_executed_in_pieces_equals_the_whole() {
+    let (signers, mut state, block) = setup();
+    let art = Artifacts::load_default().expect("artifacts");
+    let f = TxFactory::new(block.chain_id);
+    let me = signers[0].address();
+    let token = me.create(0);
+    let deploy = vec![
+        recover(f.create(&signers[0], 0, art.token_deploy("T", "T"), 2_000_000).expect("sign")),
+        recover(
+            f.call(&signers[0], 1, token, cairn_workload::mint_call(me, U256::from(1_000_000)), 100_000).expect("sign"),
+        ),
+    ];
+    let out = SequentialExecutor.execute(&state, &block, &deploy, Mode::Replay).expect("deploy");
+    state.apply(&out.diff);
+    let mut next = [2u64, 0, 0];
+    let mut txs = Vec::new();
+    for n in 0..24u64 {
+        let to = Address::with_last_byte(n as u8 + 1);
+        let s = if n % 3 == 0 { 1 + (n as usize / 3) % 2 } else { 0 };
+        let nonce = next[s];
+        next[s] += 1;
+        let tx = if s == 0 {
+            f.call(&signers[0], nonce, token, cairn_workload::transfer_call(to, U256::from(n)), 100_000).expect("sign")
+        } else {
+            f.transfer_eth(&signers[s], nonce, to, U256::from(5)).expect("sign")
+        };
+        txs.push(recover(tx));
+    }
+    let parallel = ParallelExecutor::new(2).always_parallel().min_parallel_txs(2);
+    let executors: [&dyn Executor; 2] = [&SequentialExecutor, &parallel];
+    for exec in executors {
+        let whole = exec.execute(&state, &block, &txs, Mode::Building).expect("whole");
+        let mut at = Offsets::default();
+        let mut outcomes = Vec::new();
+        let mut diff = cairn_primitives::StateDiff::default();
+        for piece in txs.chunks(7) {
+            let view = parallel::overlay::Overlay::new(&state, &diff);
+            let part = exec.execute_from(&view, &block, piece, Mode::Building, at).expect("piece");
+            at.index += piece.len();
+            at.gas = part.gas_used;
+            at.logs += part
+                .outcomes
+                .iter()
+                .map(|o| if let TxOutcome::Included(r) = o { r.logs.len() as u64 } else { 0 })
+                .sum::<u64>();
+            outcomes.extend(part.outcomes);
+            diff.extend(part.diff);
+        }
+        assert_eq!(outcomes, whole.outcomes);
+        assert_eq!(at.gas, whole.gas_used);
+        assert_eq!(diff, whole.diff);
+        assert!(outcomes.iter().all(|o| matches!(o, TxOutcome::Included(_))));
+    }
+}

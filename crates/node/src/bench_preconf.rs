@@ -65,6 +65,9 @@ struct Figures {
     node_internal_p999_ms: f64,
 }
 
+/// When a transaction was sent and when its preconfirmation came back.
+type SentAnswered = (Instant, Instant);
+
 fn percentiles(mut xs: Vec<f64>) -> (f64, f64, f64) {
     xs.sort_by(f64::total_cmp);
     let at = |p: f64| xs.get(((xs.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
@@ -103,8 +106,7 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
     let watcher = watch_blocks(&client, &url, &stop, &sealed_at).await?;
 
     let n = w.raw.len();
-    // per transaction: (sent, preconfirmed)
-    let times: Arc<Vec<Mutex<Option<(Instant, Instant)>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
+    let times: Arc<Vec<Mutex<Option<SentAnswered>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();

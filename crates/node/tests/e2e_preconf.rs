@@ -26,6 +26,9 @@ async fn call(client: &reqwest::Client, url: &str, method: &str, params: Value) 
     resp.get("result").cloned()
 }
 
+/// Transaction hash → (promised height, promised position, the signed fragment).
+type Promised = HashMap<B256, (u64, u64, Value)>;
+
 fn quantity(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().expect("hex quantity").trim_start_matches("0x"), 16).expect("quantity")
 }
@@ -49,8 +52,7 @@ async fn preconfirmations_keep_height_and_position_across_kill_9() {
         }
     }
     let txs = Arc::new(txs);
-    // hash -> (height, position, fragment)
-    let promised: Arc<Mutex<HashMap<B256, (u64, u64, Value)>>> = Arc::default();
+    let promised: Arc<Mutex<Promised>> = Arc::default();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let enough = Arc::new(tokio::sync::Notify::new());
     let mut workers = Vec::new();

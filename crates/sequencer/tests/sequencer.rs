@@ -234,8 +234,8 @@ async fn fragments_chain_survive_a_crash_and_concatenate_into_the_sealed_block()
         let ingress = Ingress::new(chain.clone());
         let mut block = cairn_sequencer::BlockInProgress::open(&chain);
         for round in 0..2u64 {
-            for sender in 0..2 {
-                let tx = f.transfer_eth(&s[sender], round, to, U256::from(1 + round)).expect("sign");
+            for signer in &s[..2] {
+                let tx = f.transfer_eth(signer, round, to, U256::from(1 + round)).expect("sign");
                 ingress.submit(&tx.encoded_2718()).await.expect("accepted");
             }
             let part = block.add_fragment(&chain, &config).expect("fragment").expect("new transactions");

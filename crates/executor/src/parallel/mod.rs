@@ -18,7 +18,7 @@
 mod db;
 mod handler;
 mod mv;
-mod overlay;
+pub(crate) mod overlay;
 mod scheduler;
 
 use alloy_consensus::Transaction as _;
