@@ -12,21 +12,10 @@ use alloy_primitives::{hex, Address, B256, U256};
 use alloy_provider::{Provider, ProviderBuilder, WsConnect};
 use cairn_primitives::{dev_accounts, DEV_MNEMONIC};
 use cairn_workload::TxFactory;
-use common::Node;
+use common::{rpc, Node};
 use futures::StreamExt;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
-
-async fn rpc(
-    client: &reqwest::Client,
-    url: &str,
-    method: &str,
-    params: serde_json::Value,
-) -> Option<serde_json::Value> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let resp: serde_json::Value = client.post(url).json(&body).send().await.ok()?.json().await.ok()?;
-    resp.get("result").cloned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_transactions_survive_kill_9_under_load() {

@@ -15,16 +15,10 @@ use alloy_primitives::{hex, Address, B256, U256};
 use cairn_primitives::fragment::{check_promise, SealedBlock};
 use cairn_primitives::{dev_accounts, SignedFragment, DEV_MNEMONIC};
 use cairn_workload::TxFactory;
-use common::Node;
+use common::{rpc as call, Node};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-async fn call(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Option<Value> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let resp: Value = client.post(url).json(&body).send().await.ok()?.json().await.ok()?;
-    resp.get("result").cloned()
-}
 
 /// Transaction hash → (promised height, promised position, the signed fragment).
 type Promised = HashMap<B256, (u64, u64, Value)>;

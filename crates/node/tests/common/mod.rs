@@ -75,3 +75,15 @@ pub fn tool(name: &str) -> PathBuf {
     );
     path
 }
+
+/// One JSON-RPC call over HTTP; `None` when the node is gone or answered an error.
+pub async fn rpc(
+    client: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> Option<serde_json::Value> {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let resp: serde_json::Value = client.post(url).json(&body).send().await.ok()?.json().await.ok()?;
+    resp.get("result").cloned()
+}
