@@ -499,7 +499,11 @@ impl EthApi {
         m.register_method("eth_syncing", |_, _, _| Ok::<_, RpcError>(false))?;
         m.register_method("eth_mining", |_, _, _| Ok::<_, RpcError>(false))?;
         m.register_method("eth_accounts", |_, _, _| Ok::<_, RpcError>(Vec::<Address>::new()))?;
-        m.register_method("eth_blockNumber", |_, api, _| Ok::<_, RpcError>(U64::from(api.chain.latest().0.number)))?;
+        m.register_blocking_method("eth_blockNumber", |_, api, _| {
+            // Read-your-writes: a client holding a preconfirmed receipt sees its block.
+            api.settle_latest();
+            Ok::<_, RpcError>(U64::from(api.chain.latest().0.number))
+        })?;
         m.register_method("eth_gasPrice", |_, api, _| Ok::<_, RpcError>(api.gas_price()))?;
         m.register_method("eth_maxPriorityFeePerGas", |_, api, _| Ok::<_, RpcError>(U256::from(api.suggested_tip())))?;
         m.register_method("eth_blobBaseFee", |_, _, _| Ok::<_, RpcError>(U256::from(1)))?;
