@@ -61,11 +61,7 @@ async fn acknowledged_transactions_survive_kill_9_under_load() {
     }
     // kill once a good part is acknowledged, with requests still in flight
     enough.notified().await;
-    let status = tokio::task::spawn_blocking(move || node.stop_with(libc::SIGKILL)).await.expect("join");
-    assert!(!status.success());
-    for w in workers {
-        w.await.expect("worker");
-    }
+    common::kill_9_under_load(node, workers).await;
     let acked = acked.lock().expect("lock").clone();
     assert!(acked.len() >= 600 && acked.len() < txs.len(), "killed mid-stream: {} acknowledged", acked.len());
 
@@ -180,11 +176,7 @@ async fn state_root_matches_flat_state_after_repeated_kill_9() {
             }));
         }
         enough.notified().await;
-        let status = tokio::task::spawn_blocking(move || node.stop_with(libc::SIGKILL)).await.expect("join");
-        assert!(!status.success());
-        for w in workers {
-            w.await.expect("worker");
-        }
+        common::kill_9_under_load(node, workers).await;
         let store = cairn_storage::Store::open(&dir.path().join("cairn.redb")).expect("reopen store");
         let reader = store.reader().expect("reader");
         let head = reader.head().expect("head");

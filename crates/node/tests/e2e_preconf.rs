@@ -71,11 +71,7 @@ async fn preconfirmations_keep_height_and_position_across_kill_9() {
         }));
     }
     enough.notified().await;
-    let status = tokio::task::spawn_blocking(move || node.stop_with(libc::SIGKILL)).await.expect("join");
-    assert!(!status.success());
-    for w in workers {
-        w.await.expect("worker");
-    }
+    common::kill_9_under_load(node, workers).await;
     let promised = promised.lock().expect("lock").clone();
     assert!(promised.len() >= 400 && promised.len() < txs.len(), "killed mid-stream: {}", promised.len());
 

@@ -87,3 +87,13 @@ pub async fn rpc(
     let resp: serde_json::Value = client.post(url).json(&body).send().await.ok()?.json().await.ok()?;
     resp.get("result").cloned()
 }
+
+/// `kill -9` of a node that clients are loading, then waits for every client task to
+/// end (each stops when the node is gone).
+pub async fn kill_9_under_load(node: Node, workers: Vec<tokio::task::JoinHandle<()>>) {
+    let status = tokio::task::spawn_blocking(move || node.stop_with(libc::SIGKILL)).await.expect("join");
+    assert!(!status.success(), "killed, not exited");
+    for w in workers {
+        w.await.expect("worker");
+    }
+}
