@@ -77,7 +77,6 @@ pub fn next_prevrandao(tip: &Tip, number: u64) -> B256 {
 /// `fragment_interval` (or executed in one piece at the slot's end without fragments).
 fn slot_loop(chain: &Chain, config: &BuilderConfig, stop: &AtomicBool) {
     let fragments = config.fragment_interval.filter(|_| chain.preconf.is_some());
-    chain.fragments_on.store(fragments.is_some(), Ordering::Relaxed);
     let mut open: Option<BlockInProgress> = chain.take_resumed();
     let mut slot_end = Instant::now() + config.block_time;
     let mut next_fragment = Instant::now();
@@ -151,6 +150,9 @@ impl Builder {
     pub fn start(chain: Arc<Chain>, config: BuilderConfig) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        // Set before the thread runs: once `start` returns, clients may already ask for
+        // preconfirmations.
+        chain.fragments_on.store(config.fragment_interval.is_some() && chain.preconf.is_some(), Ordering::Relaxed);
         let building = chain.clone();
         let builder = std::thread::Builder::new()
             .name("cairn-builder".into())
