@@ -63,13 +63,13 @@ impl DiffBuilder {
     pub fn record(&mut self, state: &EvmState) {
         for (address, account) in state {
             if let Some(update) = AccountUpdate::of(account) {
-                self.apply(*address, update);
+                self.apply(*address, &update);
             }
         }
     }
 
     /// Records one account's update; call in transaction order.
-    pub fn apply(&mut self, address: Address, update: AccountUpdate) {
+    pub fn apply(&mut self, address: Address, update: &AccountUpdate) {
         let change = self.accounts.entry(address).or_default();
         if update.deleted {
             *change = AccountChange { info: None, storage_wiped: true, storage: Default::default() };
@@ -79,11 +79,11 @@ impl DiffBuilder {
             change.storage_wiped = true;
             change.storage.clear();
         }
-        if let Some(code) = update.code {
-            self.code.push(code);
+        if let Some(code) = &update.code {
+            self.code.push(code.clone());
         }
         change.info = Some(update.info);
-        change.storage.extend(update.storage);
+        change.storage.extend(update.storage.iter().copied());
     }
 
     /// The account as the recorded transactions left it: `Some(None)` if deleted,
@@ -93,6 +93,54 @@ impl DiffBuilder {
     }
 
     pub fn finish(self) -> StateDiff {
-        StateDiff { accounts: self.accounts.into_iter().collect(), code: self.code.into_iter().collect() }
+        SortedDiff::merge(vec![self.into_sorted()])
+    }
+
+    /// The changes in address order, ready to be merged with builders that hold other
+    /// accounts ([`SortedDiff::merge`]).
+    pub fn into_sorted(self) -> SortedDiff {
+        // Sorting the (large) entries themselves moved each one many times: sort the
+        // keys with their positions, then move every entry once.
+        let mut entries: Vec<Option<(Address, AccountChange)>> = self.accounts.into_iter().map(Some).collect();
+        let mut order: Vec<(Address, u32)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.as_ref().map(|(a, _)| *a).unwrap_or_default(), i as u32))
+            .collect();
+        order.sort_unstable();
+        let accounts = order.into_iter().filter_map(|(_, i)| entries[i as usize].take()).collect();
+        SortedDiff { accounts, code: self.code }
+    }
+}
+
+/// One builder's changes in address order.
+#[derive(Debug, Default)]
+pub struct SortedDiff {
+    accounts: Vec<(Address, AccountChange)>,
+    code: Vec<(B256, Bytes)>,
+}
+
+impl SortedDiff {
+    /// Joins parts that hold disjoint sets of accounts into one block diff.
+    pub fn merge(parts: Vec<SortedDiff>) -> StateDiff {
+        let mut code = std::collections::BTreeMap::new();
+        let mut heads: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                code.extend(part.code);
+                part.accounts.into_iter().peekable()
+            })
+            .collect();
+        // The input of `BTreeMap::from_iter` arrives sorted, so its own sort is one pass.
+        let merged = std::iter::from_fn(|| {
+            let next = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, h)| h.peek().map(|(a, _)| (*a, i)))
+                .min()
+                .map(|(_, i)| i)?;
+            heads[next].next()
+        });
+        StateDiff { accounts: merged.collect(), code }
     }
 }

@@ -2,7 +2,7 @@
 //! memory and a shared, cached base state, recording every read for validation.
 
 use alloy_primitives::map::{AddressMap, DefaultHashBuilder};
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use cairn_primitives::{StateError, StateView, KECCAK_EMPTY};
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -11,7 +11,7 @@ use revm::database_interface::{DBErrorMarker, Database};
 use revm::state::AccountInfo;
 use std::sync::Arc;
 
-use super::mv::{BalanceRead, Blocked, Loc, Meta, MvMemory, Origin, TxIdx, Value};
+use super::mv::{BalanceRead, Blocked, Loc, Meta, MetaRead, MvMemory, Origin, TxIdx, Value};
 
 /// The state before the block, read once per location and shared by all workers.
 pub(crate) struct Base<'a> {
@@ -22,8 +22,16 @@ pub(crate) struct Base<'a> {
 }
 
 impl<'a> Base<'a> {
-    pub fn new(view: &'a dyn StateView) -> Self {
-        Self { view, accounts: DashMap::default(), storage: DashMap::default(), code: DashMap::default() }
+    /// A cache sized for a run of `txs` transactions (resizing a shared table while
+    /// both threads use it is the expensive part).
+    pub fn new(view: &'a dyn StateView, txs: usize) -> Self {
+        let hasher = DefaultHashBuilder::default;
+        Self {
+            view,
+            accounts: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, hasher(), 64),
+            storage: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, hasher(), 64),
+            code: DashMap::default(),
+        }
     }
 
     pub fn view(&self) -> &'a dyn StateView {
@@ -31,22 +39,33 @@ impl<'a> Base<'a> {
     }
 
     pub fn account(&self, address: Address) -> Result<Option<(Arc<Meta>, U256)>, StateError> {
+        self.with_account(address, Clone::clone)
+    }
+
+    /// Runs `f` on the cached account, loading it first if needed (without cloning the
+    /// shared `Meta` when `f` does not need it).
+    fn with_account<R>(
+        &self,
+        address: Address,
+        f: impl FnOnce(&Option<(Arc<Meta>, U256)>) -> R,
+    ) -> Result<R, StateError> {
         if let Some(hit) = self.accounts.get(&address) {
-            return Ok(hit.clone());
+            return Ok(f(&hit));
         }
         let loaded = match self.view.account(address)? {
             None => None,
             Some(acc) => {
-                let code = if acc.code_hash == KECCAK_EMPTY { Bytecode::default() } else { self.code(acc.code_hash)? };
+                let code = if acc.code_hash == KECCAK_EMPTY { None } else { Some(self.code(acc.code_hash)?) };
                 Some((Arc::new(Meta { nonce: acc.nonce, code_hash: acc.code_hash, code }), acc.balance))
             }
         };
-        self.accounts.insert(address, loaded.clone());
-        Ok(loaded)
+        let out = f(&loaded);
+        self.accounts.insert(address, loaded);
+        Ok(out)
     }
 
     pub fn balance(&self, address: Address) -> Result<U256, StateError> {
-        Ok(self.account(address)?.map(|(_, b)| b).unwrap_or_default())
+        self.with_account(address, |a| a.as_ref().map(|(_, b)| *b).unwrap_or_default())
     }
 
     pub fn meta(&self, address: Address) -> Result<Option<Arc<Meta>>, StateError> {
@@ -71,9 +90,6 @@ impl<'a> Base<'a> {
         Ok(code)
     }
 }
-
-/// An account's nonce and code as read (`None`: the account does not exist).
-pub(crate) type MetaRead = Option<Arc<Meta>>;
 
 /// Everything the workers of one parallel run share.
 pub(crate) struct Shared<'a> {
@@ -137,16 +153,6 @@ impl<'a> Shared<'a> {
         Ok(Ok((if summed { Origin::Sum(value) } else { origin }, value)))
     }
 
-    /// Nonce and code transaction `tx` sees.
-    pub fn meta_at(&self, address: Address, tx: TxIdx) -> Result<Result<(Origin, MetaRead), Blocked>, StateError> {
-        Ok(match self.mv.read(&Loc::Info(address), tx) {
-            Err(blocked) => Err(blocked),
-            Ok(Some((idx, inc, Value::Info(meta)))) => Ok((Origin::Version(idx, inc), meta)),
-            Ok(Some((_, _, other))) => unreachable!("info location holds {other:?}"),
-            Ok(None) => Ok((Origin::Base, self.base.meta(address)?)),
-        })
-    }
-
     /// Whether every read of `tx` would still return what it returned.
     pub fn validate(&self, tx: TxIdx, reads: &[(Loc, Origin)]) -> bool {
         reads.iter().all(|(loc, origin)| match loc {
@@ -194,6 +200,12 @@ pub(crate) struct TxDb<'s, 'a> {
     pub served: AddressMap<Served>,
     /// Latest storage wipe of an account before this transaction, once read.
     wipes: AddressMap<Option<TxIdx>>,
+    /// This worker's own copies of the contracts it read from the base state, kept for
+    /// the whole run: a popular contract's shared `Arc`s would otherwise have their
+    /// reference counts bounce between cores on every transaction.
+    contracts: AddressMap<Arc<Meta>>,
+    /// An account without code (`code: None`, so no shared empty `Bytecode` is cloned).
+    no_code: AccountInfo,
 }
 
 impl<'s, 'a> TxDb<'s, 'a> {
@@ -205,7 +217,31 @@ impl<'s, 'a> TxDb<'s, 'a> {
             reads: Vec::new(),
             served: AddressMap::default(),
             wipes: AddressMap::default(),
+            contracts: AddressMap::default(),
+            no_code: AccountInfo::default().without_code(),
         }
+    }
+
+    /// The account's nonce and code as transaction `tx` sees it, base-state contracts
+    /// from this worker's private copies.
+    fn meta(&mut self, address: Address) -> Result<(Origin, MetaRead), ParDbError> {
+        if let Some(found) = self.shared.mv.read_meta(address, self.tx)? {
+            return Ok(found);
+        }
+        if let Some(meta) = self.contracts.get(&address) {
+            return Ok((Origin::Base, Some(meta.clone())));
+        }
+        let meta = self.shared.base.meta(address)?;
+        let meta = match meta {
+            Some(m) if m.code.is_some() => {
+                let code = m.code.as_ref().map(|c| Bytecode::new_raw(Bytes::copy_from_slice(c.original_byte_slice())));
+                let private = Arc::new(Meta { nonce: m.nonce, code_hash: m.code_hash, code });
+                self.contracts.insert(address, private.clone());
+                Some(private)
+            }
+            other => other,
+        };
+        Ok((Origin::Base, meta))
     }
 
     pub fn reset(&mut self, tx: TxIdx, lazy_to: Option<Address>) {
@@ -236,7 +272,7 @@ impl Database for TxDb<'_, '_> {
     type Error = ParDbError;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        let (origin, meta) = self.shared.meta_at(address, self.tx)??;
+        let (origin, meta) = self.meta(address)?;
         self.reads.push((Loc::Info(address), origin));
         let lazy = self.lazy_to == Some(address) && meta.as_ref().is_none_or(|m| m.code_hash == KECCAK_EMPTY);
         let balance = if lazy {
@@ -247,9 +283,17 @@ impl Database for TxDb<'_, '_> {
             balance
         };
         self.served.insert(address, Served { meta: meta.clone(), balance, lazy });
+        let info = |nonce, code_hash, code: &Option<Bytecode>| {
+            let mut info = self.no_code.clone();
+            info.balance = balance;
+            info.nonce = nonce;
+            info.code_hash = code_hash;
+            info.code = code.clone();
+            info
+        };
         Ok(match meta {
-            Some(m) => Some(AccountInfo::new(balance, m.nonce, m.code_hash, m.code.clone())),
-            None if !balance.is_zero() => Some(AccountInfo::new(balance, 0, KECCAK_EMPTY, Bytecode::default())),
+            Some(m) => Some(info(m.nonce, m.code_hash, &m.code)),
+            None if !balance.is_zero() => Some(info(0, KECCAK_EMPTY, &None)),
             None => None,
         })
     }

@@ -32,8 +32,9 @@ use revm::primitives::hardfork::SpecId;
 use revm::state::EvmState;
 use revm::{ExecuteEvm, MainBuilder, MainContext};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use crate::diff::{AccountUpdate, DiffBuilder};
+use crate::diff::{AccountUpdate, DiffBuilder, SortedDiff};
 use crate::evm::{block_env, cfg_env, tx_env};
 use crate::sequential::{classify, execute_at, receipt_of, reject};
 use crate::Offsets;
@@ -48,9 +49,14 @@ use scheduler::{Scheduler, Task};
 pub const DEFAULT_MIN_PARALLEL_TXS: usize = 8;
 
 /// Block-STM executor; identical results to [`crate::SequentialExecutor`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ParallelExecutor {
     threads: usize,
+    /// The helper threads (`threads - 1`; the calling thread is the other worker).
+    /// They live as long as the executor: spawning threads per block cost the spawn
+    /// itself and, worse, a fresh allocator heap each time, whose pages the kernel
+    /// had to zero again on every block.
+    pool: Option<Arc<rayon::ThreadPool>>,
     min_txs: usize,
     /// Use the rules that send blocks Block-STM cannot speed up to the sequential
     /// executor (off only in tests that must exercise the parallel path).
@@ -60,7 +66,16 @@ pub struct ParallelExecutor {
 impl ParallelExecutor {
     /// An executor using `threads` threads (the calling one included).
     pub fn new(threads: usize) -> Self {
-        Self { threads: threads.max(1), min_txs: DEFAULT_MIN_PARALLEL_TXS, heuristics: true }
+        let threads = threads.max(1);
+        let pool = (threads > 1).then(|| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads - 1)
+                .thread_name(|i| format!("block-stm-{i}"))
+                .build()
+                .expect("spawning the executor's threads");
+            Arc::new(pool)
+        });
+        Self { threads, pool, min_txs: DEFAULT_MIN_PARALLEL_TXS, heuristics: true }
     }
 
     /// One thread per available core.
@@ -224,15 +239,21 @@ impl ParallelExecutor {
 /// output needs.
 enum TxResult {
     Executed {
-        /// Cumulative gas and first log index are filled in when the block is assembled.
-        receipt: StoredReceipt,
-        updates: Vec<(Address, AccountUpdate)>,
-        /// The recipient credited by a delta (its balance in `updates` is the delta).
-        lazy_to: Option<Address>,
-        /// Fee owed to the beneficiary, which `updates` does not contain.
-        reward: Option<U256>,
+        /// Cumulative gas and first log index are filled in when the block is assembled
+        /// (`None` once moved into the output).
+        receipt: Option<StoredReceipt>,
+        effects: Effects,
     },
     Invalid(InvalidTransaction),
+}
+
+/// What an executed transaction did to the state, applied to the block diff in order.
+struct Effects {
+    updates: Vec<(Address, AccountUpdate)>,
+    /// The recipient credited by a delta (its balance in `updates` is the delta).
+    lazy_to: Option<Address>,
+    /// Fee owed to the beneficiary, which `updates` does not contain.
+    reward: Option<U256>,
 }
 
 #[derive(Default)]
@@ -271,9 +292,10 @@ impl ParallelExecutor {
         at: Offsets,
         stats: &mut ParallelStats,
     ) -> Option<BlockOutput> {
-        let shared = Shared::new(MvMemory::new(txs.len()), db::Base::new(state), block.beneficiary, txs.len());
+        let shared =
+            Shared::new(MvMemory::new(txs.len()), db::Base::new(state, txs.len()), block.beneficiary, txs.len());
         let scheduler = Scheduler::new(txs.len());
-        let slots: Vec<Mutex<Slot>> = (0..txs.len()).map(|_| Mutex::new(Slot::default())).collect();
+        let mut slots: Vec<Mutex<Slot>> = (0..txs.len()).map(|_| Mutex::new(Slot::default())).collect();
         let fatal = AtomicBool::new(false);
         let executions = AtomicUsize::new(0);
         let first_runs = AtomicUsize::new(0);
@@ -295,23 +317,26 @@ impl ParallelExecutor {
             bail_early: self.heuristics,
         };
         let t0 = std::time::Instant::now();
-        std::thread::scope(|scope| {
+        let pool = self.pool.as_ref()?;
+        pool.in_place_scope(|scope| {
             for _ in 1..self.threads.min(txs.len()) {
-                scope.spawn(|| run.work());
+                scope.spawn(|_| run.work());
             }
             run.work();
         });
         stats.executions += executions.load(Ordering::Relaxed);
         let t1 = std::time::Instant::now();
         let (mv, base) = shared.into_parts();
-        // Freeing the multi-version memory overlaps with assembling the output.
-        let out = std::thread::scope(|scope| {
-            scope.spawn(move || drop(mv));
-            if fatal.load(Ordering::Acquire) {
-                None
-            } else {
-                finalize(&base, slots, txs, block, mode, at)
-            }
+        let out = if fatal.load(Ordering::Acquire) {
+            None
+        } else {
+            finalize(pool, self.threads, &base, &mut slots, txs, block, mode, at)
+        };
+        // Freed on both threads before returning, so that the next block reuses the
+        // memory (a detached free left the next run to fault in fresh pages).
+        pool.in_place_scope(|scope| {
+            scope.spawn(move |_| drop(mv));
+            drop(slots);
         });
         tracing::debug!(txs = txs.len(), execute = ?(t1 - t0), assemble = ?t1.elapsed(), "parallel run");
         match out {
@@ -395,8 +420,9 @@ impl<'r, 'a> Run<'r, 'a> {
                     let lazy_to = lazy_to.filter(|to| db.served.get(to).is_some_and(|s| s.lazy));
                     let writes = writes_of(&state, &db.served);
                     let updates = state.iter().filter_map(|(a, acc)| Some((*a, AccountUpdate::of(acc)?))).collect();
-                    let receipt = receipt_of(recovered, result, 0, 0, self.block.base_fee);
-                    (TxResult::Executed { receipt, updates, lazy_to, reward }, writes, reward.unwrap_or_default())
+                    let receipt = Some(receipt_of(recovered, result, 0, 0, self.block.base_fee));
+                    let effects = Effects { updates, lazy_to, reward };
+                    (TxResult::Executed { receipt, effects }, writes, reward.unwrap_or_default())
                 }
             };
             let first_completion = {
@@ -499,7 +525,7 @@ fn writes_of(state: &EvmState, served: &alloy_primitives::map::AddressMap<Served
             let meta = Meta {
                 nonce: account.info.nonce,
                 code_hash: account.info.code_hash,
-                code: account.info.code.clone().unwrap_or_default(),
+                code: account.info.code.clone().filter(|_| account.info.code_hash != KECCAK_EMPTY),
             };
             writes.push((Loc::Info(address), Value::Info(Some(std::sync::Arc::new(meta)))));
         }
@@ -515,20 +541,102 @@ fn writes_of(state: &EvmState, served: &alloy_primitives::map::AddressMap<Served
     writes
 }
 
-/// Turns the validated results into the block output, in order: absolute balances for
-/// delta-credited accounts, the beneficiary's fee, receipts and the state diff.
+/// Which of `count` diff shards owns `address` (its accounts' changes are applied by
+/// that shard alone, so shards never share an account).
+fn shard_of(address: &Address, count: usize) -> usize {
+    (address.0[0] ^ address.0[19]) as usize % count
+}
+
+/// Turns the validated results into the block output: receipts in order on this
+/// thread while `shards` threads build the state diff, each for its own accounts
+/// (absolute balances for delta-credited accounts, the beneficiary's fee).
+#[allow(clippy::too_many_arguments)]
 fn finalize(
+    pool: &rayon::ThreadPool,
+    shards: usize,
     base: &db::Base<'_>,
-    slots: Vec<Mutex<Slot>>,
+    slots: &mut [Mutex<Slot>],
     txs: &[RecoveredTx],
     block: &BlockContext,
     mode: Mode,
     at: Offsets,
 ) -> Option<BlockOutput> {
-    let mut diff = DiffBuilder::default();
+    let mut heads = Vec::with_capacity(txs.len());
+    let mut effects = Vec::with_capacity(txs.len());
+    for slot in slots.iter_mut() {
+        match slot.get_mut().result.as_mut()? {
+            TxResult::Invalid(err) => {
+                heads.push(Err(&*err));
+                effects.push(None);
+            }
+            TxResult::Executed { receipt, effects: e } => {
+                heads.push(Ok(receipt));
+                effects.push(Some(&*e));
+            }
+        }
+    }
+    let shards = shards.max(1);
+    let mut parts: Vec<Option<SortedDiff>> = (0..shards).map(|_| None).collect();
+    let mut receipts = None;
+    pool.in_place_scope(|scope| {
+        let (first, rest) = parts.split_first_mut().expect("at least one shard");
+        for (i, part) in rest.iter_mut().enumerate() {
+            let effects = &effects;
+            scope.spawn(move |_| *part = diff_shard(base, effects, block, i + 1, shards));
+        }
+        *first = diff_shard(base, &effects, block, 0, shards);
+        receipts = assemble_receipts(heads, txs, block, mode, at);
+    });
+    let (outcomes, gas_used) = receipts?;
+    let parts = parts.into_iter().collect::<Option<Vec<_>>>()?;
+    Some(BlockOutput { outcomes, gas_used, diff: SortedDiff::merge(parts) })
+}
+
+/// Receipts with their cumulative gas and log positions, in order; `None` when the
+/// block is invalid in a way the sequential run must report.
+fn assemble_receipts(
+    heads: Vec<Result<&mut Option<StoredReceipt>, &InvalidTransaction>>,
+    txs: &[RecoveredTx],
+    block: &BlockContext,
+    mode: Mode,
+    at: Offsets,
+) -> Option<(Vec<TxOutcome>, u64)> {
     let mut outcomes = Vec::with_capacity(txs.len());
     let mut gas_used = at.gas;
     let mut log_count = at.logs;
+    for (head, recovered) in heads.into_iter().zip(txs) {
+        match head {
+            Err(err) => match mode {
+                Mode::Replay => return None,
+                Mode::Building => outcomes.push(TxOutcome::Skipped(classify(err))),
+            },
+            Ok(receipt) => {
+                if gas_used.saturating_add(recovered.gas_limit()) > block.gas_limit {
+                    return None;
+                }
+                let mut receipt = receipt.take()?;
+                receipt.cumulative_gas_used = gas_used + receipt.gas_used;
+                receipt.first_log_index = log_count;
+                gas_used = receipt.cumulative_gas_used;
+                log_count += receipt.logs.len() as u64;
+                outcomes.push(TxOutcome::Included(receipt));
+            }
+        }
+    }
+    Some((outcomes, gas_used))
+}
+
+/// The state diff of the accounts shard `shard` of `count` owns, applying every
+/// transaction's effects in order.
+fn diff_shard(
+    base: &db::Base<'_>,
+    effects: &[Option<&Effects>],
+    block: &BlockContext,
+    shard: usize,
+    count: usize,
+) -> Option<SortedDiff> {
+    let mine = |address: &Address| shard_of(address, count) == shard;
+    let mut diff = DiffBuilder::default();
     // The account as the transactions so far left it; every balance write comes from a
     // transaction that recorded the account, so one the diff lacks has its base value.
     let current = |diff: &DiffBuilder, address: Address| -> Option<Option<AccountState>> {
@@ -541,44 +649,35 @@ fn finalize(
             code_hash: meta.code_hash,
         }))
     };
-    for (slot, recovered) in slots.into_iter().zip(txs) {
-        match slot.into_inner().result? {
-            TxResult::Invalid(err) => match mode {
-                Mode::Replay => return None,
-                Mode::Building => outcomes.push(TxOutcome::Skipped(classify(&err))),
-            },
-            TxResult::Executed { mut receipt, mut updates, lazy_to, reward } => {
-                if gas_used.saturating_add(recovered.gas_limit()) > block.gas_limit {
-                    return None;
-                }
-                if let Some(to) = lazy_to {
-                    let before = current(&diff, to)?.map(|i| i.balance).unwrap_or_default();
-                    let (_, update) = updates.iter_mut().find(|(a, _)| *a == to)?;
+    let beneficiary_here = mine(&block.beneficiary);
+    for effects in effects.iter().flatten() {
+        let lazy = match effects.lazy_to.filter(mine) {
+            Some(to) => Some((to, current(&diff, to)?.map(|i| i.balance).unwrap_or_default())),
+            None => None,
+        };
+        for (address, update) in effects.updates.iter().filter(|(a, _)| mine(a)) {
+            match lazy {
+                Some((to, before)) if to == *address => {
+                    let mut update = update.clone();
                     update.info.balance = before.saturating_add(update.info.balance);
+                    diff.apply(*address, &update);
                 }
-                for (address, update) in updates {
-                    diff.apply(address, update);
-                }
-                if let Some(fee) = reward {
-                    let info = current(&diff, block.beneficiary)?;
-                    if info.is_none() && fee.is_zero() && block.spec < SpecId::SPURIOUS_DRAGON {
-                        // Before EIP-161 a zero fee creates an empty beneficiary account,
-                        // which deltas cannot express: let the sequential run do it.
-                        return None;
-                    }
-                    let mut info = info.unwrap_or_default();
-                    info.balance = info.balance.saturating_add(fee);
-                    let deleted = info.balance.is_zero() && info.nonce == 0 && info.code_hash == KECCAK_EMPTY;
-                    let update = AccountUpdate { deleted, created: false, info, code: None, storage: Vec::new() };
-                    diff.apply(block.beneficiary, update);
-                }
-                receipt.cumulative_gas_used = gas_used + receipt.gas_used;
-                receipt.first_log_index = log_count;
-                gas_used = receipt.cumulative_gas_used;
-                log_count += receipt.logs.len() as u64;
-                outcomes.push(TxOutcome::Included(receipt));
+                _ => diff.apply(*address, update),
             }
         }
+        if let (Some(fee), true) = (effects.reward, beneficiary_here) {
+            let info = current(&diff, block.beneficiary)?;
+            if info.is_none() && fee.is_zero() && block.spec < SpecId::SPURIOUS_DRAGON {
+                // Before EIP-161 a zero fee creates an empty beneficiary account,
+                // which deltas cannot express: let the sequential run do it.
+                return None;
+            }
+            let mut info = info.unwrap_or_default();
+            info.balance = info.balance.saturating_add(fee);
+            let deleted = info.balance.is_zero() && info.nonce == 0 && info.code_hash == KECCAK_EMPTY;
+            let update = AccountUpdate { deleted, created: false, info, code: None, storage: Vec::new() };
+            diff.apply(block.beneficiary, &update);
+        }
     }
-    Some(BlockOutput { outcomes, gas_used, diff: diff.finish() })
+    Some(diff.into_sorted())
 }
