@@ -59,6 +59,11 @@ pub struct DiffBuilder {
 }
 
 impl DiffBuilder {
+    /// A builder with room for `accounts` accounts before it must grow.
+    pub fn with_capacity(accounts: usize) -> Self {
+        Self { accounts: AddressMap::with_capacity_and_hasher(accounts, Default::default()), code: Vec::new() }
+    }
+
     /// Records the changes of one transaction; call in transaction order.
     pub fn record(&mut self, state: &EvmState) {
         for (address, account) in state {

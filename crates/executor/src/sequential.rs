@@ -39,7 +39,7 @@ pub(crate) fn execute_at(
 ) -> Result<BlockOutput, ExecError> {
     let db = CacheDB::new(ViewDb(state));
     let mut evm = Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg_env(block)).build_mainnet();
-    let mut diff = DiffBuilder::default();
+    let mut diff = DiffBuilder::with_capacity(txs.len() + 16);
     let mut outcomes = Vec::with_capacity(txs.len());
     let mut gas_used = at.gas;
     let mut log_count = at.logs;

@@ -214,7 +214,7 @@ impl<'s, 'a> TxDb<'s, 'a> {
             shared,
             tx: 0,
             lazy_to: None,
-            reads: Vec::new(),
+            reads: Vec::with_capacity(16),
             served: AddressMap::default(),
             wipes: AddressMap::default(),
             contracts: AddressMap::default(),

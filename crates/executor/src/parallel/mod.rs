@@ -419,7 +419,8 @@ impl<'r, 'a> Run<'r, 'a> {
                     }
                     let lazy_to = lazy_to.filter(|to| db.served.get(to).is_some_and(|s| s.lazy));
                     let writes = writes_of(&state, &db.served);
-                    let updates = state.iter().filter_map(|(a, acc)| Some((*a, AccountUpdate::of(acc)?))).collect();
+                    let mut updates = Vec::with_capacity(state.len());
+                    updates.extend(state.iter().filter_map(|(a, acc)| Some((*a, AccountUpdate::of(acc)?))));
                     let receipt = Some(receipt_of(recovered, result, 0, 0, self.block.base_fee));
                     let effects = Effects { updates, lazy_to, reward };
                     (TxResult::Executed { receipt, effects }, writes, reward.unwrap_or_default())
@@ -427,7 +428,10 @@ impl<'r, 'a> Run<'r, 'a> {
             };
             let first_completion = {
                 let mut slot = self.slots[tx].lock();
-                std::mem::swap(&mut slot.reads, &mut evm.ctx.db_mut().reads);
+                // Copied at its exact size (kept until the block is done); the worker's
+                // buffer is reused for its next transaction.
+                slot.reads.clear();
+                slot.reads.extend_from_slice(&evm.ctx.db_mut().reads);
                 slot.result.replace(result).is_none()
             };
             let executions = self.executions.fetch_add(runs, Ordering::Relaxed) + runs;
@@ -493,7 +497,7 @@ fn lazy_recipient(tx: &RecoveredTx, block: &BlockContext) -> Option<Address> {
 
 /// The locations a finished transaction changed, compared with what it read.
 fn writes_of(state: &EvmState, served: &alloy_primitives::map::AddressMap<Served>) -> Vec<(Loc, Value)> {
-    let mut writes = Vec::new();
+    let mut writes = Vec::with_capacity(2 * state.len() + 4);
     for (address, account) in state {
         if !account.is_touched() {
             continue;
@@ -636,7 +640,7 @@ fn diff_shard(
     count: usize,
 ) -> Option<SortedDiff> {
     let mine = |address: &Address| shard_of(address, count) == shard;
-    let mut diff = DiffBuilder::default();
+    let mut diff = DiffBuilder::with_capacity(2 * effects.len() / count + 16);
     // The account as the transactions so far left it; every balance write comes from a
     // transaction that recorded the account, so one the diff lacks has its base value.
     let current = |diff: &DiffBuilder, address: Address| -> Option<Option<AccountState>> {
