@@ -13,6 +13,16 @@ use std::sync::Arc;
 
 use super::mv::{BalanceRead, Blocked, Loc, Meta, MetaRead, MvMemory, Origin, TxIdx, Value};
 
+/// Shards of the run's shared maps: enough that two threads rarely meet on one, few
+/// enough that a small block does not pay for allocating them.
+pub(crate) fn shard_amount(txs: usize) -> usize {
+    if txs < 1_024 {
+        8
+    } else {
+        64
+    }
+}
+
 /// The state before the block, read once per location and shared by all workers.
 pub(crate) struct Base<'a> {
     view: &'a dyn StateView,
@@ -28,9 +38,9 @@ impl<'a> Base<'a> {
         let hasher = DefaultHashBuilder::default;
         Self {
             view,
-            accounts: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, hasher(), 64),
-            storage: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, hasher(), 64),
-            code: DashMap::default(),
+            accounts: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, hasher(), shard_amount(txs)),
+            storage: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, hasher(), shard_amount(txs)),
+            code: DashMap::with_hasher_and_shard_amount(hasher(), shard_amount(txs)),
         }
     }
 

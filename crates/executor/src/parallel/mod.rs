@@ -330,14 +330,21 @@ impl ParallelExecutor {
         let out = if fatal.load(Ordering::Acquire) {
             None
         } else {
-            finalize(pool, self.threads, &base, &mut slots, txs, block, mode, at)
+            // Below a few hundred transactions, handing work to the other thread costs
+            // more than the work itself.
+            let shards = if txs.len() < SMALL_RUN { 1 } else { self.threads };
+            finalize(pool, shards, &base, &mut slots, txs, block, mode, at)
         };
         // Freed on both threads before returning, so that the next block reuses the
         // memory (a detached free left the next run to fault in fresh pages).
-        pool.in_place_scope(|scope| {
-            scope.spawn(move |_| drop(mv));
-            drop(slots);
-        });
+        if txs.len() < SMALL_RUN {
+            drop((mv, slots));
+        } else {
+            pool.in_place_scope(|scope| {
+                scope.spawn(move |_| drop(mv));
+                drop(slots);
+            });
+        }
         tracing::debug!(txs = txs.len(), execute = ?(t1 - t0), assemble = ?t1.elapsed(), "parallel run");
         match out {
             Some(_) => stats.parallel_txs += txs.len(),
@@ -478,6 +485,10 @@ impl Drop for HaltOnPanic<'_, '_, '_> {
     }
 }
 
+/// Runs with fewer transactions assemble their output and free their memory on the
+/// calling thread alone.
+const SMALL_RUN: usize = 256;
+
 /// Transactions executed before the early-waste check may run.
 const BAIL_CHECK: usize = 32;
 
@@ -582,6 +593,12 @@ fn finalize(
     let shards = shards.max(1);
     let mut parts: Vec<Option<SortedDiff>> = (0..shards).map(|_| None).collect();
     let mut receipts = None;
+    if shards == 1 {
+        parts[0] = diff_shard(base, &effects, block, 0, 1);
+        let (outcomes, gas_used) = assemble_receipts(heads, txs, block, mode, at)?;
+        let parts = parts.into_iter().collect::<Option<Vec<_>>>()?;
+        return Some(BlockOutput { outcomes, gas_used, diff: SortedDiff::merge(parts) });
+    }
     pool.in_place_scope(|scope| {
         let (first, rest) = parts.split_first_mut().expect("at least one shard");
         for (i, part) in rest.iter_mut().enumerate() {

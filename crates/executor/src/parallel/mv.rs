@@ -102,7 +102,11 @@ impl MvMemory {
         let bits = (txs * 16).next_power_of_two().max(1 << 12);
         Self {
             written_bits: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
-            data: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 4, DefaultHashBuilder::default(), 64),
+            data: DashMap::with_capacity_and_hasher_and_shard_amount(
+                txs * 4,
+                DefaultHashBuilder::default(),
+                super::db::shard_amount(txs),
+            ),
             written: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
