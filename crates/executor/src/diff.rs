@@ -2,6 +2,7 @@ use alloy_primitives::map::AddressMap;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use cairn_primitives::{AccountChange, AccountState, StateDiff};
 use revm::state::{Account, EvmState};
+use std::collections::BTreeMap;
 
 /// What one transaction did to one account it touched, in the few fields a block diff
 /// needs (revm's `Account` carries much more).
@@ -52,10 +53,27 @@ impl AccountUpdate {
 }
 
 /// Accumulates per-transaction state changes into one block [`StateDiff`].
+///
+/// Several builders can share one block's work: each owns a set of accounts (whose
+/// info it tracks) and a set of storage slots (which it collects for every account);
+/// [`SortedDiff::merge`] joins them. A single builder owns everything.
 #[derive(Debug, Default)]
 pub struct DiffBuilder {
-    accounts: AddressMap<AccountChange>,
+    accounts: AddressMap<Building>,
     code: Vec<(B256, Bytes)>,
+}
+
+/// An account's changes while a builder collects them.
+#[derive(Debug, Default)]
+struct Building {
+    /// `None`: deleted (meaningless when `storage_only`).
+    info: Option<AccountState>,
+    storage_wiped: bool,
+    /// Slot writes in order, later ones winning: sorted once at the end, which is much
+    /// cheaper than inserting each into a tree as it comes.
+    storage: Vec<(U256, U256)>,
+    /// This builder collects only some of the account's slots; another owns the account.
+    storage_only: bool,
 }
 
 impl DiffBuilder {
@@ -75,9 +93,31 @@ impl DiffBuilder {
 
     /// Records one account's update; call in transaction order.
     pub fn apply(&mut self, address: Address, update: &AccountUpdate) {
+        self.apply_part(address, update, true, |_| true);
+    }
+
+    /// Records the part of an update this builder collects: everything about the account
+    /// when it is the `owner`, else only the storage slots `mine` accepts (and the wipes
+    /// that clear them). Call in transaction order.
+    pub fn apply_part(&mut self, address: Address, update: &AccountUpdate, owner: bool, mine: impl Fn(&U256) -> bool) {
+        let wipes = update.deleted || update.created;
+        if !owner {
+            let any_mine = update.storage.iter().any(|(slot, _)| mine(slot));
+            if !any_mine && !(wipes && self.accounts.contains_key(&address)) {
+                return;
+            }
+            let part =
+                self.accounts.entry(address).or_insert_with(|| Building { storage_only: true, ..Default::default() });
+            if wipes {
+                part.storage.clear();
+            }
+            part.storage.extend(update.storage.iter().filter(|(slot, _)| mine(slot)).copied());
+            return;
+        }
         let change = self.accounts.entry(address).or_default();
+        change.storage_only = false;
         if update.deleted {
-            *change = AccountChange { info: None, storage_wiped: true, storage: Default::default() };
+            *change = Building { info: None, storage_wiped: true, storage: Vec::new(), storage_only: false };
             return;
         }
         if update.created {
@@ -88,47 +128,71 @@ impl DiffBuilder {
             self.code.push(code.clone());
         }
         change.info = Some(update.info);
-        change.storage.extend(update.storage.iter().copied());
+        change.storage.extend(update.storage.iter().filter(|(slot, _)| mine(slot)).copied());
     }
 
     /// The account as the recorded transactions left it: `Some(None)` if deleted,
-    /// `None` if no recorded transaction touched it.
+    /// `None` if no recorded transaction touched it (only for accounts this builder
+    /// owns).
     pub fn current(&self, address: &Address) -> Option<Option<AccountState>> {
-        self.accounts.get(address).map(|c| c.info)
+        self.accounts.get(address).filter(|c| !c.storage_only).map(|c| c.info)
     }
 
     pub fn finish(self) -> StateDiff {
         SortedDiff::merge(vec![self.into_sorted()])
     }
 
-    /// The changes in address order, ready to be merged with builders that hold other
-    /// accounts ([`SortedDiff::merge`]).
+    /// The changes in address order, ready to be merged with the other builders of the
+    /// block ([`SortedDiff::merge`]).
     pub fn into_sorted(self) -> SortedDiff {
         // Sorting the (large) entries themselves moved each one many times: sort the
         // keys with their positions, then move every entry once.
-        let mut entries: Vec<Option<(Address, AccountChange)>> = self.accounts.into_iter().map(Some).collect();
+        let mut entries: Vec<Option<(Address, Building)>> = self.accounts.into_iter().map(Some).collect();
         let mut order: Vec<(Address, u32)> = entries
             .iter()
             .enumerate()
             .map(|(i, e)| (e.as_ref().map(|(a, _)| *a).unwrap_or_default(), i as u32))
             .collect();
         order.sort_unstable();
-        let accounts = order.into_iter().filter_map(|(_, i)| entries[i as usize].take()).collect();
+        let accounts = order
+            .into_iter()
+            .filter_map(|(_, i)| entries[i as usize].take())
+            .map(|(address, b)| {
+                let change =
+                    AccountChange { info: b.info, storage_wiped: b.storage_wiped, storage: last_writes(b.storage) };
+                (address, change, b.storage_only)
+            })
+            .collect();
         SortedDiff { accounts, code: self.code }
     }
 }
 
-/// One builder's changes in address order.
+/// The final value of each slot written, from writes in order.
+fn last_writes(mut writes: Vec<(U256, U256)>) -> BTreeMap<U256, U256> {
+    // Stable: equal slots keep their order, so the last of each run is the last write.
+    writes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut last: Vec<(U256, U256)> = Vec::with_capacity(writes.len());
+    for (slot, value) in writes {
+        match last.last_mut() {
+            Some(prev) if prev.0 == slot => prev.1 = value,
+            _ => last.push((slot, value)),
+        }
+    }
+    last.into_iter().collect()
+}
+
+/// One builder's changes in address order; the flag marks a storage-only part.
 #[derive(Debug, Default)]
 pub struct SortedDiff {
-    accounts: Vec<(Address, AccountChange)>,
+    accounts: Vec<(Address, AccountChange, bool)>,
     code: Vec<(B256, Bytes)>,
 }
 
 impl SortedDiff {
-    /// Joins parts that hold disjoint sets of accounts into one block diff.
+    /// Joins the parts of one block's diff: each account's info from the builder that
+    /// owns it, its slots from every builder that collected some.
     pub fn merge(parts: Vec<SortedDiff>) -> StateDiff {
-        let mut code = std::collections::BTreeMap::new();
+        let mut code = BTreeMap::new();
         let mut heads: Vec<_> = parts
             .into_iter()
             .map(|part| {
@@ -138,13 +202,23 @@ impl SortedDiff {
             .collect();
         // The input of `BTreeMap::from_iter` arrives sorted, so its own sort is one pass.
         let merged = std::iter::from_fn(|| {
-            let next = heads
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, h)| h.peek().map(|(a, _)| (*a, i)))
-                .min()
-                .map(|(_, i)| i)?;
-            heads[next].next()
+            let address = heads.iter_mut().filter_map(|h| h.peek().map(|(a, _, _)| *a)).min()?;
+            let mut owned: Option<AccountChange> = None;
+            let mut slots: Vec<BTreeMap<U256, U256>> = Vec::new();
+            for head in heads.iter_mut() {
+                if let Some((_, change, storage_only)) = head.next_if(|(a, _, _)| *a == address) {
+                    if storage_only {
+                        slots.push(change.storage);
+                    } else {
+                        owned = Some(change);
+                    }
+                }
+            }
+            let mut change = owned.expect("every account has an owning builder");
+            for mut part in slots {
+                change.storage.append(&mut part);
+            }
+            Some((address, change))
         });
         StateDiff { accounts: merged.collect(), code }
     }

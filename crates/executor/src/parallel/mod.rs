@@ -556,8 +556,8 @@ fn writes_of(state: &EvmState, served: &alloy_primitives::map::AddressMap<Served
     writes
 }
 
-/// Which of `count` diff shards owns `address` (its accounts' changes are applied by
-/// that shard alone, so shards never share an account).
+/// Which of `count` diff shards owns `address` (the account's info is applied by that
+/// shard alone; its storage slots are shared out by slot).
 fn shard_of(address: &Address, count: usize) -> usize {
     (address.0[0] ^ address.0[19]) as usize % count
 }
@@ -657,6 +657,9 @@ fn diff_shard(
     count: usize,
 ) -> Option<SortedDiff> {
     let mine = |address: &Address| shard_of(address, count) == shard;
+    // Slots are shared out separately, so one contract's many slots (a token's
+    // balances) do not all land on the shard that owns the contract.
+    let my_slot = |slot: &U256| (slot.as_limbs()[0] ^ slot.as_limbs()[3]) as usize % count == shard;
     let mut diff = DiffBuilder::with_capacity(2 * effects.len() / count + 16);
     // The account as the transactions so far left it; every balance write comes from a
     // transaction that recorded the account, so one the diff lacks has its base value.
@@ -676,14 +679,15 @@ fn diff_shard(
             Some(to) => Some((to, current(&diff, to)?.map(|i| i.balance).unwrap_or_default())),
             None => None,
         };
-        for (address, update) in effects.updates.iter().filter(|(a, _)| mine(a)) {
+        for (address, update) in &effects.updates {
+            let owner = mine(address);
             match lazy {
-                Some((to, before)) if to == *address => {
+                Some((to, before)) if owner && to == *address => {
                     let mut update = update.clone();
                     update.info.balance = before.saturating_add(update.info.balance);
-                    diff.apply(*address, &update);
+                    diff.apply_part(*address, &update, true, my_slot);
                 }
-                _ => diff.apply(*address, update),
+                _ => diff.apply_part(*address, update, owner, my_slot),
             }
         }
         if let (Some(fee), true) = (effects.reward, beneficiary_here) {
