@@ -103,7 +103,7 @@ impl DiffBuilder {
         let wipes = update.deleted || update.created;
         if !owner {
             let any_mine = update.storage.iter().any(|(slot, _)| mine(slot));
-            if !any_mine && !(wipes && self.accounts.contains_key(&address)) {
+            if !(any_mine || wipes && self.accounts.contains_key(&address)) {
                 return;
             }
             let part =
@@ -170,7 +170,7 @@ impl DiffBuilder {
 /// The final value of each slot written, from writes in order.
 fn last_writes(mut writes: Vec<(U256, U256)>) -> BTreeMap<U256, U256> {
     // Stable: equal slots keep their order, so the last of each run is the last write.
-    writes.sort_by(|a, b| a.0.cmp(&b.0));
+    writes.sort_by_key(|(slot, _)| *slot);
     let mut last: Vec<(U256, U256)> = Vec::with_capacity(writes.len());
     for (slot, value) in writes {
         match last.last_mut() {
