@@ -66,16 +66,20 @@ pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (out, PEAK.load(Ordering::Relaxed))
 }
 
-/// Keeps freed memory for a second before returning it to the OS (mimalloc's default is
-/// 10 ms). With the default, the committer's and the store's page buffers were returned
-/// and faulted back in (zeroed by the kernel) every block: `cairn bench commit` measured
-/// that page zeroing at a sixth of the incremental root time and the first blocks at
-/// twice the steady-state time.
+/// Keeps freed memory for ten seconds before returning it to the OS (mimalloc's default
+/// is 10 ms). With the default, the committer's and the store's page buffers were
+/// returned and faulted back in (zeroed by the kernel) every block: `cairn bench commit`
+/// measured that page zeroing at a sixth of the incremental root time and the first
+/// blocks at twice the steady-state time. One second was not enough either when blocks
+/// are further apart than that (a 20,000-key block takes ~1 s to root and write): the
+/// kernel's `clear_page` was then a third of the bench's samples and the 20,000-key
+/// root took 144–208 ms; with ten seconds, 126–134 ms. What is kept is at most the
+/// working set's peak, which the process reaches every block anyway.
 pub fn tune() {
     // `mi_option_purge_delay` in the option enum of both mimalloc versions bundled by
     // libmimalloc-sys 0.1.49 (pinned); the Rust bindings do not export the constant.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a process-wide allocator option before any thread is started; options
     // may be set at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1_000) };
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) };
 }

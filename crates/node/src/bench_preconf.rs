@@ -40,6 +40,9 @@ pub struct PreconfBenchArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Extra flag for the node under test (repeatable), e.g. `--node-arg=--executor=sequential`.
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -93,11 +96,12 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
     };
     let w = build_workload(&workload_args, &dir)?;
     let interval = args.interval.to_string();
+    let node_args: Vec<&str> = args.node_args.iter().map(String::as_str).collect();
     let block_time = args.block_time.to_string();
     let node = start_cairn(
         &w.genesis,
         &dir.join("cairn-data"),
-        &["--fragment-interval", &interval, "--block-time", &block_time],
+        &[&["--fragment-interval", &interval, "--block-time", &block_time][..], &node_args[..]].concat(),
     )?;
     let url = node.url.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
