@@ -209,6 +209,8 @@ fn check(state: &InMemoryState, ctx: &BlockContext, txs: &[RecoveredTx]) -> Resu
             for parallel in [
                 ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel(),
                 ParallelExecutor::new(threads).min_parallel_txs(2),
+                // The timing probe, then Block-STM on the rest of the block.
+                ParallelExecutor::new(threads).min_parallel_txs(2).sequential_below(std::time::Duration::ZERO),
             ] {
                 let got = parallel.execute(state, ctx, txs, mode).map_err(|e| e.to_string());
                 prop_assert_eq!(&got, &expected, "{:?} mode, {:?}", mode, parallel);

@@ -61,6 +61,8 @@ pub struct ParallelExecutor {
     /// Use the rules that send blocks Block-STM cannot speed up to the sequential
     /// executor (off only in tests that must exercise the parallel path).
     heuristics: bool,
+    /// Blocks projected to run faster than this sequentially are run sequentially.
+    sequential_below: std::time::Duration,
 }
 
 impl ParallelExecutor {
@@ -75,7 +77,7 @@ impl ParallelExecutor {
                 .expect("spawning the executor's threads");
             Arc::new(pool)
         });
-        Self { threads, pool, min_txs: DEFAULT_MIN_PARALLEL_TXS, heuristics: true }
+        Self { threads, pool, min_txs: DEFAULT_MIN_PARALLEL_TXS, heuristics: true, sequential_below: SEQUENTIAL_BELOW }
     }
 
     /// One thread per available core.
@@ -93,6 +95,13 @@ impl ParallelExecutor {
     /// dependent its transactions (for tests of the parallel path).
     pub fn always_parallel(mut self) -> Self {
         self.heuristics = false;
+        self
+    }
+
+    /// Overrides the projected sequential time under which a block runs sequentially
+    /// (`Duration::ZERO`: always continue in parallel after the timing probe).
+    pub fn sequential_below(mut self, below: std::time::Duration) -> Self {
+        self.sequential_below = below;
         self
     }
 
@@ -140,6 +149,36 @@ fn longest_chain(state: &dyn StateView, txs: &[RecoveredTx]) -> usize {
     longest
 }
 
+/// Appends `part`, the output of the next `count` transactions, to `out`.
+fn absorb(out: &mut BlockOutput, at: &mut Offsets, part: BlockOutput, count: usize) {
+    at.logs += part
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            TxOutcome::Included(r) => r.logs.len() as u64,
+            TxOutcome::Skipped(_) => 0,
+        })
+        .sum::<u64>();
+    at.gas = part.gas_used;
+    at.index += count;
+    out.gas_used = part.gas_used;
+    if out.outcomes.is_empty() {
+        out.outcomes = part.outcomes;
+    } else {
+        out.outcomes.extend(part.outcomes);
+    }
+    out.diff.extend(part.diff);
+}
+
+/// Transactions run sequentially first to time a block (at most half of it).
+const PROBE_TXS: usize = 8;
+
+/// Blocks projected (from the probe) to take less than this sequentially run
+/// sequentially: on the 2-core reference machine, starting the second worker and
+/// assembling its output costs tens of microseconds, and the mainnet blocks whose
+/// sequential time was under ~0.4 ms ran at 0.6–0.9× in parallel (`cairn bench exec`).
+const SEQUENTIAL_BELOW: std::time::Duration = std::time::Duration::from_micros(400);
+
 /// Block-STM on two threads gains nothing when one chain holds more than this share
 /// of the transactions (the chain runs at sequential speed plus the overhead of the
 /// parallel machinery); measured with `cairn bench exec` on the mainnet payout blocks.
@@ -176,22 +215,43 @@ impl ParallelExecutor {
             stats.predicted_sequential += 1;
             return Ok((execute_at(state, block, txs, mode, start)?, stats));
         }
+        let mut out = BlockOutput { gas_used: start.gas, ..Default::default() };
+        let mut at = start;
+        // `i`: position in `txs`; `at.index`: position in the block.
+        let mut i = 0;
+        if self.heuristics {
+            // Time the first few transactions sequentially: a block whose projected
+            // sequential time is below what starting the other thread and assembling
+            // its output costs runs sequentially to the end.
+            let probe = PROBE_TXS.min(txs.len() / 2);
+            let timer = std::time::Instant::now();
+            let part = execute_at(state, block, &txs[..probe], mode, at)?;
+            let projected = timer.elapsed().mul_f64(txs.len() as f64 / probe as f64);
+            absorb(&mut out, &mut at, part, probe);
+            i = probe;
+            if projected < self.sequential_below {
+                stats.predicted_sequential += 1;
+                let view = overlay::Overlay::new(state, &out.diff);
+                let rest = execute_at(&view, block, &txs[i..], mode, at)?;
+                absorb(&mut out, &mut at, rest, txs.len() - i);
+                return Ok((out, stats));
+            }
+        }
         if mode == Mode::Replay {
             // A valid block never runs out of block gas; if this one does, the
             // sequential run reports the same error.
-            let out = match self.run(state, block, txs, mode, start, &mut stats) {
-                Some(out) => out,
-                None => execute_at(state, block, txs, mode, start)?,
+            let view = overlay::Overlay::new(state, &out.diff);
+            let rest = &txs[i..];
+            let part = match self.run(&view, block, rest, mode, at, &mut stats) {
+                Some(part) => part,
+                None => execute_at(&view, block, rest, mode, at)?,
             };
+            absorb(&mut out, &mut at, part, rest.len());
             return Ok((out, stats));
         }
         // Building: run in rounds, each a prefix of the remaining transactions whose gas
         // limits fit in the gas left, so that no transaction inside a round can find the
         // block full; what a round leaves out is decided with the real gas used.
-        let mut out = BlockOutput { gas_used: start.gas, ..Default::default() };
-        let mut at = start;
-        // `i`: position in `txs`; `at.index`: position in the block.
-        let mut i = 0;
         while i < txs.len() {
             let gas_left = block.gas_limit.saturating_sub(at.gas);
             let first = &txs[i];
@@ -216,20 +276,8 @@ impl ParallelExecutor {
                 Some(part) => part,
                 None => execute_at(&view, block, round, mode, at)?,
             };
-            at.logs += part
-                .outcomes
-                .iter()
-                .map(|o| match o {
-                    TxOutcome::Included(r) => r.logs.len() as u64,
-                    TxOutcome::Skipped(_) => 0,
-                })
-                .sum::<u64>();
-            at.gas = part.gas_used;
-            at.index += end - i;
+            absorb(&mut out, &mut at, part, end - i);
             i = end;
-            out.gas_used = part.gas_used;
-            out.outcomes.extend(part.outcomes);
-            out.diff.extend(part.diff);
         }
         Ok((out, stats))
     }
