@@ -130,10 +130,13 @@ mod tests {
         let mut d = StateDiff::default();
         for i in 0..accounts {
             let k = seed.wrapping_mul(31).wrapping_add(i * 7) % 11;
-            let info =
-                (k % 4 != 0).then_some(AccountState { nonce: seed + i, balance: U256::from(k), code_hash: B256::ZERO });
+            let info = (!k.is_multiple_of(4)).then_some(AccountState {
+                nonce: seed + i,
+                balance: U256::from(k),
+                code_hash: B256::ZERO,
+            });
             let storage = (0..k % 3).map(|j| (U256::from(j + k), U256::from(seed * 100 + i))).collect();
-            let change = AccountChange { info, storage_wiped: k % 5 == 0, storage };
+            let change = AccountChange { info, storage_wiped: k.is_multiple_of(5), storage };
             d.accounts.insert(Address::with_last_byte(k as u8), change);
         }
         d.code.insert(B256::with_last_byte(seed as u8), Bytes::from(vec![seed as u8]));
