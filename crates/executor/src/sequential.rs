@@ -37,6 +37,24 @@ pub(crate) fn execute_at(
     mode: Mode,
     at: Offsets,
 ) -> Result<BlockOutput, ExecError> {
+    execute_while(state, block, txs, mode, at, None).map(|(out, _)| out)
+}
+
+/// After the first `n` transactions, asks `go_on` (given the time they took) whether to
+/// run the rest too.
+pub(crate) type Checkpoint<'a> = (usize, &'a dyn Fn(std::time::Duration) -> bool);
+
+/// [`execute_at`] that may stop at a checkpoint; returns the output and how many of
+/// `txs` it covers.
+pub(crate) fn execute_while(
+    state: &dyn StateView,
+    block: &BlockContext,
+    txs: &[RecoveredTx],
+    mode: Mode,
+    at: Offsets,
+    checkpoint: Option<Checkpoint<'_>>,
+) -> Result<(BlockOutput, usize), ExecError> {
+    let started = std::time::Instant::now();
     let db = CacheDB::new(ViewDb(state));
     let mut evm = Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg_env(block)).build_mainnet();
     let mut diff = DiffBuilder::with_capacity(txs.len() + 16);
@@ -45,6 +63,11 @@ pub(crate) fn execute_at(
     let mut log_count = at.logs;
 
     for (offset, tx) in txs.iter().enumerate() {
+        if let Some((n, go_on)) = checkpoint {
+            if offset == n && !go_on(started.elapsed()) {
+                return Ok((BlockOutput { outcomes, gas_used, diff: diff.finish() }, offset));
+            }
+        }
         let index = at.index + offset;
         let reject = |skip: Skip| reject(mode, index, tx, skip);
         let limit = tx.gas_limit();
@@ -67,7 +90,7 @@ pub(crate) fn execute_at(
             Err(other) => return Err(ExecError::Evm { index, reason: other.to_string() }),
         }
     }
-    Ok(BlockOutput { outcomes, gas_used, diff: diff.finish() })
+    Ok((BlockOutput { outcomes, gas_used, diff: diff.finish() }, txs.len()))
 }
 
 /// A transaction that cannot be included: skipped when building, fatal when replaying.

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use crate::diff::{AccountUpdate, DiffBuilder, SortedDiff};
 use crate::evm::{block_env, cfg_env, tx_env};
-use crate::sequential::{classify, execute_at, receipt_of, reject};
+use crate::sequential::{classify, execute_at, execute_while, receipt_of, reject};
 use crate::Offsets;
 use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Skip, TxOutcome};
 use db::{ParDbError, Served, Shared, TxDb};
@@ -222,18 +222,15 @@ impl ParallelExecutor {
         if self.heuristics {
             // Time the first few transactions sequentially: a block whose projected
             // sequential time is below what starting the other thread and assembling
-            // its output costs runs sequentially to the end.
+            // its output costs runs sequentially to the end, in the same run.
             let probe = PROBE_TXS.min(txs.len() / 2);
-            let timer = std::time::Instant::now();
-            let part = execute_at(state, block, &txs[..probe], mode, at)?;
-            let projected = timer.elapsed().mul_f64(txs.len() as f64 / probe as f64);
-            absorb(&mut out, &mut at, part, probe);
-            i = probe;
-            if projected < self.sequential_below {
+            let whole = txs.len() as f64 / probe as f64;
+            let small = |took: std::time::Duration| took.mul_f64(whole) < self.sequential_below;
+            let (part, done) = execute_while(state, block, txs, mode, at, Some((probe, &small)))?;
+            absorb(&mut out, &mut at, part, done);
+            i = done;
+            if i == txs.len() {
                 stats.predicted_sequential += 1;
-                let view = overlay::Overlay::new(state, &out.diff);
-                let rest = execute_at(&view, block, &txs[i..], mode, at)?;
-                absorb(&mut out, &mut at, rest, txs.len() - i);
                 return Ok((out, stats));
             }
         }
