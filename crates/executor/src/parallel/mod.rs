@@ -176,8 +176,10 @@ const PROBE_TXS: usize = 8;
 /// Blocks projected (from the probe) to take less than this sequentially run
 /// sequentially: on the 2-core reference machine, starting the second worker and
 /// assembling its output costs tens of microseconds, and the mainnet blocks whose
-/// sequential time was under ~0.4 ms ran at 0.6–0.9× in parallel (`cairn bench exec`).
-const SEQUENTIAL_BELOW: std::time::Duration = std::time::Duration::from_micros(400);
+/// sequential time was under ~0.45 ms ran at 0.6–0.9× in parallel, those from 0.5 to
+/// 0.55 ms at about 1.0× (`cairn bench exec`); the margin covers the probe's
+/// extrapolation from its first transactions.
+const SEQUENTIAL_BELOW: std::time::Duration = std::time::Duration::from_micros(600);
 
 /// Block-STM on two threads gains nothing when one chain holds more than this share
 /// of the transactions (the chain runs at sequential speed plus the overhead of the
