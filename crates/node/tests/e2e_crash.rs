@@ -22,16 +22,8 @@ async fn acknowledged_transactions_survive_kill_9_under_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(dir.path(), &["--block-time", "600000"]);
     let url = node.http();
-    let signers: Vec<_> = dev_accounts(DEV_MNEMONIC, 10).expect("derive").into_iter().map(|a| a.signer).collect();
-    let f = TxFactory::new(31337);
     // 10 senders x 150 nonces, interleaved so every sender's nonces arrive in order
-    let mut txs = Vec::new();
-    for nonce in 0..150u64 {
-        for s in &signers {
-            let tx = f.transfer_eth(s, nonce, Address::repeat_byte(0x99), U256::from(1)).expect("sign");
-            txs.push((*tx.tx_hash(), hex::encode_prefixed(tx.encoded_2718())));
-        }
-    }
+    let txs = common::dev_transfers(150, Address::repeat_byte(0x99));
     let txs = Arc::new(txs);
     let acked: Arc<Mutex<Vec<B256>>> = Arc::new(Mutex::new(Vec::new()));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

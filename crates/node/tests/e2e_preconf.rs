@@ -10,11 +10,9 @@
 
 mod common;
 
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{hex, Address, B256, U256};
+use alloy_primitives::{Address, B256};
 use cairn_primitives::fragment::{check_promise, SealedBlock};
-use cairn_primitives::{dev_accounts, SignedFragment, DEV_MNEMONIC};
-use cairn_workload::TxFactory;
+use cairn_primitives::SignedFragment;
 use common::{rpc as call, Node};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -36,15 +34,8 @@ async fn preconfirmations_keep_height_and_position_across_kill_9() {
     let client = reqwest::Client::new();
     let info = call(&client, &url, "cairn_sequencer", json!([])).await.expect("cairn_sequencer");
     let sequencer: Address = serde_json::from_value(info["address"].clone()).expect("address");
-    let signers: Vec<_> = dev_accounts(DEV_MNEMONIC, 10).expect("derive").into_iter().map(|a| a.signer).collect();
-    let f = TxFactory::new(31337);
-    let mut txs = Vec::new();
-    for nonce in 0..100u64 {
-        for s in &signers {
-            let tx = f.transfer_eth(s, nonce, Address::repeat_byte(0x77), U256::from(1)).expect("sign");
-            txs.push(hex::encode_prefixed(tx.encoded_2718()));
-        }
-    }
+    let txs: Vec<String> =
+        common::dev_transfers(100, Address::repeat_byte(0x77)).into_iter().map(|(_, raw)| raw).collect();
     let txs = Arc::new(txs);
     let promised: Arc<Mutex<Promised>> = Arc::default();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -62,15 +62,8 @@ async fn a_stalled_subscriber_is_dropped_and_the_node_keeps_going() {
     // From here on the subscriber reads nothing until the load is over.
 
     let start = quantity(&call(&client, &url, "eth_blockNumber", json!([])).await.expect("blockNumber"));
-    let signers: Vec<_> = dev_accounts(DEV_MNEMONIC, 10).expect("derive").into_iter().map(|a| a.signer).collect();
-    let f = TxFactory::new(31337);
-    let mut txs = Vec::new();
-    for nonce in 0..100u64 {
-        for s in &signers {
-            let tx = f.transfer_eth(s, nonce, Address::repeat_byte(0x55), U256::from(1)).expect("sign");
-            txs.push(hex::encode_prefixed(tx.encoded_2718()));
-        }
-    }
+    let txs: Vec<String> =
+        common::dev_transfers(100, Address::repeat_byte(0x55)).into_iter().map(|(_, raw)| raw).collect();
     let txs = Arc::new(txs);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -100,6 +93,8 @@ async fn a_stalled_subscriber_is_dropped_and_the_node_keeps_going() {
     assert_eq!(preconfirmed, txs.len());
 
     // Every transfer gets sealed: the builder and the sealer never waited.
+    let signers: Vec<_> = dev_accounts(DEV_MNEMONIC, 10).expect("derive").into_iter().map(|a| a.signer).collect();
+    let f = TxFactory::new(31337);
     let last_hash = {
         let tx = f.transfer_eth(&signers[0], 100, Address::repeat_byte(0x55), U256::from(1)).expect("sign");
         hex::encode_prefixed(tx.encoded_2718())

@@ -97,3 +97,23 @@ pub async fn kill_9_under_load(node: Node, workers: Vec<tokio::task::JoinHandle<
         w.await.expect("worker");
     }
 }
+
+/// ETH transfers of 1 wei to `to` from the ten development accounts, `nonces` each,
+/// interleaved so that every sender's nonces come in order: (hash, raw hex).
+pub fn dev_transfers(nonces: u64, to: alloy_primitives::Address) -> Vec<(alloy_primitives::B256, String)> {
+    use alloy_eips::eip2718::Encodable2718;
+    let signers: Vec<_> = cairn_primitives::dev_accounts(cairn_primitives::DEV_MNEMONIC, 10)
+        .expect("derive")
+        .into_iter()
+        .map(|a| a.signer)
+        .collect();
+    let f = cairn_workload::TxFactory::new(31337);
+    let mut txs = Vec::new();
+    for nonce in 0..nonces {
+        for s in &signers {
+            let tx = f.transfer_eth(s, nonce, to, alloy_primitives::U256::from(1)).expect("sign");
+            txs.push((*tx.tx_hash(), alloy_primitives::hex::encode_prefixed(tx.encoded_2718())));
+        }
+    }
+    txs
+}
