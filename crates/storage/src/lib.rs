@@ -13,7 +13,7 @@ mod reader;
 mod record_log;
 mod writer;
 
-pub use codec::{AccountRecord, TxRecord};
+pub use codec::{AccountRecord, ByteKey, Fixed, TxRecord};
 pub use reader::{StateAt, StoreReader};
 pub use record_log::{sync_parent, RecordLog};
 pub use writer::{BlockWriter, EMPTY_ROOT};
@@ -36,30 +36,30 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub(crate) const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
-pub(crate) const HASH_TO_NUMBER: TableDefinition<[u8; 32], u64> = TableDefinition::new("hash_to_number");
+pub(crate) const HASH_TO_NUMBER: TableDefinition<Fixed<32>, u64> = TableDefinition::new("hash_to_number");
 pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
-pub(crate) const TXS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("txs");
-pub(crate) const RECEIPTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("receipts");
-pub(crate) const LOG_ADDRESS: MultimapTableDefinition<[u8; 20], u64> = MultimapTableDefinition::new("log_address");
-pub(crate) const LOG_TOPIC0: MultimapTableDefinition<[u8; 32], u64> = MultimapTableDefinition::new("log_topic0");
-pub(crate) const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("accounts");
-pub(crate) const STORAGE: TableDefinition<[u8; 64], [u8; 32]> = TableDefinition::new("storage");
-pub(crate) const CODE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("code");
+pub(crate) const TXS: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("txs");
+pub(crate) const RECEIPTS: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("receipts");
+pub(crate) const LOG_ADDRESS: MultimapTableDefinition<Fixed<20>, u64> = MultimapTableDefinition::new("log_address");
+pub(crate) const LOG_TOPIC0: MultimapTableDefinition<Fixed<32>, u64> = MultimapTableDefinition::new("log_topic0");
+pub(crate) const ACCOUNTS: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("accounts");
+pub(crate) const STORAGE: TableDefinition<Fixed<64>, Fixed<32>> = TableDefinition::new("storage");
+pub(crate) const CODE: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("code");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Branch nodes of the account trie by nibble path (one byte per nibble).
-pub(crate) const ACCOUNT_TRIE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("account_trie");
+pub(crate) const ACCOUNT_TRIE: TableDefinition<ByteKey, &[u8]> = TableDefinition::new("account_trie");
 /// Branch nodes of the storage tries by `keccak(address) ++ nibble path`.
-pub(crate) const STORAGE_TRIE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("storage_trie");
+pub(crate) const STORAGE_TRIE: TableDefinition<ByteKey, &[u8]> = TableDefinition::new("storage_trie");
 /// Root references: the account trie's under the empty key, each storage trie's under
 /// `keccak(address)`.
-pub(crate) const TRIE_ROOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trie_roots");
+pub(crate) const TRIE_ROOTS: TableDefinition<ByteKey, &[u8]> = TableDefinition::new("trie_roots");
 
 /// State history: the value each account had before block `n` changed it, by
 /// `keccak(address) ++ n` (empty value: the account did not exist).
-pub(crate) const ACCOUNT_HISTORY: TableDefinition<[u8; 40], &[u8]> = TableDefinition::new("account_history");
+pub(crate) const ACCOUNT_HISTORY: TableDefinition<Fixed<40>, &[u8]> = TableDefinition::new("account_history");
 /// The value each slot had before block `n` changed it, by
 /// `keccak(address) ++ keccak(slot) ++ n` (zero: the slot was empty).
-pub(crate) const STORAGE_HISTORY: TableDefinition<[u8; 72], [u8; 32]> = TableDefinition::new("storage_history");
+pub(crate) const STORAGE_HISTORY: TableDefinition<Fixed<72>, Fixed<32>> = TableDefinition::new("storage_history");
 /// Per block, the keys it changed (what pruning deletes, what historical proofs replay).
 pub(crate) const CHANGESETS: TableDefinition<u64, &[u8]> = TableDefinition::new("changesets");
 
@@ -75,7 +75,8 @@ pub(crate) const META_CHAIN: &str = "chain";
 pub(crate) const META_FORMAT: &str = "format";
 /// Layout version of the store; a data directory of another version is refused.
 /// 2: trie branch nodes and root references are stored (incremental committer).
-pub const STORE_FORMAT: u32 = 2;
+/// 3: fixed-width keys and values are [`Fixed`] (memcmp order) instead of `[u8; N]`.
+pub const STORE_FORMAT: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

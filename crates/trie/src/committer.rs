@@ -77,7 +77,7 @@ fn write_trie(writer: &mut BlockWriter, owner: Option<&[u8; 32]>, trie: &TrieUpd
         writer.set_trie_node(owner, &path.to_vec(), None)?;
     }
     for (path, record) in &trie.puts {
-        writer.set_trie_node(owner, &path.to_vec(), Some(&record.encode()))?;
+        writer.set_trie_node(owner, &path.to_vec(), Some(record))?;
     }
     writer.set_trie_root(owner, trie.root.as_ref().map(ChildRef::encode).as_deref())?;
     Ok(())
@@ -406,7 +406,9 @@ fn undo(
     }
     let update = update(source, root, changes)?;
     let mut nodes: NodeOverlay = update.deletes.into_iter().map(|p| (p, None)).collect();
-    nodes.extend(update.puts.into_iter().map(|(p, r)| (p, Some(r))));
+    for (path, record) in update.puts {
+        nodes.insert(path, Some(BranchRecord::decode(&record)?));
+    }
     Ok((update.root, nodes))
 }
 

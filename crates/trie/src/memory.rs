@@ -46,7 +46,7 @@ impl MemoryTrie {
             self.nodes.remove(path);
         }
         for (path, record) in &result.puts {
-            self.nodes.insert(*path, record.clone());
+            self.nodes.insert(*path, BranchRecord::decode(record)?);
         }
         self.root = result.root.clone();
         Ok(result)

@@ -34,8 +34,10 @@ pub type Change = (B256, Option<Vec<u8>>);
 pub struct TrieUpdate {
     /// The new root reference (`None`: the trie is empty).
     pub root: Option<ChildRef>,
-    /// Branch nodes to write (new or changed).
-    pub puts: Vec<(Nibbles, BranchRecord)>,
+    /// Branch nodes to write (new or changed), in their stored encoding
+    /// ([`BranchRecord::encode`]): a decoded record is 1.4 KB, and a large block's
+    /// update holds tens of thousands of them.
+    pub puts: Vec<(Nibbles, Vec<u8>)>,
     /// Branch nodes that no longer exist.
     pub deletes: Vec<Nibbles>,
 }
@@ -124,7 +126,7 @@ enum Sub {
 
 struct Updater<'a, S> {
     source: &'a S,
-    puts: Vec<(Nibbles, BranchRecord)>,
+    puts: Vec<(Nibbles, Vec<u8>)>,
     visited: Vec<Nibbles>,
     buf: Vec<u8>,
 }
@@ -293,7 +295,7 @@ impl<'a, S: TrieSource> Updater<'a, S> {
     fn emit(&mut self, at: Nibbles, record: BranchRecord) -> Sub {
         self.buf.clear();
         let rlp = record.rlp(&mut self.buf);
-        self.puts.push((at, record));
+        self.puts.push((at, record.encode()));
         Sub::Branch { ext: Nibbles::new(), rlp }
     }
 
