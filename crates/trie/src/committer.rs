@@ -141,30 +141,26 @@ impl IncrementalCommitter {
         let new_roots: HashMap<[u8; 32], B256> =
             storage_tries.iter().map(|(owner, _, trie)| (*owner, trie.root_hash())).collect();
 
-        // Leaf values of the touched accounts (reading the unchanged storage roots of the
-        // others is one store read each: done in parallel too).
-        let account_changes: Vec<Change> = self.pool.install(|| {
+        // New and old leaf values of the touched accounts. Each account's stored record
+        // is read once: it has the storage root of accounts whose storage did not change,
+        // and as the old leaf it spares the account trie reading the leaf's slot back.
+        let (account_changes, old_leaves): (Vec<Change>, Vec<Option<Vec<u8>>>) = self.pool.install(|| {
             touched
                 .par_iter()
                 .map(|t| {
-                    let value = match t.info {
-                        None => None,
-                        Some(state) => {
-                            let storage_root = match new_roots.get(&t.hashed) {
-                                Some(root) => *root,
-                                None => {
-                                    pre.account_record_hashed(&t.hashed)?.map(|r| r.storage_root).unwrap_or(EMPTY_ROOT)
-                                }
-                            };
-                            Some(account_leaf(&AccountRecord { state, storage_root }))
-                        }
-                    };
-                    Ok((B256::from(t.hashed), value))
+                    let old = pre.account_record_hashed(&t.hashed)?;
+                    let value = t.info.map(|state| {
+                        let storage_root =
+                            new_roots.get(&t.hashed).copied().or(old.map(|r| r.storage_root)).unwrap_or(EMPTY_ROOT);
+                        account_leaf(&AccountRecord { state, storage_root })
+                    });
+                    Ok(((B256::from(t.hashed), value), old.as_ref().map(account_leaf)))
                 })
-                .collect::<Result<_, TrieError>>()
+                .collect::<Result<Vec<_>, TrieError>>()
+                .map(|pairs| pairs.into_iter().unzip())
         })?;
         let deleted: Vec<[u8; 32]> = touched.iter().filter(|t| t.info.is_none()).map(|t| t.hashed).collect();
-        let source = AccountSource { pre, overrides: &account_changes };
+        let source = AccountSource { pre, overrides: &account_changes, old_leaves: Some(&old_leaves) };
         let old_root = read_root(pre, None)?;
         let account_trie = self.pool.install(|| update_parallel(&source, old_root, &account_changes))?;
         Ok(StateUpdate { state_root: account_trie.root_hash(), account_trie, storage_tries, deleted })
@@ -271,6 +267,8 @@ impl TrieSource for StorageSource<'_> {
 struct AccountSource<'a> {
     pre: &'a StoreReader,
     overrides: &'a [Change],
+    /// The pre-update leaf of each key of `overrides` (same order), when known.
+    old_leaves: Option<&'a [Option<Vec<u8>>]>,
 }
 
 impl TrieSource for AccountSource<'_> {
@@ -284,6 +282,11 @@ impl TrieSource for AccountSource<'_> {
         self.pre.accounts_in(lo, hi, |k, record| base.push((k, account_leaf(&record))))?;
         merge(base, self.overrides, lo, hi, out);
         Ok(())
+    }
+
+    fn old_leaf(&self, key: &B256) -> Option<&[u8]> {
+        let at = self.overrides.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        self.old_leaves?.get(at)?.as_deref()
     }
 }
 
@@ -348,7 +351,7 @@ pub fn proofs(state: &StateAt, address: Address, slots: &[U256]) -> Result<Accou
             .map(|(hashed, record)| (B256::from(hashed), record.as_ref().map(account_leaf)))
             .collect()
     };
-    let source = AccountSource { pre: reader, overrides: &accounts };
+    let source = AccountSource { pre: reader, overrides: &accounts, old_leaves: None };
     let (root, undone) = undo(&source, read_root(reader, None)?, &accounts)?;
     if !state.is_head() {
         let header =

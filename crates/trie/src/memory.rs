@@ -30,18 +30,44 @@ impl TrieSource for MemoryTrie {
     }
 }
 
+/// A [`MemoryTrie`] (already updated) that also knows the changed keys' old values.
+struct KnownOld<'a> {
+    trie: &'a MemoryTrie,
+    changes: &'a [Change],
+    old: Vec<Option<Vec<u8>>>,
+}
+
+impl TrieSource for KnownOld<'_> {
+    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+        self.trie.branch(path)
+    }
+
+    fn leaves(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) -> Result<(), TrieError> {
+        self.trie.leaves(prefix, out)
+    }
+
+    fn old_leaf(&self, key: &B256) -> Option<&[u8]> {
+        let at = self.changes.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        self.old[at].as_deref()
+    }
+}
+
 impl MemoryTrie {
     /// Applies `changes` (sorted, unique keys) incrementally and returns what changed
     /// (large change sets split over the root's subtrees in parallel, as the committer
     /// does).
     pub fn apply(&mut self, changes: &[Change]) -> Result<TrieUpdate, TrieError> {
+        let mut old = Vec::with_capacity(changes.len());
         for (k, v) in changes {
-            match v {
+            old.push(match v {
                 Some(v) => self.leaves.insert(*k, v.clone()),
                 None => self.leaves.remove(k),
-            };
+            });
         }
-        let result = update_parallel(self, self.root.clone(), changes)?;
+        // Like the committer's account trie, the update knows each changed key's old
+        // value (so updates in place skip reading their slot back).
+        let source = KnownOld { trie: self, changes, old };
+        let result = update_parallel(&source, self.root.clone(), changes)?;
         for path in &result.deletes {
             self.nodes.remove(path);
         }

@@ -24,6 +24,13 @@ pub trait TrieSource {
     /// Every leaf of the trie *after* the update whose key starts with `prefix`, in key
     /// order, as `(key, leaf value)`. Called only for prefixes that hold few leaves.
     fn leaves(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) -> Result<(), TrieError>;
+    /// The leaf value `key` had *before* the update, when the source knows it without a
+    /// store read (`None`: unknown, or the key did not exist). Lets an update of a key
+    /// that sits alone in its slot skip reading the slot back: the stored reference is
+    /// checked to be that very leaf first.
+    fn old_leaf(&self, _key: &B256) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// One changed key: its new leaf value, or `None` when it is deleted.
@@ -161,7 +168,7 @@ impl<'a, S: TrieSource> Updater<'a, S> {
         if changes.is_empty() {
             return Ok(old.map(Sub::Same));
         }
-        match old.map(|c| c.kind) {
+        match old.as_ref().map(|c| c.kind) {
             None => {
                 // Only inserts can land in an empty slot.
                 let items = changes
@@ -171,6 +178,11 @@ impl<'a, S: TrieSource> Updater<'a, S> {
                 self.build(slot, items)
             }
             Some(Kind::Leaf) => {
+                if let [(key, value)] = changes {
+                    if let Some(sub) = self.replace_known_leaf(&slot, old.as_ref(), key, *value) {
+                        return Ok(sub);
+                    }
+                }
                 // The old leaf (if it survives) and the inserts: read them back.
                 let items = self.leaf_items(&slot)?;
                 self.build(slot, items)
@@ -204,6 +216,27 @@ impl<'a, S: TrieSource> Updater<'a, S> {
                 self.build(slot, items)
             }
         }
+    }
+
+    /// When the leaf stored in the slot at `slot` (referenced by `old`) is `key` itself
+    /// with its known old value, the slot's new content without any store read: the
+    /// changed leaf, or nothing when it is deleted. `None`: not provably that leaf.
+    fn replace_known_leaf(
+        &mut self,
+        slot: &Nibbles,
+        old: Option<&ChildRef>,
+        key: &Nibbles,
+        value: Option<&[u8]>,
+    ) -> Option<Option<Sub>> {
+        let old = old?;
+        let mut packed = [0u8; 32];
+        key.pack_to(&mut packed);
+        let old_value = self.source.old_leaf(&B256::from(packed))?;
+        // Same suffix and same value give the same reference: the slot holds this leaf.
+        if leaf_rlp(&key.slice(slot.len()..), old_value, &mut self.buf) != old.rlp {
+            return None;
+        }
+        Some(value.map(|v| Sub::Leaf { key: *key, value: v.to_vec() }))
     }
 
     /// New subtree (relative to `at`) for the stored branch at `at`, all of whose keys
