@@ -66,10 +66,22 @@ struct Figures {
     node_internal_p50_ms: f64,
     node_internal_p99_ms: f64,
     node_internal_p999_ms: f64,
+    /// Same sample: client send to the node's admission, and the node's preconfirmation
+    /// to the client holding the answer (wall clocks of one machine, 1 ms resolution).
+    before_admission_p50_ms: f64,
+    before_admission_p99_ms: f64,
+    after_preconf_p50_ms: f64,
+    after_preconf_p99_ms: f64,
 }
 
 /// When a transaction was sent and when its preconfirmation came back.
-type SentAnswered = (Instant, Instant);
+/// Send and answer instants, and the same two as wall-clock milliseconds (to line up
+/// with the node's status timestamps).
+type SentAnswered = (Instant, Instant, f64, f64);
+
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+}
 
 fn percentiles(mut xs: Vec<f64>) -> (f64, f64, f64) {
     xs.sort_by(f64::total_cmp);
@@ -134,6 +146,7 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
                     raw[i]
                 );
                 let sent = Instant::now();
+                let sent_wall = wall_ms();
                 let reply = client.post(&url).header("content-type", "application/json").body(body).send().await;
                 // Only success is needed here: look for the result member instead of
                 // parsing the whole answer (this client shares the machine's cores).
@@ -156,7 +169,7 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
                     }
                 };
                 if ok {
-                    *times[i].lock().expect("lock") = Some((sent, Instant::now()));
+                    *times[i].lock().expect("lock") = Some((sent, Instant::now(), sent_wall, wall_ms()));
                 } else {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -177,9 +190,9 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
     watcher.await.context("block watcher")?;
     // Inside the node: admission to preconfirmation, from the status history of a
     // sample of the transactions (millisecond timestamps).
-    let mut inside = Vec::new();
-    let sample: Vec<_> = w.hashes.iter().step_by((n / 2_000).max(1)).collect();
-    for h in &sample {
+    let (mut inside, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    let step = (n / 2_000).max(1);
+    for (i, h) in w.hashes.iter().enumerate().step_by(step) {
         let Ok(status) =
             crate::bench::rpc_call(&client, &url, "cairn_getTransactionStatus", serde_json::json!([h])).await
         else {
@@ -190,12 +203,16 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
         };
         if let (Some(r), Some(p)) = (at("received"), at("preconfirmed")) {
             inside.push(p.saturating_sub(r) as f64);
+            if let Some((_, _, sent_wall, answered_wall)) = *times[i].lock().expect("lock") {
+                before.push((r as f64 - sent_wall).max(0.0));
+                after.push((answered_wall - p as f64).max(0.0));
+            }
         }
     }
     let sealed_at = sealed_at.lock().expect("lock").clone();
     let (mut pre, mut seal) = (Vec::new(), Vec::new());
     for (i, h) in w.hashes.iter().enumerate() {
-        let Some((sent, answered)) = *times[i].lock().expect("lock") else { continue };
+        let Some((sent, answered, _, _)) = *times[i].lock().expect("lock") else { continue };
         pre.push(answered.duration_since(sent).as_secs_f64() * 1e3);
         if let Some(s) = sealed_at.get(h) {
             seal.push(s.saturating_duration_since(sent).as_secs_f64() * 1e3);
@@ -209,6 +226,8 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
     let (s50, s99, s999) = percentiles(seal);
     let inside_n = inside.len();
     let (i50, i99, i999) = percentiles(inside);
+    let (b50, b99, _) = percentiles(before);
+    let (a50, a99, _) = percentiles(after);
     let f = Figures {
         interval_ms: args.interval,
         block_time_ms: args.block_time,
@@ -228,6 +247,10 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
         node_internal_p50_ms: i50,
         node_internal_p99_ms: i99,
         node_internal_p999_ms: i999,
+        before_admission_p50_ms: b50,
+        before_admission_p99_ms: b99,
+        after_preconf_p50_ms: a50,
+        after_preconf_p99_ms: a99,
     };
     println!(
         "fragments every {} ms, blocks every {} ms | offered {} tx/s, preconfirmed {} of {} ({:.0} tx/s), failed {}, sealed {}",
@@ -237,6 +260,9 @@ pub async fn run(args: PreconfBenchArgs) -> anyhow::Result<()> {
     println!("send -> sealed block     p50 {:>7.1} ms  p99 {:>7.1} ms  p99.9 {:>7.1} ms", s50, s99, s999);
     println!(
         "inside the node, admitted -> preconfirmed (sample of {inside_n}, 1 ms resolution)  p50 {i50:>5.1} ms  p99 {i99:>5.1} ms  p99.9 {i999:>5.1} ms"
+    );
+    println!(
+        "same sample: send -> admitted  p50 {b50:>5.1} ms  p99 {b99:>5.1} ms | preconfirmed -> answer received  p50 {a50:>5.1} ms  p99 {a99:>5.1} ms"
     );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&f)?)?;

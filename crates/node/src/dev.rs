@@ -43,7 +43,10 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         tracing::warn!("state commitment is off (--no-state-root): headers carry a zero state root");
         Arc::new(DisabledCommitter)
     } else {
-        Arc::new(IncrementalCommitter::new(cfg.exec_threads.max(1))?)
+        // Its threads work for the sealer, off the ordering path: same low priority.
+        Arc::new(IncrementalCommitter::with_thread_start(cfg.exec_threads.max(1), || {
+            cairn_sequencer::lower_priority(cairn_sequencer::SEALER_NICE)
+        })?)
     };
     let signer = load_or_create_key(&cfg.sequencer_key)?;
     let sequencer = signer.address();

@@ -134,15 +134,16 @@ fn slot_loop(chain: &Chain, config: &BuilderConfig, stop: &AtomicBool) {
 /// ordering path; the builder and the RPC threads answer preconfirmations, so under
 /// load they go first. The sealer still gets every idle cycle, and back-pressure
 /// (`MAX_UNSEALED`) stops the builder if it ever falls behind.
-const SEALER_NICE: i32 = 10;
+/// The state committer's threads run at the same nice value (they work for the sealer).
+pub const SEALER_NICE: i32 = 10;
 
 /// Lowers the calling thread's scheduling priority (Linux: nice values are per thread).
 #[allow(unsafe_code)]
-fn lower_priority(nice: i32) {
+pub fn lower_priority(nice: i32) {
     // SAFETY: setpriority only reads its integer arguments; `0` names the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     if rc != 0 {
-        tracing::debug!("could not lower the sealer's priority: {}", std::io::Error::last_os_error());
+        tracing::debug!("could not lower a thread's priority: {}", std::io::Error::last_os_error());
     }
 }
 

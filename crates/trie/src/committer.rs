@@ -86,9 +86,16 @@ fn write_trie(writer: &mut BlockWriter, owner: Option<&[u8; 32]>, trie: &TrieUpd
 impl IncrementalCommitter {
     /// A committer updating storage tries on `threads` threads.
     pub fn new(threads: usize) -> Result<Self, TrieError> {
+        Self::with_thread_start(threads, || {})
+    }
+
+    /// Like [`IncrementalCommitter::new`], running `start` on each of its threads first
+    /// (the node lowers their scheduling priority there, as it does the sealer's).
+    pub fn with_thread_start(threads: usize, start: impl Fn() + Send + Sync + 'static) -> Result<Self, TrieError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("cairn-trie-{i}"))
+            .start_handler(move |_| start())
             .build()
             .map_err(|e| TrieError::Corrupt(format!("cannot start trie threads: {e}")))?;
         Ok(Self { pool })
