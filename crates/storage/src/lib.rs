@@ -100,6 +100,33 @@ pub(crate) fn io<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> St
     move |e| StoreError::Io { op, reason: e.to_string() }
 }
 
+/// Refuses a store that holds a chain written with another layout version (`Err`: the
+/// reason). A store without a chain yet (new, or genesis never written) is accepted.
+fn check_format(db: &Database) -> std::result::Result<(), String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    if meta.get(META_CHAIN).map_err(|e| e.to_string())?.is_none() {
+        return Ok(());
+    }
+    let format = meta
+        .get(META_FORMAT)
+        .map_err(|e| e.to_string())?
+        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+        .map(u32::from_be_bytes)
+        .unwrap_or(1);
+    if format != STORE_FORMAT {
+        return Err(format!(
+            "written by an incompatible Cairn (store format {format}, this build uses {STORE_FORMAT}); start \
+             with a fresh --datadir"
+        ));
+    }
+    Ok(())
+}
+
 /// A handle on the store; cheap to clone, shared by the builder, RPC and ingress.
 #[derive(Clone)]
 pub struct Store {
@@ -130,48 +157,40 @@ impl Store {
             std::fs::create_dir_all(parent).map_err(|e| open_err(&e))?;
         }
         let db = Database::create(path).map_err(|e| open_err(&e))?;
+        // The layout version is checked before any other table is touched: a store of
+        // another format may hold tables of other key types, which redb refuses with a
+        // message about types rather than versions.
+        check_format(&db).map_err(|reason| StoreError::Open { path: path.display().to_string(), reason })?;
         let txn = db.begin_write().map_err(|e| open_err(&e))?;
+        // A table of another key or value type means another layout (a store written
+        // before its format was recorded, e.g. by `cairn bench commit`).
+        let table_err = |e: redb::TableError| match e {
+            redb::TableError::TableTypeMismatch { table, .. } => open_err(&format_args!(
+                "table {table} has another layout: written by an incompatible Cairn (this build uses store \
+                 format {STORE_FORMAT}); start with a fresh --datadir"
+            )),
+            other => open_err(&other),
+        };
         {
-            txn.open_table(HEADERS).map_err(|e| open_err(&e))?;
-            txn.open_table(HASH_TO_NUMBER).map_err(|e| open_err(&e))?;
-            txn.open_table(BODIES).map_err(|e| open_err(&e))?;
-            txn.open_table(TXS).map_err(|e| open_err(&e))?;
-            txn.open_table(RECEIPTS).map_err(|e| open_err(&e))?;
-            txn.open_multimap_table(LOG_ADDRESS).map_err(|e| open_err(&e))?;
-            txn.open_multimap_table(LOG_TOPIC0).map_err(|e| open_err(&e))?;
-            txn.open_table(ACCOUNTS).map_err(|e| open_err(&e))?;
-            txn.open_table(STORAGE).map_err(|e| open_err(&e))?;
-            txn.open_table(CODE).map_err(|e| open_err(&e))?;
-            txn.open_table(META).map_err(|e| open_err(&e))?;
-            txn.open_table(ACCOUNT_TRIE).map_err(|e| open_err(&e))?;
-            txn.open_table(STORAGE_TRIE).map_err(|e| open_err(&e))?;
-            txn.open_table(TRIE_ROOTS).map_err(|e| open_err(&e))?;
-            txn.open_table(ACCOUNT_HISTORY).map_err(|e| open_err(&e))?;
-            txn.open_table(STORAGE_HISTORY).map_err(|e| open_err(&e))?;
-            txn.open_table(CHANGESETS).map_err(|e| open_err(&e))?;
+            txn.open_table(HEADERS).map_err(table_err)?;
+            txn.open_table(HASH_TO_NUMBER).map_err(table_err)?;
+            txn.open_table(BODIES).map_err(table_err)?;
+            txn.open_table(TXS).map_err(table_err)?;
+            txn.open_table(RECEIPTS).map_err(table_err)?;
+            txn.open_multimap_table(LOG_ADDRESS).map_err(table_err)?;
+            txn.open_multimap_table(LOG_TOPIC0).map_err(table_err)?;
+            txn.open_table(ACCOUNTS).map_err(table_err)?;
+            txn.open_table(STORAGE).map_err(table_err)?;
+            txn.open_table(CODE).map_err(table_err)?;
+            txn.open_table(META).map_err(table_err)?;
+            txn.open_table(ACCOUNT_TRIE).map_err(table_err)?;
+            txn.open_table(STORAGE_TRIE).map_err(table_err)?;
+            txn.open_table(TRIE_ROOTS).map_err(table_err)?;
+            txn.open_table(ACCOUNT_HISTORY).map_err(table_err)?;
+            txn.open_table(STORAGE_HISTORY).map_err(table_err)?;
+            txn.open_table(CHANGESETS).map_err(table_err)?;
         }
         txn.commit().map_err(|e| open_err(&e))?;
-        let txn = db.begin_read().map_err(|e| open_err(&e))?;
-        let meta = txn.open_table(META).map_err(|e| open_err(&e))?;
-        if meta.get(META_CHAIN).map_err(|e| open_err(&e))?.is_some() {
-            let format = meta
-                .get(META_FORMAT)
-                .map_err(|e| open_err(&e))?
-                .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
-                .map(u32::from_be_bytes)
-                .unwrap_or(1);
-            if format != STORE_FORMAT {
-                return Err(StoreError::Open {
-                    path: path.display().to_string(),
-                    reason: format!(
-                        "written by an incompatible Cairn (store format {format}, this build uses \
-                         {STORE_FORMAT}); start with a fresh --datadir"
-                    ),
-                });
-            }
-        }
-        drop(meta);
-        drop(txn);
         Ok(Self { db: Arc::new(db), history_depth: DEFAULT_STATE_HISTORY })
     }
 

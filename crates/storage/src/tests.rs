@@ -222,3 +222,48 @@ fn state_history_is_pruned_to_its_depth() {
     let r = store.reader().expect("reader");
     assert!(r.slots_changed_after(&[0; 32], 0, 10).expect("none").is_empty());
 }
+
+/// A data directory written with another layout version is refused with a message
+/// naming both versions, before redb can object to a table's key type: here the store
+/// of format 2 had `[u8; 32]`-keyed tables.
+#[test]
+fn a_store_of_another_format_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    {
+        let db = Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let old: TableDefinition<[u8; 32], u64> = TableDefinition::new("hash_to_number");
+            txn.open_table(old).expect("old table").insert([7u8; 32], 1).expect("insert");
+            let mut meta = txn.open_table(META).expect("meta");
+            meta.insert(META_CHAIN, b"{}".as_slice()).expect("chain");
+            meta.insert(META_FORMAT, 2u32.to_be_bytes().as_slice()).expect("format");
+        }
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(&path).err().expect("refused").to_string();
+    assert!(err.contains("store format 2") && err.contains("uses 3") && err.contains("fresh --datadir"), "{err}");
+
+    // Without a recorded format (no chain written), the old key type is still named.
+    let unrecorded = dir.path().join("unrecorded");
+    {
+        let db = Database::create(&unrecorded).expect("create");
+        let txn = db.begin_write().expect("write");
+        let old: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("accounts");
+        txn.open_table(old).expect("old table");
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(&unrecorded).err().expect("refused").to_string();
+    assert!(err.contains("table accounts has another layout") && err.contains("fresh --datadir"), "{err}");
+
+    // A store without a chain yet, and one of the current format, reopen.
+    let current = dir.path().join("current");
+    drop(Store::open(&current).expect("new store opens"));
+    let store = Store::open(&current).expect("reopens before genesis");
+    let mut w = store.writer().expect("writer");
+    w.set_chain_config(&cairn_primitives::ChainConfig::default()).expect("chain");
+    w.commit().expect("commit");
+    drop(store);
+    Store::open(&current).expect("the current format reopens");
+}
