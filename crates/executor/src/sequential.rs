@@ -1,5 +1,5 @@
 use alloy_consensus::Transaction as _;
-use alloy_primitives::Address;
+use alloy_primitives::{Address, U256};
 use cairn_primitives::{RecoveredTx, StateView, StoredReceipt};
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
 use revm::context::Context;
@@ -40,9 +40,19 @@ pub(crate) fn execute_at(
     execute_while(state, block, txs, mode, at, None).map(|(out, _)| out)
 }
 
-/// After the first `n` transactions, asks `go_on` (given the time they took) whether to
-/// run the rest too.
-pub(crate) type Checkpoint<'a> = (usize, &'a dyn Fn(std::time::Duration) -> bool);
+/// What the first transactions of a run showed, at a checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Probe {
+    /// Time they took.
+    pub took: std::time::Duration,
+    /// Some storage slot was written by every one of them that was included (and at
+    /// least two were): they form one dependency chain.
+    pub shared_write: bool,
+}
+
+/// After the first `n` transactions, asks `go_on` (given what they showed) whether this
+/// run goes on with the rest (`false`: it stops there).
+pub(crate) type Checkpoint<'a> = (usize, &'a dyn Fn(Probe) -> bool);
 
 /// [`execute_at`] that may stop at a checkpoint; returns the output and how many of
 /// `txs` it covers.
@@ -61,11 +71,18 @@ pub(crate) fn execute_while(
     let mut outcomes = Vec::with_capacity(txs.len());
     let mut gas_used = at.gas;
     let mut log_count = at.logs;
+    // Slots written by every included transaction before the checkpoint (`None`: none
+    // included yet), and how many were included.
+    let mut common: Option<Vec<(Address, U256)>> = None;
+    let mut included = 0usize;
 
     for (offset, tx) in txs.iter().enumerate() {
         if let Some((n, go_on)) = checkpoint {
-            if offset == n && !go_on(started.elapsed()) {
-                return Ok((BlockOutput { outcomes, gas_used, diff: diff.finish() }, offset));
+            if offset == n {
+                let shared_write = included >= 2 && common.as_ref().is_some_and(|c| !c.is_empty());
+                if !go_on(Probe { took: started.elapsed(), shared_write }) {
+                    return Ok((BlockOutput { outcomes, gas_used, diff: diff.finish() }, offset));
+                }
             }
         }
         let index = at.index + offset;
@@ -78,6 +95,19 @@ pub(crate) fn execute_while(
         }
         match evm.transact(tx_env(tx)) {
             Ok(out) => {
+                if checkpoint.is_some_and(|(n, _)| offset < n) {
+                    let written = out.state.iter().flat_map(|(address, account)| {
+                        account.changed_storage_slots().map(move |(slot, _)| (*address, *slot))
+                    });
+                    match &mut common {
+                        None => common = Some(written.collect()),
+                        Some(common) => {
+                            let written: Vec<(Address, U256)> = written.collect();
+                            common.retain(|w| written.contains(w));
+                        }
+                    }
+                    included += 1;
+                }
                 diff.record(&out.state);
                 evm.commit(out.state);
                 let receipt = receipt_of(tx, out.result, gas_used, log_count, block.base_fee);

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use crate::diff::{AccountUpdate, DiffBuilder, SortedDiff};
 use crate::evm::{block_env, cfg_env, tx_env};
-use crate::sequential::{classify, execute_at, execute_while, receipt_of, reject};
+use crate::sequential::{classify, execute_at, execute_while, receipt_of, reject, Probe};
 use crate::Offsets;
 use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Skip, TxOutcome};
 use db::{ParDbError, Served, Shared, TxDb};
@@ -222,13 +222,19 @@ impl ParallelExecutor {
         // `i`: position in `txs`; `at.index`: position in the block.
         let mut i = 0;
         if self.heuristics {
-            // Time the first few transactions sequentially: a block whose projected
-            // sequential time is below what starting the other thread and assembling
-            // its output costs runs sequentially to the end, in the same run.
+            // Run the first few transactions sequentially and look at them. A block
+            // whose projected sequential time is below what starting the other thread
+            // and assembling its output costs, or whose probed transactions all wrote
+            // one storage slot (a hot contract: they form one dependency chain, which
+            // Block-STM would run at sequential speed plus its overhead), runs
+            // sequentially to the end, in the same run.
             let probe = PROBE_TXS.min(txs.len() / 2);
             let whole = txs.len() as f64 / probe as f64;
-            let small = |took: std::time::Duration| took.mul_f64(whole) < self.sequential_below;
-            let (part, done) = execute_while(state, block, txs, mode, at, Some((probe, &small)))?;
+            let stay_sequential = |p: Probe| {
+                let small = p.took.mul_f64(whole) < self.sequential_below;
+                small || (p.shared_write && probe == PROBE_TXS)
+            };
+            let (part, done) = execute_while(state, block, txs, mode, at, Some((probe, &stay_sequential)))?;
             absorb(&mut out, &mut at, part, done);
             i = done;
             if i == txs.len() {
