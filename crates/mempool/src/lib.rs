@@ -56,6 +56,9 @@ pub struct PoolTx {
     pub nonce: u64,
     pub max_fee: u128,
     pub max_tip: u128,
+    /// When the node accepted it (ms since the Unix epoch; 0: unknown), kept across
+    /// restarts by the admission log.
+    pub received_ms: u64,
     arrival: u64,
 }
 
@@ -137,6 +140,11 @@ impl Mempool {
 
     /// Admits `tx` whose sender's current state nonce is `state_nonce`.
     pub fn insert(&mut self, tx: RecoveredTx, state_nonce: u64) -> Result<Inserted, PoolError> {
+        self.insert_at(tx, state_nonce, 0)
+    }
+
+    /// [`Mempool::insert`] of a transaction accepted at `received_ms`.
+    pub fn insert_at(&mut self, tx: RecoveredTx, state_nonce: u64, received_ms: u64) -> Result<Inserted, PoolError> {
         let hash = *tx.tx_hash();
         if self.by_hash.contains_key(&hash) {
             return Err(PoolError::AlreadyKnown);
@@ -158,6 +166,7 @@ impl Mempool {
             hash,
             sender,
             nonce,
+            received_ms,
             arrival,
         });
         let replaced = match self.senders.get(&sender).and_then(|s| s.txs.get(&nonce)) {

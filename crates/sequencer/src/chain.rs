@@ -177,7 +177,7 @@ impl Chain {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (mut log, records) = RecordLog::open(log_path)?;
         let pool = Arc::new(Mutex::new(Mempool::new(pool)));
-        reload_pool(&store, &pool, records)?;
+        let reloaded = reload_pool(&store, &pool, records)?;
         let (fragment_log, parent, logged) = match &preconf {
             Some(p) => {
                 let (log, parent, logged) = FragmentLog::open(&p.dir, head, config.chain_id)?;
@@ -214,6 +214,13 @@ impl Chain {
             fragments_on: std::sync::atomic::AtomicBool::new(false),
             receipt_watermark: std::sync::atomic::AtomicU64::new(0),
         });
+        // Re-admitted transactions keep the time they were first accepted.
+        {
+            let mut status = chain.status.lock();
+            for (hash, at_ms) in reloaded {
+                status.advance(hash, Tier::Received, at_ms);
+            }
+        }
         crate::builder::recover(&chain, logged)?;
         Ok(chain)
     }
@@ -420,9 +427,8 @@ impl Chain {
         }
     }
 
-    /// Records a received transaction (status, subscribers).
-    pub(crate) fn received(&self, hash: B256, ready: bool) {
-        let at_ms = now_ms();
+    /// Records a transaction received at `at_ms` (status, subscribers).
+    pub(crate) fn received(&self, hash: B256, ready: bool, at_ms: u64) {
         self.status.lock().advance(hash, Tier::Received, at_ms);
         self.publish(ChainEvent::Received { hash, ready, at_ms });
     }
@@ -566,12 +572,49 @@ impl Chain {
     }
 }
 
-/// Raw bytes of every pooled transaction and of every transaction in an executed but
-/// unsealed block (what a compacted admission log must hold: none of them is in the
-/// store yet).
+/// First byte of an admission record that carries its acceptance time; no EIP-2718
+/// transaction starts with it (types are 0x01.., legacy RLP lists 0xc0..).
+const TIMED_RECORD: u8 = 0x00;
+
+/// The admission-log record of a transaction accepted at `received_ms`:
+/// `0x00 ‖ received_ms (u64 BE) ‖ raw EIP-2718 bytes`.
+pub(crate) fn admission_record(received_ms: u64, raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + raw.len());
+    out.push(TIMED_RECORD);
+    out.extend_from_slice(&received_ms.to_be_bytes());
+    out.extend_from_slice(raw);
+    out
+}
+
+/// An admission record's acceptance time (if it has one) and raw transaction. Records
+/// of bare raw bytes (an older log, or transactions of unsealed blocks) have no time.
+fn parse_admission_record(record: &[u8]) -> (Option<u64>, &[u8]) {
+    match record.split_first() {
+        Some((&TIMED_RECORD, rest)) if rest.len() > 8 => {
+            let (ms, raw) = rest.split_at(8);
+            (Some(u64::from_be_bytes(ms.try_into().expect("8 bytes"))), raw)
+        }
+        _ => (None, record),
+    }
+}
+
+/// Admission records of every pooled transaction (with its acceptance time) and of every
+/// transaction in an executed but unsealed block (what a compacted admission log must
+/// hold: none of them is in the store yet).
 pub(crate) fn pool_records(pool: &Mutex<Mempool>, pipeline: &Mutex<Pipeline>) -> Vec<Vec<u8>> {
     use alloy_eips::eip2718::Encodable2718;
-    let mut out: Vec<Vec<u8>> = pool.lock().all().map(|p| p.tx.inner().encoded_2718()).collect();
+    let mut out: Vec<Vec<u8>> = pool
+        .lock()
+        .all()
+        .map(|p| {
+            let raw = p.tx.inner().encoded_2718();
+            if p.received_ms == 0 {
+                raw
+            } else {
+                admission_record(p.received_ms, &raw)
+            }
+        })
+        .collect();
     let p = pipeline.lock();
     for block in &p.unsealed {
         out.extend(block.body.iter().map(|(_, _, raw)| raw.to_vec()));
@@ -583,25 +626,38 @@ pub(crate) fn pool_records(pool: &Mutex<Mempool>, pipeline: &Mutex<Pipeline>) ->
 }
 
 /// Re-admits the transactions of the admission log after a restart. Those already in a
-/// block, replaced or otherwise stale fail the pool's checks and are dropped.
-fn reload_pool(store: &Store, pool: &Mutex<Mempool>, records: Vec<Vec<u8>>) -> Result<(), SequencerError> {
+/// block, replaced or otherwise stale fail the pool's checks and are dropped. Returns
+/// the re-admitted transactions whose acceptance time the log kept.
+fn reload_pool(
+    store: &Store,
+    pool: &Mutex<Mempool>,
+    records: Vec<Vec<u8>>,
+) -> Result<Vec<(B256, u64)>, SequencerError> {
     use alloy_consensus::Transaction as _;
     let mut entries = Vec::with_capacity(records.len());
-    for raw in records {
-        let Ok(tx) = TxEnvelope::decode_2718(&mut raw.as_slice()) else { continue };
+    for record in records {
+        let (received_ms, mut raw) = parse_admission_record(&record);
+        let Ok(tx) = TxEnvelope::decode_2718(&mut raw) else { continue };
         let Ok(sender) = tx.recover_signer() else { continue };
-        entries.push((sender, tx.nonce(), tx));
+        entries.push((sender, tx.nonce(), tx, received_ms.unwrap_or(0)));
     }
-    entries.sort_by_key(|(sender, nonce, _)| (*sender, *nonce));
+    entries.sort_by_key(|(sender, nonce, _, _)| (*sender, *nonce));
     let mut pool = pool.lock();
+    let mut timed = Vec::new();
     let mut kept = 0usize;
-    for (sender, _, tx) in entries {
+    for (sender, _, tx, received_ms) in entries {
         let state_nonce = store.account(sender)?.map(|a| a.nonce).unwrap_or(0);
+        let hash = *tx.tx_hash();
         let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
-        kept += usize::from(pool.insert(recovered, state_nonce).is_ok());
+        if pool.insert_at(recovered, state_nonce, received_ms).is_ok() {
+            kept += 1;
+            if received_ms != 0 {
+                timed.push((hash, received_ms));
+            }
+        }
     }
     tracing::info!(pending = kept, "reloaded the transaction pool from the admission log");
-    Ok(())
+    Ok(timed)
 }
 
 fn write_genesis(

@@ -106,12 +106,13 @@ impl Ingress {
         }
         let hash = *tx.tx_hash();
         let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
-        let inserted = chain.pool.lock().insert(recovered, account.nonce)?;
-        if let Err(e) = chain.persister.persist(raw.to_vec()).await {
+        let at_ms = crate::fragments::now_ms();
+        let inserted = chain.pool.lock().insert_at(recovered, account.nonce, at_ms)?;
+        if let Err(e) = chain.persister.persist(crate::chain::admission_record(at_ms, raw)).await {
             chain.pool.lock().remove(&hash);
             return Err(IngressError::Durability(e));
         }
-        chain.received(hash, inserted.ready);
+        chain.received(hash, inserted.ready, at_ms);
         if let Some(old) = inserted.replaced {
             chain.dropped(&[old], &format!("replaced by {hash}"));
         }

@@ -5,7 +5,7 @@ use alloy_primitives::{Address, U256};
 use cairn_executor::SequentialExecutor;
 use cairn_mempool::{PoolConfig, PoolError};
 use cairn_primitives::{dev_accounts, ChainConfig, GenesisAlloc, StateView, DEV_MNEMONIC};
-use cairn_sequencer::{build_block, BuilderConfig, Chain, Ingress, IngressError};
+use cairn_sequencer::{build_block, BuilderConfig, Chain, Ingress, IngressError, Step, Tier};
 use cairn_storage::Store;
 use cairn_trie::IncrementalCommitter;
 use cairn_workload::{Artifacts, TxFactory};
@@ -129,6 +129,8 @@ async fn pending_transactions_and_blocks_survive_a_restart() {
     let s = signers();
     let f = TxFactory::new(31337);
     let art = Artifacts::load_default().expect("artifacts");
+    let gap_hash = *f.transfer_eth(&s[1], 2, Address::repeat_byte(5), U256::from(9)).expect("sign").tx_hash();
+    let received: [Vec<Step>; 2];
     let (pending_hash, head_hash) = {
         let chain = open(dir.path());
         let ingress = Ingress::new(chain.clone());
@@ -138,10 +140,19 @@ async fn pending_transactions_and_blocks_survive_a_restart() {
         let later = f.transfer_eth(&s[1], 0, Address::repeat_byte(5), U256::from(9)).expect("sign");
         let gap = f.transfer_eth(&s[1], 2, Address::repeat_byte(5), U256::from(9)).expect("sign");
         let h = ingress.submit(&later.encoded_2718()).await.expect("accepted");
-        ingress.submit(&gap.encoded_2718()).await.expect("accepted (future)");
+        let g = ingress.submit(&gap.encoded_2718()).await.expect("accepted (future)");
+        let history = |hash| chain.status(&hash).expect("status").expect("known").history;
+        received = [history(h), history(g)];
         (h, chain.latest().1)
     };
     let chain = open(dir.path());
+    // Both pending transactions keep their acceptance time across the restart.
+    for (hash, before) in [pending_hash, gap_hash].iter().zip(&received) {
+        assert_eq!(before.len(), 1, "{before:?}");
+        assert_eq!(before[0].tier, Tier::Received);
+        let after = chain.status(hash).expect("status").expect("known");
+        assert_eq!((after.tier, &after.history), (Tier::Received, before), "{hash}");
+    }
     assert_eq!(chain.latest().1, head_hash);
     assert_eq!(chain.pool.lock().len(), 2);
     assert!(chain.pool.lock().contains(&pending_hash));
