@@ -75,7 +75,8 @@ pub(crate) const META_CHAIN: &str = "chain";
 pub(crate) const META_FORMAT: &str = "format";
 /// Layout version of the store; a data directory of another version is refused.
 /// 2: trie branch nodes and root references are stored (incremental committer).
-/// 3: fixed-width keys and values are [`Fixed`] (memcmp order) instead of `[u8; N]`.
+/// 3: keys and fixed-width values use the store's own [`Fixed`] and [`ByteKey`] types
+///    (byte order, compared eight bytes at a time) instead of redb's `[u8; N]`/`&[u8]`.
 pub const STORE_FORMAT: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
@@ -119,12 +120,14 @@ fn check_format(db: &Database) -> std::result::Result<(), String> {
         .map(u32::from_be_bytes)
         .unwrap_or(1);
     if format != STORE_FORMAT {
-        return Err(format!(
-            "written by an incompatible Cairn (store format {format}, this build uses {STORE_FORMAT}); start \
-             with a fresh --datadir"
-        ));
+        return Err(incompatible(&format!("store format {format}, this build uses {STORE_FORMAT}")));
     }
     Ok(())
+}
+
+/// The one refusal message for a data directory of another layout.
+fn incompatible(detail: &str) -> String {
+    format!("written by an incompatible Cairn ({detail}); start with a fresh --datadir")
 }
 
 /// A handle on the store; cheap to clone, shared by the builder, RPC and ingress.
@@ -166,8 +169,8 @@ impl Store {
         // before its format was recorded, e.g. by `cairn bench commit`).
         let table_err = |e: redb::TableError| match e {
             redb::TableError::TableTypeMismatch { table, .. } => open_err(&format_args!(
-                "table {table} has another layout: written by an incompatible Cairn (this build uses store \
-                 format {STORE_FORMAT}); start with a fresh --datadir"
+                "table {table} has another layout: {}",
+                incompatible(&format!("this build uses store format {STORE_FORMAT}"))
             )),
             other => open_err(&other),
         };

@@ -292,8 +292,7 @@ impl TrieSource for AccountSource<'_> {
     }
 
     fn old_leaf(&self, key: &B256) -> Option<&[u8]> {
-        let at = self.overrides.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
-        self.old_leaves?.get(at)?.as_deref()
+        crate::update::old_leaf_among(self.overrides, self.old_leaves?, key)
     }
 }
 

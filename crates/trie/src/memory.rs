@@ -47,8 +47,7 @@ impl TrieSource for KnownOld<'_> {
     }
 
     fn old_leaf(&self, key: &B256) -> Option<&[u8]> {
-        let at = self.changes.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
-        self.old[at].as_deref()
+        crate::update::old_leaf_among(self.changes, &self.old, key)
     }
 }
 

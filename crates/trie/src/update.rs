@@ -36,6 +36,13 @@ pub trait TrieSource {
 /// One changed key: its new leaf value, or `None` when it is deleted.
 pub type Change = (B256, Option<Vec<u8>>);
 
+/// The old leaf of `key` among `changes` (sorted), given `old`, their old leaves in the
+/// same order: what a source with known old values answers to [`TrieSource::old_leaf`].
+pub(crate) fn old_leaf_among<'a>(changes: &[Change], old: &'a [Option<Vec<u8>>], key: &B256) -> Option<&'a [u8]> {
+    let at = changes.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+    old.get(at)?.as_deref()
+}
+
 /// What an update does to a trie's stored nodes.
 #[derive(Debug, Default, Clone)]
 pub struct TrieUpdate {
