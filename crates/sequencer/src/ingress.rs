@@ -107,12 +107,22 @@ impl Ingress {
         let hash = *tx.tx_hash();
         let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
         let at_ms = crate::fragments::now_ms();
-        let inserted = chain.pool.lock().insert_at(recovered, account.nonce, at_ms)?;
+        let inserted = {
+            let mut pool = chain.pool.lock();
+            let inserted = pool.insert_at(recovered, account.nonce, at_ms)?;
+            // Recorded before the pool lock is released: once it is, the builder may
+            // preconfirm the transaction even before its admission write returns, and a
+            // tier is never skipped.
+            chain.received(hash, inserted.ready, at_ms);
+            inserted
+        };
         if let Err(e) = chain.persister.persist(crate::chain::admission_record(at_ms, raw)).await {
-            chain.pool.lock().remove(&hash);
+            // Retracted only if still merely received (not already taken into a fragment).
+            if chain.pool.lock().remove(&hash).is_some() {
+                chain.dropped(&[hash], &format!("admission log write failed: {e}"));
+            }
             return Err(IngressError::Durability(e));
         }
-        chain.received(hash, inserted.ready, at_ms);
         if let Some(old) = inserted.replaced {
             chain.dropped(&[old], &format!("replaced by {hash}"));
         }
