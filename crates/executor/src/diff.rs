@@ -16,7 +16,17 @@ pub struct AccountUpdate {
     /// New code, for a created account with code.
     pub code: Option<(B256, Bytes)>,
     /// Slots whose value this transaction changed.
-    pub storage: Vec<(U256, U256)>,
+    pub storage: Vec<SlotWrite>,
+}
+
+/// One slot a transaction changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotWrite {
+    pub slot: U256,
+    pub value: U256,
+    /// The slot's value when the transaction began (for the block's first writer of
+    /// the slot, its value before the block: [`cairn_primitives::AccountChange::original`]).
+    pub original: U256,
 }
 
 impl AccountUpdate {
@@ -36,7 +46,10 @@ impl AccountUpdate {
         let storage = if deleted {
             Vec::new()
         } else {
-            account.changed_storage_slots().map(|(slot, value)| (*slot, value.present_value())).collect()
+            account
+                .changed_storage_slots()
+                .map(|(slot, value)| SlotWrite { slot: *slot, value: value.present_value(), original: value.original_value })
+                .collect()
         };
         Some(Self {
             deleted,
@@ -69,9 +82,10 @@ struct Building {
     /// `None`: deleted (meaningless when `storage_only`).
     info: Option<AccountState>,
     storage_wiped: bool,
-    /// Slot writes in order, later ones winning: sorted once at the end, which is much
-    /// cheaper than inserting each into a tree as it comes.
-    storage: Vec<(U256, U256)>,
+    /// Slot writes in order, later ones winning (the first one's original value is the
+    /// slot's value before the block): sorted once at the end, which is much cheaper
+    /// than inserting each into a tree as it comes.
+    storage: Vec<SlotWrite>,
     /// This builder collects only some of the account's slots; another owns the account.
     storage_only: bool,
 }
@@ -102,7 +116,7 @@ impl DiffBuilder {
     pub fn apply_part(&mut self, address: Address, update: &AccountUpdate, owner: bool, mine: impl Fn(&U256) -> bool) {
         let wipes = update.deleted || update.created;
         if !owner {
-            let any_mine = update.storage.iter().any(|(slot, _)| mine(slot));
+            let any_mine = update.storage.iter().any(|w| mine(&w.slot));
             if !(any_mine || wipes && self.accounts.contains_key(&address)) {
                 return;
             }
@@ -111,7 +125,7 @@ impl DiffBuilder {
             if wipes {
                 part.storage.clear();
             }
-            part.storage.extend(update.storage.iter().filter(|(slot, _)| mine(slot)).copied());
+            part.storage.extend(update.storage.iter().filter(|w| mine(&w.slot)).copied());
             return;
         }
         let change = self.accounts.entry(address).or_default();
@@ -128,7 +142,7 @@ impl DiffBuilder {
             self.code.push(code.clone());
         }
         change.info = Some(update.info);
-        change.storage.extend(update.storage.iter().filter(|(slot, _)| mine(slot)).copied());
+        change.storage.extend(update.storage.iter().filter(|w| mine(&w.slot)).copied());
     }
 
     /// The account as the recorded transactions left it: `Some(None)` if deleted,
@@ -158,8 +172,9 @@ impl DiffBuilder {
             .into_iter()
             .filter_map(|(_, i)| entries[i as usize].take())
             .map(|(address, b)| {
-                let change =
-                    AccountChange { info: b.info, storage_wiped: b.storage_wiped, storage: last_writes(b.storage) };
+                // A wiped account's trie starts empty: its slots' earlier values mean nothing.
+                let (storage, original) = last_writes(b.storage, !b.storage_wiped);
+                let change = AccountChange { info: b.info, storage_wiped: b.storage_wiped, storage, original };
                 (address, change, b.storage_only)
             })
             .collect();
@@ -167,18 +182,24 @@ impl DiffBuilder {
     }
 }
 
-/// The final value of each slot written, from writes in order.
-fn last_writes(mut writes: Vec<(U256, U256)>) -> BTreeMap<U256, U256> {
-    // Stable: equal slots keep their order, so the last of each run is the last write.
-    writes.sort_by_key(|(slot, _)| *slot);
-    let mut last: Vec<(U256, U256)> = Vec::with_capacity(writes.len());
-    for (slot, value) in writes {
+/// The final value of each slot written, from writes in order; with `originals`, also
+/// the nonzero values the slots had before the first of them.
+fn last_writes(mut writes: Vec<SlotWrite>, originals: bool) -> (BTreeMap<U256, U256>, BTreeMap<U256, U256>) {
+    // Stable: equal slots keep their order, so the first of each run is the first write
+    // and the last is the last.
+    writes.sort_by_key(|w| w.slot);
+    let mut last: Vec<SlotWrite> = Vec::with_capacity(writes.len());
+    for w in writes {
         match last.last_mut() {
-            Some(prev) if prev.0 == slot => prev.1 = value,
-            _ => last.push((slot, value)),
+            Some(prev) if prev.slot == w.slot => prev.value = w.value,
+            _ => last.push(w),
         }
     }
-    last.into_iter().collect()
+    let original = match originals {
+        true => last.iter().filter(|w| !w.original.is_zero()).map(|w| (w.slot, w.original)).collect(),
+        false => BTreeMap::new(),
+    };
+    (last.into_iter().map(|w| (w.slot, w.value)).collect(), original)
 }
 
 /// One builder's changes in address order; the flag marks a storage-only part.
@@ -204,11 +225,11 @@ impl SortedDiff {
         let merged = std::iter::from_fn(|| {
             let address = heads.iter_mut().filter_map(|h| h.peek().map(|(a, _, _)| *a)).min()?;
             let mut owned: Option<AccountChange> = None;
-            let mut slots: Vec<BTreeMap<U256, U256>> = Vec::new();
+            let mut slots: Vec<AccountChange> = Vec::new();
             for head in heads.iter_mut() {
                 if let Some((_, change, storage_only)) = head.next_if(|(a, _, _)| *a == address) {
                     if storage_only {
-                        slots.push(change.storage);
+                        slots.push(change);
                     } else {
                         owned = Some(change);
                     }
@@ -216,7 +237,10 @@ impl SortedDiff {
             }
             let mut change = owned.expect("every account has an owning builder");
             for mut part in slots {
-                change.storage.append(&mut part);
+                change.storage.append(&mut part.storage);
+                if !change.storage_wiped {
+                    change.original.append(&mut part.original);
+                }
             }
             Some((address, change))
         });

@@ -13,7 +13,7 @@ mod sequential;
 mod simulate;
 
 pub use db::ViewDb;
-pub use diff::{AccountUpdate, DiffBuilder};
+pub use diff::{AccountUpdate, DiffBuilder, SlotWrite};
 pub use evm::{intrinsic_gas, tx_env};
 pub use parallel::{ParallelExecutor, ParallelStats, DEFAULT_MIN_PARALLEL_TXS};
 pub use sequential::SequentialExecutor;

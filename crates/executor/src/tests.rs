@@ -185,5 +185,12 @@ fn a_block_executed_in_pieces_equals_the_whole() {
         assert_eq!(at.gas, whole.gas_used);
         assert_eq!(diff, whole.diff);
         assert!(outcomes.iter().all(|o| matches!(o, TxOutcome::Included(_))));
+        // The committer's hint: the sender's balance slot, written in every piece, had
+        // its minted value before the block; the recipients' slots had none.
+        let token_change = &whole.diff.accounts[&token];
+        let mine = cairn_workload::token_balance_slot(me);
+        assert_eq!(token_change.original.get(&mine), Some(&U256::from(1_000_000)));
+        assert_ne!(token_change.storage.get(&mine), Some(&U256::from(1_000_000)));
+        assert_eq!(token_change.original.len(), 1, "only the slot that held a value: {:?}", token_change.original);
     }
 }

@@ -55,6 +55,14 @@ pub struct CommitBenchArgs {
     /// incremental path alone.
     #[arg(long)]
     pub no_full: bool,
+    /// Leave out the slots' values before the block (which the executor supplies with
+    /// every block), so the committer reads old storage leaves back from the store.
+    #[arg(long)]
+    pub no_originals: bool,
+    /// Also compute each measured block's root without the slots' original values
+    /// (alternating which goes first) and print both medians.
+    #[arg(long, conflicts_with = "no_originals")]
+    pub compare_originals: bool,
     /// Where the store and `commit.json` go (the store is reused if it already holds
     /// the same state shape).
     #[arg(long, default_value = "target/bench-commit")]
@@ -167,6 +175,49 @@ fn random_block(args: &CommitBenchArgs, keys: u64, rng: &mut rand::rngs::StdRng,
     diff
 }
 
+/// Fills in each changed slot's value before the block, read from the store (outside
+/// the timed part), as the executor supplies it with every block it executes.
+fn with_originals(store: &Store, mut diff: StateDiff) -> anyhow::Result<StateDiff> {
+    use cairn_primitives::StateView as _;
+    let reader = store.reader()?;
+    for (address, change) in diff.accounts.iter_mut() {
+        for slot in change.storage.keys() {
+            let was = reader.storage(*address, *slot).map_err(|e| anyhow::anyhow!("reading a slot: {}", e.0))?;
+            if !was.is_zero() {
+                change.original.insert(*slot, was);
+            }
+        }
+    }
+    Ok(diff)
+}
+
+/// Median compute time of `diff` without and with its slots' original values, each run
+/// `rounds` times (after one unmeasured run), alternating which goes first.
+fn compare_originals(
+    store: &Store,
+    committer: &IncrementalCommitter,
+    diff: &StateDiff,
+    rounds: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let mut bare = diff.clone();
+    bare.accounts.values_mut().for_each(|c| c.original.clear());
+    let pre = store.reader()?;
+    // One unmeasured run first: whichever went first would otherwise pay for bringing
+    // the block's pages into the cache.
+    std::hint::black_box(committer.compute(&pre, &bare)?);
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for hinted in [round % 2 == 0, round % 2 != 0] {
+            let started = Instant::now();
+            let update = committer.compute(&pre, if hinted { diff } else { &bare })?;
+            let took = started.elapsed();
+            std::hint::black_box(update);
+            if hinted { with.push(took) } else { without.push(took) }
+        }
+    }
+    Ok((median(without), median(with)))
+}
+
 fn changed_keys(diff: &StateDiff) -> usize {
     diff.accounts.values().map(|c| 1 + c.storage.len()).sum()
 }
@@ -223,14 +274,22 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
     for _ in 0..args.warmup {
         version += 1;
         let keys = args.blocks.iter().copied().max().unwrap_or(0);
-        commit(&store, &committer, &random_block(&args, keys, &mut rng, version))?;
+        let diff = random_block(&args, keys, &mut rng, version);
+        commit(&store, &committer, &if args.no_originals { diff } else { with_originals(&store, diff)? })?;
     }
     let mut results = Vec::new();
     for &keys in &args.blocks {
         let (mut incr, mut write, mut full, mut peaks, mut nodes) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut hinted: Vec<(Duration, Duration)> = Vec::new();
         for _ in 0..args.samples {
             version += 1;
             let diff = random_block(&args, keys, &mut rng, version);
+            let diff = if args.no_originals { diff } else { with_originals(&store, diff)? };
+            if args.compare_originals {
+                let (without, with) = compare_originals(&store, &committer, &diff, 3)?;
+                eprintln!("  compute without originals {:.1} ms, with {:.1} ms", ms(without), ms(with));
+                hinted.push((without, with));
+            }
             let (computed, written, root, peak, node_writes) = commit(&store, &committer, &diff)?;
             if args.no_full {
                 full.push(Duration::ZERO);
@@ -275,6 +334,16 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
             disk,
             if args.no_full { "unchecked" } else { "equal" }
         );
+        if !hinted.is_empty() {
+            let without = median(hinted.iter().map(|h| h.0).collect());
+            let with = median(hinted.iter().map(|h| h.1).collect());
+            println!(
+                "{keys:>9} compute without the slots' original values {:.1} ms, with {:.1} ms ({:.2}x)",
+                ms(without),
+                ms(with),
+                without.as_secs_f64() / with.as_secs_f64()
+            );
+        }
         results.push(json!({
             "changed_keys": keys, "node_writes": nodes[nodes.len() / 2],
             "incremental_ms": ms(incr), "write_ms": ms(write), "full_ms": ms(full),

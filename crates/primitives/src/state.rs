@@ -28,6 +28,13 @@ pub struct AccountChange {
     pub storage_wiped: bool,
     /// Changed slots; a zero value deletes the slot.
     pub storage: BTreeMap<U256, U256>,
+    /// The value before the block of those slots in `storage` that held one (nonzero),
+    /// as the executor read it; empty when the storage was wiped. A hint, not part of
+    /// the block's effects (nor of its [`StateDiff::commitment`]): the state committer
+    /// uses it to update a slot's trie leaf without reading the old value back, and
+    /// checks it against the stored trie first, so a wrong hint costs a read, never a
+    /// wrong root.
+    pub original: BTreeMap<U256, U256>,
 }
 
 /// All state changes of a block, ordered so that two equal diffs compare and hash equal.
@@ -42,9 +49,18 @@ pub struct StateDiff {
 fn layer(entry: &mut AccountChange, change: AccountChange) {
     if change.storage_wiped || change.info.is_none() {
         entry.storage.clear();
+        entry.original.clear();
         entry.storage_wiped = true;
     }
     entry.info = change.info;
+    if !entry.storage_wiped {
+        // A slot's value before both parts is what the first part to change it saw.
+        for (slot, was) in change.original {
+            if !entry.storage.contains_key(&slot) {
+                entry.original.insert(slot, was);
+            }
+        }
+    }
     entry.storage.extend(change.storage);
 }
 
@@ -67,6 +83,9 @@ impl StateDiff {
         // `later` is the larger: keep its maps and slide `self` under them.
         for change in later.accounts.values_mut() {
             change.storage_wiped |= change.info.is_none();
+            if change.storage_wiped {
+                change.original.clear();
+            }
         }
         let earlier = std::mem::replace(self, later);
         for (addr, change) in earlier.accounts {
@@ -135,12 +154,37 @@ mod tests {
                 balance: U256::from(k),
                 code_hash: B256::ZERO,
             });
-            let storage = (0..k % 3).map(|j| (U256::from(j + k), U256::from(seed * 100 + i))).collect();
-            let change = AccountChange { info, storage_wiped: k.is_multiple_of(5), storage };
+            let storage: BTreeMap<U256, U256> =
+                (0..k % 3).map(|j| (U256::from(j + k), U256::from(seed * 100 + i))).collect();
+            let wiped = k.is_multiple_of(5);
+            let original = match wiped {
+                true => BTreeMap::new(),
+                false => storage.keys().filter(|s| (s.to::<u64>() + seed) % 2 == 1).map(|s| (*s, *s + U256::from(seed))).collect(),
+            };
+            let change = AccountChange { info, storage_wiped: wiped, storage, original };
             d.accounts.insert(Address::with_last_byte(k as u8), change);
         }
         d.code.insert(B256::with_last_byte(seed as u8), Bytes::from(vec![seed as u8]));
         d
+    }
+
+    #[test]
+    fn layering_keeps_the_first_original_and_drops_originals_on_a_wipe() {
+        let slot = U256::from(7);
+        let part = |value: u64, was: Option<u64>, wiped: bool| AccountChange {
+            info: Some(AccountState::default()),
+            storage_wiped: wiped,
+            storage: [(slot, U256::from(value))].into(),
+            original: was.map(|w| (slot, U256::from(w))).into_iter().collect(),
+        };
+        let mut entry = part(2, Some(1), false);
+        layer(&mut entry, part(3, Some(2), false));
+        assert_eq!(entry.original.get(&slot), Some(&U256::from(1)), "the value before the block");
+        assert_eq!(entry.storage.get(&slot), Some(&U256::from(3)));
+        layer(&mut entry, part(4, None, true));
+        assert!(entry.original.is_empty() && entry.storage_wiped);
+        layer(&mut entry, part(5, Some(4), false));
+        assert!(entry.original.is_empty(), "no originals for a wiped account's slots");
     }
 
     #[test]

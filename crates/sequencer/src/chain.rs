@@ -679,6 +679,7 @@ fn write_genesis(
                 info: Some(AccountState { nonce: acc.nonce, balance: acc.balance, code_hash }),
                 storage_wiped: true,
                 storage,
+                original: Default::default(),
             },
         );
     }

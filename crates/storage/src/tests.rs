@@ -16,6 +16,7 @@ fn diff_with(addr: Address, balance: u64, slots: &[(u64, u64)]) -> StateDiff {
             info: Some(AccountState { balance: U256::from(balance), ..Default::default() }),
             storage_wiped: false,
             storage: slots.iter().map(|(k, v)| (U256::from(*k), U256::from(*v))).collect(),
+            original: Default::default(),
         },
     );
     diff

@@ -108,27 +108,33 @@ impl IncrementalCommitter {
             info: Option<AccountState>,
             wiped: bool,
             slots: Vec<Change>,
+            /// Each changed slot's leaf before the block, when the diff knows it (same
+            /// order as `slots`).
+            old_slots: Vec<Option<Vec<u8>>>,
         }
         let accounts: Vec<_> = diff.accounts.iter().collect();
         let mut touched: Vec<Touched> = self.pool.install(|| {
             accounts
                 .par_iter()
-                .map(|(address, change)| Touched {
-                    hashed: keccak256(address).0,
-                    info: change.info,
-                    wiped: change.storage_wiped,
-                    slots: {
-                        let mut slots: Vec<Change> = change
-                            .storage
-                            .iter()
-                            .map(|(slot, value)| {
-                                let value = (!value.is_zero()).then(|| alloy_rlp::encode_fixed_size(value).to_vec());
-                                (keccak256(slot.to_be_bytes::<32>()), value)
-                            })
-                            .collect();
-                        slots.sort_unstable_by_key(|(k, _)| *k);
-                        slots
-                    },
+                .map(|(address, change)| {
+                    let leaf = |value: &U256| (!value.is_zero()).then(|| alloy_rlp::encode_fixed_size(value).to_vec());
+                    let mut slots: Vec<(Change, Option<Vec<u8>>)> = change
+                        .storage
+                        .iter()
+                        .map(|(slot, value)| {
+                            let old = change.original.get(slot).and_then(leaf);
+                            ((keccak256(slot.to_be_bytes::<32>()), leaf(value)), old)
+                        })
+                        .collect();
+                    slots.sort_unstable_by_key(|((k, _), _)| *k);
+                    let (slots, old_slots) = slots.into_iter().unzip();
+                    Touched {
+                        hashed: keccak256(address).0,
+                        info: change.info,
+                        wiped: change.storage_wiped,
+                        slots,
+                        old_slots,
+                    }
                 })
                 .collect()
         });
@@ -139,7 +145,13 @@ impl IncrementalCommitter {
                 .par_iter()
                 .filter(|t| t.info.is_some() && (t.wiped || !t.slots.is_empty()))
                 .map(|t| {
-                    let source = StorageSource { pre, owner: t.hashed, wiped: t.wiped, overrides: &t.slots };
+                    let source = StorageSource {
+                        pre,
+                        owner: t.hashed,
+                        wiped: t.wiped,
+                        overrides: &t.slots,
+                        old_leaves: &t.old_slots,
+                    };
                     let old = if t.wiped { None } else { read_root(pre, Some(&t.hashed))? };
                     Ok((t.hashed, t.wiped, update(&source, old, &t.slots)?))
                 })
@@ -249,6 +261,9 @@ struct StorageSource<'a> {
     owner: [u8; 32],
     wiped: bool,
     overrides: &'a [Change],
+    /// The pre-block leaf of each key of `overrides` (same order), when the diff knew
+    /// the slot's original value.
+    old_leaves: &'a [Option<Vec<u8>>],
 }
 
 impl TrieSource for StorageSource<'_> {
@@ -268,6 +283,13 @@ impl TrieSource for StorageSource<'_> {
         }
         merge(base, self.overrides, lo, hi, out);
         Ok(())
+    }
+
+    fn old_leaf(&self, key: &B256) -> Option<&[u8]> {
+        match self.wiped {
+            true => None,
+            false => crate::update::old_leaf_among(self.overrides, self.old_leaves, key),
+        }
     }
 }
 
@@ -384,7 +406,7 @@ pub fn proofs(state: &StateAt, address: Address, slots: &[U256]) -> Result<Accou
     };
     // An absent account has an empty storage trie: every slot proof is empty.
     let wiped = record.is_none();
-    let source = StorageSource { pre: reader, owner, wiped, overrides: &slot_changes };
+    let source = StorageSource { pre: reader, owner, wiped, overrides: &slot_changes, old_leaves: &[] };
     let head_root = if wiped { None } else { read_root(reader, Some(&owner))? };
     let (root, undone) = undo(&source, head_root, &slot_changes)?;
     let expected = record.map(|r| r.storage_root).unwrap_or(EMPTY_ROOT);

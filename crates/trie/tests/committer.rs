@@ -17,19 +17,55 @@ fn change(balance: u64, slots: &[(u64, u64)], wiped: bool) -> AccountChange {
         info: Some(AccountState { nonce: 1, balance: U256::from(balance), ..Default::default() }),
         storage_wiped: wiped,
         storage: slots.iter().map(|(k, v)| (U256::from(*k), U256::from(*v))).collect(),
+        original: Default::default(),
     }
+}
+
+/// What the diffs say about their slots' values before the block.
+#[derive(Debug, Clone, Copy)]
+enum Hints {
+    /// Nothing (the committer reads old leaves back where it needs them).
+    None,
+    /// The true values, as the executor supplies them.
+    True,
+    /// Wrong values for some slots (a wrong hint must cost a read, never the root).
+    Wrong,
+}
+
+/// `diff` with its slots' original values filled in from `before`, the state it
+/// applies to, as `hints` says.
+fn with_hints(mut diff: StateDiff, before: &InMemoryState, hints: Hints) -> StateDiff {
+    for (address, change) in diff.accounts.iter_mut() {
+        if change.storage_wiped || change.info.is_none() {
+            continue;
+        }
+        for (n, slot) in change.storage.keys().enumerate() {
+            let was = before.storage.get(address).and_then(|s| s.get(slot)).copied().unwrap_or_default();
+            let hinted = match hints {
+                Hints::None => continue,
+                Hints::True => was,
+                Hints::Wrong if n % 2 == 0 => was + U256::from(1),
+                Hints::Wrong => was,
+            };
+            if !hinted.is_zero() {
+                change.original.insert(*slot, hinted);
+            }
+        }
+    }
+    diff
 }
 
 /// Commits `blocks` one by one and checks every root three ways; then proves every
 /// account and slot ever touched at every block, from the head's trie and the state
 /// history, against that block's root and reference state.
-fn run(blocks: Vec<StateDiff>, threads: usize) {
+fn run(blocks: Vec<StateDiff>, threads: usize, hints: Hints) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("db")).expect("open");
     let committer = IncrementalCommitter::new(threads).expect("committer");
     let mut mem = InMemoryState::default();
     let mut history = Vec::new();
     for (number, diff) in blocks.iter().enumerate() {
+        let diff = &with_hints(diff.clone(), &mem, hints);
         let pre = store.reader().expect("reader");
         let mut w = store.writer().expect("writer");
         let root = committer.commit(&pre, &mut w, diff).expect("commit");
@@ -89,8 +125,10 @@ fn committer_root_equals_full_recomputation() {
             }
             diff
         })
-        .collect();
-    run(diffs, 2);
+        .collect::<Vec<_>>();
+    for hints in [Hints::None, Hints::True, Hints::Wrong] {
+        run(diffs.clone(), 2, hints);
+    }
 }
 
 /// `(account index, kind, slots)`; kind 0..6 update, 6 wipe-and-recreate, 7 delete.
@@ -121,8 +159,10 @@ proptest! {
             1..7,
         ),
         threads in 1usize..4,
+        hints in 0u8..3,
     ) {
-        run(blocks.into_iter().map(diff_of).collect(), threads);
+        let hints = [Hints::None, Hints::True, Hints::Wrong][usize::from(hints)];
+        run(blocks.into_iter().map(diff_of).collect(), threads, hints);
     }
 }
 
