@@ -15,7 +15,7 @@ mod simulate;
 pub use db::ViewDb;
 pub use diff::{AccountUpdate, DiffBuilder, SlotWrite};
 pub use evm::{intrinsic_gas, tx_env};
-pub use parallel::{ParallelExecutor, ParallelStats, DEFAULT_MIN_PARALLEL_TXS};
+pub use parallel::{ParallelExecutor, ParallelStats, Strategy, DEFAULT_MIN_PARALLEL_TXS};
 pub use sequential::SequentialExecutor;
 pub use simulate::{call, estimate_gas, CallError, CallOutcome, CallRequest};
 

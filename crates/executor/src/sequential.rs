@@ -1,8 +1,8 @@
 use alloy_consensus::Transaction as _;
 use alloy_primitives::{Address, U256};
 use cairn_primitives::{RecoveredTx, StateView, StoredReceipt};
-use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
-use revm::context::Context;
+use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction, ResultAndState};
+use revm::context::{Context, ContextTr};
 use revm::database::CacheDB;
 use revm::{ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 
@@ -37,8 +37,17 @@ pub(crate) fn execute_at(
     mode: Mode,
     at: Offsets,
 ) -> Result<BlockOutput, ExecError> {
-    execute_while(state, block, txs, mode, at, None).map(|(out, _)| out)
+    execute_while(state, block, txs, mode, at, None, None).map(|(out, _)| out)
 }
+
+/// The sequential executor's database: the state as the transactions so far left it,
+/// over the state before the run.
+pub(crate) type SeqDb<'a> = CacheDB<ViewDb<'a>>;
+
+/// Offers the result of the transaction at an offset, computed elsewhere, if it still
+/// holds on the state the transactions before it left (`None`: execute it here). What
+/// the lanes executor's leading thread runs on.
+pub(crate) type Shortcut<'s, 'a> = &'s mut dyn FnMut(usize, &mut SeqDb<'a>) -> Option<ResultAndState>;
 
 /// What the first transactions of a run showed, at a checkpoint.
 #[derive(Debug, Clone, Copy)]
@@ -54,15 +63,16 @@ pub(crate) struct Probe {
 /// run goes on with the rest (`false`: it stops there).
 pub(crate) type Checkpoint<'a> = (usize, &'a dyn Fn(Probe) -> bool);
 
-/// [`execute_at`] that may stop at a checkpoint; returns the output and how many of
-/// `txs` it covers.
-pub(crate) fn execute_while(
-    state: &dyn StateView,
+/// [`execute_at`] that may stop at a checkpoint, and may take results from a shortcut;
+/// returns the output and how many of `txs` it covers.
+pub(crate) fn execute_while<'a>(
+    state: &'a dyn StateView,
     block: &BlockContext,
     txs: &[RecoveredTx],
     mode: Mode,
     at: Offsets,
     checkpoint: Option<Checkpoint<'_>>,
+    mut shortcut: Option<Shortcut<'_, 'a>>,
 ) -> Result<(BlockOutput, usize), ExecError> {
     let started = std::time::Instant::now();
     let db = CacheDB::new(ViewDb(state));
@@ -93,7 +103,12 @@ pub(crate) fn execute_while(
             outcomes.push(reject(Skip::BlockFull { gas_limit: limit, gas_left })?);
             continue;
         }
-        match evm.transact(tx_env(tx)) {
+        let offered = shortcut.as_mut().and_then(|take| take(offset, evm.ctx.db_mut()));
+        let executed = match offered {
+            Some(done) => Ok(done),
+            None => evm.transact(tx_env(tx)),
+        };
+        match executed {
             Ok(out) => {
                 if checkpoint.is_some_and(|(n, _)| offset < n) {
                     let written = out.state.iter().flat_map(|(address, account)| {

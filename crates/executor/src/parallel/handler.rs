@@ -1,34 +1,36 @@
 //! revm's mainnet handler with one change: the fee credited to the block's beneficiary
 //! is computed but not applied, so that transactions do not all read and write the
-//! beneficiary's balance. The parallel executor applies it as a balance delta.
+//! beneficiary's balance. The parallel executors apply it themselves (Block-STM as a
+//! balance delta, the lanes in order).
 
 use alloy_primitives::U256;
 use revm::context::result::{EVMError, HaltReason, InvalidTransaction};
 use revm::context::{Block, Cfg, ContextTr, Transaction};
+use revm::database_interface::Database;
 use revm::handler::{EvmTr, FrameResult, Handler, MainnetContext, MainnetEvm};
 use revm::primitives::hardfork::SpecId;
 use std::cell::Cell;
 
-use super::db::{ParDbError, TxDb};
+use super::db::TxDb;
 
 pub(crate) type ParEvm<'s, 'a> = MainnetEvm<MainnetContext<TxDb<'s, 'a>>>;
 
-pub(crate) struct DeferredRewardHandler<'s, 'a> {
+pub(crate) struct DeferredRewardHandler<DB> {
     /// The fee owed to the beneficiary by the last transaction run (`None` when fee
     /// charging is disabled or the transaction was invalid).
     pub reward: Cell<Option<U256>>,
-    _evm: std::marker::PhantomData<fn() -> ParEvm<'s, 'a>>,
+    _db: std::marker::PhantomData<fn() -> DB>,
 }
 
-impl Default for DeferredRewardHandler<'_, '_> {
+impl<DB> Default for DeferredRewardHandler<DB> {
     fn default() -> Self {
-        Self { reward: Cell::new(None), _evm: std::marker::PhantomData }
+        Self { reward: Cell::new(None), _db: std::marker::PhantomData }
     }
 }
 
-impl<'s, 'a> Handler for DeferredRewardHandler<'s, 'a> {
-    type Evm = ParEvm<'s, 'a>;
-    type Error = EVMError<ParDbError, InvalidTransaction>;
+impl<DB: Database> Handler for DeferredRewardHandler<DB> {
+    type Evm = MainnetEvm<MainnetContext<DB>>;
+    type Error = EVMError<DB::Error, InvalidTransaction>;
     type HaltReason = HaltReason;
 
     fn reward_beneficiary(&self, evm: &mut Self::Evm, exec_result: &mut FrameResult) -> Result<(), Self::Error> {
