@@ -4,10 +4,12 @@ use cairn_primitives::{RecoveredTx, StateView, StoredReceipt};
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction, ResultAndState};
 use revm::context::{Context, ContextTr};
 use revm::database::CacheDB;
+use revm::database_interface::DatabaseCommit;
+use revm::state::Account;
 use revm::{ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 
 use crate::db::ViewDb;
-use crate::diff::DiffBuilder;
+use crate::diff::{AccountUpdate, DiffBuilder};
 use crate::evm::{block_env, cfg_env, tx_env};
 use crate::{BlockContext, BlockOutput, ExecError, Executor, Mode, Offsets, Skip, TxOutcome};
 
@@ -44,10 +46,16 @@ pub(crate) fn execute_at(
 /// over the state before the run.
 pub(crate) type SeqDb<'a> = CacheDB<ViewDb<'a>>;
 
-/// Offers the result of the transaction at an offset, computed elsewhere, if it still
-/// holds on the state the transactions before it left (`None`: execute it here). What
-/// the lanes executor's leading thread runs on.
-pub(crate) type Shortcut<'s, 'a> = &'s mut dyn FnMut(usize, &mut SeqDb<'a>) -> Option<ResultAndState>;
+/// What the lanes executor's leading thread adds to the sequential loop.
+pub(crate) trait Shortcut<'a> {
+    /// The result of the transaction at `offset`, computed elsewhere, if it still holds
+    /// on `db`, the state the transactions before it left (`None`: execute it here);
+    /// with one more account the transaction changed that its state changes lack (the
+    /// beneficiary's fee).
+    fn offer(&mut self, offset: usize, db: &mut SeqDb<'a>) -> Option<(ResultAndState, Option<(Address, Account)>)>;
+    /// The state changes of the transaction at `offset`, about to be committed.
+    fn included(&mut self, offset: usize, state: &revm::state::EvmState);
+}
 
 /// What the first transactions of a run showed, at a checkpoint.
 #[derive(Debug, Clone, Copy)]
@@ -72,7 +80,7 @@ pub(crate) fn execute_while<'a>(
     mode: Mode,
     at: Offsets,
     checkpoint: Option<Checkpoint<'_>>,
-    mut shortcut: Option<Shortcut<'_, 'a>>,
+    mut shortcut: Option<&mut dyn Shortcut<'a>>,
 ) -> Result<(BlockOutput, usize), ExecError> {
     let started = std::time::Instant::now();
     let db = CacheDB::new(ViewDb(state));
@@ -103,10 +111,10 @@ pub(crate) fn execute_while<'a>(
             outcomes.push(reject(Skip::BlockFull { gas_limit: limit, gas_left })?);
             continue;
         }
-        let offered = shortcut.as_mut().and_then(|take| take(offset, evm.ctx.db_mut()));
-        let executed = match offered {
-            Some(done) => Ok(done),
-            None => evm.transact(tx_env(tx)),
+        let offered = shortcut.as_mut().and_then(|s| s.offer(offset, evm.ctx.db_mut()));
+        let (executed, extra) = match offered {
+            Some((done, extra)) => (Ok(done), extra),
+            None => (evm.transact(tx_env(tx)), None),
         };
         match executed {
             Ok(out) => {
@@ -124,7 +132,16 @@ pub(crate) fn execute_while<'a>(
                     included += 1;
                 }
                 diff.record(&out.state);
+                if let Some(s) = shortcut.as_mut() {
+                    s.included(offset, &out.state);
+                }
                 evm.commit(out.state);
+                if let Some((address, account)) = extra {
+                    if let Some(update) = AccountUpdate::of(&account) {
+                        diff.apply(address, &update);
+                    }
+                    evm.ctx.db_mut().commit_iter(&mut std::iter::once((address, account)));
+                }
                 let receipt = receipt_of(tx, out.result, gas_used, log_count, block.base_fee);
                 gas_used = receipt.cumulative_gas_used;
                 log_count += receipt.logs.len() as u64;

@@ -4,11 +4,12 @@
 //! status instead of a state root) so must `receiptsRoot` and `logsBloom`. The
 //! pre-state holds only the touched accounts, so the state root cannot be checked.
 //! The parallel executor must return exactly the sequential output (receipts, gas,
-//! state diff) at 1, 2, 4 and 8 threads, several runs each to shake out races.
+//! state diff) with Block-STM at 1, 2, 4 and 8 threads and with the two lanes, several
+//! runs each to shake out races.
 
 use alloy_consensus::proofs::calculate_receipt_root;
 use alloy_primitives::Bloom;
-use cairn_executor::{BlockOutput, Executor, Mode, ParallelExecutor, SequentialExecutor, SpecId, TxOutcome};
+use cairn_executor::{BlockOutput, Executor, Mode, ParallelExecutor, SequentialExecutor, SpecId, Strategy, TxOutcome};
 use cairn_workload::mainnet::{block_dirs, default_dir, load, MainnetBlock};
 
 fn check_against_header(block: &MainnetBlock, out: &BlockOutput, failures: &mut Vec<String>) -> bool {
@@ -61,16 +62,18 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
         if check_against_header(&block, &sequential, &mut failures) {
             receipts_checked += 1;
         }
-        for threads in [1, 2, 4, 8] {
+        for (threads, strategy) in
+            [(1, Strategy::BlockStm), (2, Strategy::Lanes), (2, Strategy::BlockStm), (4, Strategy::BlockStm), (8, Strategy::BlockStm)]
+        {
             // Every block through the parallel path, however small.
-            let parallel = ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel();
+            let parallel = ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel().strategy(strategy);
             for run in 0..3 {
                 match parallel.execute_with_stats(&block.state, &ctx, &block.txs, Mode::Replay, Default::default()) {
                     Ok((out, stats)) if out == sequential => {
                         let expect_parallel = threads > 1 && block.txs.len() >= 2;
                         if expect_parallel && (stats.fallbacks > 0 || stats.parallel_txs != block.txs.len()) {
                             failures.push(format!(
-                                "block {} at {threads} threads: not executed in parallel ({stats:?})",
+                                "block {} at {threads} threads ({strategy:?}): not executed in parallel ({stats:?})",
                                 block.number
                             ));
                         }
@@ -82,7 +85,7 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
                     Ok((out, _)) => {
                         let first = out.outcomes.iter().zip(&sequential.outcomes).position(|(a, b)| a != b);
                         failures.push(format!(
-                            "block {} at {threads} threads (run {run}): parallel differs from sequential \
+                            "block {} at {threads} threads ({strategy:?}, run {run}): parallel differs from sequential \
                              (first differing outcome {first:?}, gas {} vs {}, diff equal: {})",
                             block.number,
                             out.gas_used,
@@ -90,7 +93,7 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
                             out.diff == sequential.diff
                         ));
                     }
-                    Err(e) => failures.push(format!("block {} at {threads} threads: {e}", block.number)),
+                    Err(e) => failures.push(format!("block {} at {threads} threads ({strategy:?}): {e}", block.number)),
                 }
                 parallel_runs += 1;
             }
@@ -98,6 +101,6 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert!(receipts_checked >= 45, "only {receipts_checked} post-Byzantium blocks checked");
-    assert_eq!(parallel_runs, 62 * 4 * 3);
+    assert_eq!(parallel_runs, 62 * 5 * 3);
     eprintln!("parallel runs: {parallel_runs}, re-executions: {reexecutions}");
 }

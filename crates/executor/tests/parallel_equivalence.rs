@@ -6,7 +6,7 @@
 //! return exactly what the sequential executor returns, in building and replay mode.
 
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
-use cairn_executor::{BlockContext, Executor, Mode, ParallelExecutor, SequentialExecutor};
+use cairn_executor::{BlockContext, Executor, Mode, ParallelExecutor, SequentialExecutor, Strategy as Algorithm};
 use cairn_primitives::{ChainConfig, InMemoryState, RecoveredTx};
 use cairn_workload::gigagas::{address, recovered};
 use cairn_workload::{approve_call, swap_call, token_allowance_slot, token_balance_slot, transfer_call, Artifacts};
@@ -207,9 +207,11 @@ fn check(state: &InMemoryState, ctx: &BlockContext, txs: &[RecoveredTx]) -> Resu
         let expected = SequentialExecutor.execute(state, ctx, txs, mode).map_err(|e| e.to_string());
         for threads in [2, 4] {
             for parallel in [
+                // Two threads: the lanes; more: Block-STM.
                 ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel(),
+                ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel().strategy(Algorithm::BlockStm),
                 ParallelExecutor::new(threads).min_parallel_txs(2),
-                // The timing probe, then Block-STM on the rest of the block.
+                // The timing probe, then the lanes or Block-STM on the rest of the block.
                 ParallelExecutor::new(threads).min_parallel_txs(2).sequential_below(std::time::Duration::ZERO),
             ] {
                 let got = parallel.execute(state, ctx, txs, mode).map_err(|e| e.to_string());

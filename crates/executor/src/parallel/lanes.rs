@@ -1,26 +1,29 @@
 //! Two lanes: the calling thread (the *leader*) runs the block exactly as the sequential
-//! executor does, from the first transaction on, while a helper thread executes
-//! transactions from the last one backwards against the state before the run,
-//! recording every value it read. When the leader reaches a transaction the helper
-//! has run, it checks those values against its own state; if every one is unchanged,
-//! the transaction would run the same way there, and the leader takes the helper's
-//! result (state changes, logs, gas) instead of executing it. Otherwise it executes the
-//! transaction itself. The two meet in the middle: no transaction is executed twice
-//! unless a speculation failed.
+//! executor does, in order, while a helper thread executes transactions a little ahead
+//! of it, recording every value it read. The helper reads the state as the leader has
+//! published it so far (every account and slot the leader's committed transactions
+//! wrote, over the state before the run). When the leader reaches a transaction the
+//! helper has run, it checks each value the helper read against its own state; if all
+//! are unchanged, the transaction would run the same way there, and the leader takes
+//! the helper's result (state changes, logs, gas) instead of executing it. Otherwise,
+//! or when the helper has not finished it, the leader executes it itself.
 //!
-//! Nothing is shared but a claim per transaction and a slot for its result, so the
-//! per-transaction overhead is a value comparison per read; Block-STM's multi-version
-//! memory, read-set validation and scheduler cost more than a second core gives back
-//! on two threads (`cairn bench exec`, docs/BENCHMARKS.md). What the helper cannot see
-//! (the writes of earlier transactions of the block) only makes speculations fail, so
-//! a block of dependent transactions runs at the sequential speed, plus the checks.
+//! A speculation goes stale only through the writes of the few transactions between
+//! the leader's position and the helper's (the window), and a stale one is caught by
+//! the leader's check and costs one execution; what the helper reads from the
+//! published writes needs no consistency at all for the same reason. The leader's
+//! overhead per transaction is that check, a handful of map inserts to publish its
+//! writes, and a claim: far less than Block-STM's multi-version memory, validation and
+//! scheduler, which cost more than a second core gives back on two threads
+//! (`cairn bench exec`, docs/BENCHMARKS.md).
 //!
 //! The helper does not pay the block's beneficiary (every transaction would then read
 //! its balance); the leader pays the fee in order, as revm would have.
 
-use alloy_primitives::map::{AddressMap, B256Map, HashMap};
+use alloy_primitives::map::{AddressMap, B256Map, DefaultHashBuilder, HashMap};
 use alloy_primitives::{Address, B256, U256};
 use cairn_primitives::{RecoveredTx, StateView, KECCAK_EMPTY};
+use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
 use revm::context::result::ResultAndState;
@@ -30,12 +33,12 @@ use revm::database_interface::Database;
 use revm::handler::Handler;
 use revm::state::{Account, AccountInfo, EvmState, TransactionId};
 use revm::{ExecuteEvm, MainBuilder, MainContext};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use super::handler::DeferredRewardHandler;
 use crate::db::DbError;
 use crate::evm::{block_env, cfg_env, tx_env};
-use crate::sequential::{execute_while, SeqDb};
+use crate::sequential::{execute_while, SeqDb, Shortcut};
 use crate::{BlockContext, BlockOutput, ExecError, Mode, Offsets};
 
 /// Who runs a transaction: nobody yet, the helper (running, or done), the leader.
@@ -44,12 +47,34 @@ const SPECULATING: u8 = 1;
 const READY: u8 = 2;
 const LEADER: u8 = 3;
 
-/// A value the helper read from the state before the run.
+/// How far ahead of the leader the helper starts when it has fallen behind: far enough
+/// that its transaction is usually done when the leader gets there, near enough that
+/// few of the transactions in between write what it reads.
+const AHEAD: usize = 8;
+
+/// Spins (each a `pause`, tens of nanoseconds) the leader waits for a transaction the
+/// helper is running before it runs it itself: a few times a heavy transaction.
+const MAX_SPINS: u32 = 20_000;
+
+/// The helper does not start a transaction closer to the leader than this.
+const MIN_GAP: usize = 2;
+
+/// A value the helper read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
     /// An account's nonce, balance and code hash (`None`: it did not exist).
-    Account(Address, Option<(u64, U256, B256)>),
-    Slot(Address, U256, U256),
+    Account(Address, Option<(u64, U256, B256)>, Source),
+    Slot(Address, U256, U256, Source),
+}
+
+/// Where the helper read a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The state before the run.
+    Base,
+    /// A write published in this run (by either thread, perhaps by a speculation that
+    /// did not hold).
+    Published,
 }
 
 /// A transaction the helper ran: its result and what it read.
@@ -65,24 +90,127 @@ struct Speculation {
 pub(crate) struct LaneStats {
     /// Transactions the helper ran.
     pub speculated: usize,
-    /// Speculations the leader could not use (it executed those transactions again).
+    /// Speculations the leader could not use (it executed those transactions itself).
     pub failed: usize,
 }
 
-/// The helper's database: the state before the run (cached: it does not change),
-/// every account and slot read recorded for the leader to check.
-struct SpecDb<'a> {
+/// The leader's writes so far, for the helper to read: best effort (a missing or
+/// outdated entry only makes a speculation fail the leader's check).
+struct Published {
+    /// With the version of the write ([`version`]); `None`: the account does not exist
+    /// (destroyed).
+    accounts: DashMap<Address, (usize, Option<AccountInfo>), DefaultHashBuilder>,
+    slots: DashMap<(Address, U256), (usize, U256), DefaultHashBuilder>,
+    /// One bit per hash bucket of published keys: most reads are of keys nobody wrote,
+    /// and skip the maps' locks.
+    bits: Box<[AtomicU64]>,
+}
+
+impl Published {
+    fn new(txs: usize) -> Self {
+        let bits = (txs * 16).next_power_of_two().max(1 << 12);
+        let shards = super::db::shard_amount(txs);
+        Self {
+            accounts: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, DefaultHashBuilder::default(), shards),
+            slots: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, DefaultHashBuilder::default(), shards),
+            bits: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn bit(&self, address: &Address, slot: Option<&U256>) -> (&AtomicU64, u64) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&address.0[12..20]);
+        let extra = slot.map_or(0, |s| s.as_limbs()[0] ^ s.as_limbs()[3] ^ 1);
+        let h = (u64::from_le_bytes(word) ^ extra.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let index = (h >> 32) as usize & (self.bits.len() * 64 - 1);
+        (&self.bits[index / 64], 1 << (index % 64))
+    }
+
+    fn mark(&self, address: &Address, slot: Option<&U256>) {
+        let (word, mask) = self.bit(address, slot);
+        if word.load(Ordering::Relaxed) & mask == 0 {
+            word.fetch_or(mask, Ordering::Release);
+        }
+    }
+
+    fn account(&self, address: &Address) -> Option<Option<AccountInfo>> {
+        let (word, mask) = self.bit(address, None);
+        if word.load(Ordering::Acquire) & mask == 0 {
+            return None;
+        }
+        self.accounts.get(address).map(|a| a.1.clone())
+    }
+
+    fn slot(&self, address: &Address, slot: &U256) -> Option<U256> {
+        let (word, mask) = self.bit(address, Some(slot));
+        if word.load(Ordering::Acquire) & mask == 0 {
+            return None;
+        }
+        self.slots.get(&(*address, *slot)).map(|v| v.1)
+    }
+
+    /// Publishes what one transaction wrote, as of `version` (a later version of a
+    /// key is never replaced by an earlier one); but the beneficiary's balance, which
+    /// changes with every transaction and which speculations do not read, and accounts
+    /// only touched.
+    fn publish(&self, state: &EvmState, beneficiary: &Address, version: usize) {
+        fn newer<V>(entry: &mut (usize, V), version: usize, value: V) {
+            if version > entry.0 {
+                *entry = (version, value);
+            }
+        }
+        for (address, account) in state {
+            if !account.is_touched() || address == beneficiary {
+                continue;
+            }
+            for (slot, value) in account.changed_storage_slots() {
+                let value = value.present_value();
+                self.slots
+                    .entry((*address, *slot))
+                    .and_modify(|e| newer(e, version, value))
+                    .or_insert((version, value));
+                self.mark(address, Some(slot));
+            }
+            if !(account.is_changed() || account.is_selfdestructed() || account.is_created()) {
+                continue;
+            }
+            // Destroyed or not, its earlier slots may linger here: reading one makes a
+            // speculation fail the leader's check, nothing worse.
+            let info = (!account.is_selfdestructed()).then(|| {
+                let mut info = account.info.clone();
+                if info.code_hash == KECCAK_EMPTY {
+                    info.code = None;
+                }
+                info
+            });
+            match self.accounts.entry(*address) {
+                dashmap::Entry::Occupied(mut o) => newer(o.get_mut(), version, info),
+                dashmap::Entry::Vacant(v) => {
+                    v.insert((version, info));
+                }
+            }
+            self.mark(address, None);
+        }
+    }
+}
+
+/// The helper's database: the leader's published writes over the state before the
+/// run (which does not change, so it is cached), every account and slot read recorded
+/// for the leader to check.
+struct SpecDb<'a, 'p> {
     view: &'a dyn StateView,
+    published: &'p Published,
     accounts: AddressMap<Option<AccountInfo>>,
     slots: HashMap<(Address, U256), U256>,
     code: B256Map<Bytecode>,
     reads: Vec<Read>,
 }
 
-impl<'a> SpecDb<'a> {
-    fn new(view: &'a dyn StateView) -> Self {
+impl<'a, 'p> SpecDb<'a, 'p> {
+    fn new(view: &'a dyn StateView, published: &'p Published) -> Self {
         Self {
             view,
+            published,
             accounts: AddressMap::default(),
             slots: HashMap::default(),
             code: B256Map::default(),
@@ -98,38 +226,49 @@ impl<'a> SpecDb<'a> {
         self.code.insert(hash, code.clone());
         Ok(code)
     }
+
+    /// The account before the run (cached).
+    fn base_account(&mut self, address: Address) -> Result<Option<AccountInfo>, DbError> {
+        if let Some(info) = self.accounts.get(&address) {
+            return Ok(info.clone());
+        }
+        let info = match self.view.account(address)? {
+            None => None,
+            Some(acc) => {
+                let code = match acc.code_hash == KECCAK_EMPTY {
+                    true => None,
+                    false => Some(self.code_of(acc.code_hash)?),
+                };
+                // `code: None` for plain accounts: revm's empty code is one process-wide
+                // value whose reference count both threads would bounce.
+                let mut info = AccountInfo::default().without_code();
+                info.balance = acc.balance;
+                info.nonce = acc.nonce;
+                info.code_hash = acc.code_hash;
+                info.code = code;
+                Some(info)
+            }
+        };
+        self.accounts.insert(address, info.clone());
+        Ok(info)
+    }
 }
 
-impl Database for SpecDb<'_> {
+impl Database for SpecDb<'_, '_> {
     type Error = DbError;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, DbError> {
-        let info = match self.accounts.get(&address) {
-            Some(info) => info.clone(),
-            None => {
-                let info = match self.view.account(address)? {
-                    None => None,
-                    Some(acc) => {
-                        let code = match acc.code_hash == KECCAK_EMPTY {
-                            true => None,
-                            false => Some(self.code_of(acc.code_hash)?),
-                        };
-                        // `code: None` for plain accounts: revm's empty code is one
-                        // process-wide value whose reference count both threads would
-                        // bounce.
-                        let mut info = AccountInfo::default().without_code();
-                        info.balance = acc.balance;
-                        info.nonce = acc.nonce;
-                        info.code_hash = acc.code_hash;
-                        info.code = code;
-                        Some(info)
-                    }
-                };
-                self.accounts.insert(address, info.clone());
-                info
+        let (info, source) = match self.published.account(&address) {
+            Some(mut published) => {
+                // Code of contracts created in this block comes with the account.
+                if let Some(info) = published.as_mut().filter(|i| i.code.is_none() && i.code_hash != KECCAK_EMPTY) {
+                    info.code = Some(self.code_of(info.code_hash)?);
+                }
+                (published, Source::Published)
             }
+            None => (self.base_account(address)?, Source::Base),
         };
-        self.reads.push(Read::Account(address, info.as_ref().map(|i| (i.nonce, i.balance, i.code_hash))));
+        self.reads.push(Read::Account(address, info.as_ref().map(|i| (i.nonce, i.balance, i.code_hash)), source));
         Ok(info)
     }
 
@@ -141,15 +280,18 @@ impl Database for SpecDb<'_> {
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, DbError> {
-        let value = match self.slots.get(&(address, index)) {
-            Some(value) => *value,
-            None => {
-                let value = self.view.storage(address, index)?;
-                self.slots.insert((address, index), value);
-                value
-            }
+        let (value, source) = match self.published.slot(&address, &index) {
+            Some(value) => (value, Source::Published),
+            None => match self.slots.get(&(address, index)) {
+                Some(value) => (*value, Source::Base),
+                None => {
+                    let value = self.view.storage(address, index)?;
+                    self.slots.insert((address, index), value);
+                    (value, Source::Base)
+                }
+            },
         };
-        self.reads.push(Read::Slot(address, index, value));
+        self.reads.push(Read::Slot(address, index, value, source));
         Ok(value)
     }
 
@@ -158,42 +300,69 @@ impl Database for SpecDb<'_> {
     }
 }
 
+/// A transaction's claim and the helper's result.
+#[repr(align(64))]
+struct TxSlot {
+    claim: AtomicU8,
+    result: Mutex<Option<Box<Speculation>>>,
+}
+
+/// The leader's position, alone on its cache line (written by the leader at every
+/// transaction, read by the helper).
+#[repr(align(64))]
+struct Position(AtomicUsize);
+
 /// Everything the two lanes share.
 struct Lanes<'r> {
     txs: &'r [RecoveredTx],
-    claims: Vec<AtomicU8>,
-    results: Vec<Mutex<Option<Box<Speculation>>>>,
+    /// One per transaction, each on its own cache line: the two threads work on nearby
+    /// transactions at once.
+    slots: Vec<TxSlot>,
+    published: Published,
+    /// The transaction the leader is at.
+    leader_at: Position,
     /// The leader is done (or gave up): the helper stops.
     stop: AtomicBool,
-    /// The helper stopped for good (done or panicked): nothing it claimed will change.
-    helper_done: AtomicBool,
+    /// The helper stopped for good (done, or panicked): what it claimed stays claimed.
+    helper_gone: AtomicBool,
     speculated: AtomicUsize,
 }
 
-/// Marks the helper done however it leaves.
-struct HelperDone<'g>(&'g AtomicBool);
+/// Marks the helper gone however it leaves.
+struct Gone<'g>(&'g AtomicBool);
 
-impl Drop for HelperDone<'_> {
+impl Drop for Gone<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Release);
     }
 }
 
 impl Lanes<'_> {
-    /// The helper: transactions from the last one backwards, until it meets the leader.
+    /// The helper: free transactions ahead of the leader, in order, until the end.
     fn speculate(&self, state: &dyn StateView, block: &BlockContext) {
         let mut evm = Context::mainnet()
-            .with_db(SpecDb::new(state))
+            .with_db(SpecDb::new(state, &self.published))
             .with_block(block_env(block))
             .with_cfg(cfg_env(block))
             .build_mainnet();
-        let mut handler = DeferredRewardHandler::<SpecDb<'_>>::default();
-        for i in (0..self.txs.len()).rev() {
+        let mut handler = DeferredRewardHandler::<SpecDb<'_, '_>>::default();
+        let mut i = 0;
+        loop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            if self.claims[i].compare_exchange(FREE, SPECULATING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // Caught up (the leader would reach this one before it is done): jump ahead,
+            // leaving the leader the transactions in between.
+            let leader = self.leader_at.0.load(Ordering::Relaxed);
+            if i < leader + MIN_GAP {
+                i = leader + AHEAD;
+            }
+            if i >= self.txs.len() {
                 break;
+            }
+            if self.slots[i].claim.compare_exchange(FREE, SPECULATING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                i += 1;
+                continue;
             }
             evm.ctx.db_mut().reads.clear();
             evm.ctx.set_tx(tx_env(&self.txs[i]));
@@ -202,52 +371,118 @@ impl Lanes<'_> {
             let state = evm.finalize();
             // An invalid transaction (or a failed read) is left to the leader.
             if let Ok(result) = outcome {
+                // Published at once, so the helper's next transactions see it: if the
+                // leader cannot use it, its own writes replace these.
+                self.published.publish(&state, &block.beneficiary, helper_version(i));
                 let reads = std::mem::replace(&mut evm.ctx.db_mut().reads, Vec::with_capacity(16));
                 let speculation = Speculation { result: ResultAndState::new(result, state), reward: handler.reward.get(), reads };
-                *self.results[i].lock() = Some(Box::new(speculation));
+                *self.slots[i].result.lock() = Some(Box::new(speculation));
             }
             self.speculated.fetch_add(1, Ordering::Relaxed);
-            self.claims[i].store(READY, Ordering::Release);
+            self.slots[i].claim.store(READY, Ordering::Release);
+            i += 1;
         }
-    }
-
-    /// The leader's shortcut for the transaction at `i`: the helper's result if it ran
-    /// it and it still holds on `db`; `None` when the leader must execute it.
-    fn take(&self, i: usize, db: &mut SeqDb<'_>, beneficiary: Address, failed: &mut usize) -> Option<ResultAndState> {
-        loop {
-            match self.claims[i].compare_exchange(FREE, LEADER, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return None,
-                Err(READY) => break,
-                // The helper is running it (only where the two meet): wait, unless the
-                // helper died on it.
-                Err(_) if self.helper_done.load(Ordering::Acquire) => return None,
-                Err(_) => std::hint::spin_loop(),
-            }
-        }
-        let Some(speculation) = self.results[i].lock().take() else {
-            // The helper found it invalid: the leader decides.
-            *failed += 1;
-            return None;
-        };
-        if !still_holds(&speculation.reads, db) {
-            *failed += 1;
-            return None;
-        }
-        let mut done = speculation.result;
-        if let Some(fee) = speculation.reward {
-            // A failed read here is left to the leader's own execution, which reports it.
-            pay(db, &mut done.state, beneficiary, fee).ok()?;
-        }
-        Some(done)
     }
 }
 
-/// Whether every value in `reads` is what `db` holds now. An account the leader's
-/// cache does not hold was neither written nor read in this run: it still has the value
-/// the helper read, and the check costs no read of the state.
-fn still_holds(reads: &[Read], db: &SeqDb<'_>) -> bool {
+/// The leader's side: takes the helper's results where they hold, publishes the writes
+/// of the transactions it executes itself.
+struct Leader<'l, 'r> {
+    lanes: &'l Lanes<'r>,
+    beneficiary: Address,
+    failed: usize,
+    /// The transaction being included is the helper's (which published its writes).
+    taken: bool,
+}
+
+/// Versions of published writes: block order, and at one transaction the leader's
+/// (which holds) over the helper's (which may not).
+fn helper_version(tx: usize) -> usize {
+    2 * tx
+}
+
+fn leader_version(tx: usize) -> usize {
+    2 * tx + 1
+}
+
+impl<'a> Shortcut<'a> for Leader<'_, '_> {
+    fn offer(&mut self, i: usize, db: &mut SeqDb<'a>) -> Option<(ResultAndState, Option<(Address, Account)>)> {
+        let lanes = self.lanes;
+        lanes.leader_at.0.store(i, Ordering::Relaxed);
+        self.taken = false;
+        let mut spins = 0u32;
+        loop {
+            match lanes.slots[i].claim.compare_exchange(FREE, LEADER, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return None,
+                Err(READY) => break,
+                // The helper is finishing it (it starts none right ahead of the
+                // leader): waiting costs less than running it again. Unless the helper
+                // is gone, or was descheduled in the middle.
+                Err(_) if lanes.helper_gone.load(Ordering::Acquire) || spins > MAX_SPINS => return None,
+                Err(_) => {
+                    spins += 1;
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let Some(speculation) = lanes.slots[i].result.lock().take() else {
+            // The helper found it invalid: the leader decides.
+            self.failed += 1;
+            return None;
+        };
+        if !still_holds(&speculation.reads, db) {
+            self.failed += 1;
+            return None;
+        }
+        let mut done = speculation.result;
+        let mut extra = None;
+        if let Some(fee) = speculation.reward {
+            // As revm's handler pays it: the account as it stands (in the transaction's
+            // changes if it loaded it), touched, its balance increased.
+            let account = match done.state.get_mut(&self.beneficiary) {
+                Some(account) => account,
+                None => {
+                    // A failed read is left to the leader's own execution, which
+                    // reports it.
+                    let loaded = match Database::basic(db, self.beneficiary).ok()? {
+                        Some(info) => Account::from(info),
+                        None => Account::new_not_existing(TransactionId::ZERO),
+                    };
+                    &mut extra.insert((self.beneficiary, loaded)).1
+                }
+            };
+            account.mark_touch();
+            if let Some(balance) = account.info.balance.checked_add(fee) {
+                account.info.balance = balance;
+            }
+        }
+        self.taken = true;
+        Some((done, extra))
+    }
+
+    fn included(&mut self, offset: usize, state: &EvmState) {
+        if !self.taken {
+            self.lanes.published.publish(state, &self.beneficiary, leader_version(offset));
+        }
+    }
+}
+
+/// Whether every value in `reads` is what `db` holds now. A value read from the state
+/// before the run, of an account the leader's cache does not hold, still holds: the
+/// leader has neither written nor read it in this run, and the check costs no read of
+/// the state. A value read from the published writes is compared with the leader's,
+/// loaded if needed (a published write may come from a speculation that did not hold).
+fn still_holds(reads: &[Read], db: &mut SeqDb<'_>) -> bool {
+    let current = |db: &mut SeqDb<'_>, read: &Read| -> Result<bool, DbError> {
+        Ok(match *read {
+            Read::Account(address, seen, _) => {
+                Database::basic(db, address)?.map(|i| (i.nonce, i.balance, i.code_hash)) == seen
+            }
+            Read::Slot(address, slot, seen, _) => Database::storage(db, address, slot)? == seen,
+        })
+    };
     reads.iter().all(|read| match *read {
-        Read::Account(address, seen) => match db.cache.accounts.get(&address) {
+        Read::Account(address, seen, Source::Base) => match db.cache.accounts.get(&address) {
             None => true,
             Some(acc) => {
                 let now = match acc.account_state {
@@ -257,7 +492,7 @@ fn still_holds(reads: &[Read], db: &SeqDb<'_>) -> bool {
                 now == seen
             }
         },
-        Read::Slot(address, slot, seen) => match db.cache.accounts.get(&address) {
+        Read::Slot(address, slot, seen, Source::Base) => match db.cache.accounts.get(&address) {
             None => true,
             Some(acc) => match acc.storage.get(&slot) {
                 Some(now) => *now == seen,
@@ -269,28 +504,9 @@ fn still_holds(reads: &[Read], db: &SeqDb<'_>) -> bool {
                 },
             },
         },
+        // A failed read is left to the leader's own execution, which reports it.
+        _ => current(db, read).unwrap_or(false),
     })
-}
-
-/// Credits `fee` to the beneficiary in a transaction's state changes as revm's own
-/// handler does: the account as it stands (loaded now if the transaction did not load
-/// it), touched, its balance increased.
-fn pay(db: &mut SeqDb<'_>, state: &mut EvmState, beneficiary: Address, fee: U256) -> Result<(), DbError> {
-    let account = match state.entry(beneficiary) {
-        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => {
-            let loaded = match Database::basic(db, beneficiary)? {
-                Some(info) => Account::from(info),
-                None => Account::new_not_existing(TransactionId::ZERO),
-            };
-            v.insert(loaded)
-        }
-    };
-    account.mark_touch();
-    if let Some(balance) = account.info.balance.checked_add(fee) {
-        account.info.balance = balance;
-    }
-    Ok(())
 }
 
 /// Runs `txs` in two lanes on the calling thread and one thread of `pool`; the output
@@ -305,27 +521,29 @@ pub(crate) fn run(
 ) -> Result<(BlockOutput, LaneStats), ExecError> {
     let lanes = Lanes {
         txs,
-        claims: (0..txs.len()).map(|_| AtomicU8::new(FREE)).collect(),
-        results: (0..txs.len()).map(|_| Mutex::new(None)).collect(),
+        slots: (0..txs.len()).map(|_| TxSlot { claim: AtomicU8::new(FREE), result: Mutex::new(None) }).collect(),
+        published: Published::new(txs.len()),
+        leader_at: Position(AtomicUsize::new(0)),
         stop: AtomicBool::new(false),
-        helper_done: AtomicBool::new(false),
+        helper_gone: AtomicBool::new(false),
         speculated: AtomicUsize::new(0),
     };
-    let mut failed = 0;
+    let mut leader = Leader { lanes: &lanes, beneficiary: block.beneficiary, failed: 0, taken: false };
     let mut out = None;
     pool.in_place_scope(|scope| {
         let helper = &lanes;
         scope.spawn(move |_| {
-            let _done = HelperDone(&helper.helper_done);
-            // A panic in the helper only costs its speculations: the leader runs the
-            // rest itself.
+            let _gone = Gone(&helper.helper_gone);
+            // A panic in the helper only costs its speculations: the leader stops
+            // waiting for it and runs the rest itself.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| helper.speculate(state, block)));
         });
-        let mut take = |i: usize, db: &mut SeqDb<'_>| lanes.take(i, db, block.beneficiary, &mut failed);
-        out = Some(execute_while(state, block, txs, mode, at, None, Some(&mut take)));
+        out = Some(execute_while(state, block, txs, mode, at, None, Some(&mut leader)));
         lanes.stop.store(true, Ordering::Relaxed);
     });
+    let failed = leader.failed;
     let (output, _) = out.expect("the leader ran")?;
-    tracing::debug!(txs = txs.len(), speculated = lanes.speculated.load(Ordering::Relaxed), failed, "lanes run");
-    Ok((output, LaneStats { speculated: lanes.speculated.load(Ordering::Relaxed), failed }))
+    let speculated = lanes.speculated.load(Ordering::Relaxed);
+    tracing::debug!(txs = txs.len(), speculated, failed, "lanes run");
+    Ok((output, LaneStats { speculated, failed }))
 }
