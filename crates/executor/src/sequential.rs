@@ -83,7 +83,10 @@ pub(crate) fn execute_while<'a>(
     mut shortcut: Option<&mut dyn Shortcut<'a>>,
 ) -> Result<(BlockOutput, usize), ExecError> {
     let started = std::time::Instant::now();
-    let db = CacheDB::new(ViewDb(state));
+    let mut db = CacheDB::new(ViewDb(state));
+    // Two or three accounts a transaction: growing the map as they come rehashed it
+    // over and over.
+    db.cache.accounts.reserve(2 * txs.len());
     let mut evm = Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg_env(block)).build_mainnet();
     let mut diff = DiffBuilder::with_capacity(txs.len() + 16);
     let mut outcomes = Vec::with_capacity(txs.len());

@@ -445,7 +445,7 @@ impl<'a> Shortcut<'a> for Leader<'_, '_> {
                     // A failed read is left to the leader's own execution, which
                     // reports it.
                     let loaded = match Database::basic(db, self.beneficiary).ok()? {
-                        Some(info) => Account::from(info),
+                        Some(info) => Account::default().with_info(info),
                         None => Account::new_not_existing(TransactionId::ZERO),
                     };
                     &mut extra.insert((self.beneficiary, loaded)).1
