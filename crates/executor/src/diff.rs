@@ -48,7 +48,11 @@ impl AccountUpdate {
         } else {
             account
                 .changed_storage_slots()
-                .map(|(slot, value)| SlotWrite { slot: *slot, value: value.present_value(), original: value.original_value })
+                .map(|(slot, value)| SlotWrite {
+                    slot: *slot,
+                    value: value.present_value(),
+                    original: value.original_value,
+                })
                 .collect()
         };
         Some(Self {

@@ -62,9 +62,13 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
         if check_against_header(&block, &sequential, &mut failures) {
             receipts_checked += 1;
         }
-        for (threads, strategy) in
-            [(1, Strategy::BlockStm), (2, Strategy::Lanes), (2, Strategy::BlockStm), (4, Strategy::BlockStm), (8, Strategy::BlockStm)]
-        {
+        for (threads, strategy) in [
+            (1, Strategy::BlockStm),
+            (2, Strategy::Lanes),
+            (2, Strategy::BlockStm),
+            (4, Strategy::BlockStm),
+            (8, Strategy::BlockStm),
+        ] {
             // Every block through the parallel path, however small.
             let parallel = ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel().strategy(strategy);
             for run in 0..3 {

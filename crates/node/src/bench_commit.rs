@@ -213,7 +213,11 @@ fn compare_originals(
             let update = committer.compute(&pre, if hinted { diff } else { &bare })?;
             let took = started.elapsed();
             std::hint::black_box(update);
-            if hinted { with.push(took) } else { without.push(took) }
+            if hinted {
+                with.push(took)
+            } else {
+                without.push(took)
+            }
         }
     }
     Ok((median(without), median(with)))
@@ -298,7 +302,12 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
             write.push(written);
             peaks.push(peak);
             nodes.push(node_writes);
-            eprintln!("  {} keys: incremental {:.1} ms, write {:.1} ms", changed_keys(&diff), ms(computed), ms(written));
+            eprintln!(
+                "  {} keys: incremental {:.1} ms, write {:.1} ms",
+                changed_keys(&diff),
+                ms(computed),
+                ms(written)
+            );
         }
         if args.no_full {
             full.push(Duration::ZERO);

@@ -159,7 +159,11 @@ mod tests {
             let wiped = k.is_multiple_of(5);
             let original = match wiped {
                 true => BTreeMap::new(),
-                false => storage.keys().filter(|s| (s.to::<u64>() + seed) % 2 == 1).map(|s| (*s, *s + U256::from(seed))).collect(),
+                false => storage
+                    .keys()
+                    .filter(|s| (s.to::<u64>() + seed) % 2 == 1)
+                    .map(|s| (*s, *s + U256::from(seed)))
+                    .collect(),
             };
             let change = AccountChange { info, storage_wiped: wiped, storage, original };
             d.accounts.insert(Address::with_last_byte(k as u8), change);

@@ -111,7 +111,11 @@ impl Published {
         let bits = (txs * 16).next_power_of_two().max(1 << 12);
         let shards = super::db::shard_amount(txs);
         Self {
-            accounts: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, DefaultHashBuilder::default(), shards),
+            accounts: DashMap::with_capacity_and_hasher_and_shard_amount(
+                txs * 2,
+                DefaultHashBuilder::default(),
+                shards,
+            ),
             slots: DashMap::with_capacity_and_hasher_and_shard_amount(txs * 2, DefaultHashBuilder::default(), shards),
             bits: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -375,7 +379,8 @@ impl Lanes<'_> {
                 // leader cannot use it, its own writes replace these.
                 self.published.publish(&state, &block.beneficiary, helper_version(i));
                 let reads = std::mem::replace(&mut evm.ctx.db_mut().reads, Vec::with_capacity(16));
-                let speculation = Speculation { result: ResultAndState::new(result, state), reward: handler.reward.get(), reads };
+                let speculation =
+                    Speculation { result: ResultAndState::new(result, state), reward: handler.reward.get(), reads };
                 *self.slots[i].result.lock() = Some(Box::new(speculation));
             }
             self.speculated.fetch_add(1, Ordering::Relaxed);

@@ -275,7 +275,8 @@ impl ParallelExecutor {
                 return Ok((out, stats));
             }
         }
-        let lanes_apply = self.strategy == Strategy::Lanes && self.threads == 2 && block.spec >= SpecId::SPURIOUS_DRAGON;
+        let lanes_apply =
+            self.strategy == Strategy::Lanes && self.threads == 2 && block.spec >= SpecId::SPURIOUS_DRAGON;
         if let (true, Some(pool)) = (lanes_apply, self.pool.as_ref()) {
             // Both modes in one pass: the leader decides validity and block gas in
             // order, as the sequential executor does. (Before Spurious Dragon a zero
