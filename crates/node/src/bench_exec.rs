@@ -10,7 +10,7 @@
 //! on (timed runs have it off).
 
 use anyhow::{bail, Context};
-use cairn_executor::{BlockContext, BlockOutput, Executor, Mode, ParallelExecutor, SequentialExecutor};
+use cairn_executor::{BlockContext, BlockOutput, Executor, Mode, ParallelExecutor, SequentialExecutor, Strategy};
 use cairn_primitives::{RecoveredTx, StateView};
 use cairn_workload::{gigagas, mainnet};
 use clap::Args;
@@ -37,6 +37,10 @@ pub struct ExecBenchArgs {
     /// Pools of the independent-swaps workload.
     #[arg(long, default_value_t = 1_000)]
     pub pools: u64,
+    /// The parallel executor's strategy (default: the lanes on two threads, Block-STM
+    /// on more).
+    #[arg(long, value_parser = ["lanes", "block-stm"])]
+    pub strategy: Option<String>,
     /// Only run workloads whose name contains this (e.g. `mainnet`, `erc20`, `swaps`).
     #[arg(long)]
     pub only: Option<String>,
@@ -163,11 +167,17 @@ fn header() {
 
 pub fn run(args: ExecBenchArgs) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let parallel = ParallelExecutor::new(threads);
+    let mut parallel = ParallelExecutor::new(threads);
+    match args.strategy.as_deref() {
+        Some("lanes") => parallel = parallel.strategy(Strategy::Lanes),
+        Some("block-stm") => parallel = parallel.strategy(Strategy::BlockStm),
+        _ => {}
+    }
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     std::fs::create_dir_all(&args.out)?;
     println!(
-        "parallel executor: {threads} threads, fallback to sequential below {} txs",
+        "parallel executor: {threads} threads, {:?}, fallback to sequential below {} txs",
+        parallel.strategy_used(),
         cairn_executor::DEFAULT_MIN_PARALLEL_TXS
     );
     header();

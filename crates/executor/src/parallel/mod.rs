@@ -137,6 +137,14 @@ impl ParallelExecutor {
     pub fn threads(&self) -> usize {
         self.threads
     }
+
+    /// The strategy blocks (from Spurious Dragon on) run with: the lanes need two threads.
+    pub fn strategy_used(&self) -> Strategy {
+        match (self.strategy, self.threads) {
+            (Strategy::Lanes, 2) => Strategy::Lanes,
+            _ => Strategy::BlockStm,
+        }
+    }
 }
 
 /// What a parallel execution did, for tests and benchmarks.
@@ -275,8 +283,7 @@ impl ParallelExecutor {
                 return Ok((out, stats));
             }
         }
-        let lanes_apply =
-            self.strategy == Strategy::Lanes && self.threads == 2 && block.spec >= SpecId::SPURIOUS_DRAGON;
+        let lanes_apply = self.strategy_used() == Strategy::Lanes && block.spec >= SpecId::SPURIOUS_DRAGON;
         if let (true, Some(pool)) = (lanes_apply, self.pool.as_ref()) {
             // Both modes in one pass: the leader decides validity and block gas in
             // order, as the sequential executor does. (Before Spurious Dragon a zero
