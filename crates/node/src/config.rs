@@ -65,8 +65,9 @@ pub struct DevArgs {
     /// Most transactions in the pool [default: 200000].
     #[arg(long)]
     pub pool_size: Option<usize>,
-    /// Block executor: `parallel` (Block-STM), `sequential`, or `auto` (parallel when
-    /// more than one core is available) [default: auto].
+    /// Block executor: `parallel` (two lanes on two threads, Block-STM on more),
+    /// `sequential`, or `auto` (parallel when more than one core is available)
+    /// [default: auto].
     #[arg(long, value_name = "KIND")]
     pub executor: Option<ExecutorKind>,
     /// Threads of the parallel executor [default: available cores].

@@ -56,6 +56,9 @@ const AHEAD: usize = 8;
 /// helper is running before it runs it itself: a few times a heavy transaction.
 const MAX_SPINS: u32 = 20_000;
 
+/// Fewest transactions worth a lanes run: the helper starts [`AHEAD`] transactions in.
+pub(crate) const MIN_TXS: usize = 2 * AHEAD;
+
 /// The helper does not start a transaction closer to the leader than this.
 const MIN_GAP: usize = 2;
 
