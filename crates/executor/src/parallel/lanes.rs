@@ -1,21 +1,21 @@
 //! Two lanes: the calling thread (the *leader*) runs the block exactly as the sequential
 //! executor does, in order, while a helper thread executes transactions a little ahead
-//! of it, recording every value it read. The helper reads the state as the leader has
-//! published it so far (every account and slot the leader's committed transactions
-//! wrote, over the state before the run). When the leader reaches a transaction the
-//! helper has run, it checks each value the helper read against its own state; if all
-//! are unchanged, the transaction would run the same way there, and the leader takes
-//! the helper's result (state changes, logs, gas) instead of executing it. Otherwise,
-//! or when the helper has not finished it, the leader executes it itself.
+//! of it, recording every value it read and where it read it. The helper reads the
+//! writes published so far (the helper's own results, published at once, and those of
+//! the transactions the leader executed itself), over the state before the run. When
+//! the leader reaches a transaction the helper has run, it checks each value the
+//! helper read against its own state; if all are unchanged, the transaction would run
+//! the same way there, and the leader takes the helper's result (state changes, logs,
+//! gas) instead of executing it. Otherwise, or when the helper has not run it, the
+//! leader executes it itself.
 //!
 //! A speculation goes stale only through the writes of the few transactions between
-//! the leader's position and the helper's (the window), and a stale one is caught by
-//! the leader's check and costs one execution; what the helper reads from the
-//! published writes needs no consistency at all for the same reason. The leader's
-//! overhead per transaction is that check, a handful of map inserts to publish its
-//! writes, and a claim: far less than Block-STM's multi-version memory, validation and
-//! scheduler, which cost more than a second core gives back on two threads
-//! (`cairn bench exec`, docs/BENCHMARKS.md).
+//! the leader's position and the helper's (the window), or through a published result
+//! that did not hold; the leader's check catches both, at the cost of one execution.
+//! So the published writes need no consistency at all. The leader's overhead per
+//! transaction is a claim, that check and the fee payment, far less than Block-STM's
+//! multi-version memory, validation and scheduler, which cost more than a second core
+//! gives back on two threads (`cairn bench exec`, docs/BENCHMARKS.md).
 //!
 //! The helper does not pay the block's beneficiary (every transaction would then read
 //! its balance); the leader pays the fee in order, as revm would have.

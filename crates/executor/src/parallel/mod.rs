@@ -73,9 +73,10 @@ pub enum Strategy {
     /// Block-STM over all the threads.
     BlockStm,
     /// Two lanes (two threads): the calling thread runs the block in order and takes
-    /// the results of transactions a helper ran ahead from the end, where the values
-    /// they read still hold (`lanes`). The default on two threads, where it measured
-    /// faster than Block-STM on every workload of `cairn bench exec`.
+    /// the results of transactions a helper ran a few positions ahead of it, where
+    /// every value they read still holds (`lanes`). The default on two threads, where
+    /// it measured faster than Block-STM on every workload of `cairn bench exec` but
+    /// the hot pool (equal).
     Lanes,
 }
 
