@@ -555,3 +555,80 @@ pub(crate) fn run(
     tracing::debug!(txs = txs.len(), speculated, failed, "lanes run");
     Ok((output, LaneStats { speculated, failed }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::ViewDb;
+    use cairn_primitives::InMemoryState;
+    use revm::database::CacheDB;
+    use revm::database_interface::DatabaseCommit;
+
+    fn setup() -> (InMemoryState, Address, U256) {
+        let mut state = InMemoryState::default();
+        let a = Address::repeat_byte(0xaa);
+        state.insert(a, 1, U256::from(100), Default::default());
+        let slot = U256::from(7);
+        state.storage.entry(a).or_default().insert(slot, U256::from(5));
+        (state, a, slot)
+    }
+
+    fn written(db: &mut SeqDb<'_>, address: Address, balance: u64, slot: Option<(U256, U256)>) {
+        let mut account = Account::default().with_info(Database::basic(db, address).expect("read").unwrap_or_default());
+        account.info.balance = U256::from(balance);
+        if let Some((slot, value)) = slot {
+            let original = Database::storage(db, address, slot).expect("read");
+            account
+                .storage
+                .insert(slot, revm::state::EvmStorageSlot::new_changed(original, value, TransactionId::ZERO));
+        }
+        account.mark_touch();
+        db.commit_iter(&mut std::iter::once((address, account)));
+    }
+
+    #[test]
+    fn values_read_before_the_run_hold_until_the_leader_writes_them() {
+        let (state, a, slot) = setup();
+        let mut db: SeqDb<'_> = CacheDB::new(ViewDb(&state));
+        let account = Read::Account(a, Some((1, U256::from(100), KECCAK_EMPTY)), Source::Base);
+        let storage = Read::Slot(a, slot, U256::from(5), Source::Base);
+        // Not loaded by the leader: unchanged, and checked without reading the state.
+        assert!(still_holds(&[account, storage], &mut db));
+        assert!(db.cache.accounts.is_empty(), "the check loaded nothing");
+        written(&mut db, a, 90, None);
+        assert!(!still_holds(&[account], &mut db), "the balance changed");
+        assert!(still_holds(&[storage], &mut db), "the slot did not");
+        written(&mut db, a, 90, Some((slot, U256::from(6))));
+        assert!(!still_holds(&[storage], &mut db), "now it did");
+    }
+
+    #[test]
+    fn published_values_are_compared_with_the_leaders_state_even_when_it_never_loaded_them() {
+        let (state, a, slot) = setup();
+        let mut db: SeqDb<'_> = CacheDB::new(ViewDb(&state));
+        // A speculation that did not hold published 6 for the slot and 90 for the
+        // balance; the leader never loaded the account: the "not loaded, so unchanged"
+        // shortcut must not apply (mainnet block 15538827 caught that once).
+        let stale_slot = Read::Slot(a, slot, U256::from(6), Source::Published);
+        let stale_account = Read::Account(a, Some((1, U256::from(90), KECCAK_EMPTY)), Source::Published);
+        assert!(!still_holds(&[stale_slot], &mut db));
+        assert!(!still_holds(&[stale_account], &mut db));
+        // A published value that is the leader's own is fine.
+        let right_slot = Read::Slot(a, slot, U256::from(5), Source::Published);
+        assert!(still_holds(&[right_slot], &mut db));
+    }
+
+    #[test]
+    fn a_cleared_storage_reads_zero() {
+        let (state, a, slot) = setup();
+        let mut db: SeqDb<'_> = CacheDB::new(ViewDb(&state));
+        let mut destroyed =
+            Account::default().with_info(Database::basic(&mut db, a).expect("read").unwrap_or_default());
+        destroyed.mark_touch();
+        destroyed.mark_selfdestruct();
+        db.commit_iter(&mut std::iter::once((a, destroyed)));
+        assert!(!still_holds(&[Read::Slot(a, slot, U256::from(5), Source::Base)], &mut db));
+        assert!(still_holds(&[Read::Slot(a, slot, U256::ZERO, Source::Base)], &mut db));
+        assert!(still_holds(&[Read::Account(a, None, Source::Base)], &mut db), "destroyed: does not exist");
+    }
+}
