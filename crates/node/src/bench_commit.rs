@@ -64,6 +64,10 @@ pub struct CommitBenchArgs {
     /// (alternating which goes first) and print both medians.
     #[arg(long, conflicts_with = "no_originals")]
     pub compare_originals: bool,
+    /// The store's page cache, in MiB, as `--cache-mb` of `cairn dev` [default: a
+    /// quarter of the machine's memory, within 1024..=4096].
+    #[arg(long)]
+    pub cache_mb: Option<usize>,
     /// Where the store and `commit.json` go (the store is reused if it already holds
     /// the same state shape).
     #[arg(long, default_value = "target/bench-commit")]
@@ -240,7 +244,10 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&store_dir);
     }
     std::fs::create_dir_all(&store_dir).with_context(|| format!("creating {}", store_dir.display()))?;
-    let store = Store::open(&store_dir.join("cairn.redb"))?;
+    let store = Store::open_with_cache(
+        &store_dir.join("cairn.redb"),
+        args.cache_mb.map_or_else(cairn_storage::default_cache_bytes, |mb| mb << 20),
+    )?;
     if fresh {
         eprintln!(
             "generating {} accounts and {} slots over {} contracts in {} ...",

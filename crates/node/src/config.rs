@@ -78,6 +78,11 @@ pub struct DevArgs {
     /// stays bounded. 0 keeps only the head's state [default: 1024].
     #[arg(long, value_name = "BLOCKS")]
     pub state_history: Option<u64>,
+    /// The store's page cache in MiB: trie nodes, accounts and slots that blocks read
+    /// stay in memory up to this size [default: a quarter of the machine's memory,
+    /// within 1024..=4096].
+    #[arg(long, value_name = "MIB")]
+    pub cache_mb: Option<usize>,
     /// While a block is open, emit a signed preconfirmation fragment this often (when
     /// there are new transactions); 0 turns fragments off (each block is executed in
     /// one piece at the end of its slot) [default: 10].
@@ -103,6 +108,9 @@ pub enum ExecutorKind {
     Sequential,
 }
 
+/// The smallest store page cache accepted, in MiB.
+pub const MIN_CACHE_MB: usize = 16;
+
 /// Fully resolved settings.
 #[derive(Debug, Clone)]
 pub struct DevConfig {
@@ -119,6 +127,8 @@ pub struct DevConfig {
     pub exec_threads: usize,
     /// Blocks of state history kept behind the head.
     pub state_history: u64,
+    /// The store's page cache in bytes.
+    pub cache_bytes: usize,
     /// Interval between preconfirmation fragments; `None`: fragments off.
     pub fragment_interval: Option<Duration>,
     /// The sequencer key file.
@@ -150,6 +160,7 @@ impl DevArgs {
             executor: self.executor.or(other.executor),
             exec_threads: self.exec_threads.or(other.exec_threads),
             state_history: self.state_history.or(other.state_history),
+            cache_mb: self.cache_mb.or(other.cache_mb),
             fragment_interval: self.fragment_interval.or(other.fragment_interval),
             sequencer_key: self.sequencer_key.or(other.sequencer_key),
             no_state_root: self.no_state_root,
@@ -198,6 +209,9 @@ impl DevArgs {
             Some(d) => d,
             None => dirs::data_dir().context("no per-user data directory; pass --datadir")?.join("cairn").join("dev"),
         };
+        if args.cache_mb.is_some_and(|mb| mb < MIN_CACHE_MB) {
+            bail!("--cache-mb must be at least {MIN_CACHE_MB}");
+        }
         let fragment_interval = match args.fragment_interval {
             Some(0) => None,
             Some(ms) => Some(Duration::from_millis(ms)),
@@ -218,6 +232,7 @@ impl DevArgs {
             pool_size: args.pool_size.unwrap_or(200_000),
             exec_threads,
             state_history: args.state_history.unwrap_or(cairn_storage::DEFAULT_STATE_HISTORY),
+            cache_bytes: args.cache_mb.map_or_else(cairn_storage::default_cache_bytes, |mb| mb << 20),
             no_state_root: args.no_state_root,
         })
     }
@@ -231,7 +246,7 @@ mod tests {
     fn flags_override_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cairn.toml");
-        std::fs::write(&path, "chain-id = 777\nblock-time = 50\nstate-history = 64\n\"http.addr\" = \"0.0.0.0\"\n")
+        std::fs::write(&path, "chain-id = 777\nblock-time = 50\nstate-history = 64\ncache-mb = 2048\n\"http.addr\" = \"0.0.0.0\"\n")
             .expect("write");
         let args = DevArgs { config: Some(path), block_time: Some(10), ..Default::default() };
         let cfg = args.resolve().expect("resolve");
@@ -241,8 +256,14 @@ mod tests {
         assert_eq!(cfg.listen.port(), 8545);
         assert_eq!(cfg.chain.gas_limit, 1_000_000_000);
         assert_eq!(cfg.state_history, 64);
+        assert_eq!(cfg.cache_bytes, 2048 << 20);
         let cfg = DevArgs::default().resolve().expect("defaults");
         assert_eq!(cfg.state_history, cairn_storage::DEFAULT_STATE_HISTORY);
+        assert_eq!(cfg.cache_bytes, cairn_storage::default_cache_bytes());
+        let range = cairn_storage::MIN_DEFAULT_CACHE_BYTES..=cairn_storage::MAX_DEFAULT_CACHE_BYTES;
+        assert!(range.contains(&cfg.cache_bytes), "default cache {} outside {range:?}", cfg.cache_bytes);
+        let err = DevArgs { cache_mb: Some(1), ..Default::default() }.resolve().expect_err("tiny cache");
+        assert!(err.to_string().contains("--cache-mb must be at least 16"), "{err}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         }
         None => GenesisAlloc::dev(&accounts),
     };
-    let store = Store::open(&cfg.datadir.join("cairn.redb"))
+    let store = Store::open_with_cache(&cfg.datadir.join("cairn.redb"), cfg.cache_bytes)
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?
         .with_state_history(cfg.state_history);
     let pool = PoolConfig { max_txs: cfg.pool_size, ..PoolConfig::default() };
