@@ -20,7 +20,7 @@ use alloy_primitives::{keccak256, Address, U256};
 use anyhow::{bail, Context};
 use cairn_primitives::{AccountChange, AccountState, StateDiff};
 use cairn_storage::Store;
-use cairn_trie::{full_state_root, IncrementalCommitter};
+use cairn_trie::{full_state_root, IncrementalCommitter, Phases};
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -97,13 +97,22 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Commits `diff` on top of the store's state; returns (compute, write) times, the
-/// root, peak memory of the computation and the node writes.
-fn commit(
-    store: &Store,
-    committer: &IncrementalCommitter,
-    diff: &StateDiff,
-) -> anyhow::Result<(Duration, Duration, alloy_primitives::B256, usize, usize)> {
+/// What committing one block measured.
+struct Committed {
+    /// The root computation.
+    computed: Duration,
+    /// Its phases.
+    phases: Phases,
+    /// The block's write (flat state, trie nodes, one redb commit).
+    written: Duration,
+    root: alloy_primitives::B256,
+    /// Peak memory of the computation.
+    peak: usize,
+    node_writes: usize,
+}
+
+/// Commits `diff` on top of the store's state.
+fn commit(store: &Store, committer: &IncrementalCommitter, diff: &StateDiff) -> anyhow::Result<Committed> {
     let pre = store.reader()?;
     let started = Instant::now();
     let (update, peak) = peak_during(|| committer.compute(&pre, diff));
@@ -113,7 +122,14 @@ fn commit(
     let mut writer = store.writer()?;
     update.write(&mut writer, diff)?;
     writer.commit()?;
-    Ok((computed, started.elapsed(), update.state_root, peak, update.node_writes()))
+    Ok(Committed {
+        computed,
+        phases: update.phases,
+        written: started.elapsed(),
+        root: update.state_root,
+        peak,
+        node_writes: update.node_writes(),
+    })
 }
 
 fn generate(args: &CommitBenchArgs, store: &Store, committer: &IncrementalCommitter) -> anyhow::Result<()> {
@@ -292,6 +308,7 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for &keys in &args.blocks {
         let (mut incr, mut write, mut full, mut peaks, mut nodes) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut phases: Vec<Phases> = Vec::new();
         let mut hinted: Vec<(Duration, Duration)> = Vec::new();
         let mut last_root = alloy_primitives::B256::ZERO;
         for _ in 0..args.samples {
@@ -303,17 +320,24 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
                 eprintln!("  compute without originals {:.1} ms, with {:.1} ms", ms(without), ms(with));
                 hinted.push((without, with));
             }
-            let (computed, written, root, peak, node_writes) = commit(&store, &committer, &diff)?;
-            last_root = root;
-            incr.push(computed);
-            write.push(written);
-            peaks.push(peak);
-            nodes.push(node_writes);
+            let done = commit(&store, &committer, &diff)?;
+            last_root = done.root;
+            incr.push(done.computed);
+            write.push(done.written);
+            peaks.push(done.peak);
+            nodes.push(done.node_writes);
+            phases.push(done.phases);
+            let p = done.phases;
             eprintln!(
-                "  {} keys: incremental {:.1} ms, write {:.1} ms",
+                "  {} keys: incremental {:.1} ms (prepare {:.1}, storage tries {:.1}, account leaves {:.1}, \
+                 account trie {:.1}), write {:.1} ms",
                 changed_keys(&diff),
-                ms(computed),
-                ms(written)
+                ms(done.computed),
+                ms(p.prepare),
+                ms(p.storage_tries),
+                ms(p.account_leaves),
+                ms(p.account_trie),
+                ms(done.written)
             );
         }
         if args.no_full {
@@ -347,6 +371,15 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
             peak_mib,
             disk,
             if args.no_full { "unchecked" } else { "equal" }
+        );
+        let phase = |f: fn(&Phases) -> Duration| ms(median(phases.iter().map(f).collect()));
+        println!(
+            "{keys:>9} phases (medians): prepare {:.1} ms, storage tries {:.1} ms, account leaves {:.1} ms, \
+             account trie {:.1} ms",
+            phase(|p| p.prepare),
+            phase(|p| p.storage_tries),
+            phase(|p| p.account_leaves),
+            phase(|p| p.account_trie)
         );
         if !hinted.is_empty() {
             let without = median(hinted.iter().map(|h| h.0).collect());

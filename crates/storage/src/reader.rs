@@ -122,9 +122,29 @@ impl StoreReader {
 
     /// The stored branch node of `owner`'s trie at the nibble path `path`.
     pub fn trie_node(&self, owner: crate::TrieOwner<'_>, path: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.trie_node_with(owner, path, <[u8]>::to_vec)
+    }
+
+    /// Like [`StoreReader::trie_node`], handing the stored bytes to `f` where they lie
+    /// instead of copying them out.
+    pub fn trie_node_with<T>(
+        &self,
+        owner: crate::TrieOwner<'_>,
+        path: &[u8],
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>> {
         let table = if owner.is_some() { &self.storage_trie } else { &self.account_trie };
-        let key = crate::trie_key(owner, path);
-        Ok(table.get(key.as_slice()).map_err(io("read trie node"))?.map(|v| v.value().to_vec()))
+        let mut key = [0u8; 32 + 64];
+        let start = owner.map_or(0, |o| {
+            key[..32].copy_from_slice(o);
+            32
+        });
+        let end = start + path.len();
+        if path.len() > 64 {
+            return Err(crate::StoreError::Corrupt { what: "trie path", reason: format!("{} nibbles", path.len()) });
+        }
+        key[start..end].copy_from_slice(path);
+        Ok(table.get(&key[..end]).map_err(io("read trie node"))?.map(|v| f(v.value())))
     }
 
     /// The stored root reference of `owner`'s trie (`None`: empty trie).

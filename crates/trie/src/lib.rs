@@ -18,8 +18,8 @@ mod node;
 mod update;
 
 pub use committer::{
-    account_leaf, full_state_root, proofs, AccountProofs, DisabledCommitter, IncrementalCommitter, StateCommitter,
-    StateUpdate, MAX_HISTORY_REPLAY,
+    account_leaf, full_state_root, proofs, AccountProofs, DisabledCommitter, IncrementalCommitter, Phases,
+    StateCommitter, StateUpdate, MAX_HISTORY_REPLAY,
 };
 pub use memory::{key_range, MemoryTrie};
 pub use node::{BranchRecord, ChildRef, Kind};

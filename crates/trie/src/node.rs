@@ -7,8 +7,8 @@
 //! of the keys it changed.
 
 use alloy_primitives::{keccak256, B256};
-use alloy_trie::nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode};
-use alloy_trie::{Nibbles, TrieMask};
+use alloy_trie::nodes::{ExtensionNodeRef, LeafNodeRef, RlpNode};
+use alloy_trie::Nibbles;
 
 use crate::TrieError;
 
@@ -128,17 +128,22 @@ impl BranchRecord {
         Ok(record)
     }
 
-    /// The node's RLP encoding (appended to `buf`) and its reference.
+    /// The node's RLP encoding (appended to `buf`) and its reference: a list of the 16
+    /// children's references (`0x80` for an empty slot) and an empty value, written
+    /// straight into `buf`.
     pub fn rlp(&self, buf: &mut Vec<u8>) -> RlpNode {
-        let mut stack = Vec::with_capacity(16);
-        let mut mask = TrieMask::default();
-        for (i, c) in self.children.iter().enumerate() {
-            if let Some(c) = c {
-                mask.set_bit(i as u8);
-                stack.push(c.rlp.clone());
+        const EMPTY: u8 = alloy_rlp::EMPTY_STRING_CODE;
+        let payload: usize = self.children.iter().map(|c| c.as_ref().map_or(1, |c| c.rlp.len())).sum::<usize>() + 1;
+        let start = buf.len();
+        alloy_rlp::Header { list: true, payload_length: payload }.encode(buf);
+        for child in &self.children {
+            match child {
+                Some(c) => buf.extend_from_slice(c.rlp.as_slice()),
+                None => buf.push(EMPTY),
             }
         }
-        BranchNodeRef::new(&stack, mask).rlp(buf)
+        buf.push(EMPTY);
+        RlpNode::from_rlp(&buf[start..])
     }
 }
 
@@ -174,5 +179,31 @@ mod tests {
         longer.push(0);
         assert!(BranchRecord::decode(&longer).is_err());
         assert!(BranchRecord::decode(&[0, 1, 0, 1, 0x80]).is_err(), "a branch needs two children");
+    }
+
+    /// The hand-written encoding equals alloy-trie's `BranchNodeRef` for short (inline)
+    /// and long (hashed) nodes.
+    #[test]
+    fn branch_rlp_matches_alloy_trie() {
+        use alloy_trie::nodes::BranchNodeRef;
+        use alloy_trie::TrieMask;
+        let short = RlpNode::from_raw(&[0xc2, 0x20, 0x01]).expect("short");
+        let word = RlpNode::word_rlp(&B256::repeat_byte(9));
+        for (picks, with_word) in [(vec![3usize, 11], false), ((0..16).collect(), true), (vec![0, 15], true)] {
+            let mut record = BranchRecord::default();
+            let mut mask = TrieMask::default();
+            let mut stack = Vec::new();
+            for &i in &picks {
+                let rlp = if with_word && i % 2 == 0 { word.clone() } else { short.clone() };
+                record.children[i] = Some(ChildRef { kind: Kind::Leaf, rlp: rlp.clone() });
+                mask.set_bit(i as u8);
+                stack.push(rlp);
+            }
+            let (mut ours, mut theirs) = (vec![0xaa], Vec::new());
+            let got = record.rlp(&mut ours);
+            let want = BranchNodeRef::new(&stack, mask).rlp(&mut theirs);
+            assert_eq!(got, want, "children {picks:?}");
+            assert_eq!(&ours[1..], &theirs[..], "encoding appended after what `buf` held");
+        }
     }
 }
