@@ -105,26 +105,46 @@ pub fn update_parallel(
         rest = later;
         parts.push((n, record.children[n].take(), mine));
     }
-    let done: Vec<(usize, Option<Sub>, Updater<'_, _>)> = parts
+    // Each part also works out its own deletions: paths under different root slots
+    // never meet, so the sets stay small and are built in parallel.
+    let done: Vec<(usize, Option<Sub>, Vec<(Nibbles, Vec<u8>)>, Vec<Nibbles>)> = parts
         .into_par_iter()
         .map(|(n, old, mine)| {
             let mut up = Updater::new(source);
             let mut slot = at;
             slot.push_unchecked(n as u8);
             let sub = up.update(slot, old, mine)?;
-            Ok((n, sub, up))
+            let deletes = deletions(up.visited, &up.puts);
+            Ok((n, sub, up.puts, deletes))
         })
         .collect::<Result<_, TrieError>>()?;
     let mut up = Updater::new(source);
     up.visited.push(at);
     let mut kids: [Option<Sub>; 16] = Default::default();
-    for (n, sub, part) in done {
+    let mut below = Vec::with_capacity(done.len());
+    for (n, sub, puts, deletes) in done {
         kids[n] = sub;
-        up.puts.extend(part.puts);
-        up.visited.extend(part.visited);
+        below.push((puts, deletes));
     }
     let top = up.finish_branch(at, record, kids)?;
-    Ok(up.finish(top))
+    let mut result = up.finish(top);
+    result.puts.reserve(below.iter().map(|(p, _)| p.len()).sum());
+    for (puts, deletes) in below {
+        result.puts.extend(puts);
+        result.deletes.extend(deletes);
+    }
+    Ok(result)
+}
+
+/// The `visited` paths that are not among the paths written by `puts`.
+fn deletions(mut visited: Vec<Nibbles>, puts: &[(Nibbles, Vec<u8>)]) -> Vec<Nibbles> {
+    if visited.is_empty() {
+        return visited;
+    }
+    let mut written: Vec<Nibbles> = puts.iter().map(|(p, _)| *p).collect();
+    written.sort_unstable();
+    visited.retain(|p| written.binary_search(p).is_err());
+    visited
 }
 
 /// A subtree as it will hang below some slot.
@@ -156,11 +176,7 @@ impl<'a, S: TrieSource> Updater<'a, S> {
     /// deletions.
     fn finish(mut self, top: Option<Sub>) -> TrieUpdate {
         let root = top.map(|sub| self.encode(&Nibbles::new(), sub));
-        let mut deletes = self.visited;
-        if !deletes.is_empty() {
-            let written: std::collections::HashSet<Nibbles> = self.puts.iter().map(|(p, _)| *p).collect();
-            deletes.retain(|p| !written.contains(p));
-        }
+        let deletes = deletions(self.visited, &self.puts);
         TrieUpdate { root, puts: self.puts, deletes }
     }
 
