@@ -107,7 +107,7 @@ pub fn update_parallel(
     }
     // Each part also works out its own deletions: paths under different root slots
     // never meet, so the sets stay small and are built in parallel.
-    let done: Vec<(usize, Option<Sub>, Vec<(Nibbles, Vec<u8>)>, Vec<Nibbles>)> = parts
+    let done: Vec<(usize, Option<Sub>, Puts, Vec<Nibbles>)> = parts
         .into_par_iter()
         .map(|(n, old, mine)| {
             let mut up = Updater::new(source);
@@ -135,6 +135,9 @@ pub fn update_parallel(
     }
     Ok(result)
 }
+
+/// Branch nodes to write: path and stored encoding.
+type Puts = Vec<(Nibbles, Vec<u8>)>;
 
 /// The `visited` paths that are not among the paths written by `puts`.
 fn deletions(mut visited: Vec<Nibbles>, puts: &[(Nibbles, Vec<u8>)]) -> Vec<Nibbles> {
