@@ -160,12 +160,41 @@ impl DiffBuilder {
         SortedDiff::merge(vec![self.into_sorted()])
     }
 
+    /// [`DiffBuilder::finish`] with the accounts split in two halves, one sorted and
+    /// converted on the calling thread and the other on `pool` (whose threads must not
+    /// be waiting for the caller). Same result.
+    pub fn finish_on(self, pool: &rayon::ThreadPool) -> StateDiff {
+        if self.accounts.len() < PARALLEL_FINISH_MIN {
+            return self.finish();
+        }
+        // Split on the address's last bit: leading bytes may all be equal (addresses
+        // handed out in sequence), the last ones vary. The halves interleave in address
+        // order; the merge joins them.
+        let (even, odd): (Vec<_>, Vec<_>) = self.accounts.into_iter().partition(|(address, _)| address[19] & 1 == 0);
+        let mut other = None;
+        let mine = pool.in_place_scope(|scope| {
+            scope.spawn(|_| other = Some(sorted(odd, Vec::new())));
+            sorted(even, self.code)
+        });
+        SortedDiff::merge(vec![mine, other.expect("the scope ran its task")])
+    }
+
     /// The changes in address order, ready to be merged with the other builders of the
     /// block ([`SortedDiff::merge`]).
     pub fn into_sorted(self) -> SortedDiff {
+        sorted(self.accounts.into_iter().collect(), self.code)
+    }
+}
+
+/// Fewest accounts for which [`DiffBuilder::finish_on`] splits the work.
+const PARALLEL_FINISH_MIN: usize = 4_096;
+
+/// `accounts` in address order, each converted to its final change.
+fn sorted(accounts: Vec<(Address, Building)>, code: Vec<(B256, Bytes)>) -> SortedDiff {
+    {
         // Sorting the (large) entries themselves moved each one many times: sort the
         // keys with their positions, then move every entry once.
-        let mut entries: Vec<Option<(Address, Building)>> = self.accounts.into_iter().map(Some).collect();
+        let mut entries: Vec<Option<(Address, Building)>> = accounts.into_iter().map(Some).collect();
         let mut order: Vec<(Address, u32)> = entries
             .iter()
             .enumerate()
@@ -182,7 +211,7 @@ impl DiffBuilder {
                 (address, change, b.storage_only)
             })
             .collect();
-        SortedDiff { accounts, code: self.code }
+        SortedDiff { accounts, code }
     }
 }
 
@@ -249,5 +278,52 @@ impl SortedDiff {
             Some((address, change))
         });
         StateDiff { accounts: merged.collect(), code }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same updates, in the same order, into a fresh builder.
+    fn builder(seed: u64) -> DiffBuilder {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut diff = DiffBuilder::default();
+        for round in 0..3u64 {
+            for i in 0..3_000u64 {
+                // Addresses spread over the whole range, many touched in several rounds.
+                let address = Address::from_word(alloy_primitives::keccak256(rng.gen_range(0..6_000u64).to_be_bytes()));
+                let storage = (0..rng.gen_range(0..4))
+                    .map(|_| SlotWrite {
+                        slot: U256::from(rng.gen_range(0..8u64)),
+                        value: U256::from(round * 10 + i % 7),
+                        original: U256::from(rng.gen_range(0..3u64)),
+                    })
+                    .collect();
+                let kind = rng.gen_range(0..20);
+                let update = AccountUpdate {
+                    deleted: kind == 0,
+                    created: kind == 1,
+                    info: AccountState { nonce: round, balance: U256::from(i), ..Default::default() },
+                    code: (kind == 1).then(|| (B256::with_last_byte(i as u8), Bytes::from(vec![i as u8]))),
+                    storage,
+                };
+                diff.apply(address, &update);
+            }
+        }
+        diff
+    }
+
+    #[test]
+    fn finishing_in_two_halves_gives_the_same_diff() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+        for seed in 0..3 {
+            let whole = builder(seed).finish();
+            let halves = builder(seed).finish_on(&pool);
+            assert!(whole.accounts.len() > PARALLEL_FINISH_MIN, "large enough to split");
+            assert!(whole.accounts.keys().any(|a| a[19] & 1 == 0) && whole.accounts.keys().any(|a| a[19] & 1 == 1));
+            assert_eq!(whole, halves, "seed {seed}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 use alloy_consensus::Transaction as _;
 use alloy_primitives::{Address, U256};
-use cairn_primitives::{RecoveredTx, StateView, StoredReceipt};
+use cairn_primitives::{RecoveredTx, StateDiff, StateView, StoredReceipt};
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction, ResultAndState};
 use revm::context::{Context, ContextTr};
 use revm::database::CacheDB;
@@ -55,6 +55,11 @@ pub(crate) trait Shortcut<'a> {
     fn offer(&mut self, offset: usize, db: &mut SeqDb<'a>) -> Option<(ResultAndState, Option<(Address, Account)>)>;
     /// The state changes of the transaction at `offset`, about to be committed.
     fn included(&mut self, offset: usize, state: &revm::state::EvmState);
+    /// The run's diff, once its last transaction is in (where the shortcut has threads
+    /// to spare for it).
+    fn finish(&mut self, diff: DiffBuilder) -> StateDiff {
+        diff.finish()
+    }
 }
 
 /// What the first transactions of a run showed, at a checkpoint.
@@ -155,7 +160,11 @@ pub(crate) fn execute_while<'a>(
             Err(other) => return Err(ExecError::Evm { index, reason: other.to_string() }),
         }
     }
-    Ok((BlockOutput { outcomes, gas_used, diff: diff.finish() }, txs.len()))
+    let diff = match shortcut {
+        Some(s) => s.finish(diff),
+        None => diff.finish(),
+    };
+    Ok((BlockOutput { outcomes, gas_used, diff }, txs.len()))
 }
 
 /// A transaction that cannot be included: skipped when building, fatal when replaying.

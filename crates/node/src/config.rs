@@ -246,8 +246,11 @@ mod tests {
     fn flags_override_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cairn.toml");
-        std::fs::write(&path, "chain-id = 777\nblock-time = 50\nstate-history = 64\ncache-mb = 2048\n\"http.addr\" = \"0.0.0.0\"\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "chain-id = 777\nblock-time = 50\nstate-history = 64\ncache-mb = 2048\n\"http.addr\" = \"0.0.0.0\"\n",
+        )
+        .expect("write");
         let args = DevArgs { config: Some(path), block_time: Some(10), ..Default::default() };
         let cfg = args.resolve().expect("resolve");
         assert_eq!(cfg.chain.chain_id, 777);

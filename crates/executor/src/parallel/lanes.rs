@@ -22,7 +22,7 @@
 
 use alloy_primitives::map::{AddressMap, B256Map, DefaultHashBuilder, HashMap};
 use alloy_primitives::{Address, B256, U256};
-use cairn_primitives::{RecoveredTx, StateView, KECCAK_EMPTY};
+use cairn_primitives::{RecoveredTx, StateDiff, StateView, KECCAK_EMPTY};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use super::handler::DeferredRewardHandler;
 use crate::db::DbError;
+use crate::diff::DiffBuilder;
 use crate::evm::{block_env, cfg_env, tx_env};
 use crate::sequential::{execute_while, SeqDb, Shortcut};
 use crate::{BlockContext, BlockOutput, ExecError, Mode, Offsets};
@@ -397,6 +398,9 @@ impl Lanes<'_> {
 /// of the transactions it executes itself.
 struct Leader<'l, 'r> {
     lanes: &'l Lanes<'r>,
+    /// The helper's pool: free again once the helper has run out of transactions, it
+    /// converts half of the block's diff.
+    pool: &'l rayon::ThreadPool,
     beneficiary: Address,
     failed: usize,
     /// The transaction being included is the helper's (which published its writes).
@@ -473,6 +477,12 @@ impl<'a> Shortcut<'a> for Leader<'_, '_> {
             self.lanes.published.publish(state, &self.beneficiary, leader_version(offset));
         }
     }
+
+    /// The helper leaves once no transaction is left ahead of the leader (it never
+    /// waits for the leader), so its thread is free to convert half of the diff.
+    fn finish(&mut self, diff: DiffBuilder) -> StateDiff {
+        diff.finish_on(self.pool)
+    }
 }
 
 /// Whether every value in `reads` is what `db` holds now. A value read from the state
@@ -536,7 +546,7 @@ pub(crate) fn run(
         helper_gone: AtomicBool::new(false),
         speculated: AtomicUsize::new(0),
     };
-    let mut leader = Leader { lanes: &lanes, beneficiary: block.beneficiary, failed: 0, taken: false };
+    let mut leader = Leader { lanes: &lanes, pool, beneficiary: block.beneficiary, failed: 0, taken: false };
     let mut out = None;
     pool.in_place_scope(|scope| {
         let helper = &lanes;
