@@ -73,6 +73,10 @@ pub struct DevArgs {
     /// Threads of the parallel executor [default: available cores].
     #[arg(long, value_name = "N")]
     pub exec_threads: Option<usize>,
+    /// Threads of the state committer, which computes each block's state root off the
+    /// ordering path [default: available cores].
+    #[arg(long, value_name = "N")]
+    pub commit_threads: Option<usize>,
     /// Blocks of state history kept behind the head for `eth_call`, `eth_getBalance`,
     /// `eth_getProof` and the like at older blocks; older history is pruned so disk use
     /// stays bounded. 0 keeps only the head's state [default: 1024].
@@ -125,6 +129,8 @@ pub struct DevConfig {
     pub pool_size: usize,
     /// Parallel executor threads; 1 means the sequential executor.
     pub exec_threads: usize,
+    /// State committer threads.
+    pub commit_threads: usize,
     /// Blocks of state history kept behind the head.
     pub state_history: u64,
     /// The store's page cache in bytes.
@@ -159,6 +165,7 @@ impl DevArgs {
             pool_size: self.pool_size.or(other.pool_size),
             executor: self.executor.or(other.executor),
             exec_threads: self.exec_threads.or(other.exec_threads),
+            commit_threads: self.commit_threads.or(other.commit_threads),
             state_history: self.state_history.or(other.state_history),
             cache_mb: self.cache_mb.or(other.cache_mb),
             fragment_interval: self.fragment_interval.or(other.fragment_interval),
@@ -205,6 +212,11 @@ impl DevArgs {
             (ExecutorKind::Parallel, threads) => threads.unwrap_or(cores).max(2),
             (ExecutorKind::Auto, threads) => threads.unwrap_or(cores),
         };
+        let commit_threads = match args.commit_threads {
+            Some(0) => bail!("--commit-threads must be at least 1"),
+            Some(n) => n,
+            None => cores,
+        };
         let datadir = match args.datadir {
             Some(d) => d,
             None => dirs::data_dir().context("no per-user data directory; pass --datadir")?.join("cairn").join("dev"),
@@ -231,6 +243,7 @@ impl DevArgs {
             empty_blocks: args.empty_blocks.unwrap_or(false),
             pool_size: args.pool_size.unwrap_or(200_000),
             exec_threads,
+            commit_threads,
             state_history: args.state_history.unwrap_or(cairn_storage::DEFAULT_STATE_HISTORY),
             cache_bytes: args.cache_mb.map_or_else(cairn_storage::default_cache_bytes, |mb| mb << 20),
             no_state_root: args.no_state_root,
@@ -265,6 +278,10 @@ mod tests {
         assert_eq!(cfg.cache_bytes, cairn_storage::default_cache_bytes());
         let range = cairn_storage::MIN_DEFAULT_CACHE_BYTES..=cairn_storage::MAX_DEFAULT_CACHE_BYTES;
         assert!(range.contains(&cfg.cache_bytes), "default cache {} outside {range:?}", cfg.cache_bytes);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        assert_eq!(cfg.commit_threads, cores);
+        let err = DevArgs { commit_threads: Some(0), ..Default::default() }.resolve().expect_err("no threads");
+        assert!(err.to_string().contains("--commit-threads must be at least 1"), "{err}");
         let err = DevArgs { cache_mb: Some(1), ..Default::default() }.resolve().expect_err("tiny cache");
         assert!(err.to_string().contains("--cache-mb must be at least 16"), "{err}");
     }

@@ -43,11 +43,8 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         tracing::warn!("state commitment is off (--no-state-root): headers carry a zero state root");
         Arc::new(DisabledCommitter)
     } else {
-        // One thread per core whichever executor builds (the executor's choice says
-        // nothing about how the sealer should compute roots). Its threads work for the
-        // sealer, off the ordering path: same low priority.
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Arc::new(IncrementalCommitter::with_thread_start(cores, || {
+        // Its threads work for the sealer, off the ordering path: same low priority.
+        Arc::new(IncrementalCommitter::with_thread_start(cfg.commit_threads, || {
             cairn_sequencer::lower_priority(cairn_sequencer::SEALER_NICE)
         })?)
     };
