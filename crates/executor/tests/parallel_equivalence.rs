@@ -292,3 +292,30 @@ fn probed_transactions_that_all_write_one_slot_stay_sequential() {
         assert_eq!(stats.parallel_txs > 0, !hot, "{stats:?}");
     }
 }
+
+/// The chain rule, looked at after the probe: a block whose transactions mostly come
+/// from one sender (one nonce chain) runs its rest sequentially on top of the probed
+/// part; a block spread over senders runs in parallel. Both equal the sequential
+/// executor.
+#[test]
+fn one_senders_chain_runs_sequentially_after_the_probe() {
+    let (state, ctx) = world();
+    let exec = ParallelExecutor::new(2).min_parallel_txs(2).sequential_below(std::time::Duration::ZERO);
+    type Ops = Vec<(u8, Op, u8)>;
+    let cases: [(Ops, bool); 2] = [
+        ((0..24).map(|i| (0, Op::TokenTransfer { to: 1 + i % 5, amount: 10 }, 0)).collect(), true),
+        ((0..24).map(|i| (i % 6, Op::TokenTransfer { to: (i + 1) % 6, amount: 10 }, 0)).collect(), false),
+    ];
+    for (ops, chain) in cases {
+        let txs = build(&ops);
+        for mode in [Mode::Replay, Mode::Building] {
+            let expected = SequentialExecutor.execute(&state, &ctx, &txs, mode).expect("sequential");
+            let (out, stats) = exec
+                .execute_with_stats(&state, &ctx, &txs, mode, cairn_executor::Offsets::default())
+                .expect("parallel");
+            assert_eq!(out, expected);
+            assert_eq!(stats.predicted_sequential, usize::from(chain), "{stats:?}");
+            assert_eq!(stats.parallel_txs > 0, !chain, "{stats:?}");
+        }
+    }
+}

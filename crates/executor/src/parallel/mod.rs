@@ -255,10 +255,6 @@ impl ParallelExecutor {
         if self.threads < 2 || txs.len() < self.min_txs {
             return Ok((execute_at(state, block, txs, mode, start)?, stats));
         }
-        if self.heuristics && longest_chain(state, txs) as f64 > MAX_CHAIN_SHARE * txs.len() as f64 {
-            stats.predicted_sequential += 1;
-            return Ok((execute_at(state, block, txs, mode, start)?, stats));
-        }
         let mut out = BlockOutput { gas_used: start.gas, ..Default::default() };
         let mut at = start;
         // `i`: position in `txs`; `at.index`: position in the block.
@@ -285,6 +281,15 @@ impl ParallelExecutor {
             i = done;
             if i == txs.len() {
                 stats.predicted_sequential += 1;
+                return Ok((out, stats));
+            }
+            // Looked at only now: on a block the probe already keeps sequential (most
+            // small ones) the scan over senders and recipients is pure overhead.
+            if longest_chain(state, txs) as f64 > MAX_CHAIN_SHARE * txs.len() as f64 {
+                stats.predicted_sequential += 1;
+                let view = overlay::Overlay::new(state, &out.diff);
+                let part = execute_at(&view, block, &txs[i..], mode, at)?;
+                absorb(&mut out, &mut at, part, txs.len() - i);
                 return Ok((out, stats));
             }
         }
