@@ -191,28 +191,23 @@ const PARALLEL_FINISH_MIN: usize = 4_096;
 
 /// `accounts` in address order, each converted to its final change.
 fn sorted(accounts: Vec<(Address, Building)>, code: Vec<(B256, Bytes)>) -> SortedDiff {
-    {
-        // Sorting the (large) entries themselves moved each one many times: sort the
-        // keys with their positions, then move every entry once.
-        let mut entries: Vec<Option<(Address, Building)>> = accounts.into_iter().map(Some).collect();
-        let mut order: Vec<(Address, u32)> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.as_ref().map(|(a, _)| *a).unwrap_or_default(), i as u32))
-            .collect();
-        order.sort_unstable();
-        let accounts = order
-            .into_iter()
-            .filter_map(|(_, i)| entries[i as usize].take())
-            .map(|(address, b)| {
-                // A wiped account's trie starts empty: its slots' earlier values mean nothing.
-                let (storage, original) = last_writes(b.storage, !b.storage_wiped);
-                let change = AccountChange { info: b.info, storage_wiped: b.storage_wiped, storage, original };
-                (address, change, b.storage_only)
-            })
-            .collect();
-        SortedDiff { accounts, code }
-    }
+    // Sorting the (large) entries themselves moved each one many times: sort the
+    // keys with their positions, then move every entry once.
+    let mut entries: Vec<Option<(Address, Building)>> = accounts.into_iter().map(Some).collect();
+    let mut order: Vec<(Address, u32)> =
+        entries.iter().enumerate().map(|(i, e)| (e.as_ref().map(|(a, _)| *a).unwrap_or_default(), i as u32)).collect();
+    order.sort_unstable();
+    let accounts = order
+        .into_iter()
+        .filter_map(|(_, i)| entries[i as usize].take())
+        .map(|(address, b)| {
+            // A wiped account's trie starts empty: its slots' earlier values mean nothing.
+            let (storage, original) = last_writes(b.storage, !b.storage_wiped);
+            let change = AccountChange { info: b.info, storage_wiped: b.storage_wiped, storage, original };
+            (address, change, b.storage_only)
+        })
+        .collect();
+    SortedDiff { accounts, code }
 }
 
 /// The final value of each slot written, from writes in order; with `originals`, also
