@@ -252,7 +252,11 @@ impl EthApi {
     /// `transactionIndex` are the promised ones.
     pub fn receipt(&self, hash: B256) -> RpcResult<Option<rpc::TransactionReceipt>> {
         let reader = self.reader()?;
-        if let (Some(record), Some(receipt)) = (reader.tx(hash)?, reader.receipt(hash)?) {
+        let sealed = match reader.tx(hash)? {
+            Some(record) => reader.receipt_at(record.block_number, record.index)?.map(|receipt| (record, receipt)),
+            None => None,
+        };
+        if let Some((record, receipt)) = sealed {
             let header =
                 reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
             let place = Place::sealed(&header, header.hash_slow(), record.index);
@@ -442,8 +446,8 @@ impl EthApi {
                 continue;
             }
             let hash = header.hash_slow();
-            for (index, tx_hash) in reader.block_tx_hashes(n)?.into_iter().enumerate() {
-                let Some(receipt) = reader.receipt(tx_hash)? else { continue };
+            let receipts = reader.block_receipts(n)?;
+            for (index, (tx_hash, receipt)) in reader.block_tx_hashes(n)?.into_iter().zip(receipts).enumerate() {
                 for log in rpc_logs(&receipt, tx_hash, Place::sealed(&header, hash, index as u64)) {
                     if filter.matches(&log.inner) {
                         if out.len() >= self.limits.max_logs {
@@ -634,10 +638,8 @@ fn block_rewards(
     percentiles: &[f64],
 ) -> RpcResult<Vec<u128>> {
     let mut tips = Vec::new();
-    for h in reader.block_tx_hashes(number)? {
-        if let Some(r) = reader.receipt(h)? {
-            tips.push((r.effective_gas_price.saturating_sub(base_fee as u128), r.gas_used));
-        }
+    for r in reader.block_receipts(number)? {
+        tips.push((r.effective_gas_price.saturating_sub(base_fee as u128), r.gas_used));
     }
     if tips.is_empty() {
         return Ok(vec![0; percentiles.len()]);

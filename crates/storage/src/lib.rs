@@ -39,7 +39,18 @@ pub(crate) const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("he
 pub(crate) const HASH_TO_NUMBER: TableDefinition<Fixed<32>, u64> = TableDefinition::new("hash_to_number");
 pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
 pub(crate) const TXS: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("txs");
-pub(crate) const RECEIPTS: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("receipts");
+/// Receipts by block number (8 bytes, big-endian) and index in the block (4 bytes): a
+/// block's receipts are appended in key order, where keying them by transaction hash
+/// dirtied a random page per transaction in every block's write.
+pub(crate) const RECEIPTS: TableDefinition<Fixed<12>, &[u8]> = TableDefinition::new("receipts");
+
+/// Key of the receipt of the `index`-th transaction of block `number`.
+pub(crate) fn receipt_key(number: u64, index: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&number.to_be_bytes());
+    key[8..].copy_from_slice(&index.to_be_bytes());
+    key
+}
 pub(crate) const LOG_ADDRESS: MultimapTableDefinition<Fixed<20>, u64> = MultimapTableDefinition::new("log_address");
 pub(crate) const LOG_TOPIC0: MultimapTableDefinition<Fixed<32>, u64> = MultimapTableDefinition::new("log_topic0");
 pub(crate) const ACCOUNTS: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("accounts");
@@ -96,7 +107,8 @@ pub(crate) const META_FORMAT: &str = "format";
 /// 2: trie branch nodes and root references are stored (incremental committer).
 /// 3: keys and fixed-width values use the store's own [`Fixed`] and [`ByteKey`] types
 ///    (byte order, compared eight bytes at a time) instead of redb's `[u8; N]`/`&[u8]`.
-pub const STORE_FORMAT: u32 = 3;
+/// 4: receipts are keyed by block number and index instead of transaction hash.
+pub const STORE_FORMAT: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -14,7 +14,7 @@ pub struct StoreReader {
     hash_to_number: ReadOnlyTable<Fixed<32>, u64>,
     bodies: ReadOnlyTable<u64, &'static [u8]>,
     txs: ReadOnlyTable<Fixed<32>, &'static [u8]>,
-    receipts: ReadOnlyTable<Fixed<32>, &'static [u8]>,
+    receipts: ReadOnlyTable<Fixed<12>, &'static [u8]>,
     log_address: ReadOnlyMultimapTable<Fixed<20>, u64>,
     log_topic: ReadOnlyMultimapTable<Fixed<32>, u64>,
     accounts: ReadOnlyTable<Fixed<32>, &'static [u8]>,
@@ -93,11 +93,31 @@ impl StoreReader {
         }
     }
 
+    /// The receipt of the sealed transaction `hash` (found through its record).
     pub fn receipt(&self, hash: B256) -> Result<Option<StoredReceipt>> {
-        match self.receipts.get(hash.0).map_err(io("read receipt"))? {
+        match self.tx(hash)? {
+            Some(record) => self.receipt_at(record.block_number, record.index),
+            None => Ok(None),
+        }
+    }
+
+    /// The receipt of the `index`-th transaction of block `number`.
+    pub fn receipt_at(&self, number: u64, index: u64) -> Result<Option<StoredReceipt>> {
+        let Ok(index) = u32::try_from(index) else { return Ok(None) };
+        match self.receipts.get(crate::receipt_key(number, index)).map_err(io("read receipt"))? {
             Some(v) => Ok(Some(rlp_decode("receipt", v.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// The receipts of block `number`, in order (one range read).
+    pub fn block_receipts(&self, number: u64) -> Result<Vec<StoredReceipt>> {
+        let range = crate::receipt_key(number, 0)..=crate::receipt_key(number, u32::MAX);
+        let mut out = Vec::new();
+        for entry in self.receipts.range(range).map_err(io("read receipts"))? {
+            out.push(rlp_decode("receipt", entry.map_err(io("read receipts"))?.1.value())?);
+        }
+        Ok(out)
     }
 
     /// Blocks in `from..=to` that hold a log emitted by `address` (log index).

@@ -115,11 +115,35 @@ fn blocks_receipts_and_log_index_round_trip() {
     assert_eq!(r.block_number(hash).expect("hash"), Some(3));
     assert_eq!(r.header(3).expect("header").map(|h| h.number), Some(3));
     assert_eq!(r.block_tx_hashes(3).expect("body"), vec![tx_hash]);
-    assert_eq!(r.receipt(tx_hash).expect("receipt"), Some(receipt));
+    assert_eq!(r.receipt(tx_hash).expect("receipt"), Some(receipt.clone()));
     assert_eq!(r.tx(tx_hash).expect("tx").map(|t| t.index), Some(0));
     assert_eq!(r.blocks_with_log_address(emitter, 0, 10).expect("idx"), vec![3]);
     assert_eq!(r.blocks_with_log_topic0(topic, 4, 10).expect("idx"), Vec::<u64>::new());
     assert_eq!(r.blocks_with_log_topic0(topic, 3, 3).expect("idx"), vec![3]);
+
+    // Receipts are stored per block and index: blocks on either side keep their own.
+    let other = |n: u8| StoredReceipt { cumulative_gas_used: u64::from(n), logs: vec![], ..receipt.clone() };
+    let mut w = store.writer().expect("writer");
+    for number in [2u64, 4] {
+        let txs: Vec<_> = (0..3u8)
+            .map(|i| {
+                (B256::repeat_byte(0x40 + number as u8 * 4 + i), Address::repeat_byte(1), Bytes::from_static(&[1]))
+            })
+            .collect();
+        let receipts: Vec<_> = (0..3u8).map(|i| other(number as u8 * 10 + i)).collect();
+        let header = alloy_consensus::Header { number, ..Default::default() };
+        w.put_block(&header, &txs, &receipts).expect("put");
+    }
+    w.commit().expect("commit");
+    let r = store.reader().expect("reader");
+    assert_eq!(r.block_receipts(3).expect("receipts"), vec![receipt.clone()]);
+    let gas = |n: u64| r.block_receipts(n).expect("receipts").iter().map(|x| x.cumulative_gas_used).collect::<Vec<_>>();
+    assert_eq!(gas(2), vec![20, 21, 22]);
+    assert_eq!(gas(4), vec![40, 41, 42]);
+    assert_eq!(r.receipt_at(4, 1).expect("receipt").map(|x| x.cumulative_gas_used), Some(41));
+    assert_eq!(r.receipt_at(4, 3).expect("receipt"), None);
+    assert_eq!(r.receipt(B256::repeat_byte(0x40 + 8 + 2)).expect("receipt").map(|x| x.cumulative_gas_used), Some(22));
+    assert!(r.block_receipts(5).expect("receipts").is_empty());
 }
 
 #[test]
@@ -244,7 +268,7 @@ fn a_store_of_another_format_is_refused_clearly() {
         txn.commit().expect("commit");
     }
     let err = Store::open(&path).err().expect("refused").to_string();
-    assert!(err.contains("store format 2") && err.contains("uses 3") && err.contains("fresh --datadir"), "{err}");
+    assert!(err.contains("store format 2") && err.contains("uses 4") && err.contains("fresh --datadir"), "{err}");
 
     // Without a recorded format (no chain written), the old key type is still named.
     let unrecorded = dir.path().join("unrecorded");

@@ -205,7 +205,11 @@ impl BlockWriter {
             tx_table.insert(tx_hash.0, buf.as_slice()).map_err(io("write tx"))?;
             buf.clear();
             receipt.encode(&mut buf);
-            receipt_table.insert(tx_hash.0, buf.as_slice()).map_err(io("write receipt"))?;
+            let index = u32::try_from(index).map_err(|_| StoreError::Corrupt {
+                what: "block",
+                reason: format!("block {number} holds more than {} transactions", u32::MAX),
+            })?;
+            receipt_table.insert(crate::receipt_key(number, index), buf.as_slice()).map_err(io("write receipt"))?;
             for log in &receipt.logs {
                 emitters.insert(log.address.0 .0);
                 if let Some(topic0) = log.topics().first() {
