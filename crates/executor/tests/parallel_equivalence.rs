@@ -268,29 +268,42 @@ fn building_mode_skips_what_does_not_fit_like_the_sequential_executor() {
         .any(|o| matches!(o, cairn_executor::TxOutcome::Skipped(cairn_executor::Skip::BlockFull { .. }))));
 }
 
+/// Transactions as `build` takes them.
+type Ops = Vec<(u8, Op, u8)>;
+
+/// Blocks built from `ops`, each with whether the parallel executor (probe on, no
+/// minimum time) should predict it sequential: in every mode its output equals the
+/// sequential executor's, and the prediction is as expected.
+fn check_predictions(cases: [(Ops, bool); 2], modes: &[Mode]) {
+    let (state, ctx) = world();
+    let exec = ParallelExecutor::new(2).min_parallel_txs(2).sequential_below(std::time::Duration::ZERO);
+    for (ops, sequential) in cases {
+        let txs = build(&ops);
+        for &mode in modes {
+            let expected = SequentialExecutor.execute(&state, &ctx, &txs, mode).expect("sequential");
+            let (out, stats) = exec
+                .execute_with_stats(&state, &ctx, &txs, mode, cairn_executor::Offsets::default())
+                .expect("parallel");
+            assert_eq!(out, expected);
+            assert_eq!(stats.predicted_sequential, usize::from(sequential), "{stats:?}");
+            assert_eq!(stats.parallel_txs > 0, !sequential, "{stats:?}");
+        }
+    }
+}
+
 /// The probe's second rule: when every probed transaction wrote one storage slot (swaps
 /// on one pool all write its reserves), the block stays sequential; token transfers
 /// around a ring write storage too, but no slot common to all, so Block-STM runs the
 /// rest. Both equal the sequential executor.
 #[test]
 fn probed_transactions_that_all_write_one_slot_stay_sequential() {
-    let (state, ctx) = world();
-    let exec = ParallelExecutor::new(2).min_parallel_txs(2).sequential_below(std::time::Duration::ZERO);
-    type Ops = Vec<(u8, Op, u8)>;
-    let cases: [(Ops, bool); 2] = [
-        ((0..24).map(|i| (i % 6, Op::Swap { pool: 0, amount: 1_000 + u64::from(i) }, 0)).collect(), true),
-        ((0..24).map(|i| (i % 6, Op::TokenTransfer { to: (i + 1) % 6, amount: 10 }, 0)).collect(), false),
-    ];
-    for (ops, hot) in cases {
-        let txs = build(&ops);
-        let expected = SequentialExecutor.execute(&state, &ctx, &txs, Mode::Replay).expect("sequential");
-        let (out, stats) = exec
-            .execute_with_stats(&state, &ctx, &txs, Mode::Replay, cairn_executor::Offsets::default())
-            .expect("parallel");
-        assert_eq!(out, expected);
-        assert_eq!(stats.predicted_sequential, usize::from(hot), "{stats:?}");
-        assert_eq!(stats.parallel_txs > 0, !hot, "{stats:?}");
-    }
+    check_predictions(
+        [
+            ((0..24).map(|i| (i % 6, Op::Swap { pool: 0, amount: 1_000 + u64::from(i) }, 0)).collect(), true),
+            ((0..24).map(|i| (i % 6, Op::TokenTransfer { to: (i + 1) % 6, amount: 10 }, 0)).collect(), false),
+        ],
+        &[Mode::Replay],
+    );
 }
 
 /// The chain rule, looked at after the probe: a block whose transactions mostly come
@@ -299,23 +312,11 @@ fn probed_transactions_that_all_write_one_slot_stay_sequential() {
 /// executor.
 #[test]
 fn one_senders_chain_runs_sequentially_after_the_probe() {
-    let (state, ctx) = world();
-    let exec = ParallelExecutor::new(2).min_parallel_txs(2).sequential_below(std::time::Duration::ZERO);
-    type Ops = Vec<(u8, Op, u8)>;
-    let cases: [(Ops, bool); 2] = [
-        ((0..24).map(|i| (0, Op::TokenTransfer { to: 1 + i % 5, amount: 10 }, 0)).collect(), true),
-        ((0..24).map(|i| (i % 6, Op::TokenTransfer { to: (i + 1) % 6, amount: 10 }, 0)).collect(), false),
-    ];
-    for (ops, chain) in cases {
-        let txs = build(&ops);
-        for mode in [Mode::Replay, Mode::Building] {
-            let expected = SequentialExecutor.execute(&state, &ctx, &txs, mode).expect("sequential");
-            let (out, stats) = exec
-                .execute_with_stats(&state, &ctx, &txs, mode, cairn_executor::Offsets::default())
-                .expect("parallel");
-            assert_eq!(out, expected);
-            assert_eq!(stats.predicted_sequential, usize::from(chain), "{stats:?}");
-            assert_eq!(stats.parallel_txs > 0, !chain, "{stats:?}");
-        }
-    }
+    check_predictions(
+        [
+            ((0..24).map(|i| (0, Op::TokenTransfer { to: 1 + i % 5, amount: 10 }, 0)).collect(), true),
+            ((0..24).map(|i| (i % 6, Op::TokenTransfer { to: (i + 1) % 6, amount: 10 }, 0)).collect(), false),
+        ],
+        &[Mode::Replay, Mode::Building],
+    );
 }
