@@ -77,12 +77,13 @@ pub(crate) fn rlp_decode<T: alloy_rlp::Decodable>(what: &'static str, mut bytes:
     T::decode(&mut bytes).map_err(|e| StoreError::Corrupt { what, reason: e.to_string() })
 }
 
-/// A history key: the state key (`keccak(address)`, or `keccak(address) ++ keccak(slot)`)
-/// followed by the block number, big-endian, so one key's changes sort by block.
-pub(crate) fn history_key<const N: usize>(key: &[u8], block: u64) -> [u8; N] {
+/// A history index key: the state key (`keccak(address)`, or
+/// `keccak(address) ++ keccak(slot)`) followed by the last block of a history batch,
+/// big-endian, so one key's batches sort by block.
+pub(crate) fn history_key<const N: usize>(key: &[u8], batch_end: u64) -> [u8; N] {
     let mut out = [0u8; N];
     out[..N - 8].copy_from_slice(key);
-    out[N - 8..].copy_from_slice(&block.to_be_bytes());
+    out[N - 8..].copy_from_slice(&batch_end.to_be_bytes());
     out
 }
 
@@ -92,16 +93,122 @@ pub(crate) fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64, StoreE
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// A block's changeset: `u32` account count, the hashed addresses, then the 64-byte
-/// storage keys. Returns the two key lists.
-pub(crate) fn split_changeset(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
-    let corrupt = |reason: &str| StoreError::Corrupt { what: "changeset", reason: reason.into() };
-    let (count, rest) = bytes.split_first_chunk::<4>().ok_or_else(|| corrupt("shorter than its header"))?;
-    let accounts = u32::from_be_bytes(*count) as usize * 32;
-    if rest.len() < accounts || !(rest.len() - accounts).is_multiple_of(64) {
-        return Err(corrupt("length does not match its key counts"));
+/// One changeset account entry: hashed address, 1 if the account existed, its record.
+const ACCOUNT_ENTRY: usize = 32 + 1 + AccountRecord::LEN;
+/// One changeset slot entry: storage key (`keccak(address) ++ keccak(slot)`), value.
+const SLOT_ENTRY: usize = 64 + 32;
+
+/// Encodes a block's changeset: the value every key it changed held before it. Layout:
+/// `u32` account count, `u32` slot count, then fixed-width account entries and slot
+/// entries, each sorted by key (the maps' order), so one key is found by binary search.
+pub(crate) fn encode_changeset(
+    accounts: &std::collections::BTreeMap<[u8; 32], Option<[u8; AccountRecord::LEN]>>,
+    slots: &std::collections::BTreeMap<[u8; 64], [u8; 32]>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + accounts.len() * ACCOUNT_ENTRY + slots.len() * SLOT_ENTRY);
+    out.extend_from_slice(&(accounts.len() as u32).to_be_bytes());
+    out.extend_from_slice(&(slots.len() as u32).to_be_bytes());
+    for (key, record) in accounts {
+        out.extend_from_slice(key);
+        match record {
+            Some(bytes) => {
+                out.push(1);
+                out.extend_from_slice(bytes);
+            }
+            None => out.extend_from_slice(&[0u8; 1 + AccountRecord::LEN]),
+        }
     }
-    Ok(rest.split_at(accounts))
+    for (key, value) in slots {
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// A stored changeset, read in place.
+pub(crate) struct Changeset<'a> {
+    accounts: &'a [u8],
+    slots: &'a [u8],
+}
+
+impl<'a> Changeset<'a> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt { what: "changeset", reason: reason.into() };
+        let (counts, rest) = bytes.split_first_chunk::<8>().ok_or_else(|| corrupt("shorter than its header"))?;
+        let accounts = u32::from_be_bytes(counts[..4].try_into().expect("4 bytes")) as usize * ACCOUNT_ENTRY;
+        let slots = u32::from_be_bytes(counts[4..].try_into().expect("4 bytes")) as usize * SLOT_ENTRY;
+        if rest.len() != accounts + slots {
+            return Err(corrupt("length does not match its entry counts"));
+        }
+        let (accounts, slots) = rest.split_at(accounts);
+        Ok(Self { accounts, slots })
+    }
+
+    /// The account's value before the block (`Some(None)`: it did not exist), or `None`
+    /// when the block did not change it.
+    pub(crate) fn account(&self, hashed: &[u8; 32]) -> Result<Option<Option<AccountRecord>>, StoreError> {
+        let at = lower_bound(self.accounts, ACCOUNT_ENTRY, hashed);
+        match self.accounts.get(at * ACCOUNT_ENTRY..(at + 1) * ACCOUNT_ENTRY) {
+            Some(entry) if entry[..32] == hashed[..] => Ok(Some(decode_account_entry(entry)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The slot's value before the block, or `None` when the block did not change it.
+    pub(crate) fn slot(&self, key: &[u8; 64]) -> Option<[u8; 32]> {
+        let at = lower_bound(self.slots, SLOT_ENTRY, key);
+        match self.slots.get(at * SLOT_ENTRY..(at + 1) * SLOT_ENTRY) {
+            Some(entry) if entry[..64] == key[..] => Some(entry[64..].try_into().expect("32 bytes")),
+            _ => None,
+        }
+    }
+
+    /// Every account the block changed, with its value before it, in key order.
+    pub(crate) fn accounts(
+        &self,
+    ) -> impl Iterator<Item = Result<([u8; 32], Option<AccountRecord>), StoreError>> + use<'a> {
+        self.accounts.chunks_exact(ACCOUNT_ENTRY).map(|entry| {
+            let key: [u8; 32] = entry[..32].try_into().expect("32 bytes");
+            Ok((key, decode_account_entry(entry)?))
+        })
+    }
+
+    /// Every slot the block changed, `(storage key, value before)`, in key order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (&'a [u8], [u8; 32])> + use<'a> {
+        self.slots.chunks_exact(SLOT_ENTRY).map(|entry| (&entry[..64], entry[64..].try_into().expect("32 bytes")))
+    }
+
+    /// The slots of the account hashed `owner` the block changed, in key order.
+    pub(crate) fn slots_of(&self, owner: &[u8; 32]) -> impl Iterator<Item = (&'a [u8], [u8; 32])> + use<'a> {
+        let from = lower_bound(self.slots, SLOT_ENTRY, owner);
+        let owner = *owner;
+        self.slots[from * SLOT_ENTRY..]
+            .chunks_exact(SLOT_ENTRY)
+            .take_while(move |entry| entry[..32] == owner)
+            .map(|entry| (&entry[..64], entry[64..].try_into().expect("32 bytes")))
+    }
+}
+
+fn decode_account_entry(entry: &[u8]) -> Result<Option<AccountRecord>, StoreError> {
+    match entry[32] {
+        0 => Ok(None),
+        _ => Ok(Some(AccountRecord::decode(&entry[33..])?)),
+    }
+}
+
+/// Index of the first fixed-width entry whose key is not below `key` (entries sorted by
+/// key; a key shorter than an entry's compares by its prefix).
+fn lower_bound(entries: &[u8], width: usize, key: &[u8]) -> usize {
+    let (mut lo, mut hi) = (0, entries.len() / width);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if compare_bytes(&entries[mid * width..mid * width + key.len()], key).is_lt() {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Byte-string order (as `memcmp`), comparing eight bytes at a time in registers.

@@ -65,21 +65,28 @@ pub(crate) const STORAGE_TRIE: TableDefinition<ByteKey, &[u8]> = TableDefinition
 /// `keccak(address)`.
 pub(crate) const TRIE_ROOTS: TableDefinition<ByteKey, &[u8]> = TableDefinition::new("trie_roots");
 
-/// State history: the value each account had before block `n` changed it, by
-/// `keccak(address) ++ n` (empty value: the account did not exist).
-pub(crate) const ACCOUNT_HISTORY: TableDefinition<Fixed<40>, &[u8]> = TableDefinition::new("account_history");
-/// The value each slot had before block `n` changed it, by
-/// `keccak(address) ++ keccak(slot) ++ n` (zero: the slot was empty).
-pub(crate) const STORAGE_HISTORY: TableDefinition<Fixed<72>, Fixed<32>> = TableDefinition::new("storage_history");
-/// Per block, the keys it changed (what pruning deletes, what historical proofs replay).
+/// State history, block-major: per block, the value every key it changed held before it
+/// (one sorted, fixed-width record appended per block, see `codec::encode_changeset`).
 pub(crate) const CHANGESETS: TableDefinition<u64, &[u8]> = TableDefinition::new("changesets");
+/// Which blocks of a history batch changed an account: `keccak(address) ++ batch end` to a
+/// bitmap whose bit `i` is block `batch end - HISTORY_BATCH + 1 + i`. Written once per
+/// batch, so a key changed in every block costs one index entry per batch instead of one
+/// random B-tree insert per block.
+pub(crate) const ACCOUNT_HISTORY: TableDefinition<Fixed<40>, u32> = TableDefinition::new("account_history_index");
+/// The same per storage key, `keccak(address) ++ keccak(slot) ++ batch end`.
+pub(crate) const STORAGE_HISTORY: TableDefinition<Fixed<72>, u32> = TableDefinition::new("storage_history_index");
+/// Blocks per history batch (the bitmaps above are 32 bits). The changesets of blocks
+/// after the last full batch are not indexed yet; lookups search them directly.
+pub const HISTORY_BATCH: u64 = 32;
+
+/// The last block of the history batch holding `block` (batches are `1..=32`, `33..=64`, ...).
+pub(crate) fn batch_end(block: u64) -> u64 {
+    block.div_ceil(HISTORY_BATCH) * HISTORY_BATCH
+}
 
 pub(crate) const META_HEAD: &str = "head";
 /// Oldest block whose state can be read: changesets exist for every later block.
 pub(crate) const META_HISTORY_FROM: &str = "history_from";
-/// Most old changesets one block's write prunes (bounds the write when the depth is
-/// lowered; the backlog is worked off over the following blocks).
-pub const PRUNE_PER_BLOCK: usize = 8;
 /// Default number of blocks of state history kept behind the head.
 pub const DEFAULT_STATE_HISTORY: u64 = 1_024;
 
@@ -108,7 +115,9 @@ pub(crate) const META_FORMAT: &str = "format";
 /// 3: keys and fixed-width values use the store's own [`Fixed`] and [`ByteKey`] types
 ///    (byte order, compared eight bytes at a time) instead of redb's `[u8; N]`/`&[u8]`.
 /// 4: receipts are keyed by block number and index instead of transaction hash.
-pub const STORE_FORMAT: u32 = 4;
+/// 5: state history is one changeset with values per block plus a per-key index written
+///    once per batch of blocks, instead of one entry per key and block.
+pub const STORE_FORMAT: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -4,7 +4,7 @@ use cairn_primitives::{AccountState, ChainConfig, StateError, StateView, StoredR
 use redb::{ReadOnlyMultimapTable, ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use crate::codec::{
-    decode_u64, hashed_address, history_key, rlp_decode, split_changeset, storage_key, AccountRecord, TxRecord,
+    decode_u64, hashed_address, history_key, rlp_decode, storage_key, AccountRecord, Changeset, TxRecord,
 };
 use crate::{io, Result, StoreError, *};
 
@@ -24,9 +24,9 @@ pub struct StoreReader {
     account_trie: ReadOnlyTable<ByteKey, &'static [u8]>,
     storage_trie: ReadOnlyTable<ByteKey, &'static [u8]>,
     trie_roots: ReadOnlyTable<ByteKey, &'static [u8]>,
-    account_history: ReadOnlyTable<Fixed<40>, &'static [u8]>,
-    storage_history: ReadOnlyTable<Fixed<72>, Fixed<32>>,
-    changesets: ReadOnlyTable<u64, &'static [u8]>,
+    pub(crate) account_history: ReadOnlyTable<Fixed<40>, u32>,
+    storage_history: ReadOnlyTable<Fixed<72>, u32>,
+    pub(crate) changesets: ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl StoreReader {
@@ -243,72 +243,107 @@ impl StoreReader {
         Ok(StateAt { reader: self, block, head })
     }
 
-    /// The account hashed `hashed` as of block `block` (which must be retained).
-    fn account_record_at(&self, hashed: &[u8; 32], block: u64) -> Result<Option<AccountRecord>> {
-        let lo: [u8; 40] = history_key(hashed, block + 1);
-        let hi: [u8; 40] = history_key(hashed, u64::MAX);
-        let first = self.account_history.range(lo..=hi).map_err(io("read history"))?.next();
-        match first {
-            Some(entry) => {
-                let (_, v) = entry.map_err(io("read history"))?;
-                match v.value() {
-                    [] => Ok(None),
-                    bytes => Ok(Some(AccountRecord::decode(bytes)?)),
-                }
-            }
+    /// The account hashed `hashed` as of block `block` (retained, head `head`).
+    fn account_record_at(&self, hashed: &[u8; 32], block: u64, head: u64) -> Result<Option<AccountRecord>> {
+        match self.first_change(&self.account_history, hashed, block, head, |c| c.account(hashed))? {
+            Some(before) => Ok(before),
             None => self.account_record_hashed(hashed),
         }
     }
 
     /// The slot at storage key `key` (`keccak(address) ++ keccak(slot)`) as of `block`.
-    fn slot_at(&self, key: &[u8; 64], block: u64) -> Result<U256> {
-        let lo: [u8; 72] = history_key(key, block + 1);
-        let hi: [u8; 72] = history_key(key, u64::MAX);
-        let value = match self.storage_history.range(lo..=hi).map_err(io("read history"))?.next() {
-            Some(entry) => Some(entry.map_err(io("read history"))?.1.value()),
+    fn slot_at(&self, key: &[u8; 64], block: u64, head: u64) -> Result<U256> {
+        let value = match self.first_change(&self.storage_history, key, block, head, |c| Ok(c.slot(key)))? {
+            Some(before) => Some(before),
             None => self.storage.get(*key).map_err(io("read slot"))?.map(|v| v.value()),
         };
         Ok(value.map(U256::from_be_bytes).unwrap_or_default())
     }
 
+    /// What `find` reads from the changeset of the first block after `block` that changed
+    /// `key` (its value before that block, i.e. as of `block`), or `None` if no block up
+    /// to `head` did. Indexed batches are looked up by key; the changesets after the last
+    /// full batch are searched one by one.
+    fn first_change<const N: usize, T>(
+        &self,
+        index: &ReadOnlyTable<Fixed<N>, u32>,
+        key: &[u8],
+        block: u64,
+        head: u64,
+        find: impl Fn(&Changeset<'_>) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let indexed_to = head / HISTORY_BATCH * HISTORY_BATCH;
+        if block < indexed_to {
+            let lo: [u8; N] = history_key(key, block + 1);
+            let hi: [u8; N] = history_key(key, indexed_to);
+            for entry in index.range(lo..=hi).map_err(io("read history"))? {
+                let (k, bits) = entry.map_err(io("read history"))?;
+                let end = u64::from_be_bytes(k.value()[N - 8..].try_into().expect("8-byte suffix"));
+                let first = end + 1 - HISTORY_BATCH;
+                let mut bits = bits.value();
+                if block >= first {
+                    // Only blocks after `block`; `end > block`, so the shift is below 32.
+                    bits &= !0u32 << (block - first + 1);
+                }
+                if bits != 0 {
+                    let changed = first + u64::from(bits.trailing_zeros());
+                    let bytes = self.changesets.get(changed).map_err(io("read changeset"))?.ok_or_else(|| {
+                        StoreError::Corrupt {
+                            what: "history",
+                            reason: format!("index names block {changed}, no changeset"),
+                        }
+                    })?;
+                    return match find(&Changeset::parse(bytes.value())?)? {
+                        Some(found) => Ok(Some(found)),
+                        None => Err(StoreError::Corrupt {
+                            what: "history",
+                            reason: format!("index names block {changed}, its changeset lacks the key"),
+                        }),
+                    };
+                }
+            }
+        }
+        for entry in self.changesets.range(block.max(indexed_to) + 1..=head).map_err(io("read changesets"))? {
+            let (_, bytes) = entry.map_err(io("read changesets"))?;
+            if let Some(found) = find(&Changeset::parse(bytes.value())?)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
     /// Every account changed by a block after `block`, with its value as of `block`
     /// (`None`: absent), in hashed-address order; at most `limit` of them.
     pub fn accounts_changed_after(&self, block: u64, limit: usize) -> Result<Vec<([u8; 32], Option<AccountRecord>)>> {
-        let mut keys = std::collections::BTreeSet::new();
+        let mut found = std::collections::BTreeMap::new();
         for entry in self.changesets.range(block + 1..).map_err(io("read changesets"))? {
-            let (_, v) = entry.map_err(io("read changesets"))?;
-            let (accounts, _) = split_changeset(v.value())?;
-            keys.extend(accounts.chunks_exact(32).map(|k| <[u8; 32]>::try_from(k).expect("32-byte chunk")));
-            if keys.len() > limit {
-                return Err(StoreError::TooFarBack { block, needed: keys.len(), limit });
+            let (_, bytes) = entry.map_err(io("read changesets"))?;
+            for account in Changeset::parse(bytes.value())?.accounts() {
+                let (key, before) = account?;
+                // Changesets come oldest first: the first one holding a key has its value then.
+                found.entry(key).or_insert(before);
+            }
+            if found.len() > limit {
+                return Err(StoreError::TooFarBack { block, needed: found.len(), limit });
             }
         }
-        keys.into_iter().map(|k| Ok((k, self.account_record_at(&k, block)?))).collect()
+        Ok(found.into_iter().collect())
     }
 
     /// Every slot of the account hashed `owner` changed by a block after `block`, with
-    /// its value as of `block`, as `(keccak(slot), value)` in order; reads at most
-    /// `limit` history entries.
+    /// its value as of `block`, as `(keccak(slot), value)` in order; at most `limit`.
     pub fn slots_changed_after(&self, owner: &[u8; 32], block: u64, limit: usize) -> Result<Vec<(B256, U256)>> {
-        let mut lo = [0u8; 72];
-        lo[..32].copy_from_slice(owner);
-        let mut hi = [0xffu8; 72];
-        hi[..32].copy_from_slice(owner);
-        let mut out: Vec<(B256, U256)> = Vec::new();
-        for (read, entry) in self.storage_history.range(lo..=hi).map_err(io("read history"))?.enumerate() {
-            if read >= limit {
-                return Err(StoreError::TooFarBack { block, needed: read + 1, limit });
+        let mut found = std::collections::BTreeMap::new();
+        for entry in self.changesets.range(block + 1..).map_err(io("read changesets"))? {
+            let (_, bytes) = entry.map_err(io("read changesets"))?;
+            for (key, before) in Changeset::parse(bytes.value())?.slots_of(owner) {
+                found.entry(B256::from_slice(&key[32..])).or_insert(U256::from_be_bytes(before));
             }
-            let (k, v) = entry.map_err(io("read history"))?;
-            let key = k.value();
-            let changed_in = u64::from_be_bytes(key[64..].try_into().expect("8-byte suffix"));
-            let slot = B256::from_slice(&key[32..64]);
-            // Entries of one slot sort by block: the first after `block` holds its value then.
-            if changed_in > block && out.last().is_none_or(|(s, _)| *s != slot) {
-                out.push((slot, U256::from_be_bytes(v.value())));
+            if found.len() > limit {
+                return Err(StoreError::TooFarBack { block, needed: found.len(), limit });
             }
         }
-        Ok(out)
+        Ok(found.into_iter().collect())
     }
 
     /// Reads every trie node and account once, so they sit in the store's page cache as
@@ -360,7 +395,7 @@ impl StateAt {
         if self.is_head() {
             return self.reader.account_record_hashed(&hashed);
         }
-        self.reader.account_record_at(&hashed, self.block)
+        self.reader.account_record_at(&hashed, self.block, self.head)
     }
 }
 
@@ -373,7 +408,7 @@ impl StateView for StateAt {
         if self.is_head() {
             return self.reader.storage(address, slot);
         }
-        self.reader.slot_at(&storage_key(&hashed_address(address), slot), self.block).map_err(state_err)
+        self.reader.slot_at(&storage_key(&hashed_address(address), slot), self.block, self.head).map_err(state_err)
     }
 
     fn code(&self, code_hash: B256) -> Result<Bytes, StateError> {

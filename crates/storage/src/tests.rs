@@ -1,6 +1,7 @@
 use super::*;
-use alloy_primitives::{address, Address, Bytes, B256, U256};
+use alloy_primitives::{address, keccak256, Address, Bytes, B256, U256};
 use cairn_primitives::{AccountChange, AccountState, StateDiff, StateView, StoredReceipt};
+use redb::{ReadableTable, ReadableTableMetadata};
 
 fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -248,6 +249,118 @@ fn state_history_is_pruned_to_its_depth() {
     assert!(r.slots_changed_after(&[0; 32], 0, 10).expect("none").is_empty());
 }
 
+/// Accounts of the long history test: each holds slots `1..=SLOTS`.
+const SLOTS: u64 = 4;
+type Model = std::collections::BTreeMap<Address, Option<(u64, [u64; SLOTS as usize])>>;
+
+/// 130 blocks over six accounts, from a fixed seed: account 0 changes in every block (a
+/// hot key, one index entry per batch), the others now and then, with deletions,
+/// re-creations, storage wipes and slots cleared. Checks, from the head, the state of
+/// every retained block (indexed batches, the unindexed tail, and the block right before
+/// a change) and the changed-key replays, then that pruning deleted whole batches.
+#[test]
+fn long_history_reads_every_retained_block_through_the_batch_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let depth = 70;
+    let store = Store::open(&dir.path().join("db")).expect("open").with_state_history(depth);
+    let addresses: Vec<Address> = (1..=6u8).map(Address::repeat_byte).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut model: Model = addresses.iter().map(|a| (*a, None)).collect();
+    let mut snapshots = Vec::new();
+    let mut touched = Vec::new();
+    let head = 130u64;
+    for number in 0..=head {
+        let mut diff = StateDiff::default();
+        for (i, address) in addresses.iter().enumerate() {
+            if number > 0 && i > 0 && next(5) != 0 {
+                continue;
+            }
+            let entry = model.get_mut(address).expect("modelled");
+            let change = if entry.is_some() && next(8) == 0 {
+                *entry = None;
+                AccountChange { info: None, ..Default::default() }
+            } else {
+                let wiped = entry.is_some() && next(10) == 0;
+                let (balance, slots) = entry.get_or_insert((0, [0; SLOTS as usize]));
+                *balance = number * 100 + i as u64;
+                if wiped {
+                    *slots = [0; SLOTS as usize];
+                }
+                let mut storage = std::collections::BTreeMap::new();
+                for slot in 1..=SLOTS {
+                    if next(2) == 0 {
+                        let value = if next(4) == 0 { 0 } else { 1 + next(1_000) };
+                        slots[slot as usize - 1] = value;
+                        storage.insert(U256::from(slot), U256::from(value));
+                    }
+                }
+                AccountChange {
+                    info: Some(AccountState { balance: U256::from(*balance), ..Default::default() }),
+                    storage_wiped: wiped,
+                    storage,
+                    original: Default::default(),
+                }
+            };
+            diff.accounts.insert(*address, change);
+        }
+        touched.push(diff.accounts.keys().copied().collect::<Vec<_>>());
+        let mut w = store.writer().expect("writer");
+        w.apply_state(&diff).expect("apply");
+        w.set_head(number).expect("head");
+        w.commit().expect("commit");
+        snapshots.push(model.clone());
+    }
+
+    let r = store.reader().expect("reader");
+    let oldest = r.history_from().expect("from");
+    assert_eq!(oldest, head - depth);
+    for block in oldest..=head {
+        let at = store.reader().expect("reader").into_state_at(block).expect("retained");
+        for address in &addresses {
+            let want = snapshots[block as usize][address];
+            let account = at.account(*address).expect("account");
+            assert_eq!(account.map(|a| a.balance.to::<u64>()), want.map(|w| w.0), "{address} at block {block}");
+            for slot in 1..=SLOTS {
+                let value = at.storage(*address, U256::from(slot)).expect("slot").to::<u64>();
+                assert_eq!(value, want.map_or(0, |w| w.1[slot as usize - 1]), "{address} slot {slot} at {block}");
+            }
+        }
+        let changed = r.accounts_changed_after(block, 100).expect("replay");
+        let mut want: Vec<[u8; 32]> =
+            touched[block as usize + 1..].iter().flatten().map(|a| codec::hashed_address(*a)).collect();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(changed.iter().map(|(k, _)| *k).collect::<Vec<_>>(), want, "accounts changed after {block}");
+        for (hashed, record) in changed {
+            let address = addresses.iter().find(|a| codec::hashed_address(**a) == hashed).expect("known");
+            let want = snapshots[block as usize][address].map(|w| w.0);
+            assert_eq!(record.map(|r| r.state.balance.to::<u64>()), want, "replayed {address} at {block}");
+            for (slot, value) in r.slots_changed_after(&hashed, block, 100).expect("slots") {
+                let index = (1..=SLOTS).find(|s| keccak256(B256::from(U256::from(*s))) == slot).expect("slot");
+                let want = snapshots[block as usize][address].map_or(0, |w| w.1[index as usize - 1]);
+                assert_eq!(value.to::<u64>(), want, "replayed {address} slot {index} at {block}");
+            }
+        }
+    }
+    assert!(matches!(state_of(&store, oldest - 1), Err(StoreError::Pruned { .. })));
+
+    // Whole batches are deleted once half a batch past the window: 1..=32 went at block
+    // 118, 33..=64 stays (its end plus half a batch is above the cutoff 60).
+    let first = r.changesets.first().expect("read").map(|(k, _)| k.value());
+    assert_eq!(first, Some(HISTORY_BATCH + 1), "the oldest batch is pruned, the next is not");
+    assert!(r.changesets.len().expect("len") <= depth + HISTORY_BATCH + HISTORY_BATCH / 2);
+    let hot: [u8; 40] = codec::history_key(&codec::hashed_address(addresses[0]), HISTORY_BATCH);
+    assert!(r.account_history.get(hot).expect("read").is_none(), "index of the pruned batch is gone");
+    let hot: [u8; 40] = codec::history_key(&codec::hashed_address(addresses[0]), 2 * HISTORY_BATCH);
+    assert_eq!(r.account_history.get(hot).expect("read").map(|v| v.value()), Some(u32::MAX), "changed every block");
+}
+
 /// A data directory written with another layout version is refused with a message
 /// naming both versions, before redb can object to a table's key type: here the store
 /// of format 2 had `[u8; 32]`-keyed tables.
@@ -268,7 +381,12 @@ fn a_store_of_another_format_is_refused_clearly() {
         txn.commit().expect("commit");
     }
     let err = Store::open(&path).err().expect("refused").to_string();
-    assert!(err.contains("store format 2") && err.contains("uses 4") && err.contains("fresh --datadir"), "{err}");
+    assert!(
+        err.contains("store format 2")
+            && err.contains(&format!("uses {STORE_FORMAT}"))
+            && err.contains("fresh --datadir"),
+        "{err}"
+    );
 
     // Without a recorded format (no chain written), the old key type is still named.
     let unrecorded = dir.path().join("unrecorded");

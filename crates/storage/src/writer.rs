@@ -6,7 +6,8 @@ use redb::{ReadableTable, WriteTransaction};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec::{
-    decode_u64, hashed_address, history_key, split_changeset, storage_key, storage_range, AccountRecord, TxRecord,
+    decode_u64, encode_changeset, hashed_address, history_key, storage_key, storage_range, AccountRecord, Changeset,
+    TxRecord,
 };
 use crate::{io, Result, StoreError, *};
 
@@ -227,8 +228,10 @@ impl BlockWriter {
     }
 
     /// Makes `number` the head. With state history on, the values this block's state
-    /// diff overwrote are kept as block `number`'s changeset, and changesets older than
-    /// the history depth are pruned (a bounded number per block).
+    /// diff overwrote are appended as block `number`'s changeset; at the end of a history
+    /// batch, the batch's changesets are indexed by key; and the oldest batch is pruned
+    /// once all of it is older than the history depth (one batch per block at most, so a
+    /// lowered depth is caught up over the following blocks).
     pub fn set_head(&mut self, number: u64) -> Result<()> {
         let before = std::mem::take(&mut self.before);
         let mut meta = self.txn.open_table(META).map_err(io("open meta"))?;
@@ -239,59 +242,83 @@ impl BlockWriter {
         };
         let recorded = self.history_depth > 0 && number > 0 && oldest.is_some();
         if recorded {
-            self.write_changeset(number, &before)?;
+            let changeset = encode_changeset(&before.accounts, &before.storage);
+            self.txn
+                .open_table(CHANGESETS)
+                .map_err(io("open changesets"))?
+                .insert(number, changeset.as_slice())
+                .map_err(io("write changeset"))?;
+            if number.is_multiple_of(HISTORY_BATCH) {
+                self.index_batch(number)?;
+            }
         }
         let cutoff = if recorded { number.saturating_sub(self.history_depth) } else { number };
-        self.prune_changesets(cutoff)?;
+        self.prune_batch(cutoff)?;
         let oldest = oldest.map_or(cutoff, |o| o.max(cutoff));
         meta.insert(META_HISTORY_FROM, oldest.to_be_bytes().as_slice()).map_err(io("write history"))?;
         Ok(())
     }
 
-    fn write_changeset(&self, number: u64, before: &History) -> Result<()> {
-        let mut accounts = self.txn.open_table(ACCOUNT_HISTORY).map_err(io("open history"))?;
-        let mut storage = self.txn.open_table(STORAGE_HISTORY).map_err(io("open history"))?;
-        let mut changeset = Vec::with_capacity(4 + before.accounts.len() * 32 + before.storage.len() * 64);
-        changeset.extend_from_slice(&(before.accounts.len() as u32).to_be_bytes());
-        for (hashed, record) in &before.accounts {
-            let value: &[u8] = record.as_ref().map(|r| r.as_slice()).unwrap_or_default();
-            accounts.insert(history_key(hashed, number), value).map_err(io("write history"))?;
-            changeset.extend_from_slice(hashed);
+    /// Indexes the changesets of the batch ending at block `end`: one bitmap per key.
+    fn index_batch(&self, end: u64) -> Result<()> {
+        let first = end + 1 - HISTORY_BATCH;
+        let mut accounts: BTreeMap<[u8; 32], u32> = BTreeMap::new();
+        let mut slots: BTreeMap<[u8; 64], u32> = BTreeMap::new();
+        let changesets = self.txn.open_table(CHANGESETS).map_err(io("open changesets"))?;
+        for entry in changesets.range(first..=end).map_err(io("read changesets"))? {
+            let (block, bytes) = entry.map_err(io("read changesets"))?;
+            let bit = 1u32 << (block.value() - first);
+            let changeset = Changeset::parse(bytes.value())?;
+            for account in changeset.accounts() {
+                *accounts.entry(account?.0).or_default() |= bit;
+            }
+            for (key, _) in changeset.slots() {
+                *slots.entry(key.try_into().expect("64-byte key")).or_default() |= bit;
+            }
         }
-        for (key, value) in &before.storage {
-            storage.insert(history_key(key, number), *value).map_err(io("write history"))?;
-            changeset.extend_from_slice(key);
+        let mut table = self.txn.open_table(ACCOUNT_HISTORY).map_err(io("open history"))?;
+        for (key, bits) in accounts {
+            table.insert(history_key(&key, end), bits).map_err(io("write history"))?;
         }
-        self.txn
-            .open_table(CHANGESETS)
-            .map_err(io("open changesets"))?
-            .insert(number, changeset.as_slice())
-            .map_err(io("write changeset"))?;
+        let mut table = self.txn.open_table(STORAGE_HISTORY).map_err(io("open history"))?;
+        for (key, bits) in slots {
+            table.insert(history_key(&key, end), bits).map_err(io("write history"))?;
+        }
         Ok(())
     }
 
-    /// Deletes the changesets of blocks up to `cutoff`, oldest first, at most
-    /// [`PRUNE_PER_BLOCK`] of them (a lowered depth is caught up over later blocks).
-    fn prune_changesets(&self, cutoff: u64) -> Result<()> {
+    /// Deletes the oldest batch of changesets and its index entries if the whole batch is
+    /// at or below `cutoff` (no retained block's state needs it). A batch is deleted half
+    /// a batch after it expires, so this work does not fall on the block that indexes a
+    /// batch when the depth is a multiple of [`HISTORY_BATCH`].
+    fn prune_batch(&self, cutoff: u64) -> Result<()> {
         let mut changesets = self.txn.open_table(CHANGESETS).map_err(io("open changesets"))?;
-        let mut accounts = self.txn.open_table(ACCOUNT_HISTORY).map_err(io("open history"))?;
-        let mut storage = self.txn.open_table(STORAGE_HISTORY).map_err(io("open history"))?;
-        for _ in 0..PRUNE_PER_BLOCK {
-            let Some((block, keys)) = changesets.first().map_err(io("read changeset"))?.and_then(|(k, v)| {
-                let block = k.value();
-                (block <= cutoff).then(|| (block, v.value().to_vec()))
-            }) else {
-                break;
-            };
-            let (hashed_accounts, slots) = split_changeset(&keys)?;
-            for hashed in hashed_accounts.chunks_exact(32) {
-                accounts.remove(history_key(hashed, block)).map_err(io("prune history"))?;
-            }
-            for key in slots.chunks_exact(64) {
-                storage.remove(history_key(key, block)).map_err(io("prune history"))?;
-            }
-            changesets.remove(block).map_err(io("prune changeset"))?;
+        let Some(oldest) = changesets.first().map_err(io("read changeset"))?.map(|(k, _)| k.value()) else {
+            return Ok(());
+        };
+        let end = batch_end(oldest);
+        if end + HISTORY_BATCH / 2 > cutoff {
+            return Ok(());
         }
+        let mut accounts = BTreeSet::new();
+        let mut slots = BTreeSet::new();
+        for entry in changesets.range(..=end).map_err(io("read changesets"))? {
+            let (_, bytes) = entry.map_err(io("read changesets"))?;
+            let changeset = Changeset::parse(bytes.value())?;
+            for account in changeset.accounts() {
+                accounts.insert(account?.0);
+            }
+            slots.extend(changeset.slots().map(|(key, _)| <[u8; 64]>::try_from(key).expect("64-byte key")));
+        }
+        let mut table = self.txn.open_table(ACCOUNT_HISTORY).map_err(io("open history"))?;
+        for key in accounts {
+            table.remove(history_key::<40>(&key, end)).map_err(io("prune history"))?;
+        }
+        let mut table = self.txn.open_table(STORAGE_HISTORY).map_err(io("open history"))?;
+        for key in slots {
+            table.remove(history_key::<72>(&key, end)).map_err(io("prune history"))?;
+        }
+        changesets.retain_in(..=end, |_, _| false).map_err(io("prune changesets"))?;
         Ok(())
     }
 
