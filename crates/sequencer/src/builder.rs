@@ -521,26 +521,13 @@ impl BlockInProgress {
         if let (Some(preconf), false, false) = (&chain.preconf, self.fragments.is_empty(), self.close_logged) {
             preconf.log.lock().close(self.ctx.number)?;
         }
-        let envelopes: Vec<TxEnvelope> = self
-            .body
-            .iter()
-            .map(|(_, _, raw)| TxEnvelope::decode_2718_exact(raw))
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                SequencerError::Store(cairn_storage::StoreError::Corrupt { what: "block body", reason: e.to_string() })
-            })?;
-        let receipt_envelopes: Vec<_> = self.receipts.iter().map(|r| r.envelope()).collect();
-        let mut logs_bloom = Bloom::ZERO;
-        for r in &receipt_envelopes {
-            logs_bloom.accrue_bloom(r.logs_bloom());
-        }
         let ctx = &self.ctx;
         let header = Header {
             ommers_hash: EMPTY_OMMER_ROOT_HASH,
             beneficiary: ctx.beneficiary,
-            transactions_root: proofs::calculate_transaction_root(&envelopes),
-            receipts_root: proofs::calculate_receipt_root(&receipt_envelopes),
-            logs_bloom,
+            // Transactions and receipts root and logs bloom are computed by the sealer
+            // (`body_roots`), next to the state root: off the builder thread, where they
+            // held up the next block's first fragment.
             number: ctx.number,
             gas_limit: ctx.gas_limit,
             gas_used: self.gas_used,
@@ -630,7 +617,20 @@ pub fn seal_next(chain: &Chain) -> Result<Option<Arc<NewBlock>>, SequencerError>
     let mut header = block.header.clone();
     header.parent_hash = parent_hash;
     let mut writer = chain.store.writer()?;
-    header.state_root = chain.committer.commit(&pre, &mut writer, &block.diff)?;
+    let (body_roots, state_root) = std::thread::scope(|s| {
+        let body = std::thread::Builder::new()
+            .name("cairn-body-root".into())
+            .spawn_scoped(s, || body_roots(&block.body, &block.receipts));
+        let state_root = chain.committer.commit(&pre, &mut writer, &block.diff);
+        let body = match body {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had: compute them here instead.
+            Err(_) => body_roots(&block.body, &block.receipts),
+        };
+        (body, state_root)
+    });
+    (header.transactions_root, header.receipts_root, header.logs_bloom) = body_roots?;
+    header.state_root = state_root?;
     let rooted = started.elapsed();
     let hash = writer.put_block(&header, &block.body, &block.receipts)?;
     writer.set_head(header.number)?;
@@ -659,6 +659,23 @@ pub fn seal_next(chain: &Chain) -> Result<Option<Arc<NewBlock>>, SequencerError>
     }
     chain.publish(ChainEvent::Block(new.clone()));
     Ok(Some(new))
+}
+
+/// A block's transactions root, receipts root and logs bloom.
+fn body_roots(
+    body: &[(B256, Address, Bytes)],
+    receipts: &[StoredReceipt],
+) -> Result<(B256, B256, Bloom), SequencerError> {
+    let envelopes: Vec<TxEnvelope> =
+        body.iter().map(|(_, _, raw)| TxEnvelope::decode_2718_exact(raw)).collect::<Result<_, _>>().map_err(|e| {
+            SequencerError::Store(cairn_storage::StoreError::Corrupt { what: "block body", reason: e.to_string() })
+        })?;
+    let receipts: Vec<_> = receipts.iter().map(|r| r.envelope()).collect();
+    let mut bloom = Bloom::ZERO;
+    for r in &receipts {
+        bloom.accrue_bloom(r.logs_bloom());
+    }
+    Ok((proofs::calculate_transaction_root(&envelopes), proofs::calculate_receipt_root(&receipts), bloom))
 }
 
 /// Executes one block and seals everything executed (blocks until sealed): for tests

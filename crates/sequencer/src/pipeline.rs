@@ -23,7 +23,8 @@ pub const MAX_UNSEALED: usize = 4;
 /// A block the builder executed whose state root is still being computed.
 #[derive(Debug)]
 pub struct ExecutedBlock {
-    /// Every header field except `parent_hash` and `state_root`, set when sealed.
+    /// Every header field except `parent_hash`, `state_root`, `transactions_root`,
+    /// `receipts_root` and `logs_bloom`, set when sealed.
     pub header: Header,
     /// `(hash, sender, raw EIP-2718 bytes)` in block order.
     pub body: Vec<(B256, Address, Bytes)>,
