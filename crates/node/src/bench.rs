@@ -48,7 +48,7 @@ pub struct RpcBenchArgs {
     #[arg(long, default_value_t = 4_000)]
     pub senders: u64,
     /// Pre-signed transactions in all (the send window ends early if they run out).
-    #[arg(long, default_value_t = 300_000)]
+    #[arg(long, default_value_t = 500_000)]
     pub txs: u64,
     /// Transactions per JSON-RPC request (1 = one `eth_sendRawTransaction` per HTTP
     /// request; more = JSON-RPC batches). The same for every node measured.
