@@ -244,12 +244,16 @@ fn read_root(pre: &StoreReader, owner: Option<&[u8; 32]>) -> Result<Option<Child
 }
 
 /// The stored branch node at `path` of `owner`'s trie, decoded where the store holds it.
-fn read_branch(pre: &StoreReader, owner: Option<&[u8; 32]>, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+fn read_branch(
+    pre: &StoreReader,
+    owner: Option<&[u8; 32]>,
+    path: &Nibbles,
+) -> Result<Option<Box<BranchRecord>>, TrieError> {
     let mut nibbles = [0u8; 64];
     for (i, n) in path.iter().enumerate() {
         nibbles[i] = n;
     }
-    pre.trie_node_with(owner, &nibbles[..path.len()], BranchRecord::decode)?.transpose()
+    pre.trie_node_with(owner, &nibbles[..path.len()], BranchRecord::decode_boxed)?.transpose()
 }
 
 /// The account trie's leaf value: `rlp([nonce, balance, storage_root, code_hash])`.
@@ -299,7 +303,7 @@ struct StorageSource<'a> {
 }
 
 impl TrieSource for StorageSource<'_> {
-    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+    fn branch(&self, path: &Nibbles) -> Result<Option<Box<BranchRecord>>, TrieError> {
         if self.wiped {
             return Ok(None);
         }
@@ -333,7 +337,7 @@ struct AccountSource<'a> {
 }
 
 impl TrieSource for AccountSource<'_> {
-    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+    fn branch(&self, path: &Nibbles) -> Result<Option<Box<BranchRecord>>, TrieError> {
         read_branch(self.pre, None, path)
     }
 
@@ -485,9 +489,9 @@ struct Undone<'a, S> {
 }
 
 impl<S: TrieSource> TrieSource for Undone<'_, S> {
-    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+    fn branch(&self, path: &Nibbles) -> Result<Option<Box<BranchRecord>>, TrieError> {
         match self.undone.get(path) {
-            Some(node) => Ok(node.clone()),
+            Some(node) => Ok(node.clone().map(Box::new)),
             None => self.inner.branch(path),
         }
     }

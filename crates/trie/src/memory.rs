@@ -19,8 +19,8 @@ pub struct MemoryTrie {
 }
 
 impl TrieSource for MemoryTrie {
-    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
-        Ok(self.nodes.get(path).cloned())
+    fn branch(&self, path: &Nibbles) -> Result<Option<Box<BranchRecord>>, TrieError> {
+        Ok(self.nodes.get(path).cloned().map(Box::new))
     }
 
     fn leaves(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) -> Result<(), TrieError> {
@@ -38,7 +38,7 @@ struct KnownOld<'a> {
 }
 
 impl TrieSource for KnownOld<'_> {
-    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError> {
+    fn branch(&self, path: &Nibbles) -> Result<Option<Box<BranchRecord>>, TrieError> {
         self.trie.branch(path)
     }
 

@@ -110,14 +110,29 @@ impl BranchRecord {
         out
     }
 
-    pub fn decode(mut bytes: &[u8]) -> Result<Self, TrieError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, TrieError> {
+        let mut record = Self::default();
+        record.decode_into(bytes)?;
+        Ok(record)
+    }
+
+    /// Decodes into a record on the heap. A record is 1.4 KB; boxed, the updater moves a
+    /// pointer instead of copying the record at every step (the copies, and zeroing the
+    /// records, had been a tenth of the trie threads' time).
+    pub fn decode_boxed(bytes: &[u8]) -> Result<Box<Self>, TrieError> {
+        let mut record = Box::<Self>::default();
+        record.decode_into(bytes)?;
+        Ok(record)
+    }
+
+    /// Fills an empty record from its stored encoding.
+    fn decode_into(&mut self, mut bytes: &[u8]) -> Result<(), TrieError> {
         if bytes.len() < 2 {
             return Err(TrieError::Corrupt("branch record shorter than its mask".into()));
         }
         let mask = u16::from_be_bytes([bytes[0], bytes[1]]);
         bytes = &bytes[2..];
-        let mut record = Self::default();
-        for (i, slot) in record.children.iter_mut().enumerate() {
+        for (i, slot) in self.children.iter_mut().enumerate() {
             if mask & (1 << i) != 0 {
                 *slot = Some(ChildRef::decode(&mut bytes)?);
             }
@@ -125,7 +140,7 @@ impl BranchRecord {
         if !bytes.is_empty() || mask.count_ones() < 2 {
             return Err(TrieError::Corrupt(format!("branch record with mask {mask:#06x} and trailing bytes")));
         }
-        Ok(record)
+        Ok(())
     }
 
     /// The node's RLP encoding (appended to `buf`) and its reference: a list of the 16

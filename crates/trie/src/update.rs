@@ -20,7 +20,7 @@ use crate::TrieError;
 /// Where one trie's stored branch nodes and its (already updated) leaves come from.
 pub trait TrieSource {
     /// The stored branch node at `path`, as of before the update.
-    fn branch(&self, path: &Nibbles) -> Result<Option<BranchRecord>, TrieError>;
+    fn branch(&self, path: &Nibbles) -> Result<Option<Box<BranchRecord>>, TrieError>;
     /// Every leaf of the trie *after* the update whose key starts with `prefix`, in key
     /// order, as `(key, leaf value)`. Called only for prefixes that hold few leaves.
     fn leaves(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) -> Result<(), TrieError>;
@@ -120,10 +120,10 @@ pub fn update_parallel(
         .collect::<Result<_, TrieError>>()?;
     let mut up = Updater::new(source);
     up.visited.push(at);
-    let mut kids: [Option<Sub>; 16] = Default::default();
+    let mut kids = Vec::with_capacity(16);
     let mut below = Vec::with_capacity(done.len());
     for (n, sub, puts, deletes) in done {
-        kids[n] = sub;
+        kids.extend(sub.map(|sub| (n, sub)));
         below.push((puts, deletes));
     }
     let top = up.finish_branch(at, record, kids)?;
@@ -274,45 +274,45 @@ impl<'a, S: TrieSource> Updater<'a, S> {
             .ok_or_else(|| TrieError::Corrupt(format!("missing branch node at path {at:?}")))?;
         self.visited.push(at);
         let depth = at.len();
-        let mut kids: [Option<Sub>; 16] = Default::default();
+        let mut kids = Vec::with_capacity(16);
         let mut rest = changes;
-        for (n, kid) in kids.iter_mut().enumerate() {
+        for n in 0..16 {
             let split = rest.partition_point(|(k, _)| usize::from(k.get_unchecked(depth)) <= n);
             let (mine, later) = rest.split_at(split);
             rest = later;
             let mut slot = at;
             slot.push_unchecked(n as u8);
-            *kid = self.update(slot, record.children[n].take(), mine)?;
+            if let Some(kid) = self.update(slot, record.children[n].take(), mine)? {
+                kids.push((n, kid));
+            }
         }
         self.finish_branch(at, record, kids)
     }
 
-    /// The branch at `at` (its old `record`) with its children's new subtrees `kids`:
-    /// gone, collapsed into its only child, or re-encoded.
+    /// The branch at `at` (its old `record`) with its children's new subtrees `kids`
+    /// (by slot, ascending; slots without one are empty): gone, collapsed into its only
+    /// child, or re-encoded.
     fn finish_branch(
         &mut self,
         at: Nibbles,
-        mut record: BranchRecord,
-        kids: [Option<Sub>; 16],
+        mut record: Box<BranchRecord>,
+        mut kids: Vec<(usize, Sub)>,
     ) -> Result<Option<Sub>, TrieError> {
-        let count = kids.iter().filter(|k| k.is_some()).count();
-        match count {
+        match kids.len() {
             0 => Ok(None),
             1 => {
-                let (n, sub) = kids.into_iter().enumerate().find_map(|(n, k)| k.map(|k| (n, k))).expect("one child");
+                let (n, sub) = kids.pop().expect("one child");
                 let mut slot = at;
                 slot.push_unchecked(n as u8);
                 self.relocate(slot, sub, &at).map(Some)
             }
             _ => {
-                for (n, kid) in kids.into_iter().enumerate() {
-                    if let Some(sub) = kid {
-                        let mut slot = at;
-                        slot.push_unchecked(n as u8);
-                        record.children[n] = Some(self.encode(&slot, sub));
-                    }
+                for (n, sub) in kids {
+                    let mut slot = at;
+                    slot.push_unchecked(n as u8);
+                    record.children[n] = Some(self.encode(&slot, sub));
                 }
-                Ok(Some(self.emit(at, record)))
+                Ok(Some(self.emit(at, &record)))
             }
         }
     }
@@ -330,7 +330,7 @@ impl<'a, S: TrieSource> Updater<'a, S> {
                 let first = items[0].0;
                 let prefix_len = first.common_prefix_length(&items[items.len() - 1].0);
                 let at = first.slice(..prefix_len);
-                let mut record = BranchRecord::default();
+                let mut record = Box::<BranchRecord>::default();
                 let mut iter = items.into_iter().peekable();
                 while let Some((pos, sub)) = iter.next() {
                     let n = pos.get_unchecked(prefix_len);
@@ -344,14 +344,14 @@ impl<'a, S: TrieSource> Updater<'a, S> {
                         record.children[usize::from(n)] = Some(self.encode(&child_slot, sub));
                     }
                 }
-                let Sub::Branch { rlp, .. } = self.emit(at, record) else { unreachable!("emit returns a branch") };
+                let Sub::Branch { rlp, .. } = self.emit(at, &record) else { unreachable!("emit returns a branch") };
                 Ok(Some(Sub::Branch { ext: at.slice(slot.len()..), rlp }))
             }
         }
     }
 
     /// Records a branch to write and returns it as a subtree at its own path.
-    fn emit(&mut self, at: Nibbles, record: BranchRecord) -> Sub {
+    fn emit(&mut self, at: Nibbles, record: &BranchRecord) -> Sub {
         self.buf.clear();
         let rlp = record.rlp(&mut self.buf);
         self.puts.push((at, record.encode()));
