@@ -8,8 +8,8 @@
 //! and deletions over random contracts), it times `--samples` blocks: the incremental
 //! root computation (reads the previous trie from a snapshot, rayon over storage tries),
 //! and the write of the block (flat state + trie nodes, one redb commit); after the
-//! last block of each size, a full recomputation of the root from the flat state,
-//! checked equal to the incremental root. Trie nodes and accounts are read into the
+//! last block of each size, a full recomputation of the root from the flat state, on
+//! one thread and on the committer's threads, both checked equal to the incremental root. Trie nodes and accounts are read into the
 //! store's cache first, `--warmup` blocks run unmeasured and the blocks of a size run
 //! back to back: the incremental figures are those of a running node, and the full
 //! pass (which streams all storage through the cache and the allocator) runs where it
@@ -295,8 +295,18 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
         dir_size(&store_dir) as f64 / (1u64 << 30) as f64
     );
     println!(
-        "{:>9} {:>8} {:>14} {:>10} {:>10} {:>12} {:>9} {:>10} {:>10}",
-        "keys", "nodes", "incremental", "write", "full", "full/incr", "peak MiB", "disk GiB", "roots"
+        "{:>9} {:>8} {:>14} {:>10} {:>10} {:>10} {:>11} {:>11} {:>9} {:>10} {:>10}",
+        "keys",
+        "nodes",
+        "incremental",
+        "write",
+        "full 1 thr",
+        format!("full {threads} thr"),
+        "full1/incr",
+        format!("full{threads}/incr"),
+        "peak MiB",
+        "disk GiB",
+        "roots"
     );
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x0c0117);
     let mut version = 1_000;
@@ -310,7 +320,8 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
     }
     let mut results = Vec::new();
     for &keys in &args.blocks {
-        let (mut incr, mut write, mut full, mut peaks, mut nodes) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut incr, mut write, mut peaks, mut nodes) = (vec![], vec![], vec![], vec![]);
+        let (mut full, mut full_par) = (vec![], vec![]);
         let mut phases: Vec<Phases> = Vec::new();
         let mut hinted: Vec<(Duration, Duration)> = Vec::new();
         let mut last_root = alloy_primitives::B256::ZERO;
@@ -345,32 +356,44 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
         }
         if args.no_full {
             full.push(Duration::ZERO);
+            full_par.push(Duration::ZERO);
         } else {
+            // Both full recomputations: on one thread (alloy-trie's hash builder over the
+            // flat state) and on the committer's threads (`IncrementalCommitter::full_root`),
+            // the like-for-like baseline for an incremental root computed on those threads.
             let reader = store.reader()?;
             let started = Instant::now();
             let full_root = full_state_root(&reader)?;
             full.push(started.elapsed());
-            eprintln!("  full recomputation {:.0} ms", ms(started.elapsed()));
-            if full_root != last_root {
-                bail!("incremental root {last_root} differs from the full recomputation {full_root}");
+            let started = Instant::now();
+            let par_root = committer.full_root(&reader)?;
+            full_par.push(started.elapsed());
+            eprintln!("  full recomputation {:.0} ms on 1 thread, {:.0} ms on {threads}", ms(full[0]), ms(full_par[0]));
+            for root in [full_root, par_root] {
+                if root != last_root {
+                    bail!("incremental root {last_root} differs from the full recomputation {root}");
+                }
             }
             // The full pass streamed all storage through the store's cache; bring the
             // trie back in, as on a running node (which never does a full pass).
             reader.warm_trie()?;
         }
-        let (incr, write, full) = (median(incr), median(write), median(full));
+        let (incr, write, full, full_par) = (median(incr), median(write), median(full), median(full_par));
         peaks.sort_unstable();
         nodes.sort_unstable();
         let peak_mib = peaks[peaks.len() / 2] as f64 / (1u64 << 20) as f64;
         let disk = dir_size(&store_dir) as f64 / (1u64 << 30) as f64;
         let ratio = full.as_secs_f64() / incr.as_secs_f64();
+        let ratio_par = full_par.as_secs_f64() / incr.as_secs_f64();
         println!(
-            "{keys:>9} {:>8} {:>11.1} ms {:>7.1} ms {:>7.0} ms {:>11.0}x {:>9.1} {:>10.2} {:>10}",
+            "{keys:>9} {:>8} {:>11.1} ms {:>7.1} ms {:>7.0} ms {:>7.0} ms {:>10.1}x {:>10.1}x {:>9.1} {:>10.2} {:>10}",
             nodes[nodes.len() / 2],
             ms(incr),
             ms(write),
             ms(full),
+            ms(full_par),
             ratio,
+            ratio_par,
             peak_mib,
             disk,
             if args.no_full { "unchecked" } else { "equal" }
@@ -397,7 +420,8 @@ pub fn run(args: CommitBenchArgs) -> anyhow::Result<()> {
         results.push(json!({
             "changed_keys": keys, "node_writes": nodes[nodes.len() / 2],
             "incremental_ms": ms(incr), "write_ms": ms(write), "full_ms": ms(full),
-            "full_over_incremental": ratio, "peak_mib": peak_mib, "disk_gib": disk,
+            "full_parallel_ms": ms(full_par), "full_over_incremental": ratio,
+            "full_parallel_over_incremental": ratio_par, "peak_mib": peak_mib, "disk_gib": disk,
         }));
     }
     let out = json!({

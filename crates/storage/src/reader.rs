@@ -207,8 +207,23 @@ impl StoreReader {
 
     /// Visits every storage slot of every account, ordered by hashed address then
     /// hashed slot, as `(keccak(address), keccak(slot), value)`.
-    pub fn for_each_slot(&self, mut f: impl FnMut(&[u8; 32], B256, U256)) -> Result<()> {
-        for entry in self.storage.iter().map_err(io("scan storage"))? {
+    pub fn for_each_slot(&self, f: impl FnMut(&[u8; 32], B256, U256)) -> Result<()> {
+        self.for_each_slot_of(&[0; 32], &[0xff; 32], f)
+    }
+
+    /// Like [`StoreReader::for_each_slot`], for the accounts whose hashed address lies in
+    /// `lo..=hi` only (a full recomputation splits the storage table this way).
+    pub fn for_each_slot_of(
+        &self,
+        lo: &[u8; 32],
+        hi: &[u8; 32],
+        mut f: impl FnMut(&[u8; 32], B256, U256),
+    ) -> Result<()> {
+        let mut from = [0u8; 64];
+        from[..32].copy_from_slice(lo);
+        let mut to = [0xffu8; 64];
+        to[..32].copy_from_slice(hi);
+        for entry in self.storage.range(from..=to).map_err(io("scan storage"))? {
             let (k, v) = entry.map_err(io("scan storage"))?;
             let key = k.value();
             let owner: [u8; 32] = key[..32].try_into().expect("64-byte key");

@@ -5,6 +5,7 @@
 //! trie, and writes the changed nodes in the block's own atomic write.
 
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_trie::nodes::RlpNode;
 use alloy_trie::{HashBuilder, Nibbles, TrieAccount};
 use cairn_primitives::StateView as _;
 use cairn_primitives::{AccountState, StateDiff};
@@ -13,7 +14,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 
 use crate::memory::key_range;
-use crate::node::{BranchRecord, ChildRef};
+use crate::node::{BranchRecord, ChildRef, Kind};
 use crate::update::{proof, root_hash, update, update_parallel, Change, TrieSource, TrieUpdate};
 use crate::TrieError;
 
@@ -355,14 +356,25 @@ impl TrieSource for AccountSource<'_> {
 }
 
 /// The state root recomputed from the flat state alone, every storage root included
-/// (what the incremental committer must always agree with).
+/// (what the incremental committer must always agree with), on the calling thread.
 pub fn full_state_root(reader: &StoreReader) -> Result<B256, TrieError> {
-    let mut storage_roots: HashMap<[u8; 32], B256> = HashMap::new();
+    let storage_roots: HashMap<[u8; 32], B256> = storage_roots_of(reader, &[0; 32], &[0xff; 32])?.into_iter().collect();
+    let mut hb = HashBuilder::default();
+    reader.accounts_in(B256::ZERO, B256::repeat_byte(0xff), |hashed, record| {
+        hb.add_leaf(Nibbles::unpack_array(&hashed.0), &full_leaf(&storage_roots, &hashed, record));
+    })?;
+    Ok(hb.root())
+}
+
+/// The storage roots of the accounts whose hashed address lies in `lo..=hi`, streamed
+/// from the flat storage table through alloy-trie's hash builder.
+fn storage_roots_of(reader: &StoreReader, lo: &[u8; 32], hi: &[u8; 32]) -> Result<Vec<([u8; 32], B256)>, TrieError> {
+    let mut roots = Vec::new();
     let mut current: Option<([u8; 32], HashBuilder)> = None;
-    reader.for_each_slot(|owner, slot, value: U256| {
+    reader.for_each_slot_of(lo, hi, |owner, slot, value: U256| {
         if current.as_ref().is_none_or(|(o, _)| o != owner) {
             if let Some((o, mut hb)) = current.take() {
-                storage_roots.insert(o, hb.root());
+                roots.push((o, hb.root()));
             }
             current = Some((*owner, HashBuilder::default()));
         }
@@ -370,14 +382,71 @@ pub fn full_state_root(reader: &StoreReader) -> Result<B256, TrieError> {
         hb.add_leaf(Nibbles::unpack_array(&slot.0), alloy_rlp::encode_fixed_size(&value).as_ref());
     })?;
     if let Some((o, mut hb)) = current.take() {
-        storage_roots.insert(o, hb.root());
+        roots.push((o, hb.root()));
     }
-    let mut hb = HashBuilder::default();
-    reader.accounts_in(B256::ZERO, B256::repeat_byte(0xff), |hashed, mut record| {
-        record.storage_root = storage_roots.get(&hashed.0).copied().unwrap_or(EMPTY_ROOT);
-        hb.add_leaf(Nibbles::unpack_array(&hashed.0), &account_leaf(&record));
-    })?;
-    Ok(hb.root())
+    Ok(roots)
+}
+
+/// An account's leaf value with its storage root taken from `storage_roots`.
+fn full_leaf(storage_roots: &HashMap<[u8; 32], B256>, hashed: &B256, mut record: AccountRecord) -> Vec<u8> {
+    record.storage_root = storage_roots.get(&hashed.0).copied().unwrap_or(EMPTY_ROOT);
+    account_leaf(&record)
+}
+
+/// Parts the full recomputation splits the storage table into (by the first byte of
+/// the hashed address, so they are about equal); more parts than threads keep both
+/// threads busy to the end.
+const FULL_STORAGE_PARTS: usize = 64;
+
+impl IncrementalCommitter {
+    /// [`full_state_root`] on the committer's threads: the storage tables of disjoint
+    /// ranges of accounts in parallel, then the account trie's 16 subtrees under the root
+    /// in parallel (each built by its own hash builder over the keys' remaining nibbles)
+    /// and the root over their hashes. The fair baseline for the incremental committer,
+    /// which uses the same threads.
+    pub fn full_root(&self, reader: &StoreReader) -> Result<B256, TrieError> {
+        self.pool.install(|| {
+            let step = 256 / FULL_STORAGE_PARTS;
+            let parts: Vec<Vec<([u8; 32], B256)>> = (0..FULL_STORAGE_PARTS)
+                .into_par_iter()
+                .map(|i| {
+                    let (mut lo, mut hi) = ([0u8; 32], [0xffu8; 32]);
+                    lo[0] = (i * step) as u8;
+                    hi[0] = (i * step + step - 1) as u8;
+                    storage_roots_of(reader, &lo, &hi)
+                })
+                .collect::<Result<_, TrieError>>()?;
+            let storage_roots: HashMap<[u8; 32], B256> = parts.into_iter().flatten().collect();
+            let subtrees: Vec<Option<B256>> = (0u8..16)
+                .into_par_iter()
+                .map(|n| {
+                    let mut hb = HashBuilder::default();
+                    let mut any = false;
+                    let (mut lo, mut hi) = (B256::ZERO, B256::repeat_byte(0xff));
+                    lo[0] = n << 4;
+                    hi[0] = (n << 4) | 0x0f;
+                    reader.accounts_in(lo, hi, |hashed, record| {
+                        any = true;
+                        let key = Nibbles::unpack_array(&hashed.0);
+                        hb.add_leaf(key.slice(1..), &full_leaf(&storage_roots, &hashed, record));
+                    })?;
+                    Ok(any.then(|| hb.root()))
+                })
+                .collect::<Result<_, TrieError>>()?;
+            if subtrees.iter().flatten().count() < 2 {
+                // The root is not a branch over the first nibble: build it in one piece.
+                return full_state_root(reader);
+            }
+            // Every subtree's root node is at least as long as an account leaf, so the
+            // root branch references each by its hash.
+            let mut root = BranchRecord::default();
+            for (slot, hash) in root.children.iter_mut().zip(&subtrees) {
+                *slot = hash.map(|h| ChildRef { kind: Kind::Branch, rlp: RlpNode::word_rlp(&h) });
+            }
+            let mut buf = Vec::with_capacity(600);
+            Ok(ChildRef { kind: Kind::Branch, rlp: root.rlp(&mut buf) }.root_hash())
+        })
+    }
 }
 
 /// Most keys replayed to prove against an old block: accounts changed since it, or

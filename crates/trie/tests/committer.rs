@@ -77,6 +77,7 @@ fn run(blocks: Vec<StateDiff>, threads: usize, hints: Hints) {
         assert_eq!(root, state_root_of(&mem), "incremental root differs from the reference state");
         let reader = store.reader().expect("reader");
         assert_eq!(root, full_state_root(&reader).expect("full root"), "differs from full recomputation");
+        assert_eq!(root, committer.full_root(&reader).expect("parallel full root"), "differs from parallel full");
         history.push((root, mem.clone()));
     }
     let touched: BTreeSet<Address> = blocks.iter().flat_map(|d| d.accounts.keys().copied()).collect();
