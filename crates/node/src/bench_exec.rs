@@ -44,6 +44,13 @@ pub struct ExecBenchArgs {
     /// Only run workloads whose name contains this (e.g. `mainnet`, `erc20`, `swaps`).
     #[arg(long)]
     pub only: Option<String>,
+    /// Also time each gigagas block cut into one contiguous chunk per thread, every chunk
+    /// run by the sequential executor on its own thread against the state before the
+    /// block, at once, with no coordination and no merge: not a correct execution, but
+    /// the most the machine's threads give on that work (the ceiling of any parallel
+    /// executor).
+    #[arg(long)]
+    pub ceiling: bool,
     /// Directory for `exec.json` and `exec-speedup.svg`.
     #[arg(long, default_value = "target/bench-exec")]
     pub out: PathBuf,
@@ -96,6 +103,31 @@ fn sample(
     while runs == 0 || start.elapsed() < min {
         let out = exec.execute(state, block, txs, Mode::Replay);
         std::hint::black_box(&out);
+        runs += 1;
+    }
+    start.elapsed() / runs
+}
+
+/// One run of `txs` cut into `chunks` contiguous parts, each executed sequentially on
+/// its own thread against `state`, all at once (see `--ceiling`); repeated for `min`.
+fn chunked_sample(
+    chunks: usize,
+    state: &dyn StateView,
+    block: &BlockContext,
+    txs: &[RecoveredTx],
+    min: Duration,
+) -> Duration {
+    let size = txs.len().div_ceil(chunks.max(1)).max(1);
+    let start = Instant::now();
+    let mut runs = 0u32;
+    while runs == 0 || start.elapsed() < min {
+        std::thread::scope(|scope| {
+            for part in txs.chunks(size) {
+                scope.spawn(move || {
+                    std::hint::black_box(SequentialExecutor.execute(state, block, part, Mode::Building))
+                });
+            }
+        });
         runs += 1;
     }
     start.elapsed() / runs
@@ -230,6 +262,22 @@ pub fn run(args: ExecBenchArgs) -> anyhow::Result<()> {
         let w = make(&args)?;
         let f = measure(&args, &parallel, &w.name, &w.state, &w.block, &w.txs)?;
         print(&f, threads);
+        if args.ceiling {
+            let min = Duration::from_millis(args.min_sample_ms);
+            let (mut seq, mut chunked) = (Vec::new(), Vec::new());
+            for _ in 0..args.samples.max(1) {
+                seq.push(sample(&SequentialExecutor, &w.state, &w.block, &w.txs, min));
+                chunked.push(chunked_sample(threads, &w.state, &w.block, &w.txs, min));
+            }
+            let (seq, chunked) = (median(seq), median(chunked));
+            println!(
+                "{:<30} ceiling: {threads} independent chunks {:.2} ms against sequential {:.2} ms = {:.2}x",
+                "",
+                chunked.as_secs_f64() * 1e3,
+                seq.as_secs_f64() * 1e3,
+                seq.as_secs_f64() / chunked.as_secs_f64()
+            );
+        }
         gigagas.push(f);
     }
 

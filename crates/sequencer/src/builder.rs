@@ -349,7 +349,9 @@ impl BlockInProgress {
                 let signature =
                     preconf.signer.sign_hash_sync(&hash).map_err(|e| SequencerError::Sign(e.to_string()))?;
                 let signed = SignedFragment::new(fragment, &signature);
+                let logging = Instant::now();
                 preconf.log.lock().append(&self.logged(&signed, &body))?;
+                tracing::trace!(sync_us = logging.elapsed().as_micros() as u64, "fragment durable");
                 Some(Arc::new(FragmentPart {
                     signed,
                     hash,
