@@ -9,9 +9,9 @@
 //! root computation (reads the previous trie from a snapshot, rayon over storage tries),
 //! and the write of the block (flat state + trie nodes, one redb commit); after the
 //! last block of each size, a full recomputation of the root from the flat state, on
-//! one thread and on the committer's threads, both checked equal to the incremental root. Trie nodes and accounts are read into the
-//! store's cache first, `--warmup` blocks run unmeasured and the blocks of a size run
-//! back to back: the incremental figures are those of a running node, and the full
+//! one thread and on the committer's threads, both checked equal to the incremental
+//! root. Trie nodes and accounts are read into the store's cache first, `--warmup`
+//! blocks run unmeasured and the blocks of a size run back to back: the incremental figures are those of a running node, and the full
 //! pass (which streams all storage through the cache and the allocator) runs where it
 //! disturbs none of them. Prints per-size medians, peak memory of the computation and
 //! the store's size on disk, and writes `commit.json`.
