@@ -11,10 +11,11 @@
 //! last block of each size, a full recomputation of the root from the flat state, on
 //! one thread and on the committer's threads, both checked equal to the incremental
 //! root. Trie nodes and accounts are read into the store's cache first, `--warmup`
-//! blocks run unmeasured and the blocks of a size run back to back: the incremental figures are those of a running node, and the full
-//! pass (which streams all storage through the cache and the allocator) runs where it
-//! disturbs none of them. Prints per-size medians, peak memory of the computation and
-//! the store's size on disk, and writes `commit.json`.
+//! blocks run unmeasured and the blocks of a size run back to back: the incremental
+//! figures are those of a running node, and the full pass (which streams all storage
+//! through the cache and the allocator) runs where it disturbs none of them. Prints
+//! per-size medians, peak memory of the computation and the store's size on disk, and
+//! writes `commit.json`.
 
 use alloy_primitives::{keccak256, Address, U256};
 use anyhow::{bail, Context};
