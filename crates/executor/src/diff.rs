@@ -78,6 +78,31 @@ impl AccountUpdate {
 pub struct DiffBuilder {
     accounts: AddressMap<Building>,
     code: Vec<(B256, Bytes)>,
+    /// What each change replaced, for a builder that can be rewound
+    /// ([`DiffBuilder::rewindable`]).
+    undo: Option<Undo>,
+}
+
+/// A rewindable builder's history: what every account change replaced, and where each
+/// recorded transaction began.
+#[derive(Debug, Default)]
+struct Undo {
+    /// Per account change in order: the account and its entry before (`None`: it had
+    /// none).
+    log: Vec<(Address, Option<Saved>)>,
+    /// Per recorded transaction: the log's and the code list's length before it.
+    marks: Vec<(usize, usize)>,
+}
+
+/// An account's entry before a change: the fields the change may set, and its slot
+/// writes (their count when the change only appended, the list itself when it
+/// dropped them).
+#[derive(Debug)]
+struct Saved {
+    info: Option<AccountState>,
+    storage_wiped: bool,
+    storage_only: bool,
+    storage: Result<usize, Vec<SlotWrite>>,
 }
 
 /// An account's changes while a builder collects them.
@@ -97,11 +122,57 @@ struct Building {
 impl DiffBuilder {
     /// A builder with room for `accounts` accounts before it must grow.
     pub fn with_capacity(accounts: usize) -> Self {
-        Self { accounts: AddressMap::with_capacity_and_hasher(accounts, Default::default()), code: Vec::new() }
+        Self {
+            accounts: AddressMap::with_capacity_and_hasher(accounts, Default::default()),
+            code: Vec::new(),
+            undo: None,
+        }
+    }
+
+    /// Makes the builder keep what each change replaced, so that it can drop the
+    /// transactions recorded after some point ([`DiffBuilder::rewind`]).
+    pub fn rewindable(mut self) -> Self {
+        self.undo = Some(Undo::default());
+        self
+    }
+
+    /// Keeps only the first `kept` transactions recorded ([`DiffBuilder::record`]); the
+    /// builder must be [`DiffBuilder::rewindable`].
+    pub fn rewind(&mut self, kept: usize) {
+        let undo = self.undo.as_mut().expect("rewind needs a rewindable builder");
+        let Some(&(log_len, code_len)) = undo.marks.get(kept) else { return };
+        while undo.log.len() > log_len {
+            let (address, saved) = undo.log.pop().expect("longer than log_len");
+            match saved {
+                None => {
+                    self.accounts.remove(&address);
+                }
+                Some(saved) => {
+                    let entry = self.accounts.get_mut(&address).expect("an entry the log saw");
+                    entry.info = saved.info;
+                    entry.storage_wiped = saved.storage_wiped;
+                    entry.storage_only = saved.storage_only;
+                    match saved.storage {
+                        Ok(len) => entry.storage.truncate(len),
+                        Err(writes) => entry.storage = writes,
+                    }
+                }
+            }
+        }
+        self.code.truncate(code_len);
+        undo.marks.truncate(kept);
+    }
+
+    /// Marks where the next transaction's changes begin (for [`DiffBuilder::rewind`]).
+    fn begin_transaction(&mut self) {
+        if let Some(undo) = self.undo.as_mut() {
+            undo.marks.push((undo.log.len(), self.code.len()));
+        }
     }
 
     /// Records the changes of one transaction; call in transaction order.
     pub fn record(&mut self, state: &EvmState) {
+        self.begin_transaction();
         for (address, account) in state {
             if let Some(update) = AccountUpdate::of(account) {
                 self.apply(*address, &update);
@@ -120,6 +191,7 @@ impl DiffBuilder {
     pub fn apply_part(&mut self, address: Address, update: &AccountUpdate, owner: bool, mine: impl Fn(&U256) -> bool) {
         let wipes = update.deleted || update.created;
         if !owner {
+            debug_assert!(self.undo.is_none(), "a rewindable builder owns every account");
             let any_mine = update.storage.iter().any(|w| mine(&w.slot));
             if !(any_mine || wipes && self.accounts.contains_key(&address)) {
                 return;
@@ -131,6 +203,16 @@ impl DiffBuilder {
             }
             part.storage.extend(update.storage.iter().filter(|w| mine(&w.slot)).copied());
             return;
+        }
+        if let Some(undo) = self.undo.as_mut() {
+            // A wipe drops the slot writes so far: the log keeps them.
+            let saved = self.accounts.get_mut(&address).map(|b| Saved {
+                info: b.info,
+                storage_wiped: b.storage_wiped,
+                storage_only: b.storage_only,
+                storage: if wipes { Err(std::mem::take(&mut b.storage)) } else { Ok(b.storage.len()) },
+            });
+            undo.log.push((address, saved));
         }
         let change = self.accounts.entry(address).or_default();
         change.storage_only = false;
@@ -308,6 +390,76 @@ mod tests {
             }
         }
         diff
+    }
+
+    /// Transactions of a few account updates each, wipes and deletions included.
+    fn transactions(seed: u64, count: usize) -> Vec<Vec<(Address, AccountUpdate)>> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..count)
+            .map(|t| {
+                (0..rng.gen_range(1..4))
+                    .map(|_| {
+                        let address = Address::with_last_byte(rng.gen_range(0..12u8));
+                        let kind = rng.gen_range(0..10);
+                        let storage = (0..rng.gen_range(0..3))
+                            .map(|_| SlotWrite {
+                                slot: U256::from(rng.gen_range(0..5u64)),
+                                value: U256::from(t),
+                                original: U256::from(rng.gen_range(0..2u64)),
+                            })
+                            .collect();
+                        let update = AccountUpdate {
+                            deleted: kind == 0,
+                            created: kind == 1,
+                            info: AccountState { nonce: t as u64, balance: U256::from(kind), ..Default::default() },
+                            code: (kind == 1).then(|| (B256::with_last_byte(t as u8), Bytes::from(vec![t as u8]))),
+                            storage,
+                        };
+                        (address, update)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn recorded(txs: &[Vec<(Address, AccountUpdate)>], rewindable: bool) -> DiffBuilder {
+        let mut diff = DiffBuilder::default();
+        if rewindable {
+            diff = diff.rewindable();
+        }
+        for tx in txs {
+            diff.begin_transaction();
+            for (address, update) in tx {
+                diff.apply(*address, update);
+            }
+        }
+        diff
+    }
+
+    #[test]
+    fn a_rewound_builder_equals_one_that_recorded_only_the_kept_transactions() {
+        for seed in 0..20 {
+            let txs = transactions(seed, 40);
+            for kept in [0, 1, 7, 20, 39, 40] {
+                let mut rewound = recorded(&txs, true);
+                rewound.rewind(kept);
+                let expected = recorded(&txs[..kept], false).finish();
+                assert_eq!(rewound.finish(), expected, "seed {seed}, kept {kept}");
+            }
+            // Rewinding twice, and recording again after a rewind.
+            let mut again = recorded(&txs, true);
+            again.rewind(30);
+            again.rewind(10);
+            for tx in &txs[10..25] {
+                again.begin_transaction();
+                for (address, update) in tx {
+                    again.apply(*address, update);
+                }
+            }
+            again.rewind(18);
+            assert_eq!(again.finish(), recorded(&txs[..18], false).finish(), "seed {seed}");
+        }
     }
 
     #[test]

@@ -2,11 +2,14 @@ use alloy_consensus::Transaction as _;
 use alloy_primitives::{Address, U256};
 use cairn_primitives::{RecoveredTx, StateDiff, StateView, StoredReceipt};
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction, ResultAndState};
-use revm::context::{Context, ContextTr};
+use revm::context::{Context, ContextSetters, ContextTr};
 use revm::database::CacheDB;
 use revm::database_interface::DatabaseCommit;
+use revm::handler::Handler;
 use revm::state::Account;
 use revm::{ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+
+use crate::parallel::handler::DeferredRewardHandler;
 
 use crate::db::ViewDb;
 use crate::diff::{AccountUpdate, DiffBuilder};
@@ -55,9 +58,28 @@ pub(crate) trait Shortcut<'a> {
     fn offer(&mut self, offset: usize, db: &mut SeqDb<'a>) -> Option<(ResultAndState, Option<(Address, Account)>)>;
     /// The state changes of the transaction at `offset`, about to be committed.
     fn included(&mut self, offset: usize, state: &revm::state::EvmState);
+    /// Whether the run stops before the transaction at `offset` (it returns what it did
+    /// so far).
+    fn stop_before(&mut self, _offset: usize) -> bool {
+        false
+    }
+    /// Whether the run's diff must be able to drop its last transactions
+    /// ([`DiffBuilder::rewindable`]).
+    fn rewindable_diff(&self) -> bool {
+        false
+    }
+    /// Whether the fee each transaction owes the beneficiary is left unpaid and handed
+    /// to [`Shortcut::fee`] instead (so that the run never reads the beneficiary's
+    /// balance for it).
+    fn defers_fees(&self) -> bool {
+        false
+    }
+    /// The fee the transaction at `offset` owes the beneficiary, when deferred (`None`:
+    /// fees are not charged).
+    fn fee(&mut self, _offset: usize, _fee: Option<U256>) {}
     /// The run's diff, once its last transaction is in (where the shortcut has threads
-    /// to spare for it).
-    fn finish(&mut self, diff: DiffBuilder) -> StateDiff {
+    /// to spare for it), given the state the run left and its cumulative gas.
+    fn finish(&mut self, diff: DiffBuilder, _db: &mut SeqDb<'a>, _gas_used: u64) -> StateDiff {
         diff.finish()
     }
 }
@@ -94,6 +116,9 @@ pub(crate) fn execute_while<'a>(
     db.cache.accounts.reserve(2 * txs.len());
     let mut evm = Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg_env(block)).build_mainnet();
     let mut diff = DiffBuilder::with_capacity(txs.len() + 16);
+    if shortcut.as_ref().is_some_and(|s| s.rewindable_diff()) {
+        diff = diff.rewindable();
+    }
     let mut outcomes = Vec::with_capacity(txs.len());
     let mut gas_used = at.gas;
     let mut log_count = at.logs;
@@ -101,8 +126,15 @@ pub(crate) fn execute_while<'a>(
     // included yet), and how many were included.
     let mut common: Option<Vec<(Address, U256)>> = None;
     let mut included = 0usize;
+    let defers_fees = shortcut.as_ref().is_some_and(|s| s.defers_fees());
+    let mut handler = DeferredRewardHandler::<SeqDb<'a>>::default();
+    let mut done = txs.len();
 
     for (offset, tx) in txs.iter().enumerate() {
+        if shortcut.as_mut().is_some_and(|s| s.stop_before(offset)) {
+            done = offset;
+            break;
+        }
         if let Some((n, go_on)) = checkpoint {
             if offset == n {
                 let shared_write = included >= 2 && common.as_ref().is_some_and(|c| !c.is_empty());
@@ -122,6 +154,19 @@ pub(crate) fn execute_while<'a>(
         let offered = shortcut.as_mut().and_then(|s| s.offer(offset, evm.ctx.db_mut()));
         let (executed, extra) = match offered {
             Some((done, extra)) => (Ok(done), extra),
+            None if defers_fees => {
+                // `transact` with the fee left unpaid.
+                evm.ctx.set_tx(tx_env(tx));
+                handler.reward.set(None);
+                let outcome = handler.run(&mut evm);
+                let state = evm.finalize();
+                if outcome.is_ok() {
+                    if let Some(s) = shortcut.as_mut() {
+                        s.fee(offset, handler.reward.get());
+                    }
+                }
+                (outcome.map(|result| ResultAndState::new(result, state)), None)
+            }
             None => (evm.transact(tx_env(tx)), None),
         };
         match executed {
@@ -161,10 +206,10 @@ pub(crate) fn execute_while<'a>(
         }
     }
     let diff = match shortcut {
-        Some(s) => s.finish(diff),
+        Some(s) => s.finish(diff, evm.ctx.db_mut(), gas_used),
         None => diff.finish(),
     };
-    Ok((BlockOutput { outcomes, gas_used, diff }, txs.len()))
+    Ok((BlockOutput { outcomes, gas_used, diff }, done))
 }
 
 /// A transaction that cannot be included: skipped when building, fatal when replaying.

@@ -65,6 +65,7 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
         for (threads, strategy) in [
             (1, Strategy::BlockStm),
             (2, Strategy::Lanes),
+            (2, Strategy::Split),
             (2, Strategy::BlockStm),
             (4, Strategy::BlockStm),
             (8, Strategy::BlockStm),
@@ -105,6 +106,6 @@ fn mainnet_blocks_match_their_headers_sequential_and_parallel() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert!(receipts_checked >= 45, "only {receipts_checked} post-Byzantium blocks checked");
-    assert_eq!(parallel_runs, 62 * 5 * 3);
+    assert_eq!(parallel_runs, 62 * 6 * 3);
     eprintln!("parallel runs: {parallel_runs}, re-executions: {reexecutions}");
 }

@@ -210,6 +210,12 @@ fn check(state: &InMemoryState, ctx: &BlockContext, txs: &[RecoveredTx]) -> Resu
                 // Two threads: the lanes; more: Block-STM.
                 ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel(),
                 ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel().strategy(Algorithm::BlockStm),
+                // Two halves at once (on two threads; Block-STM on more).
+                ParallelExecutor::new(threads).min_parallel_txs(2).always_parallel().strategy(Algorithm::Split),
+                ParallelExecutor::new(threads)
+                    .min_parallel_txs(2)
+                    .sequential_below(std::time::Duration::ZERO)
+                    .strategy(Algorithm::Split),
                 ParallelExecutor::new(threads).min_parallel_txs(2),
                 // The timing probe, then the lanes or Block-STM on the rest of the block.
                 ParallelExecutor::new(threads).min_parallel_txs(2).sequential_below(std::time::Duration::ZERO),
@@ -319,4 +325,35 @@ fn one_senders_chain_runs_sequentially_after_the_probe() {
         ],
         &[Mode::Replay, Mode::Building],
     );
+}
+
+/// Payments between distinct accounts (the split's helper run holds) and payments all
+/// into one account (refuted at its first transaction): the split strategy equals the
+/// sequential executor on both, in both modes. (Which transactions the helper ran
+/// depends on timing; `split::tests` checks the verdicts themselves.)
+#[test]
+fn the_split_equals_sequential_on_independent_and_dependent_payments() {
+    let (_, ctx) = world();
+    let mut state = InMemoryState::default();
+    let n = 96u64;
+    for i in 0..n {
+        state.insert(sender(100 + i), 0, U256::from(10u128.pow(18)), Bytes::new());
+    }
+    state.insert(BENEFICIARY, 0, U256::from(10u128.pow(18)), Bytes::new());
+    let pay = |i: u64, to: Address| {
+        recovered(sender(100 + i), 0, TxKind::Call(to), U256::from(1_000 + i), Vec::new(), 21_000)
+    };
+    let independent: Vec<RecoveredTx> = (0..n).map(|i| pay(i, address(0x70, i))).collect();
+    let dependent: Vec<RecoveredTx> = (0..n).map(|i| pay(i, address(0x70, 0))).collect();
+    let exec = ParallelExecutor::new(2).min_parallel_txs(2).always_parallel().strategy(Algorithm::Split);
+    for txs in [independent, dependent] {
+        for mode in [Mode::Replay, Mode::Building] {
+            let expected = SequentialExecutor.execute(&state, &ctx, &txs, mode).expect("sequential");
+            let (out, stats) = exec
+                .execute_with_stats(&state, &ctx, &txs, mode, cairn_executor::Offsets::default())
+                .expect("parallel");
+            assert_eq!(out, expected);
+            assert_eq!(stats.parallel_txs, txs.len(), "{stats:?}");
+        }
+    }
 }

@@ -39,7 +39,7 @@ pub struct ExecBenchArgs {
     pub pools: u64,
     /// The parallel executor's strategy (default: the lanes on two threads, Block-STM
     /// on more).
-    #[arg(long, value_parser = ["lanes", "block-stm"])]
+    #[arg(long, value_parser = ["lanes", "split", "block-stm"])]
     pub strategy: Option<String>,
     /// Only run workloads whose name contains this (e.g. `mainnet`, `erc20`, `swaps`).
     #[arg(long)]
@@ -202,6 +202,7 @@ pub fn run(args: ExecBenchArgs) -> anyhow::Result<()> {
     let mut parallel = ParallelExecutor::new(threads);
     match args.strategy.as_deref() {
         Some("lanes") => parallel = parallel.strategy(Strategy::Lanes),
+        Some("split") => parallel = parallel.strategy(Strategy::Split),
         Some("block-stm") => parallel = parallel.strategy(Strategy::BlockStm),
         _ => {}
     }

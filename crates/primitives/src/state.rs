@@ -53,15 +53,41 @@ fn layer(entry: &mut AccountChange, change: AccountChange) {
         entry.storage_wiped = true;
     }
     entry.info = change.info;
-    if !entry.storage_wiped {
+    if !entry.storage_wiped && !change.original.is_empty() {
         // A slot's value before both parts is what the first part to change it saw.
-        for (slot, was) in change.original {
-            if !entry.storage.contains_key(&slot) {
-                entry.original.insert(slot, was);
-            }
-        }
+        let firsts: BTreeMap<U256, U256> = if comparable(change.original.len(), entry.storage.len()) {
+            // Both in slot order: one walk instead of a lookup per slot.
+            let mut written = entry.storage.keys().peekable();
+            change
+                .original
+                .into_iter()
+                .filter(|(slot, _)| {
+                    while written.next_if(|w| *w < slot).is_some() {}
+                    written.peek() != Some(&slot)
+                })
+                .collect()
+        } else {
+            change.original.into_iter().filter(|(slot, _)| !entry.storage.contains_key(slot)).collect()
+        };
+        merge_into(&mut entry.original, firsts);
     }
-    entry.storage.extend(change.storage);
+    merge_into(&mut entry.storage, change.storage);
+}
+
+/// Whether two sorted collections are close enough in size that walking both costs less
+/// than looking the smaller one's keys up in the larger.
+fn comparable(a: usize, b: usize) -> bool {
+    a.min(b) * 8 >= a.max(b)
+}
+
+/// `from`'s entries into `into`, `from` winning: a merge of both when comparable in size
+/// (`append` walks both), else one insertion per entry.
+fn merge_into<K: Ord, V>(into: &mut BTreeMap<K, V>, mut from: BTreeMap<K, V>) {
+    if comparable(from.len(), into.len()) {
+        into.append(&mut from);
+    } else {
+        into.extend(from);
+    }
 }
 
 impl StateDiff {
@@ -70,8 +96,30 @@ impl StateDiff {
     }
 
     /// Layers `later` on top of `self`, as if both blocks' changes happened in order.
-    /// Costs in proportion to the smaller of the two.
+    /// Costs in proportion to the smaller of the two, or to both when they are of
+    /// comparable size (one merge of the two sorted maps).
     pub fn extend(&mut self, mut later: StateDiff) {
+        if comparable(self.accounts.len(), later.accounts.len()) && !later.accounts.is_empty() {
+            let mut earlier = std::mem::take(&mut self.accounts).into_iter().peekable();
+            let mut later_accounts = later.accounts.into_iter().peekable();
+            // Sorted in, so `collect` builds the tree in one pass.
+            self.accounts = std::iter::from_fn(|| {
+                let before = match (earlier.peek(), later_accounts.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => return earlier.next(),
+                    (Some((a, _)), Some((b, _))) if a < b => return earlier.next(),
+                    (Some((a, _)), Some((b, _))) if a == b => earlier.next().map(|(_, change)| change),
+                    _ => None,
+                };
+                let (address, change) = later_accounts.next()?;
+                let mut entry = before.unwrap_or_default();
+                layer(&mut entry, change);
+                Some((address, entry))
+            })
+            .collect();
+            merge_into(&mut self.code, later.code);
+            return;
+        }
         if self.accounts.len() >= later.accounts.len() {
             for (addr, change) in later.accounts {
                 let entry = self.accounts.entry(addr).or_default();
@@ -136,10 +184,28 @@ impl StateDiff {
 mod tests {
     use super::*;
 
-    /// The plain definition of [`StateDiff::extend`], to check the fast path against.
+    /// The plain definition of [`layer`], one slot at a time.
+    fn plain_layer(entry: &mut AccountChange, change: AccountChange) {
+        if change.storage_wiped || change.info.is_none() {
+            entry.storage.clear();
+            entry.original.clear();
+            entry.storage_wiped = true;
+        }
+        entry.info = change.info;
+        if !entry.storage_wiped {
+            for (slot, was) in change.original {
+                if !entry.storage.contains_key(&slot) {
+                    entry.original.insert(slot, was);
+                }
+            }
+        }
+        entry.storage.extend(change.storage);
+    }
+
+    /// The plain definition of [`StateDiff::extend`], to check the fast paths against.
     fn layered(mut earlier: StateDiff, later: StateDiff) -> StateDiff {
         for (addr, change) in later.accounts {
-            layer(earlier.accounts.entry(addr).or_default(), change);
+            plain_layer(earlier.accounts.entry(addr).or_default(), change);
         }
         earlier.code.extend(later.code);
         earlier
@@ -189,6 +255,59 @@ mod tests {
         assert!(entry.original.is_empty() && entry.storage_wiped);
         layer(&mut entry, part(5, Some(4), false));
         assert!(entry.original.is_empty(), "no originals for a wiped account's slots");
+    }
+
+    /// A diff of `accounts` accounts out of 400 with up to `slots` slots each.
+    fn big_diff(seed: u64, accounts: u64, slots: u64) -> StateDiff {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut d = StateDiff::default();
+        for _ in 0..accounts {
+            let address = Address::with_last_byte(0).create(rng.gen_range(0..400u64));
+            let kind = rng.gen_range(0..10u8);
+            let storage: BTreeMap<U256, U256> = (0..rng.gen_range(0..=slots))
+                .map(|_| (U256::from(rng.gen_range(0..3 * slots + 1)), U256::from(rng.gen::<u8>())))
+                .collect();
+            let wiped = kind == 0;
+            let original = match wiped {
+                true => BTreeMap::new(),
+                false => storage
+                    .keys()
+                    .filter_map(|s| rng.gen_bool(0.5).then_some(*s))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .map(|s| (s, U256::from(rng.gen_range(1..9u64))))
+                    .collect(),
+            };
+            let info = (kind != 1).then(|| AccountState {
+                nonce: rng.gen(),
+                balance: U256::from(kind),
+                code_hash: B256::ZERO,
+            });
+            d.accounts.insert(address, AccountChange { info, storage_wiped: wiped, storage, original });
+        }
+        d.code.insert(B256::with_last_byte(seed as u8), Bytes::from(vec![seed as u8]));
+        d
+    }
+
+    #[test]
+    fn extend_of_large_diffs_equals_layering_whatever_their_sizes() {
+        for seed in 0..30u64 {
+            // Comparable sizes (merged), very different ones (one side looked up), and
+            // accounts with few and with many slots on either side.
+            for (a, b, slots) in
+                [(300, 250, 40), (40, 300, 3), (300, 20, 60), (200, 200, 1), (1, 300, 200), (250, 1, 200)]
+            {
+                let (earlier, later) = (big_diff(seed, a, slots), big_diff(seed + 1000, b, slots / 4 + 1));
+                let mut fast = earlier.clone();
+                fast.extend(later.clone());
+                assert_eq!(fast, layered(earlier.clone(), later.clone()), "seed {seed}, sizes {a}/{b}");
+                let (earlier, later) = (big_diff(seed, a, slots / 4 + 1), big_diff(seed + 1000, b, slots));
+                let mut fast = earlier.clone();
+                fast.extend(later.clone());
+                assert_eq!(fast, layered(earlier, later), "seed {seed}, sizes {a}/{b}, later's slots");
+            }
+        }
     }
 
     #[test]

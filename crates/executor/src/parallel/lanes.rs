@@ -65,7 +65,7 @@ const MIN_GAP: usize = 2;
 
 /// A value the helper read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Read {
+pub(super) enum Read {
     /// An account's nonce, balance and code hash (`None`: it did not exist).
     Account(Address, Option<(u64, U256, B256)>, Source),
     Slot(Address, U256, U256, Source),
@@ -73,7 +73,7 @@ enum Read {
 
 /// Where the helper read a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub(super) enum Source {
     /// The state before the run.
     Base,
     /// A write published in this run (by either thread, perhaps by a speculation that
@@ -480,7 +480,7 @@ impl<'a> Shortcut<'a> for Leader<'_, '_> {
 
     /// The helper leaves once no transaction is left ahead of the leader (it never
     /// waits for the leader), so its thread is free to convert half of the diff.
-    fn finish(&mut self, diff: DiffBuilder) -> StateDiff {
+    fn finish(&mut self, diff: DiffBuilder, _db: &mut SeqDb<'a>, _gas_used: u64) -> StateDiff {
         diff.finish_on(self.pool)
     }
 }
@@ -490,7 +490,7 @@ impl<'a> Shortcut<'a> for Leader<'_, '_> {
 /// leader has neither written nor read it in this run, and the check costs no read of
 /// the state. A value read from the published writes is compared with the leader's,
 /// loaded if needed (a published write may come from a speculation that did not hold).
-fn still_holds(reads: &[Read], db: &mut SeqDb<'_>) -> bool {
+pub(super) fn still_holds(reads: &[Read], db: &mut SeqDb<'_>) -> bool {
     let current = |db: &mut SeqDb<'_>, read: &Read| -> Result<bool, DbError> {
         Ok(match *read {
             Read::Account(address, seen, _) => {
