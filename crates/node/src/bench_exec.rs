@@ -37,7 +37,7 @@ pub struct ExecBenchArgs {
     /// Pools of the independent-swaps workload.
     #[arg(long, default_value_t = 1_000)]
     pub pools: u64,
-    /// The parallel executor's strategy (default: the lanes on two threads, Block-STM
+    /// The parallel executor's strategy (default: the split, then the lanes, on two threads; Block-STM
     /// on more).
     #[arg(long, value_parser = ["lanes", "split", "block-stm"])]
     pub strategy: Option<String>,

@@ -65,7 +65,7 @@ pub struct DevArgs {
     /// Most transactions in the pool [default: 200000].
     #[arg(long)]
     pub pool_size: Option<usize>,
-    /// Block executor: `parallel` (two lanes on two threads, Block-STM on more),
+    /// Block executor: `parallel` (the split then the lanes on two threads, Block-STM on more),
     /// `sequential`, or `auto` (parallel when more than one core is available)
     /// [default: auto].
     #[arg(long, value_name = "KIND")]
