@@ -202,16 +202,20 @@ fn longest_chain(state: &dyn StateView, txs: &[RecoveredTx]) -> usize {
     longest
 }
 
-/// Appends `part`, the output of the next `count` transactions, to `out`.
-fn absorb(out: &mut BlockOutput, at: &mut Offsets, part: BlockOutput, count: usize) {
-    at.logs += part
-        .outcomes
+/// Logs of the included transactions among `outcomes`.
+fn log_count(outcomes: &[TxOutcome]) -> u64 {
+    outcomes
         .iter()
         .map(|o| match o {
             TxOutcome::Included(r) => r.logs.len() as u64,
             TxOutcome::Skipped(_) => 0,
         })
-        .sum::<u64>();
+        .sum()
+}
+
+/// Appends `part`, the output of the next `count` transactions, to `out`.
+fn absorb(out: &mut BlockOutput, at: &mut Offsets, part: BlockOutput, count: usize) {
+    at.logs += log_count(&part.outcomes);
     at.gas = part.gas_used;
     at.index += count;
     out.gas_used = part.gas_used;

@@ -9,8 +9,8 @@
 //! receipts and diff are appended as they are (gas and log positions shifted, the
 //! deferred fees paid at once). What is left (the rest of the block from that
 //! transaction, or from where the helper stopped) runs the same way again, in rounds,
-//! until a round's helper is refuted at its first transaction or few transactions are
-//! left; those then run sequentially.
+//! while the helpers' runs hold; the rest of the block then goes to the lanes, which
+//! check transaction by transaction.
 //!
 //! Unlike the lanes, nothing crosses between the threads per transaction: each side
 //! works in its own memory, as fast as the sequential executor, and the hand-over is a
@@ -277,7 +277,7 @@ fn round(
     let Some((run, valid)) = verdict else { return Ok(Round { first, second: None, speculated: 0 }) };
     let speculated = run.outcomes.len();
     let Some(diff) = helper_diff.filter(|_| valid > 0) else { return Ok(Round { first, second: None, speculated }) };
-    let first_log = at.logs + log_count(&first.outcomes);
+    let first_log = at.logs + super::log_count(&first.outcomes);
     let gas_before = first.gas_used;
     let mut gas_used = gas_before;
     let outcomes: Vec<TxOutcome> = run
@@ -304,16 +304,6 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
-}
-
-fn log_count(outcomes: &[TxOutcome]) -> u64 {
-    outcomes
-        .iter()
-        .map(|o| match o {
-            TxOutcome::Included(r) => r.logs.len() as u64,
-            TxOutcome::Skipped(_) => 0,
-        })
-        .sum()
 }
 
 /// Pays the beneficiary `fee` as the sequential executor's transactions would have one
