@@ -19,13 +19,15 @@ impl DatabaseRef for ViewDb<'_> {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         let Some(acc) = self.0.account(address)? else { return Ok(None) };
-        let code =
-            if acc.code_hash == KECCAK_EMPTY { None } else { Some(Bytecode::new_raw(self.0.code(acc.code_hash)?)) };
+        let code = match acc.code_hash == KECCAK_EMPTY {
+            true => None,
+            false => Some(crate::code::analyzed(acc.code_hash, || self.0.code(acc.code_hash))?),
+        };
         Ok(Some(AccountInfo::new(acc.balance, acc.nonce, acc.code_hash, code.unwrap_or_default())))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
-        Ok(Bytecode::new_raw(self.0.code(code_hash)?))
+        Ok(crate::code::analyzed(code_hash, || self.0.code(code_hash))?)
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {

@@ -5,6 +5,7 @@
 //! out. [`SequentialExecutor`] is the reference implementation; a parallel one plugs in
 //! behind the same trait and must return identical values.
 
+mod code;
 mod db;
 mod diff;
 mod evm;

@@ -95,7 +95,7 @@ impl<'a> Base<'a> {
         if let Some(hit) = self.code.get(&code_hash) {
             return Ok(hit.clone());
         }
-        let code = Bytecode::new_raw(self.view.code(code_hash)?);
+        let code = crate::code::analyzed(code_hash, || self.view.code(code_hash))?;
         self.code.insert(code_hash, code.clone());
         Ok(code)
     }
@@ -244,7 +244,13 @@ impl<'s, 'a> TxDb<'s, 'a> {
         let meta = self.shared.base.meta(address)?;
         let meta = match meta {
             Some(m) if m.code.is_some() => {
-                let code = m.code.as_ref().map(|c| Bytecode::new_raw(Bytes::copy_from_slice(c.original_byte_slice())));
+                // This thread's own analysis (see `crate::code`), not the shared one.
+                let code = match &m.code {
+                    Some(c) => Some(crate::code::analyzed(m.code_hash, || {
+                        Ok::<_, ParDbError>(Bytes::copy_from_slice(c.original_byte_slice()))
+                    })?),
+                    None => None,
+                };
                 let private = Arc::new(Meta { nonce: m.nonce, code_hash: m.code_hash, code });
                 self.contracts.insert(address, private.clone());
                 Some(private)

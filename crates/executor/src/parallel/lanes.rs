@@ -20,7 +20,7 @@
 //! The helper does not pay the block's beneficiary (every transaction would then read
 //! its balance); the leader pays the fee in order, as revm would have.
 
-use alloy_primitives::map::{AddressMap, B256Map, DefaultHashBuilder, HashMap};
+use alloy_primitives::map::{AddressMap, DefaultHashBuilder, HashMap};
 use alloy_primitives::{Address, B256, U256};
 use cairn_primitives::{RecoveredTx, StateDiff, StateView, KECCAK_EMPTY};
 use dashmap::DashMap;
@@ -210,7 +210,6 @@ struct SpecDb<'a, 'p> {
     published: &'p Published,
     accounts: AddressMap<Option<AccountInfo>>,
     slots: HashMap<(Address, U256), U256>,
-    code: B256Map<Bytecode>,
     reads: Vec<Read>,
 }
 
@@ -221,18 +220,12 @@ impl<'a, 'p> SpecDb<'a, 'p> {
             published,
             accounts: AddressMap::default(),
             slots: HashMap::default(),
-            code: B256Map::default(),
             reads: Vec::with_capacity(16),
         }
     }
 
     fn code_of(&mut self, hash: B256) -> Result<Bytecode, DbError> {
-        if let Some(code) = self.code.get(&hash) {
-            return Ok(code.clone());
-        }
-        let code = Bytecode::new_raw(self.view.code(hash)?);
-        self.code.insert(hash, code.clone());
-        Ok(code)
+        Ok(crate::code::analyzed(hash, || self.view.code(hash))?)
     }
 
     /// The account before the run (cached).
