@@ -10,6 +10,7 @@ mod db;
 mod diff;
 mod evm;
 mod parallel;
+mod profile;
 mod sequential;
 mod simulate;
 
@@ -17,6 +18,7 @@ pub use db::ViewDb;
 pub use diff::{AccountUpdate, DiffBuilder, SlotWrite};
 pub use evm::{intrinsic_gas, tx_env};
 pub use parallel::{ParallelExecutor, ParallelStats, Strategy, DEFAULT_MIN_PARALLEL_TXS};
+pub use profile::{dependency_profile, DependencyProfile};
 pub use sequential::SequentialExecutor;
 pub use simulate::{call, estimate_gas, CallError, CallOutcome, CallRequest};
 

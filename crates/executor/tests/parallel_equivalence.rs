@@ -357,3 +357,38 @@ fn the_split_equals_sequential_on_independent_and_dependent_payments() {
         }
     }
 }
+
+#[test]
+fn deposits_to_one_address_are_credits_that_do_not_refute_each_other() {
+    let (_, ctx) = world();
+    let mut state = InMemoryState::default();
+    let n = 96u64;
+    for i in 0..n {
+        state.insert(sender(100 + i), 0, U256::from(10u128.pow(18)), Bytes::new());
+    }
+    state.insert(BENEFICIARY, 0, U256::from(10u128.pow(18)), Bytes::new());
+    let exchange = address(0x70, 0);
+    state.insert(exchange, 3, U256::from(10u128.pow(18)), Bytes::new());
+    let deposit =
+        |i: u64| recovered(sender(100 + i), 0, TxKind::Call(exchange), U256::from(1_000 + i), Vec::new(), 21_000);
+    let deposits: Vec<RecoveredTx> = (0..n).map(deposit).collect();
+    // The exchange spends in the middle (a full read of its balance and nonce), and one
+    // deposit goes to a new address.
+    let mut mixed = deposits.clone();
+    mixed[40] = recovered(exchange, 3, TxKind::Call(sender(7)), U256::from(4_000), Vec::new(), 21_000);
+    mixed[60] = recovered(sender(160), 0, TxKind::Call(address(0x71, 1)), U256::from(9), Vec::new(), 21_000);
+    let exec = ParallelExecutor::new(2).min_parallel_txs(2).always_parallel().strategy(Algorithm::Lanes);
+    for (txs, all_hold) in [(deposits, true), (mixed, false)] {
+        for mode in [Mode::Replay, Mode::Building] {
+            let expected = SequentialExecutor.execute(&state, &ctx, &txs, mode).expect("sequential");
+            let (out, stats) = exec
+                .execute_with_stats(&state, &ctx, &txs, mode, cairn_executor::Offsets::default())
+                .expect("parallel");
+            assert_eq!(out, expected);
+            assert_eq!(stats.parallel_txs, txs.len(), "{stats:?}");
+            if all_hold {
+                assert_eq!(stats.speculations_failed, 0, "{stats:?}");
+            }
+        }
+    }
+}

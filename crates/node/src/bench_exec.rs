@@ -51,6 +51,12 @@ pub struct ExecBenchArgs {
     /// executor).
     #[arg(long)]
     pub ceiling: bool,
+    /// Instead of timing the executors, profile each mainnet block's dependencies (each
+    /// transaction's time and the locations it read and wrote, in sequential runs) and
+    /// print the speedup an in-order schedule with perfect knowledge of them would get
+    /// on 2, 4 and 8 threads: the bound the block's own dependencies set.
+    #[arg(long)]
+    pub dependencies: bool,
     /// Directory for `exec.json` and `exec-speedup.svg`.
     #[arg(long, default_value = "target/bench-exec")]
     pub out: PathBuf,
@@ -198,6 +204,9 @@ fn header() {
 }
 
 pub fn run(args: ExecBenchArgs) -> anyhow::Result<()> {
+    if args.dependencies {
+        return dependencies(&args);
+    }
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let mut parallel = ParallelExecutor::new(threads);
     match args.strategy.as_deref() {
@@ -294,6 +303,60 @@ pub fn run(args: ExecBenchArgs) -> anyhow::Result<()> {
     let svg_path = args.out.join("exec-speedup.svg");
     std::fs::write(&svg_path, svg(&blocks, &gigagas, threads))?;
     println!("wrote {} and {}", json_path.display(), svg_path.display());
+    Ok(())
+}
+
+/// `--dependencies`: the ideal schedules of the mainnet blocks.
+fn dependencies(args: &ExecBenchArgs) -> anyhow::Result<()> {
+    const THREADS: [usize; 3] = [2, 4, 8];
+    println!(
+        "{:<26} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "block", "txs", "busy ms", "chain ms", "ideal 2t", "ideal 4t", "ideal 8t", "deltas 2t"
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (mut busy, mut chain, mut spans, mut deltas) =
+        (Duration::ZERO, Duration::ZERO, [Duration::ZERO; 3], Duration::ZERO);
+    let mut under = 0;
+    for dir in mainnet::block_dirs(&mainnet::default_dir())? {
+        let name = format!("mainnet-{}", dir.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+        if !args.only.as_deref().is_none_or(|o| name.contains(o)) {
+            continue;
+        }
+        let block = mainnet::load(&dir)?;
+        let p = cairn_executor::dependency_profile(&block.state, &block.context(), &block.txs, args.samples, &THREADS)?;
+        let ratio = |d: Duration| if d.is_zero() { 1.0 } else { p.busy.as_secs_f64() / d.as_secs_f64() };
+        let two = p.makespans[0].1;
+        under += usize::from(ratio(two) < 1.4);
+        println!(
+            "{name:<26} {:>6} {:>9.2} {:>9.2} {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
+            p.included,
+            ms(p.busy),
+            ms(p.critical_path),
+            ratio(two),
+            ratio(p.makespans[1].1),
+            ratio(p.makespans[2].1),
+            ratio(p.makespans_with_deltas[0].1)
+        );
+        deltas += p.makespans_with_deltas[0].1;
+        busy += p.busy;
+        chain += p.critical_path;
+        for (k, (_, d)) in p.makespans.iter().enumerate() {
+            spans[k] += *d;
+        }
+    }
+    let total = |d: Duration| busy.as_secs_f64() / d.as_secs_f64().max(f64::MIN_POSITIVE);
+    println!(
+        "{:<26} {:>6} {:>9.2} {:>9.2} {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
+        "mainnet-total",
+        "",
+        ms(busy),
+        ms(chain),
+        total(spans[0]),
+        total(spans[1]),
+        total(spans[2]),
+        total(deltas)
+    );
+    println!("blocks whose ideal 2-thread speedup is under 1.4x: {under}");
     Ok(())
 }
 

@@ -20,6 +20,7 @@
 //! The helper does not pay the block's beneficiary (every transaction would then read
 //! its balance); the leader pays the fee in order, as revm would have.
 
+use alloy_consensus::Transaction as _;
 use alloy_primitives::map::{AddressMap, DefaultHashBuilder, HashMap};
 use alloy_primitives::{Address, B256, U256};
 use cairn_primitives::{RecoveredTx, StateDiff, StateView, KECCAK_EMPTY};
@@ -57,8 +58,12 @@ const AHEAD: usize = 8;
 /// helper is running before it runs it itself: a few times a heavy transaction.
 const MAX_SPINS: u32 = 20_000;
 
+/// Most transactions the leader runs ahead of its position while it waits for the
+/// helper's.
+const OWN_AHEAD: usize = 4;
+
 /// Fewest transactions worth a lanes run: the helper starts [`AHEAD`] transactions in.
-pub(crate) const MIN_TXS: usize = 2 * AHEAD;
+pub(crate) const MIN_TXS: usize = 16;
 
 /// The helper does not start a transaction closer to the leader than this.
 const MIN_GAP: usize = 2;
@@ -69,6 +74,12 @@ pub(super) enum Read {
     /// An account's nonce, balance and code hash (`None`: it did not exist).
     Account(Address, Option<(u64, U256, B256)>, Source),
     Slot(Address, U256, U256, Source),
+    /// The recipient of a plain transfer, an account without code: no code ran there, so
+    /// the transaction saw only its nonce and code hash (`None`: it did not exist), and
+    /// credited the balance it had then (the last field). When the result is taken, the
+    /// credit goes onto the balance the leader has ([`Leader::take`]): transfers to one
+    /// address (deposits to an exchange) do not depend on each other.
+    Credited(Address, Option<(u64, B256)>, U256, Source),
 }
 
 /// Where the helper read a value.
@@ -202,6 +213,27 @@ impl Published {
     }
 }
 
+/// The account a transaction sends value to in a plain transfer that can only credit
+/// it: a call with value, not to its sender or the beneficiary (whose balances the
+/// transaction reads anyway), without EIP-7702 authorizations (which may give the
+/// recipient code). Whether the recipient has code is seen when it is read.
+fn credit_target(tx: &RecoveredTx, block: &BlockContext) -> Option<Address> {
+    let to = tx.to()?;
+    let plain = !tx.value().is_zero() && tx.authorization_list().is_none();
+    (plain && to != tx.signer() && to != block.beneficiary).then_some(to)
+}
+
+/// How a transaction whose plain-transfer recipient is `credit` read `address`.
+fn account_read(address: Address, info: Option<&AccountInfo>, credit: Option<Address>, source: Source) -> Read {
+    match info {
+        Some(i) if credit == Some(address) && i.code_hash == KECCAK_EMPTY => {
+            Read::Credited(address, Some((i.nonce, i.code_hash)), i.balance, source)
+        }
+        None if credit == Some(address) => Read::Credited(address, None, U256::ZERO, source),
+        _ => Read::Account(address, info.map(|i| (i.nonce, i.balance, i.code_hash)), source),
+    }
+}
+
 /// The helper's database: the leader's published writes over the state before the
 /// run (which does not change, so it is cached), every account and slot read recorded
 /// for the leader to check.
@@ -211,6 +243,9 @@ struct SpecDb<'a, 'p> {
     accounts: AddressMap<Option<AccountInfo>>,
     slots: HashMap<(Address, U256), U256>,
     reads: Vec<Read>,
+    /// The recipient of the transaction being run, if it is a plain transfer's
+    /// ([`credit_target`]).
+    credit: Option<Address>,
 }
 
 impl<'a, 'p> SpecDb<'a, 'p> {
@@ -221,6 +256,7 @@ impl<'a, 'p> SpecDb<'a, 'p> {
             accounts: AddressMap::default(),
             slots: HashMap::default(),
             reads: Vec::with_capacity(16),
+            credit: None,
         }
     }
 
@@ -269,7 +305,7 @@ impl Database for SpecDb<'_, '_> {
             }
             None => (self.base_account(address)?, Source::Base),
         };
-        self.reads.push(Read::Account(address, info.as_ref().map(|i| (i.nonce, i.balance, i.code_hash)), source));
+        self.reads.push(account_read(address, info.as_ref(), self.credit, source));
         Ok(info)
     }
 
@@ -366,6 +402,7 @@ impl Lanes<'_> {
                 continue;
             }
             evm.ctx.db_mut().reads.clear();
+            evm.ctx.db_mut().credit = credit_target(&self.txs[i], block);
             evm.ctx.set_tx(tx_env(&self.txs[i]));
             handler.reward.set(None);
             let outcome = handler.run(&mut evm);
@@ -394,52 +431,89 @@ struct Leader<'l, 'r> {
     /// The helper's pool: free again once the helper has run out of transactions, it
     /// converts half of the block's diff.
     pool: &'l rayon::ThreadPool,
+    block: &'l BlockContext,
     beneficiary: Address,
     failed: usize,
     /// The transaction being included is the helper's (which published its writes).
     taken: bool,
+    /// The leader's own runs of the transactions after the one it waited for (see
+    /// [`Leader::offer`]), in order: offset and result (`None`: it could not run there).
+    own: std::collections::VecDeque<(usize, Option<Speculation>)>,
+    /// How many of those it ran, and how many did not hold.
+    own_runs: usize,
+    own_failed: usize,
 }
 
-/// Versions of published writes: block order, and at one transaction the leader's
-/// (which holds) over the helper's (which may not).
-fn helper_version(tx: usize) -> usize {
-    2 * tx
+/// The leader's state seen by a run of its own ahead of its position: every account and
+/// slot read recorded, for [`still_holds`] once the transactions before it are in.
+struct Ahead<'d, 'a> {
+    db: &'d mut SeqDb<'a>,
+    reads: Vec<Read>,
+    credit: Option<Address>,
 }
 
-fn leader_version(tx: usize) -> usize {
-    2 * tx + 1
+impl Database for Ahead<'_, '_> {
+    type Error = DbError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, DbError> {
+        let info = Database::basic(self.db, address)?;
+        self.reads.push(account_read(address, info.as_ref(), self.credit, Source::Base));
+        Ok(info)
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, DbError> {
+        Database::code_by_hash(self.db, code_hash)
+    }
+
+    fn storage(&mut self, address: Address, index: U256) -> Result<U256, DbError> {
+        let value = Database::storage(self.db, address, index)?;
+        self.reads.push(Read::Slot(address, index, value, Source::Base));
+        Ok(value)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, DbError> {
+        Database::block_hash(self.db, number)
+    }
 }
 
-impl<'a> Shortcut<'a> for Leader<'_, '_> {
-    fn offer(&mut self, i: usize, db: &mut SeqDb<'a>) -> Option<(ResultAndState, Option<(Address, Account)>)> {
-        let lanes = self.lanes;
-        lanes.leader_at.0.store(i, Ordering::Relaxed);
-        self.taken = false;
-        let mut spins = 0u32;
-        loop {
-            match lanes.slots[i].claim.compare_exchange(FREE, LEADER, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return None,
-                Err(READY) => break,
-                // The helper is finishing it (it starts none right ahead of the
-                // leader): waiting costs less than running it again. Unless the helper
-                // is gone, or was descheduled in the middle.
-                Err(_) if lanes.helper_gone.load(Ordering::Acquire) || spins > MAX_SPINS => return None,
-                Err(_) => {
-                    spins += 1;
-                    std::hint::spin_loop();
-                }
-            }
-        }
-        let Some(speculation) = lanes.slots[i].result.lock().take() else {
-            // The helper found it invalid: the leader decides.
-            self.failed += 1;
-            return None;
-        };
+impl Leader<'_, '_> {
+    /// Runs transaction `j` on the leader's state as it is (without the transactions
+    /// before `j` it has not included yet), fee deferred, reads recorded; `None` when it
+    /// is invalid there or a read failed (the leader then runs it in its turn).
+    fn run_ahead(&self, j: usize, db: &mut SeqDb<'_>) -> Option<Speculation> {
+        let mut evm = Context::mainnet()
+            .with_db(Ahead { db, reads: Vec::with_capacity(16), credit: credit_target(&self.lanes.txs[j], self.block) })
+            .with_block(block_env(self.block))
+            .with_cfg(cfg_env(self.block))
+            .build_mainnet();
+        evm.ctx.set_tx(tx_env(&self.lanes.txs[j]));
+        let mut handler = DeferredRewardHandler::<Ahead<'_, '_>>::default();
+        let result = handler.run(&mut evm).ok()?;
+        let state = evm.finalize();
+        let reads = std::mem::take(&mut evm.ctx.db_mut().reads);
+        Some(Speculation { result: ResultAndState::new(result, state), reward: handler.reward.get(), reads })
+    }
+
+    /// A result run elsewhere (by the helper, or by the leader ahead of its position),
+    /// if it holds on `db`, with the fee paid as revm's handler pays it.
+    fn take(
+        &mut self,
+        speculation: Speculation,
+        db: &mut SeqDb<'_>,
+    ) -> Option<(ResultAndState, Option<(Address, Account)>)> {
         if !still_holds(&speculation.reads, db) {
-            self.failed += 1;
             return None;
         }
         let mut done = speculation.result;
+        for read in &speculation.reads {
+            if let Read::Credited(address, _, seen, _) = *read {
+                // What the transaction added, onto the balance the leader has.
+                let now = Database::basic(db, address).ok()?.map_or(U256::ZERO, |i| i.balance);
+                let account = done.state.get_mut(&address)?;
+                let credit = account.info.balance.checked_sub(seen)?;
+                account.info.balance = now.checked_add(credit)?;
+            }
+        }
         let mut extra = None;
         if let Some(fee) = speculation.reward {
             // As revm's handler pays it: the account as it stands (in the transaction's
@@ -461,8 +535,74 @@ impl<'a> Shortcut<'a> for Leader<'_, '_> {
                 account.info.balance = balance;
             }
         }
-        self.taken = true;
         Some((done, extra))
+    }
+}
+
+/// Versions of published writes: block order, and at one transaction the leader's
+/// (which holds) over the helper's (which may not).
+fn helper_version(tx: usize) -> usize {
+    2 * tx
+}
+
+fn leader_version(tx: usize) -> usize {
+    2 * tx + 1
+}
+
+impl<'a> Shortcut<'a> for Leader<'_, '_> {
+    /// While the helper finishes the transaction the leader is at, the leader runs the
+    /// next one itself on its state as it stands (instead of spinning), and takes that
+    /// result in its turn if what it read still holds.
+    fn offer(&mut self, i: usize, db: &mut SeqDb<'a>) -> Option<(ResultAndState, Option<(Address, Account)>)> {
+        let lanes = self.lanes;
+        lanes.leader_at.0.store(i, Ordering::Relaxed);
+        self.taken = false;
+        // Runs ahead of transactions it did not get to (skipped: block full) are stale.
+        while self.own.front().is_some_and(|(j, _)| *j < i) {
+            self.own.pop_front();
+        }
+        if self.own.front().is_some_and(|(j, _)| *j == i) {
+            let ahead = self.own.pop_front().and_then(|(_, ahead)| ahead);
+            // Claimed by the leader: its writes are published when included.
+            let taken = ahead.and_then(|ahead| self.take(ahead, db));
+            self.own_failed += usize::from(taken.is_none());
+            return taken;
+        }
+        let mut spins = 0u32;
+        loop {
+            match lanes.slots[i].claim.compare_exchange(FREE, LEADER, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return None,
+                Err(READY) => break,
+                // Claimed while the leader ran ahead, which it then could not.
+                Err(LEADER) => return None,
+                // The helper is finishing it (it starts none right ahead of the
+                // leader): waiting costs less than running it again. Unless the helper
+                // is gone, or was descheduled in the middle.
+                Err(_) if lanes.helper_gone.load(Ordering::Acquire) || spins > MAX_SPINS => return None,
+                Err(_) => {
+                    let j = self.own.back().map_or(i + 1, |(j, _)| j + 1);
+                    let free =
+                        || lanes.slots[j].claim.compare_exchange(FREE, LEADER, Ordering::AcqRel, Ordering::Acquire);
+                    if self.own.len() < OWN_AHEAD && j < lanes.txs.len() && free().is_ok() {
+                        self.own_runs += 1;
+                        let ahead = self.run_ahead(j, db);
+                        self.own.push_back((j, ahead));
+                        continue;
+                    }
+                    spins += 1;
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let Some(speculation) = lanes.slots[i].result.lock().take() else {
+            // The helper found it invalid: the leader decides.
+            self.failed += 1;
+            return None;
+        };
+        let taken = self.take(*speculation, db);
+        self.failed += usize::from(taken.is_none());
+        self.taken = taken.is_some();
+        taken
     }
 
     fn included(&mut self, offset: usize, state: &EvmState) {
@@ -490,6 +630,9 @@ pub(super) fn still_holds(reads: &[Read], db: &mut SeqDb<'_>) -> bool {
                 Database::basic(db, address)?.map(|i| (i.nonce, i.balance, i.code_hash)) == seen
             }
             Read::Slot(address, slot, seen, _) => Database::storage(db, address, slot)? == seen,
+            Read::Credited(address, seen, _, _) => {
+                Database::basic(db, address)?.map(|i| (i.nonce, i.code_hash)) == seen
+            }
         })
     };
     reads.iter().all(|read| match *read {
@@ -499,6 +642,16 @@ pub(super) fn still_holds(reads: &[Read], db: &mut SeqDb<'_>) -> bool {
                 let now = match acc.account_state {
                     AccountState::NotExisting => None,
                     _ => Some((acc.info.nonce, acc.info.balance, acc.info.code_hash)),
+                };
+                now == seen
+            }
+        },
+        Read::Credited(address, seen, _, Source::Base) => match db.cache.accounts.get(&address) {
+            None => true,
+            Some(acc) => {
+                let now = match acc.account_state {
+                    AccountState::NotExisting => None,
+                    _ => Some((acc.info.nonce, acc.info.code_hash)),
                 };
                 now == seen
             }
@@ -539,7 +692,17 @@ pub(crate) fn run(
         helper_gone: AtomicBool::new(false),
         speculated: AtomicUsize::new(0),
     };
-    let mut leader = Leader { lanes: &lanes, pool, beneficiary: block.beneficiary, failed: 0, taken: false };
+    let mut leader = Leader {
+        lanes: &lanes,
+        pool,
+        block,
+        beneficiary: block.beneficiary,
+        failed: 0,
+        taken: false,
+        own: std::collections::VecDeque::with_capacity(OWN_AHEAD),
+        own_runs: 0,
+        own_failed: 0,
+    };
     let mut out = None;
     pool.in_place_scope(|scope| {
         let helper = &lanes;
@@ -552,10 +715,11 @@ pub(crate) fn run(
         out = Some(execute_while(state, block, txs, mode, at, None, Some(&mut leader)));
         lanes.stop.store(true, Ordering::Relaxed);
     });
-    let failed = leader.failed;
+    let (own, own_failed) = (leader.own_runs, leader.own_failed);
+    let failed = leader.failed + own_failed;
     let (output, _) = out.expect("the leader ran")?;
-    let speculated = lanes.speculated.load(Ordering::Relaxed);
-    tracing::debug!(txs = txs.len(), speculated, failed, "lanes run");
+    let speculated = lanes.speculated.load(Ordering::Relaxed) + own;
+    tracing::debug!(txs = txs.len(), speculated, failed, own, own_failed, "lanes run");
     Ok((output, LaneStats { speculated, failed }))
 }
 
@@ -619,6 +783,31 @@ mod tests {
         // A published value that is the leader's own is fine.
         let right_slot = Read::Slot(a, slot, U256::from(5), Source::Published);
         assert!(still_holds(&[right_slot], &mut db));
+    }
+
+    #[test]
+    fn a_credited_recipient_holds_while_only_its_balance_changes() {
+        let (state, a, _) = setup();
+        let mut db: SeqDb<'_> = CacheDB::new(ViewDb(&state));
+        let credited = Read::Credited(a, Some((1, KECCAK_EMPTY)), U256::from(100), Source::Base);
+        let absent = Read::Credited(a, None, U256::ZERO, Source::Base);
+        assert!(still_holds(&[credited], &mut db));
+        written(&mut db, a, 70, None);
+        assert!(still_holds(&[credited], &mut db), "a balance change is rebased, not a conflict");
+        assert!(!still_holds(&[absent], &mut db), "the account exists now");
+        let mut sent = Account::default().with_info(Database::basic(&mut db, a).expect("read").unwrap_or_default());
+        sent.info.nonce = 2;
+        sent.mark_touch();
+        db.commit_iter(&mut std::iter::once((a, sent)));
+        assert!(!still_holds(&[credited], &mut db), "the nonce changed");
+        // Only the plain transfer's recipient, and only without code, is read as a credit.
+        let info = AccountInfo { balance: U256::from(9), nonce: 1, ..AccountInfo::default() };
+        let other = Address::repeat_byte(0xbb);
+        assert!(matches!(account_read(a, Some(&info), Some(a), Source::Base), Read::Credited(..)));
+        assert!(matches!(account_read(a, Some(&info), Some(other), Source::Base), Read::Account(..)));
+        let contract = AccountInfo { code_hash: B256::repeat_byte(1), ..info.clone() };
+        assert!(matches!(account_read(a, Some(&contract), Some(a), Source::Base), Read::Account(..)));
+        assert!(matches!(account_read(a, None, Some(a), Source::Base), Read::Credited(_, None, _, _)));
     }
 
     #[test]
