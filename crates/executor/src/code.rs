@@ -42,8 +42,14 @@ pub(crate) fn analyzed<E>(hash: B256, load: impl FnOnce() -> Result<Bytes, E>) -
     if let Some(code) = ANALYZED.with_borrow(|cache| cache.get(&hash).cloned()) {
         return Ok(code);
     }
-    let code = Bytecode::new_raw(load()?);
-    ANALYZED.with_borrow_mut(|cache| cache.insert(hash, code.clone()));
+    let raw = load()?;
+    // A state without the code for a hash it names (a view missing it) is not an
+    // analysis to keep: another state may well have that code.
+    let keep = !raw.is_empty();
+    let code = Bytecode::new_raw(raw);
+    if keep {
+        ANALYZED.with_borrow_mut(|cache| cache.insert(hash, code.clone()));
+    }
     Ok(code)
 }
 
@@ -71,6 +77,7 @@ mod tests {
         // A failed load is reported and nothing is kept.
         let other = keccak256([1u8]);
         assert_eq!(analyzed(other, || Err("gone")).err(), Some("gone"));
+        assert!(analyzed::<()>(other, || Ok(Bytes::new())).expect("loads").is_empty(), "missing code");
         assert_eq!(analyzed::<()>(other, || Ok(Bytes::from_static(&[0x00]))).expect("loads").len(), 1);
     }
 
