@@ -331,15 +331,42 @@ fn one_senders_chain_runs_sequentially_after_the_probe() {
 /// into one account (refuted at its first transaction): the split strategy equals the
 /// sequential executor on both, in both modes. (Which transactions the helper ran
 /// depends on timing; `split::tests` checks the verdicts themselves.)
-#[test]
-fn the_split_equals_sequential_on_independent_and_dependent_payments() {
-    let (_, ctx) = world();
+/// `n` funded payers (`sender(100 + i)`) and the beneficiary.
+fn payers(n: u64) -> InMemoryState {
     let mut state = InMemoryState::default();
-    let n = 96u64;
     for i in 0..n {
         state.insert(sender(100 + i), 0, U256::from(10u128.pow(18)), Bytes::new());
     }
     state.insert(BENEFICIARY, 0, U256::from(10u128.pow(18)), Bytes::new());
+    state
+}
+
+/// Runs `txs` with `exec` in both modes, checks each output against the sequential
+/// executor's and that the whole block took the parallel path; the stats per mode.
+fn same_as_sequential(
+    exec: &ParallelExecutor,
+    state: &InMemoryState,
+    ctx: &BlockContext,
+    txs: &[RecoveredTx],
+) -> Vec<cairn_executor::ParallelStats> {
+    [Mode::Replay, Mode::Building]
+        .into_iter()
+        .map(|mode| {
+            let expected = SequentialExecutor.execute(state, ctx, txs, mode).expect("sequential");
+            let (out, stats) =
+                exec.execute_with_stats(state, ctx, txs, mode, cairn_executor::Offsets::default()).expect("parallel");
+            assert_eq!(out, expected);
+            assert_eq!(stats.parallel_txs, txs.len(), "{stats:?}");
+            stats
+        })
+        .collect()
+}
+
+#[test]
+fn the_split_equals_sequential_on_independent_and_dependent_payments() {
+    let (_, ctx) = world();
+    let n = 96u64;
+    let state = payers(n);
     let pay = |i: u64, to: Address| {
         recovered(sender(100 + i), 0, TxKind::Call(to), U256::from(1_000 + i), Vec::new(), 21_000)
     };
@@ -347,26 +374,15 @@ fn the_split_equals_sequential_on_independent_and_dependent_payments() {
     let dependent: Vec<RecoveredTx> = (0..n).map(|i| pay(i, address(0x70, 0))).collect();
     let exec = ParallelExecutor::new(2).min_parallel_txs(2).always_parallel().strategy(Algorithm::Split);
     for txs in [independent, dependent] {
-        for mode in [Mode::Replay, Mode::Building] {
-            let expected = SequentialExecutor.execute(&state, &ctx, &txs, mode).expect("sequential");
-            let (out, stats) = exec
-                .execute_with_stats(&state, &ctx, &txs, mode, cairn_executor::Offsets::default())
-                .expect("parallel");
-            assert_eq!(out, expected);
-            assert_eq!(stats.parallel_txs, txs.len(), "{stats:?}");
-        }
+        same_as_sequential(&exec, &state, &ctx, &txs);
     }
 }
 
 #[test]
 fn deposits_to_one_address_are_credits_that_do_not_refute_each_other() {
     let (_, ctx) = world();
-    let mut state = InMemoryState::default();
     let n = 96u64;
-    for i in 0..n {
-        state.insert(sender(100 + i), 0, U256::from(10u128.pow(18)), Bytes::new());
-    }
-    state.insert(BENEFICIARY, 0, U256::from(10u128.pow(18)), Bytes::new());
+    let mut state = payers(n);
     let exchange = address(0x70, 0);
     state.insert(exchange, 3, U256::from(10u128.pow(18)), Bytes::new());
     let deposit =
@@ -379,16 +395,8 @@ fn deposits_to_one_address_are_credits_that_do_not_refute_each_other() {
     mixed[60] = recovered(sender(160), 0, TxKind::Call(address(0x71, 1)), U256::from(9), Vec::new(), 21_000);
     let exec = ParallelExecutor::new(2).min_parallel_txs(2).always_parallel().strategy(Algorithm::Lanes);
     for (txs, all_hold) in [(deposits, true), (mixed, false)] {
-        for mode in [Mode::Replay, Mode::Building] {
-            let expected = SequentialExecutor.execute(&state, &ctx, &txs, mode).expect("sequential");
-            let (out, stats) = exec
-                .execute_with_stats(&state, &ctx, &txs, mode, cairn_executor::Offsets::default())
-                .expect("parallel");
-            assert_eq!(out, expected);
-            assert_eq!(stats.parallel_txs, txs.len(), "{stats:?}");
-            if all_hold {
-                assert_eq!(stats.speculations_failed, 0, "{stats:?}");
-            }
+        for stats in same_as_sequential(&exec, &state, &ctx, &txs) {
+            assert!(!all_hold || stats.speculations_failed == 0, "{stats:?}");
         }
     }
 }
