@@ -30,7 +30,8 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         .with_state_history(cfg.state_history);
     let pool = PoolConfig { max_txs: cfg.pool_size, ..PoolConfig::default() };
     let executor: Arc<dyn Executor> = if cfg.exec_threads > 1 {
-        Arc::new(ParallelExecutor::new(cfg.exec_threads))
+        // The builder waits for these threads: same priority as the builder.
+        Arc::new(ParallelExecutor::with_thread_start(cfg.exec_threads, cairn_sequencer::builder_priority))
     } else {
         Arc::new(SequentialExecutor)
     };

@@ -137,13 +137,40 @@ fn slot_loop(chain: &Chain, config: &BuilderConfig, stop: &AtomicBool) {
 /// The state committer's threads run at the same nice value (they work for the sealer).
 pub const SEALER_NICE: i32 = 10;
 
-/// Lowers the calling thread's scheduling priority (Linux: nice values are per thread).
+/// Nice value the builder thread (and the executor threads it waits for) asks for: a
+/// fragment is due every few milliseconds, and a builder preempted by RPC threads or
+/// other processes delays every transaction of the fragment. Raising a priority needs
+/// `CAP_SYS_NICE` (or root, or `RLIMIT_NICE`); without it the builder stays at the
+/// default (0), still above the sealer.
+pub const BUILDER_NICE: i32 = -10;
+
+/// Sets the calling thread's nice value (Linux: nice values are per thread). Lowering
+/// always works; raising may be refused for want of privilege, which is returned.
 #[allow(unsafe_code)]
-pub fn lower_priority(nice: i32) {
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: setpriority only reads its integer arguments; `0` names the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     if rc != 0 {
-        tracing::debug!("could not lower a thread's priority: {}", std::io::Error::last_os_error());
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Lowers the calling thread's scheduling priority to `nice` (sealer, committer).
+pub fn lower_priority(nice: i32) {
+    if let Err(e) = set_thread_nice(nice) {
+        tracing::debug!("could not lower a thread's priority: {e}");
+    }
+}
+
+/// Gives the calling thread the builder's priority ([`BUILDER_NICE`]) when the process
+/// may; otherwise it keeps the default, said once in the log.
+pub fn builder_priority() {
+    static TOLD: std::sync::Once = std::sync::Once::new();
+    if let Err(e) = set_thread_nice(BUILDER_NICE) {
+        TOLD.call_once(|| {
+            tracing::info!("the builder runs at the default priority (nice {BUILDER_NICE} refused: {e})")
+        });
     }
 }
 
@@ -157,7 +184,10 @@ impl Builder {
         let building = chain.clone();
         let builder = std::thread::Builder::new()
             .name("cairn-builder".into())
-            .spawn(move || slot_loop(&building, &config, &flag))
+            .spawn(move || {
+                builder_priority();
+                slot_loop(&building, &config, &flag)
+            })
             .ok();
         let sealing = chain.clone();
         let sealer = std::thread::Builder::new()
@@ -689,4 +719,38 @@ pub fn build_block(chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<N
         last = Some(sealed);
     }
     Ok(built.and(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calling thread's nice value, from `/proc/thread-self/stat` (field 19).
+    fn thread_nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+        let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
+        after_comm.split_whitespace().nth(16).expect("nice").parse().expect("number")
+    }
+
+    #[test]
+    fn a_nice_value_applies_to_the_calling_thread_only() {
+        let before = thread_nice();
+        let lowered = std::thread::spawn(move || {
+            set_thread_nice(before + 3).expect("lowering is always allowed");
+            thread_nice()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(lowered, before + 3);
+        assert_eq!(thread_nice(), before, "other threads keep theirs");
+        // Whether raising is allowed depends on privilege; either way the thread keeps a
+        // priority at least as high as the one it had.
+        let raised = std::thread::spawn(move || {
+            builder_priority();
+            thread_nice()
+        })
+        .join()
+        .expect("thread");
+        assert!(raised == BUILDER_NICE || raised == before, "nice {raised}");
+    }
 }

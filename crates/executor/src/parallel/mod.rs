@@ -92,11 +92,18 @@ pub enum Strategy {
 impl ParallelExecutor {
     /// An executor using `threads` threads (the calling one included).
     pub fn new(threads: usize) -> Self {
+        Self::with_thread_start(threads, || {})
+    }
+
+    /// Like [`ParallelExecutor::new`], running `start` on each helper thread first (the
+    /// node gives them the builder's scheduling priority: the builder waits for them).
+    pub fn with_thread_start(threads: usize, start: impl Fn() + Send + Sync + 'static) -> Self {
         let threads = threads.max(1);
         let pool = (threads > 1).then(|| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads - 1)
                 .thread_name(|i| format!("block-stm-{i}"))
+                .start_handler(move |_| start())
                 .build()
                 .expect("spawning the executor's threads");
             Arc::new(pool)
