@@ -13,7 +13,7 @@ pub struct AccountUpdate {
     /// Created by this transaction: its storage starts empty.
     pub created: bool,
     pub info: AccountState,
-    /// New code, for a created account with code.
+    /// New code: a created account's, or an EIP-7702 delegation designator.
     pub code: Option<(B256, Bytes)>,
     /// Slots whose value this transaction changed.
     pub storage: Vec<SlotWrite>,
@@ -37,8 +37,13 @@ impl AccountUpdate {
         }
         let deleted = account.is_selfdestructed() || account.is_empty();
         let created = account.is_created();
+        // New code comes from a creation, or from an EIP-7702 authorization, which sets
+        // (or replaces) an existing account's code to its delegation designator
+        // (`0xef0100 ‖ address`). The designator is carried whenever the account is
+        // touched: it is 23 bytes, and an account touched in this transaction may have
+        // been delegated by it. Clearing a delegation leaves the empty code (no entry).
         let code = match &account.info.code {
-            Some(code) if created && !deleted && !code.is_empty() => {
+            Some(code) if !deleted && !code.is_empty() && (created || code.is_eip7702()) => {
                 Some((account.info.code_hash, code.original_bytes()))
             }
             _ => None,

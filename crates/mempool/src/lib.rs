@@ -43,8 +43,8 @@ pub enum PoolError {
     ReplacementUnderpriced,
     #[error("txpool is full")]
     PoolFull,
-    #[error("account limit exceeded: address {address} has {limit} pooled transactions (nonce {tx} is too far ahead of state nonce {state})")]
-    SenderFull { address: Address, tx: u64, state: u64, limit: usize },
+    #[error("account limit exceeded: address {address}, tx nonce {tx} is {limit} or more ahead of its state nonce {state} (it has {pooled} pooled transactions)")]
+    SenderFull { address: Address, tx: u64, state: u64, limit: usize, pooled: usize },
 }
 
 /// A pooled transaction with the fields ordering needs, computed once.
@@ -156,7 +156,8 @@ impl Mempool {
         }
         let limit = self.config.max_per_sender;
         if nonce - state_nonce >= limit as u64 {
-            return Err(PoolError::SenderFull { address: sender, tx: nonce, state: state_nonce, limit });
+            let pooled = self.senders.get(&sender).map_or(0, |s| s.txs.len());
+            return Err(PoolError::SenderFull { address: sender, tx: nonce, state: state_nonce, limit, pooled });
         }
         let arrival = self.arrivals;
         let entry = Arc::new(PoolTx {
@@ -284,6 +285,25 @@ impl Mempool {
             }
         }
         out
+    }
+
+    /// One sender's pooled transactions in nonce order, each with whether it is ready
+    /// (no nonce gap before it: runnable now) or queued.
+    pub fn of_sender(&self, sender: &Address) -> Vec<(Arc<PoolTx>, bool)> {
+        let Some(s) = self.senders.get(sender) else { return Vec::new() };
+        let ready_end = s.state_nonce + s.ready_len();
+        s.txs.values().map(|tx| (Arc::clone(tx), tx.nonce < ready_end)).collect()
+    }
+
+    /// The senders with pooled transactions.
+    pub fn senders(&self) -> impl Iterator<Item = &Address> {
+        self.senders.keys()
+    }
+
+    /// How many pooled transactions are ready and how many queued behind a nonce gap.
+    pub fn counts(&self) -> (usize, usize) {
+        let ready: u64 = self.senders.values().map(Sender::ready_len).sum();
+        (ready as usize, self.len() - ready as usize)
     }
 
     /// Every pooled transaction (for persistence checks and RPC), in no particular order.

@@ -72,7 +72,9 @@ fn full_pool_evicts_the_cheapest_tail_or_rejects() {
     pool.insert(tx(1, 0, 5), 0).expect("insert");
     pool.insert(tx(2, 0, 2), 0).expect("insert");
     pool.insert(tx(3, 1, 9), 0).expect("future");
-    assert!(matches!(pool.insert(tx(1, 5, 1), 0), Err(PoolError::SenderFull { .. })));
+    let err = pool.insert(tx(1, 5, 1), 0).expect_err("too far ahead");
+    assert!(matches!(err, PoolError::SenderFull { pooled: 1, limit: 2, tx: 5, state: 0, .. }), "{err:?}");
+    assert!(err.to_string().contains("tx nonce 5 is 2 or more ahead of its state nonce 0 (it has 1 pooled"), "{err}");
     // full: the future tail (sender 3) goes first even though its tip is highest
     let ins = pool.insert(tx(4, 0, 3), 0).expect("evicts");
     assert_eq!(ins.evicted.len(), 1);
@@ -111,4 +113,17 @@ proptest! {
             *expected += 1;
         }
     }
+}
+
+#[test]
+fn ready_and_queued_are_told_apart_per_sender() {
+    let mut pool = Mempool::new(PoolConfig::default());
+    pool.insert(tx(1, 0, 5), 0).expect("insert");
+    pool.insert(tx(1, 1, 5), 0).expect("insert");
+    pool.insert(tx(1, 3, 5), 0).expect("gap");
+    pool.insert(tx(2, 4, 5), 0).expect("future");
+    assert_eq!(pool.counts(), (2, 2));
+    let one: Vec<(u64, bool)> = pool.of_sender(&bench_signer(1).address()).iter().map(|(t, r)| (t.nonce, *r)).collect();
+    assert_eq!(one, [(0, true), (1, true), (3, false)]);
+    assert_eq!(pool.senders().count(), 2);
 }

@@ -5,6 +5,9 @@
 //!   with the receipt, the promised block and position, and the signed fragment.
 //! - `eth_sendRawTransactionSync(raw, timeoutMs?)` (EIP-7966): the same wait, answered
 //!   with the (preconfirmed) receipt only.
+//! - `cairn_getTransactionReceipt(hash)`: the receipt as soon as the transaction is
+//!   preconfirmed (block hash `null` until sealed); `eth_getTransactionReceipt` answers
+//!   sealed receipts only.
 //! - `cairn_getTransactionStatus(hash)`: the tier and its history.
 //! - `cairn_sequencer()`: the address that signs fragments and the EIP-712 domain and
 //!   types to check them with.
@@ -19,7 +22,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 use crate::convert::{rpc_receipt, Place};
-use crate::eth::{invalid, EthApi};
+use crate::eth::EthApi;
 use crate::RpcError;
 
 /// How long a send-and-wait method waits for the preconfirmation by default, and at most.
@@ -111,9 +114,9 @@ pub fn status_change_json(hash: &B256, tier: Tier, at: u64, place: Option<(u64, 
 /// hex string as viem sends it); missing, zero or above [`MAX_PRECONF_WAIT`] means the
 /// default (EIP-7966: an invalid timeout falls back to the node's).
 fn wait_param(p: &jsonrpsee::types::Params<'_>) -> Result<(Bytes, Duration), RpcError> {
-    let mut seq = p.sequence();
-    let raw: Bytes = seq.next().map_err(invalid)?;
-    let given: Option<Value> = seq.optional_next().map_err(invalid)?;
+    let mut args = crate::params::Args::new(p);
+    let raw: Bytes = args.next("raw transaction")?;
+    let given: Option<Value> = args.opt("timeout")?;
     let ms = match given {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => u64::from_str_radix(s.trim_start_matches("0x"), 16).ok(),
@@ -153,8 +156,11 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         api.chain.note_receipt_height(part.fragment().height);
         fragment_receipt(&part, i)
     })?;
+    m.register_method("cairn_getTransactionReceipt", |p, api, _| {
+        api.preconfirmed_receipt(crate::params::Args::new(&p).next("transaction hash")?)
+    })?;
     m.register_method("cairn_getTransactionStatus", |p, api, _| {
-        let hash: B256 = p.one().map_err(invalid)?;
+        let hash: B256 = crate::params::Args::new(&p).next("transaction hash")?;
         let status = api.chain.status(&hash).map_err(|e| RpcError::Internal(e.to_string()))?;
         Ok::<_, RpcError>(status.map(|s| status_json(&hash, &s)))
     })?;

@@ -23,17 +23,18 @@ pub fn decode_tx(record: &TxRecord) -> Result<TxEnvelope, RpcError> {
         .map_err(|e| RpcError::Internal(format!("stored transaction: {e}")))
 }
 
-/// A mined transaction with its block position.
-pub fn rpc_tx(record: &TxRecord, block_hash: B256, base_fee: Option<u64>) -> Result<rpc::Transaction, RpcError> {
+/// A mined transaction with its block position (and the block's timestamp, which the
+/// Execution APIs specification requires).
+pub fn rpc_tx(record: &TxRecord, header: &Header, block_hash: B256) -> Result<rpc::Transaction, RpcError> {
     let tx = decode_tx(record)?;
-    let effective_gas_price = Some(tx.effective_gas_price(base_fee));
+    let effective_gas_price = Some(tx.effective_gas_price(header.base_fee_per_gas));
     Ok(rpc::Transaction {
         inner: alloy_consensus::transaction::Recovered::new_unchecked(tx, record.sender),
         block_hash: Some(block_hash),
         block_number: Some(record.block_number),
         transaction_index: Some(record.index),
         effective_gas_price,
-        block_timestamp: None,
+        block_timestamp: Some(header.timestamp),
     })
 }
 
@@ -107,7 +108,7 @@ pub fn rpc_block(reader: &StoreReader, number: u64, full: bool) -> Result<Option
         let mut txs = Vec::with_capacity(hashes.len());
         for h in &hashes {
             let record = reader.tx(*h)?.ok_or_else(|| RpcError::Internal(format!("missing transaction {h}")))?;
-            txs.push(rpc_tx(&record, hash, header.base_fee_per_gas)?);
+            txs.push(rpc_tx(&record, &header, hash)?);
         }
         BlockTransactions::Full(txs)
     } else {

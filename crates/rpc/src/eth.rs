@@ -6,11 +6,11 @@ use cairn_executor::{BlockContext, CallError, CallOutcome, CallRequest};
 use cairn_primitives::StateView;
 use cairn_sequencer::{Chain, Ingress};
 use cairn_storage::{StateAt, StoreReader};
-use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
 use std::sync::Arc;
 
 use crate::convert::{decode_tx, rpc_block, rpc_logs, rpc_receipt, rpc_tx, Place};
+use crate::params::Args;
 use crate::RpcError;
 
 /// Per-request bounds.
@@ -45,12 +45,17 @@ pub struct EthApi {
     pub(crate) chain: Arc<Chain>,
     ingress: Ingress,
     pub(crate) limits: RpcLimits,
+    pub(crate) filters: crate::filters::Filters,
 }
 
 type RpcResult<T> = Result<T, RpcError>;
 
 /// Longest wait of `eth_getBlockByNumber` for a preconfirmed block to be sealed.
 pub const SEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The blob base fee of every block: Cairn chains keep the excess blob gas at zero, so
+/// it is EIP-4844's minimum (`eth_blobBaseFee` and `eth_feeHistory` agree on it).
+pub const BLOB_BASE_FEE: u128 = 1;
 
 /// Most storage keys one `eth_getProof` may ask for.
 pub const MAX_PROOF_KEYS: usize = 1_024;
@@ -101,7 +106,7 @@ pub(crate) fn invalid(e: impl std::fmt::Display) -> RpcError {
 
 impl EthApi {
     pub fn new(chain: Arc<Chain>, ingress: Ingress, limits: RpcLimits) -> Self {
-        Self { chain, ingress, limits }
+        Self { chain, ingress, limits, filters: Default::default() }
     }
 
     fn reader(&self) -> RpcResult<StoreReader> {
@@ -233,7 +238,7 @@ impl EthApi {
         let reader = self.reader()?;
         let Some(record) = reader.tx(hash)? else { return Ok(None) };
         let header = reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
-        Ok(Some(rpc_tx(&record, header.hash_slow(), header.base_fee_per_gas)?))
+        Ok(Some(rpc_tx(&record, &header, header.hash_slow())?))
     }
 
     /// Read-your-writes for `latest`: once this node has handed out a preconfirmed
@@ -247,20 +252,42 @@ impl EthApi {
         }
     }
 
+    /// `eth_getTransactionReceipt`: the receipt of a sealed transaction, with its block
+    /// hash, as every standard client expects. A transaction that is preconfirmed or
+    /// sequenced but not sealed yet is waited for (at most `wait`: its block is sealed
+    /// within a slot and a root) and then answered sealed; `null` if the wait runs out
+    /// or the transaction is only pooled. Preconfirmed receipts (block hash `null`) are
+    /// served by [`EthApi::preconfirmed_receipt`] (`cairn_getTransactionReceipt`).
+    pub fn receipt(&self, hash: B256, wait: std::time::Duration) -> RpcResult<Option<rpc::TransactionReceipt>> {
+        if let Some(r) = self.sealed_receipt(hash)? {
+            return Ok(Some(r));
+        }
+        if wait.is_zero() {
+            return Ok(None);
+        }
+        let Some(unsealed) = self.chain.find_unsealed(&hash) else { return Ok(None) };
+        if !self.chain.wait_sealed_for(unsealed.number, wait) {
+            return Ok(None);
+        }
+        self.sealed_receipt(hash)
+    }
+
+    /// The receipt of a sealed transaction.
+    pub fn sealed_receipt(&self, hash: B256) -> RpcResult<Option<rpc::TransactionReceipt>> {
+        let reader = self.reader()?;
+        let Some(record) = reader.tx(hash)? else { return Ok(None) };
+        let Some(receipt) = reader.receipt_at(record.block_number, record.index)? else { return Ok(None) };
+        let header = reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
+        let place = Place::sealed(&header, header.hash_slow(), record.index);
+        Ok(Some(rpc_receipt(hash, &decode_tx(&record)?, record.sender, &receipt, place)))
+    }
+
     /// The receipt of a sealed transaction, or of a preconfirmed (or sequenced) one
     /// whose block is not sealed yet: then `blockHash` is null while `blockNumber` and
-    /// `transactionIndex` are the promised ones.
-    pub fn receipt(&self, hash: B256) -> RpcResult<Option<rpc::TransactionReceipt>> {
-        let reader = self.reader()?;
-        let sealed = match reader.tx(hash)? {
-            Some(record) => reader.receipt_at(record.block_number, record.index)?.map(|receipt| (record, receipt)),
-            None => None,
-        };
-        if let Some((record, receipt)) = sealed {
-            let header =
-                reader.header(record.block_number)?.ok_or_else(|| RpcError::Internal("block missing".into()))?;
-            let place = Place::sealed(&header, header.hash_slow(), record.index);
-            return Ok(Some(rpc_receipt(hash, &decode_tx(&record)?, record.sender, &receipt, place)));
+    /// `transactionIndex` are the promised ones (`cairn_getTransactionReceipt`).
+    pub fn preconfirmed_receipt(&self, hash: B256) -> RpcResult<Option<rpc::TransactionReceipt>> {
+        if let Some(r) = self.sealed_receipt(hash)? {
+            return Ok(Some(r));
         }
         let Some(unsealed) = self.chain.find_unsealed(&hash) else { return Ok(None) };
         self.chain.note_receipt_height(unsealed.number);
@@ -400,7 +427,7 @@ impl EthApi {
         Ok(FeeHistory {
             base_fee_per_gas: base_fees,
             gas_used_ratio: ratios,
-            base_fee_per_blob_gas: vec![0; count as usize + 1],
+            base_fee_per_blob_gas: vec![BLOB_BASE_FEE; count as usize + 1],
             blob_gas_used_ratio: vec![0.0; count as usize],
             oldest_block: oldest,
             reward: percentiles.map(|_| rewards),
@@ -438,7 +465,18 @@ impl EthApi {
                 self.limits.max_log_range
             )));
         }
-        let blocks = self.candidate_blocks(&reader, filter, from, to)?;
+        self.logs_in(&reader, filter, from, to)
+    }
+
+    /// The logs matching `filter` (addresses and topics) in sealed blocks `from..=to`.
+    pub(crate) fn logs_in(
+        &self,
+        reader: &StoreReader,
+        filter: &Filter,
+        from: u64,
+        to: u64,
+    ) -> RpcResult<Vec<rpc::Log>> {
+        let blocks = self.candidate_blocks(reader, filter, from, to)?;
         let mut out = Vec::new();
         for n in blocks {
             let Some(header) = reader.header(n)? else { continue };
@@ -493,7 +531,7 @@ impl EthApi {
         let version = format!("cairn/v{}", env!("CARGO_PKG_VERSION"));
         m.register_method("web3_clientVersion", move |_, _, _| Ok::<_, RpcError>(version.clone()))?;
         m.register_method("web3_sha3", |p, _, _| {
-            let data: Bytes = p.one().map_err(invalid)?;
+            let data: Bytes = Args::new(&p).next("data")?;
             Ok::<_, RpcError>(alloy_primitives::keccak256(&data))
         })?;
         m.register_method("net_version", |_, api, _| Ok::<_, RpcError>(api.chain.config.chain_id.to_string()))?;
@@ -502,6 +540,7 @@ impl EthApi {
         m.register_method("eth_chainId", |_, api, _| Ok::<_, RpcError>(U64::from(api.chain.config.chain_id)))?;
         m.register_method("eth_syncing", |_, _, _| Ok::<_, RpcError>(false))?;
         m.register_method("eth_mining", |_, _, _| Ok::<_, RpcError>(false))?;
+        m.register_method("eth_coinbase", |_, api, _| Ok::<_, RpcError>(api.chain.config.fee_recipient))?;
         m.register_method("eth_accounts", |_, _, _| Ok::<_, RpcError>(Vec::<Address>::new()))?;
         m.register_blocking_method("eth_blockNumber", |_, api, _| {
             // Read-your-writes: a client holding a preconfirmed receipt sees its block.
@@ -510,15 +549,21 @@ impl EthApi {
         })?;
         m.register_method("eth_gasPrice", |_, api, _| Ok::<_, RpcError>(api.gas_price()))?;
         m.register_method("eth_maxPriorityFeePerGas", |_, api, _| Ok::<_, RpcError>(U256::from(api.suggested_tip())))?;
-        m.register_method("eth_blobBaseFee", |_, _, _| Ok::<_, RpcError>(U256::from(1)))?;
+        m.register_method("eth_blobBaseFee", |_, _, _| Ok::<_, RpcError>(U256::from(BLOB_BASE_FEE)))?;
         m.register_async_method("eth_sendRawTransaction", |p, api, _| async move {
-            let raw: Bytes = p.one().map_err(invalid)?;
+            let raw: Bytes = Args::new(&p).next("raw transaction")?;
             api.send_raw_transaction(raw).await
         })?;
-        m.register_method("eth_getTransactionByHash", |p, api, _| api.transaction_by_hash(p.one().map_err(invalid)?))?;
-        m.register_method("eth_getTransactionReceipt", |p, api, _| api.receipt(p.one().map_err(invalid)?))?;
+        m.register_method("eth_getTransactionByHash", |p, api, _| {
+            api.transaction_by_hash(Args::new(&p).next("transaction hash")?)
+        })?;
+        m.register_blocking_method("eth_getTransactionReceipt", |p, api, _| {
+            api.receipt(Args::new(&p).next("transaction hash")?, SEAL_WAIT)
+        })?;
         m.register_blocking_method("eth_getBlockByNumber", |p, api, _| {
-            let (n, full) = two::<BlockNumberOrTag, bool>(&p)?;
+            let mut args = Args::new(&p);
+            let n: BlockNumberOrTag = args.next("block number or tag")?;
+            let full: Option<bool> = args.opt("full transactions flag")?;
             // A block that is preconfirmed but not sealed yet (a client holding a
             // preconfirmed receipt asks for it) is waited for, briefly.
             if let BlockNumberOrTag::Number(n) = n {
@@ -527,60 +572,69 @@ impl EthApi {
             api.block_by_id(BlockId::Number(n), full.unwrap_or(false))
         })?;
         m.register_method("eth_getBlockByHash", |p, api, _| {
-            let (h, full) = two::<B256, bool>(&p)?;
+            let mut args = Args::new(&p);
+            let h: B256 = args.next("block hash")?;
+            let full: Option<bool> = args.opt("full transactions flag")?;
             api.block_by_id(BlockId::from(h), full.unwrap_or(false))
         })?;
         m.register_method("eth_getBlockTransactionCountByNumber", |p, api, _| {
-            api.block_tx_count(BlockId::Number(p.one().map_err(invalid)?))
+            api.block_tx_count(BlockId::Number(Args::new(&p).next("block number or tag")?))
         })?;
         m.register_method("eth_getBlockTransactionCountByHash", |p, api, _| {
-            api.block_tx_count(BlockId::from(p.one::<B256>().map_err(invalid)?))
+            api.block_tx_count(BlockId::from(Args::new(&p).next::<B256>("block hash")?))
         })?;
         m.register_blocking_method("eth_getBalance", |p, api, _| {
-            let (a, b) = two::<Address, BlockId>(&p)?;
-            api.balance(a, b)
+            let mut args = Args::new(&p);
+            let a = args.next("address")?;
+            api.balance(a, args.opt("block")?)
         })?;
         m.register_blocking_method("eth_getTransactionCount", |p, api, _| {
-            let (a, b) = two::<Address, BlockId>(&p)?;
-            api.transaction_count(a, b)
+            let mut args = Args::new(&p);
+            let a = args.next("address")?;
+            api.transaction_count(a, args.opt("block")?)
         })?;
         m.register_blocking_method("eth_getCode", |p, api, _| {
-            let (a, b) = two::<Address, BlockId>(&p)?;
-            api.code(a, b)
+            let mut args = Args::new(&p);
+            let a = args.next("address")?;
+            api.code(a, args.opt("block")?)
         })?;
         m.register_blocking_method("eth_getStorageAt", |p, api, _| {
-            let mut seq = p.sequence();
-            let a: Address = seq.next().map_err(invalid)?;
-            let slot: U256 = seq.next().map_err(invalid)?;
-            let b: Option<BlockId> = seq.optional_next().map_err(invalid)?;
-            api.storage_at(a, slot, b)
+            let mut args = Args::new(&p);
+            let a: Address = args.next("address")?;
+            let slot: U256 = args.next("storage slot")?;
+            api.storage_at(a, slot, args.opt("block")?)
         })?;
         m.register_blocking_method("eth_getProof", |p, api, _| {
-            let mut seq = p.sequence();
-            let a: Address = seq.next().map_err(invalid)?;
-            let keys: Vec<B256> = seq.next().map_err(invalid)?;
-            let b: Option<BlockId> = seq.optional_next().map_err(invalid)?;
-            api.proof(a, keys, b)
+            let mut args = Args::new(&p);
+            let a: Address = args.next("address")?;
+            // Keys as quantities or data of any length up to 32 bytes ("0x0" included).
+            let keys: Vec<U256> = args.next("storage keys")?;
+            api.proof(a, keys.into_iter().map(B256::from).collect(), args.opt("block")?)
         })?;
         m.register_blocking_method("eth_call", |p, api, _| {
-            let (req, b) = two::<TransactionRequest, BlockId>(&p)?;
-            api.call(req, b)
+            let mut args = Args::new(&p);
+            let req: TransactionRequest = args.next("transaction call object")?;
+            api.call(req, args.opt("block")?)
         })?;
         m.register_blocking_method("eth_estimateGas", |p, api, _| {
-            let (req, b) = two::<TransactionRequest, BlockId>(&p)?;
-            api.estimate_gas(req, b)
+            let mut args = Args::new(&p);
+            let req: TransactionRequest = args.next("transaction call object")?;
+            api.estimate_gas(req, args.opt("block")?)
         })?;
         m.register_method("eth_feeHistory", |p, api, _| {
-            let mut seq = p.sequence();
-            let count: U64 = seq.next().map_err(invalid)?;
-            let newest: BlockNumberOrTag = seq.next().map_err(invalid)?;
-            let pct: Option<Vec<f64>> = seq.optional_next().map_err(invalid)?;
+            let mut args = Args::new(&p);
+            let count: U64 = args.next("block count")?;
+            let newest: BlockNumberOrTag = args.next("newest block")?;
+            let pct: Option<Vec<f64>> = args.opt("reward percentiles")?;
             api.fee_history(count.to(), newest, pct)
         })?;
         m.register_blocking_method("eth_getLogs", |p, api, _| {
-            let filter: Filter = p.one().map_err(invalid)?;
+            let filter: Filter = Args::new(&p).next("filter object")?;
             api.logs(&filter)
         })?;
+        crate::blocks::register(&mut m)?;
+        crate::filters::register(&mut m)?;
+        crate::txpool::register(&mut m)?;
         crate::cairn::register(&mut m)?;
         crate::pubsub::register(&mut m)?;
         Ok(m)
@@ -593,21 +647,6 @@ pub(crate) fn unsealed_receipt(hash: &B256, u: &cairn_sequencer::UnsealedTx) -> 
         .map_err(|e| RpcError::Internal(format!("unsealed transaction: {e}")))?;
     let place = Place { number: u.number, timestamp: u.timestamp, block_hash: None, index: u.position };
     Ok(rpc_receipt(*hash, &tx, u.sender, &u.receipt, place))
-}
-
-fn two<A: serde::de::DeserializeOwned, B: serde::de::DeserializeOwned>(
-    p: &Params<'_>,
-) -> Result<(A, Option<B>), ErrorObjectOwned> {
-    let mut seq = p.sequence();
-    let a: A = seq.next()?;
-    let b: Option<B> = seq.optional_next()?;
-    Ok((a, b))
-}
-
-impl From<ErrorObjectOwned> for RpcError {
-    fn from(e: ErrorObjectOwned) -> Self {
-        RpcError::InvalidParams(e.message().to_string())
-    }
 }
 
 fn call_error(e: CallError) -> RpcError {

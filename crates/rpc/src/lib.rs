@@ -2,16 +2,22 @@
 //! `web3_*` methods wallets and tools use, with geth's semantics and error codes.
 //! See `docs/RPC.md` for the method list, the bounds and the error table.
 
+mod blocks;
 mod cairn;
 mod convert;
 mod error;
 mod eth;
+mod filters;
+mod params;
 mod pubsub;
+mod txpool;
 
 pub use cairn::{DEFAULT_PRECONF_WAIT, MAX_PRECONF_WAIT};
 pub use error::RpcError;
 pub use eth::{EthApi, RpcLimits, MAX_PROOF_KEYS};
+pub use filters::{Filters, FILTER_TIMEOUT, MAX_FILTERS};
 pub use pubsub::MAX_STATUS_HASHES;
+pub use txpool::MAX_TXPOOL_CONTENT;
 
 use cairn_sequencer::{Chain, Ingress};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};

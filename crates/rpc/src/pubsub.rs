@@ -64,17 +64,17 @@ enum Kind {
 /// Most transaction hashes one status subscription may name.
 pub const MAX_STATUS_HASHES: usize = 1_024;
 
-fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObjectOwned> {
-    let mut seq = params.sequence();
-    let name: String = seq.next()?;
-    let invalid = |m: String| ErrorObjectOwned::owned(-32602, m, None::<()>);
+fn parse_kind<'a>(params: &'a jsonrpsee::types::Params<'a>) -> Result<Kind, crate::RpcError> {
+    let mut args = crate::params::Args::new(params);
+    let name: String = args.next("subscription name")?;
+    let invalid = |m: String| crate::RpcError::InvalidParams(m);
     Ok(match name.as_str() {
         "newHeads" => Kind::NewHeads,
-        "logs" => Kind::Logs(Box::new(seq.optional_next::<Filter>()?.unwrap_or_default())),
+        "logs" => Kind::Logs(Box::new(args.opt::<Filter>("filter object")?.unwrap_or_default())),
         "newPendingTransactions" => Kind::NewPendingTransactions,
         "cairn_fragments" => Kind::Fragments,
         "cairn_transactionStatus" => {
-            let hashes: Option<Vec<B256>> = seq.optional_next()?;
+            let hashes: Option<Vec<B256>> = args.opt("transaction hashes")?;
             if hashes.as_ref().is_some_and(|h| h.len() > MAX_STATUS_HASHES) {
                 return Err(invalid(format!("at most {MAX_STATUS_HASHES} transaction hashes per status subscription")));
             }
@@ -93,7 +93,7 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), RegisterMethodError> {
             let kind = match parse_kind(&params) {
                 Ok(k) => k,
                 Err(e) => {
-                    pending.reject(e).await;
+                    pending.reject(ErrorObjectOwned::from(e)).await;
                     return Ok(());
                 }
             };

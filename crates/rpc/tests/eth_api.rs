@@ -14,6 +14,7 @@ use cairn_storage::Store;
 use cairn_trie::IncrementalCommitter;
 use cairn_workload::{Artifacts, TxFactory};
 use std::sync::Arc;
+use std::time::Duration;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -243,17 +244,33 @@ async fn pending_runs_ahead_of_sealed_until_the_root_is_in() {
     assert_eq!(fx.api.transaction_count(me, None).expect("nonce").to::<u64>(), 5);
     assert_eq!(fx.chain.latest().0.number, sealed);
     assert_eq!(fx.chain.tip().number, sealed + 1);
-    let early = fx.api.receipt(hash).expect("receipt").expect("a receipt once the block is executed");
+    // The standard method answers sealed receipts only (ethers rejects a null block
+    // hash); Cairn's own method hands out the preconfirmed one.
+    assert!(fx.api.receipt(hash, Duration::ZERO).expect("receipt").is_none(), "not sealed yet");
+    let early = fx.api.preconfirmed_receipt(hash).expect("receipt").expect("a receipt once the block is executed");
     assert_eq!(early.block_hash, None, "no block hash before the block is sealed");
     assert_eq!((early.block_number, early.transaction_index), (Some(sealed + 1), Some(0)));
     let seen = fx.api.transaction_by_hash(hash).expect("tx").expect("known while unsealed");
     assert!(seen.block_number.is_none());
+    // A client asking the standard method now waits for the seal, then gets the
+    // sealed receipt (the wait ends when the block is sealed, not on a timer).
+    let waiting = {
+        let chain = fx.chain.clone();
+        let ingress = fx.ingress.clone();
+        std::thread::spawn(move || {
+            let api = EthApi::new(chain, ingress, RpcLimits::default());
+            api.receipt(hash, Duration::from_secs(60)).expect("receipt")
+        })
+    };
     let block = cairn_sequencer::seal_next(&fx.chain).expect("seal").expect("sealed");
     assert_eq!(block.header.number, sealed + 1);
     assert_eq!(fx.chain.latest().1, block.hash);
     assert_eq!(fx.api.balance(to, None).expect("balance"), U256::from(7));
-    let receipt = fx.api.receipt(hash).expect("receipt").expect("sealed receipt");
+    let waited = waiting.join().expect("waiter").expect("sealed receipt after the wait");
+    assert_eq!(waited.block_hash, Some(block.hash));
+    let receipt = fx.api.receipt(hash, Duration::ZERO).expect("receipt").expect("sealed receipt");
     assert_eq!(receipt.block_hash, Some(block.hash));
+    assert_eq!(fx.api.preconfirmed_receipt(hash).expect("receipt").expect("sealed").block_hash, Some(block.hash));
     assert_eq!(block.header.state_root, cairn_trie::full_state_root(&fx.chain.snapshot()).expect("full root"));
 }
 
@@ -296,6 +313,110 @@ async fn builder_waits_when_too_many_blocks_are_unsealed() {
     assert!(seen.iter().any(|e| matches!(e, cairn_sequencer::ChainEvent::Block(_))));
     assert!(seen.iter().any(|e| matches!(e, cairn_sequencer::ChainEvent::Sequenced(_))));
     for h in hashes {
-        assert!(fx.api.receipt(h).expect("receipt").is_some());
+        assert!(fx.api.receipt(h, Duration::ZERO).expect("receipt").is_some());
     }
+}
+
+/// Polling filters (geth semantics): a log filter and a block filter report what was
+/// sealed since the last poll, once; `eth_getFilterLogs` runs the filter's whole
+/// query; a pending filter sees admitted hashes; uninstalled filters are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_report_each_change_once() {
+    let fx = fixture(RpcLimits::default()).await;
+    let logs = fx.api.new_filter(Filter::new().from_block(0).address(fx.token)).expect("log filter");
+    let blocks = fx.api.new_block_filter().expect("block filter");
+    let pending = fx.api.new_pending_filter().expect("pending filter");
+    assert!(logs.starts_with("0x") && logs.len() == 34, "{logs}");
+    for id in [&logs, &blocks, &pending] {
+        assert_eq!(fx.api.filter_changes(id).expect("changes"), serde_json::json!([]), "nothing new yet");
+    }
+    let f = TxFactory::new(31337);
+    let tx = f.call(&fx.signer, 5, fx.token, cairn_workload::transfer_call(fx.recipient, U256::from(1)), 100_000);
+    let hash = fx.ingress.submit(&tx.expect("sign").encoded_2718()).await.expect("accepted");
+    // The pending filter is fed by a task from the chain's events: poll until it has it.
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let changes = fx.api.filter_changes(&pending).expect("changes");
+            if changes.as_array().is_some_and(|a| !a.is_empty()) {
+                return changes;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the admitted hash reaches the pending filter");
+    assert_eq!(seen, serde_json::json!([hash]));
+    let block = build_block(&fx.chain, &BuilderConfig::default()).expect("build").expect("block");
+    let changes = fx.api.filter_changes(&logs).expect("changes");
+    let new_logs = changes.as_array().expect("array");
+    assert_eq!(new_logs.len(), 1, "only the new transfer, not the history: {changes}");
+    assert_eq!(new_logs[0]["transactionHash"], serde_json::json!(hash));
+    assert_eq!(new_logs[0]["blockHash"], serde_json::json!(block.hash));
+    assert_eq!(fx.api.filter_changes(&logs).expect("changes"), serde_json::json!([]), "reported once");
+    assert_eq!(fx.api.filter_changes(&blocks).expect("changes"), serde_json::json!([block.hash]));
+    assert_eq!(fx.api.filter_logs(&logs).expect("logs").len(), 5, "the whole query: mint + four transfers");
+    assert!(fx.api.filter_logs(&blocks).is_err(), "not a log filter");
+    assert!(fx.api.uninstall_filter(&logs));
+    assert!(!fx.api.uninstall_filter(&logs), "already gone");
+    assert!(fx.api.filter_changes(&logs).is_err());
+    let err = fx.api.filter_changes("0x1234").expect_err("unknown");
+    assert_eq!((err.code(), err.to_string()), (-32000, "filter not found".to_string()));
+}
+
+/// Block receipts, transactions by position (with the block timestamp) and the raw
+/// encodings, checked against the block's own header: the raw header hashes to the
+/// block hash, the raw receipts rebuild its receipts root, the raw block decodes to it.
+#[tokio::test]
+async fn block_receipts_positions_and_raw_encodings_match_the_header() {
+    use alloy_eips::eip2718::Decodable2718;
+    let fx = fixture(RpcLimits::default()).await;
+    let id = BlockId::number(3);
+    let block = fx.api.block_by_id(id, false).expect("block").expect("block 3");
+    let receipts = fx.api.block_receipts(id).expect("receipts").expect("known block");
+    assert_eq!(receipts.len(), 1);
+    let hash = receipts[0].transaction_hash;
+    assert_eq!(Some(&receipts[0]), fx.api.receipt(hash, Duration::ZERO).expect("receipt").as_ref());
+    let tx = fx.api.transaction_by_block_and_index(id, 0).expect("tx").expect("present");
+    assert_eq!(*tx.inner.tx_hash(), hash);
+    assert_eq!(tx.block_timestamp, Some(block.header.timestamp), "blockTimestamp is required by the spec");
+    assert_eq!(fx.api.transaction_by_hash(hash).expect("tx").expect("tx").block_timestamp, tx.block_timestamp);
+    assert!(fx.api.transaction_by_block_and_index(id, 1).expect("tx").is_none());
+    assert!(fx.api.block_receipts(BlockId::number(99)).expect("receipts").is_none());
+
+    let header = fx.api.raw_header(id).expect("raw header");
+    assert_eq!(alloy_primitives::keccak256(&header), block.header.hash);
+    let raw = fx.api.raw_receipts(id).expect("raw receipts");
+    let decoded: Vec<alloy_consensus::ReceiptEnvelope> =
+        raw.iter().map(|r| alloy_consensus::ReceiptEnvelope::decode_2718(&mut r.as_ref()).expect("receipt")).collect();
+    assert_eq!(alloy_consensus::proofs::calculate_receipt_root(&decoded), block.header.receipts_root);
+    let raw_block = fx.api.raw_block(id).expect("raw block");
+    let decoded: alloy_consensus::Block<cairn_primitives::TxEnvelope> =
+        alloy_rlp::Decodable::decode(&mut raw_block.as_ref()).expect("block rlp");
+    assert_eq!(decoded.header.hash_slow(), block.header.hash);
+    assert_eq!(decoded.body.transactions.len(), 1);
+    let raw_tx = fx.api.raw_transaction(hash).expect("raw tx");
+    assert_eq!(alloy_primitives::keccak256(&raw_tx), hash);
+    assert!(fx.api.raw_transaction(B256::repeat_byte(9)).expect("raw").is_empty());
+    assert_eq!(fx.api.uncle_count(id).expect("uncles"), Some(alloy_primitives::U64::ZERO));
+}
+
+/// `txpool_*`: ready transactions are `pending`, those behind a nonce gap `queued`.
+#[tokio::test]
+async fn txpool_tells_pending_from_queued() {
+    let fx = fixture(RpcLimits::default()).await;
+    let f = TxFactory::new(31337);
+    let to = Address::repeat_byte(0x44);
+    for nonce in [5u64, 7] {
+        let tx = f.transfer_eth(&fx.signer, nonce, to, U256::from(1)).expect("sign");
+        fx.ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+    }
+    assert_eq!(fx.api.txpool_status(), serde_json::json!({"pending": "0x1", "queued": "0x1"}));
+    let me = fx.signer.address().to_checksum(None);
+    let content = fx.api.txpool_content(None).expect("content");
+    assert_eq!(content["pending"][&me]["5"]["nonce"], "0x5");
+    assert_eq!(content["queued"][&me]["7"]["nonce"], "0x7");
+    assert!(content["pending"][&me]["5"]["blockHash"].is_null());
+    assert_eq!(fx.api.txpool_content(Some(fx.signer.address())).expect("from"), content);
+    let inspect = fx.api.txpool_inspect().expect("inspect");
+    assert_eq!(inspect["pending"][&me]["5"], format!("{}: 1 wei + 21000 gas × 10000000000 wei", to.to_checksum(None)));
 }

@@ -2,7 +2,8 @@
 //! constant-product pool) and helpers that build signed transactions against them.
 //! Used by tests, end-to-end tests and `cairn bench`.
 
-use alloy_consensus::TxEip1559;
+use alloy_consensus::{TxEip1559, TxEip7702};
+use alloy_eips::eip7702::{Authorization, SignedAuthorization};
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{sol, SolCall, SolValue};
@@ -163,6 +164,49 @@ impl TxFactory {
     pub fn create(&self, s: &PrivateKeySigner, nonce: u64, code: Bytes, gas: u64) -> Result<TxEnvelope, WorkloadError> {
         self.sign(s, nonce, TxKind::Create, U256::ZERO, code, gas)
     }
+
+    /// An EIP-7702 (type 4) transaction from `s` to `to` carrying `authorizations`.
+    pub fn set_code(
+        &self,
+        s: &PrivateKeySigner,
+        nonce: u64,
+        to: Address,
+        input: Vec<u8>,
+        authorizations: Vec<SignedAuthorization>,
+        gas_limit: u64,
+    ) -> Result<TxEnvelope, WorkloadError> {
+        use alloy_consensus::SignableTransaction;
+        use alloy_signer::SignerSync;
+        let tx = TxEip7702 {
+            chain_id: self.chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: self.max_fee_per_gas,
+            max_priority_fee_per_gas: self.max_priority_fee_per_gas,
+            to,
+            value: U256::ZERO,
+            access_list: Default::default(),
+            authorization_list: authorizations,
+            input: input.into(),
+        };
+        let sig = s.sign_hash_sync(&tx.signature_hash()).map_err(|e| WorkloadError::Sign(e.to_string()))?;
+        Ok(TxEnvelope::Eip7702(tx.into_signed(sig)))
+    }
+}
+
+/// An EIP-7702 authorization by `authority`: delegate its code to `address` (the zero
+/// address clears a delegation), valid on `chain_id` (0: any chain) at account nonce
+/// `nonce`.
+pub fn authorize(
+    authority: &PrivateKeySigner,
+    chain_id: u64,
+    address: Address,
+    nonce: u64,
+) -> Result<SignedAuthorization, WorkloadError> {
+    use alloy_signer::SignerSync;
+    let auth = Authorization { chain_id: U256::from(chain_id), address, nonce };
+    let sig = authority.sign_hash_sync(&auth.signature_hash()).map_err(|e| WorkloadError::Sign(e.to_string()))?;
+    Ok(auth.into_signed(sig))
 }
 
 /// Calldata helpers.
