@@ -117,3 +117,58 @@ pub fn dev_transfers(nonces: u64, to: alloy_primitives::Address) -> Vec<(alloy_p
     }
     txs
 }
+
+/// A reference node: anvil (Foundry, from npm under tools/) on a free port with Prague
+/// rules and the same development accounts and chain id as `cairn dev`.
+pub struct Anvil {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Anvil {
+    /// Starts the native anvil binary npm installed; returns once it prints its address.
+    pub fn start(extra: &[&str]) -> Anvil {
+        let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../tools/node_modules/@foundry-rs/anvil-linux-{arch}/bin/anvil"));
+        assert!(bin.exists(), "{} is missing: run the test command from the README", bin.display());
+        let mut child = Command::new(bin)
+            .args(["--port", "0", "--hardfork", "prague"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn anvil");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let line = line.expect("read stdout");
+            if let Some(rest) = line.strip_prefix("Listening on ") {
+                url = Some(format!("http://{}", rest.trim()));
+                break;
+            }
+        }
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Anvil { child, url: url.expect("anvil exited before listening") }
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One JSON-RPC call over HTTP: the whole response object (`result` or `error`).
+pub async fn rpc_raw(
+    client: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    client.post(url).json(&body).send().await.expect("send").json().await.expect("json")
+}
