@@ -1,7 +1,8 @@
 use alloy_eips::eip2718::Decodable2718;
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256, U64};
-use alloy_rpc_types_eth::{self as rpc, FeeHistory, Filter, FilterBlockOption, TransactionRequest};
+use alloy_rpc_types_eth::state::StateOverride;
+use alloy_rpc_types_eth::{self as rpc, BlockOverrides, FeeHistory, Filter, FilterBlockOption, TransactionRequest};
 use cairn_executor::{BlockContext, CallError, CallOutcome, CallRequest};
 use cairn_primitives::StateView;
 use cairn_sequencer::{Chain, Ingress};
@@ -10,6 +11,7 @@ use jsonrpsee::RpcModule;
 use std::sync::Arc;
 
 use crate::convert::{decode_tx, rpc_block, rpc_logs, rpc_receipt, rpc_tx, Place};
+use crate::overrides::{parse_block_overrides, Overridden};
 use crate::params::Args;
 use crate::RpcError;
 
@@ -358,22 +360,49 @@ impl EthApi {
         })
     }
 
-    pub fn call(&self, req: TransactionRequest, id: Option<BlockId>) -> RpcResult<Bytes> {
+    /// The state and block context a simulated call at `id` runs in, overrides applied.
+    fn simulation(
+        &self,
+        id: Option<BlockId>,
+        block: Option<&BlockOverrides>,
+    ) -> RpcResult<(State, BlockContext, std::collections::BTreeMap<u64, B256>)> {
         let state = self.state_at(id)?;
-        let ctx = self.block_context(&state)?;
+        let mut ctx = self.block_context(&state)?;
+        let hashes = match block {
+            Some(o) => crate::overrides::apply_block_overrides(&mut ctx, o)?,
+            None => Default::default(),
+        };
+        Ok((state, ctx, hashes))
+    }
+
+    pub fn call(
+        &self,
+        req: TransactionRequest,
+        id: Option<BlockId>,
+        overrides: Option<&StateOverride>,
+        block: Option<&BlockOverrides>,
+    ) -> RpcResult<Bytes> {
+        let (state, ctx, hashes) = self.simulation(id, block)?;
+        let view = Overridden::new(&state, overrides, hashes)?;
         let req = Self::call_request(req)?;
-        match cairn_executor::call(&state, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
+        match cairn_executor::call(&view, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
             CallOutcome::Success { output, .. } => Ok(output),
             CallOutcome::Revert { output, .. } => Err(RpcError::reverted(output)),
             CallOutcome::Halt { reason, .. } => Err(RpcError::Server(halt_message(&reason))),
         }
     }
 
-    pub fn estimate_gas(&self, req: TransactionRequest, id: Option<BlockId>) -> RpcResult<U64> {
-        let state = self.state_at(id)?;
-        let ctx = self.block_context(&state)?;
+    pub fn estimate_gas(
+        &self,
+        req: TransactionRequest,
+        id: Option<BlockId>,
+        overrides: Option<&StateOverride>,
+        block: Option<&BlockOverrides>,
+    ) -> RpcResult<U64> {
+        let (state, ctx, hashes) = self.simulation(id, block)?;
+        let view = Overridden::new(&state, overrides, hashes)?;
         let req = Self::call_request(req)?;
-        match cairn_executor::estimate_gas(&state, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
+        match cairn_executor::estimate_gas(&view, &ctx, &req, self.limits.gas_cap).map_err(call_error)? {
             Ok(gas) => Ok(U64::from(gas)),
             Err(CallOutcome::Revert { output, .. }) => Err(RpcError::reverted(output)),
             Err(CallOutcome::Halt { reason, .. }) => Err(RpcError::Server(halt_message(&reason))),
@@ -614,12 +643,18 @@ impl EthApi {
         m.register_blocking_method("eth_call", |p, api, _| {
             let mut args = Args::new(&p);
             let req: TransactionRequest = args.next("transaction call object")?;
-            api.call(req, args.opt("block")?)
+            let block = args.opt("block")?;
+            let state: Option<StateOverride> = args.opt("state overrides")?;
+            let blk = args.opt::<serde_json::Value>("block overrides")?.map(parse_block_overrides).transpose()?;
+            api.call(req, block, state.as_ref(), blk.as_ref())
         })?;
         m.register_blocking_method("eth_estimateGas", |p, api, _| {
             let mut args = Args::new(&p);
             let req: TransactionRequest = args.next("transaction call object")?;
-            api.estimate_gas(req, args.opt("block")?)
+            let block = args.opt("block")?;
+            let state: Option<StateOverride> = args.opt("state overrides")?;
+            let blk = args.opt::<serde_json::Value>("block overrides")?.map(parse_block_overrides).transpose()?;
+            api.estimate_gas(req, block, state.as_ref(), blk.as_ref())
         })?;
         m.register_method("eth_feeHistory", |p, api, _| {
             let mut args = Args::new(&p);

@@ -8,6 +8,7 @@ mod convert;
 mod error;
 mod eth;
 mod filters;
+mod overrides;
 mod params;
 mod pubsub;
 mod txpool;

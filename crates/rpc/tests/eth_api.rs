@@ -151,7 +151,7 @@ async fn state_queries_serve_retained_blocks_and_refuse_pruned_ones() {
         let call = alloy_rpc_types_eth::TransactionRequest::default()
             .to(fx.token)
             .input(cairn_workload::balance_of_call(fx.recipient).into());
-        let out = fx.api.call(call, at(block)).expect("call");
+        let out = fx.api.call(call, at(block), None, None).expect("call");
         assert_eq!(U256::from_be_slice(&out), U256::from(held), "balanceOf at block {block}");
         let stored = fx.api.storage_at(fx.token, slot, at(block)).expect("storage");
         assert_eq!(U256::from_be_bytes(stored.0), U256::from(held), "slot at block {block}");
