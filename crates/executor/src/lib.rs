@@ -13,6 +13,7 @@ mod parallel;
 mod profile;
 mod sequential;
 mod simulate;
+pub mod trace;
 
 pub use db::ViewDb;
 pub use diff::{AccountUpdate, DiffBuilder, SlotWrite};

@@ -5,7 +5,7 @@ use alloy_eips::eip2930::AccessList;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use cairn_primitives::StateView;
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
-use revm::context::{Context, TxEnv};
+use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
 use revm::database::CacheDB;
 use revm::{ExecuteEvm, MainBuilder, MainContext};
 
@@ -55,11 +55,22 @@ pub fn call(
     req: &CallRequest,
     gas_cap: u64,
 ) -> Result<CallOutcome, CallError> {
-    let gas = req.gas.unwrap_or(gas_cap).min(gas_cap);
-    run(state, block, req, gas)
+    run(state, block, req, call_gas(req, gas_cap))
 }
 
-fn run(state: &dyn StateView, block: &BlockContext, req: &CallRequest, gas: u64) -> Result<CallOutcome, CallError> {
+/// The gas a call runs with: its own, or the cap, and never above the cap.
+pub(crate) fn call_gas(req: &CallRequest, gas_cap: u64) -> u64 {
+    req.gas.unwrap_or(gas_cap).min(gas_cap)
+}
+
+/// The revm environments of `req` as `eth_call` runs it with `gas`: no nonce check,
+/// the base fee not enforced, the block gas limit raised to the call's.
+pub(crate) fn call_env(
+    state: &dyn StateView,
+    block: &BlockContext,
+    req: &CallRequest,
+    gas: u64,
+) -> Result<(TxEnv, CfgEnv, BlockEnv), CallError> {
     let from = req.from.unwrap_or_default();
     let nonce = match req.nonce {
         Some(n) => n,
@@ -96,6 +107,22 @@ fn run(state: &dyn StateView, block: &BlockContext, req: &CallRequest, gas: u64)
     cfg.tx_gas_limit_cap = Some(u64::MAX);
     let mut blk = block_env(block);
     blk.gas_limit = blk.gas_limit.max(gas);
+    Ok((tx, cfg, blk))
+}
+
+/// geth's wording for a call that cannot run at all.
+pub(crate) fn invalid_message<E: std::fmt::Display>(from: Address, e: EVMError<E>) -> String {
+    match e {
+        EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { fee, balance }) => {
+            format!("insufficient funds for gas * price + value: address {from} have {balance} want {fee}")
+        }
+        e => e.to_string(),
+    }
+}
+
+fn run(state: &dyn StateView, block: &BlockContext, req: &CallRequest, gas: u64) -> Result<CallOutcome, CallError> {
+    let (tx, cfg, blk) = call_env(state, block, req, gas)?;
+    let from = tx.caller;
     let mut evm = Context::mainnet().with_db(CacheDB::new(ViewDb(state))).with_block(blk).with_cfg(cfg).build_mainnet();
     match evm.transact(tx) {
         Ok(out) => Ok(match out.result {
@@ -107,14 +134,8 @@ fn run(state: &dyn StateView, block: &BlockContext, req: &CallRequest, gas: u64)
                 CallOutcome::Halt { gas_used: gas.tx_gas_used(), reason: format!("{reason:?}") }
             }
         }),
-        Err(EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { fee, balance })) => {
-            Err(CallError::Invalid(format!(
-                "insufficient funds for gas * price + value: address {from} have {balance} want {fee}"
-            )))
-        }
-        Err(EVMError::Transaction(e)) => Err(CallError::Invalid(e.to_string())),
         Err(EVMError::Database(e)) => Err(CallError::State(e.to_string())),
-        Err(e) => Err(CallError::Invalid(e.to_string())),
+        Err(e) => Err(CallError::Invalid(invalid_message(from, e))),
     }
 }
 

@@ -64,7 +64,7 @@ pub const MAX_PROOF_KEYS: usize = 1_024;
 
 /// A state to read: a sealed block's (the head's or a retained older one's), or the
 /// newest executed one (`pending`).
-enum State {
+pub(crate) enum State {
     Sealed(Box<StateAt>),
     Pending(cairn_sequencer::PendingView),
 }
@@ -341,7 +341,7 @@ impl EthApi {
         Ok(B256::from(v.to_be_bytes::<32>()))
     }
 
-    fn call_request(req: TransactionRequest) -> RpcResult<CallRequest> {
+    pub(crate) fn call_request(req: TransactionRequest) -> RpcResult<CallRequest> {
         let input = req.input.try_into_unique_input().map_err(invalid)?.unwrap_or_default();
         Ok(CallRequest {
             from: req.from,
@@ -361,7 +361,7 @@ impl EthApi {
     }
 
     /// The state and block context a simulated call at `id` runs in, overrides applied.
-    fn simulation(
+    pub(crate) fn simulation(
         &self,
         id: Option<BlockId>,
         block: Option<&BlockOverrides>,
@@ -670,6 +670,7 @@ impl EthApi {
         crate::blocks::register(&mut m)?;
         crate::filters::register(&mut m)?;
         crate::txpool::register(&mut m)?;
+        crate::trace::register(&mut m)?;
         crate::cairn::register(&mut m)?;
         crate::pubsub::register(&mut m)?;
         Ok(m)

@@ -11,6 +11,7 @@ mod filters;
 mod overrides;
 mod params;
 mod pubsub;
+mod trace;
 mod txpool;
 
 pub use cairn::{DEFAULT_PRECONF_WAIT, MAX_PRECONF_WAIT};
@@ -18,6 +19,7 @@ pub use error::RpcError;
 pub use eth::{EthApi, RpcLimits, MAX_PROOF_KEYS};
 pub use filters::{Filters, FILTER_TIMEOUT, MAX_FILTERS};
 pub use pubsub::MAX_STATUS_HASHES;
+pub use trace::{MAX_TRACE_FILTER_BLOCKS, MAX_TRACE_FILTER_RESULTS};
 pub use txpool::MAX_TXPOOL_CONTENT;
 
 use cairn_sequencer::{Chain, Ingress};
