@@ -147,3 +147,26 @@ fn cast_deploys_trades_and_sees_errors() {
     let err = cast.run(&["call", "--from", friend, &ta, "transfer(address,uint256)", ADDR0, "1"]).expect_err("revert");
     assert!(err.contains("execution reverted") && err.contains("balance"), "{err}");
 }
+
+/// `cast run` (re-executes a mined transaction from the node's state: blocks, proofs,
+/// storage at the parent block) and `cast trace` (Parity `trace_transaction`) show the
+/// mint's call and its Transfer event.
+#[test]
+fn cast_run_and_trace_a_mined_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let cast = Cast { rpc: node.http() };
+    let art = Artifacts::load_default().expect("artifacts");
+    let token = cast.deploy(&alloy_primitives::hex::encode_prefixed(art.token_deploy("Run", "RUN")));
+    let receipt = cast.send(&[&token, "mint(address,uint256)", ADDR0, "5"]);
+    let hash = receipt["transactionHash"].as_str().expect("hash").to_string();
+    let run = cast.ok(&["run", &hash]);
+    assert!(run.contains("mint(0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266, 5)"), "{run}");
+    assert!(run.contains("emit Transfer"), "{run}");
+    assert!(run.contains("Transaction successfully executed"), "{run}");
+    let trace: serde_json::Value = serde_json::from_str(&cast.ok(&["trace", &hash])).expect("trace json");
+    let first = &trace[0];
+    assert_eq!(first["type"], "call", "{trace}");
+    assert_eq!(first["action"]["to"].as_str().map(str::to_lowercase), Some(token.to_lowercase()), "{trace}");
+    assert_eq!(first["transactionHash"], hash.as_str(), "{trace}");
+}
