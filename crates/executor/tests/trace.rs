@@ -62,6 +62,7 @@ fn traces_of_a_parallel_block_match_its_receipts() {
     // A replay that does not reproduce the receipts is an error, not a trace.
     let mut wrong = vec![0u64; txs.len()];
     wrong[0] = 1;
-    let err = geth_block_traces(&state, &ctx, Default::default(), &txs, &wrong, |i| i == 3, &opts).expect_err("diverges");
+    let err =
+        geth_block_traces(&state, &ctx, Default::default(), &txs, &wrong, |i| i == 3, &opts).expect_err("diverges");
     assert!(matches!(err, TraceError::Diverged { index: 0, expected: 1, .. }), "{err}");
 }

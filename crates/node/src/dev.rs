@@ -65,8 +65,10 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         Some(preconf),
     )?;
     let ingress = Ingress::new(chain.clone());
+    // `cairn dev` unlocks its development accounts and serves the test controls.
+    let dev = cairn_rpc::DevMode { accounts: accounts.iter().map(|a| a.signer.clone()).collect() };
     let (addr, server) =
-        cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default())
+        cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default(), Some(dev))
             .await
             .with_context(|| format!("binding JSON-RPC to {}", cfg.listen))?;
     let builder = Builder::start(

@@ -48,6 +48,8 @@ pub struct EthApi {
     ingress: Ingress,
     pub(crate) limits: RpcLimits,
     pub(crate) filters: crate::filters::Filters,
+    /// `cairn dev`: the unlocked development accounts and the test controls.
+    pub(crate) dev: Option<crate::dev::DevMode>,
 }
 
 type RpcResult<T> = Result<T, RpcError>;
@@ -108,7 +110,13 @@ pub(crate) fn invalid(e: impl std::fmt::Display) -> RpcError {
 
 impl EthApi {
     pub fn new(chain: Arc<Chain>, ingress: Ingress, limits: RpcLimits) -> Self {
-        Self { chain, ingress, limits, filters: Default::default() }
+        Self { chain, ingress, limits, filters: Default::default(), dev: None }
+    }
+
+    /// Unlocks `dev`'s accounts and registers the test controls (`cairn dev` only).
+    pub fn with_dev(mut self, dev: crate::dev::DevMode) -> Self {
+        self.dev = Some(dev);
+        self
     }
 
     fn reader(&self) -> RpcResult<StoreReader> {
@@ -556,6 +564,7 @@ impl EthApi {
 
     /// Registers every method on a jsonrpsee module.
     pub fn into_module(self) -> Result<RpcModule<EthApi>, jsonrpsee::core::RegisterMethodError> {
+        let dev = self.dev.is_some();
         let mut m = RpcModule::new(self);
         let version = format!("cairn/v{}", env!("CARGO_PKG_VERSION"));
         m.register_method("web3_clientVersion", move |_, _, _| Ok::<_, RpcError>(version.clone()))?;
@@ -570,7 +579,9 @@ impl EthApi {
         m.register_method("eth_syncing", |_, _, _| Ok::<_, RpcError>(false))?;
         m.register_method("eth_mining", |_, _, _| Ok::<_, RpcError>(false))?;
         m.register_method("eth_coinbase", |_, api, _| Ok::<_, RpcError>(api.chain.config.fee_recipient))?;
-        m.register_method("eth_accounts", |_, _, _| Ok::<_, RpcError>(Vec::<Address>::new()))?;
+        m.register_method("eth_accounts", |_, api, _| {
+            Ok::<_, RpcError>(api.dev.as_ref().map(|d| d.addresses()).unwrap_or_default())
+        })?;
         m.register_blocking_method("eth_blockNumber", |_, api, _| {
             // Read-your-writes: a client holding a preconfirmed receipt sees its block.
             api.settle_latest();
@@ -671,6 +682,9 @@ impl EthApi {
         crate::filters::register(&mut m)?;
         crate::txpool::register(&mut m)?;
         crate::trace::register(&mut m)?;
+        if dev {
+            crate::dev::register(&mut m)?;
+        }
         crate::cairn::register(&mut m)?;
         crate::pubsub::register(&mut m)?;
         Ok(m)

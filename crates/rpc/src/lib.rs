@@ -5,6 +5,7 @@
 mod blocks;
 mod cairn;
 mod convert;
+mod dev;
 mod error;
 mod eth;
 mod filters;
@@ -15,6 +16,7 @@ mod trace;
 mod txpool;
 
 pub use cairn::{DEFAULT_PRECONF_WAIT, MAX_PRECONF_WAIT};
+pub use dev::{DevMode, MAX_MINE_BLOCKS, MINE_WAIT};
 pub use error::RpcError;
 pub use eth::{EthApi, RpcLimits, MAX_PROOF_KEYS};
 pub use filters::{Filters, FILTER_TIMEOUT, MAX_FILTERS};
@@ -56,6 +58,7 @@ pub async fn start(
     ingress: Ingress,
     limits: RpcLimits,
     server_limits: ServerLimits,
+    dev: Option<DevMode>,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
     let config = ServerConfig::builder()
         .max_request_body_size(server_limits.max_request_bytes)
@@ -67,7 +70,10 @@ pub async fn start(
         .build();
     let server = Server::builder().set_config(config).build(addr).await?;
     let local = server.local_addr()?;
-    let api = EthApi::new(chain, ingress, limits);
+    let mut api = EthApi::new(chain, ingress, limits);
+    if let Some(dev) = dev {
+        api = api.with_dev(dev);
+    }
     let module = api.into_module().map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok((local, server.start(module)))
 }

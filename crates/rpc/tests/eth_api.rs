@@ -420,3 +420,25 @@ async fn txpool_tells_pending_from_queued() {
     let inspect = fx.api.txpool_inspect().expect("inspect");
     assert_eq!(inspect["pending"][&me]["5"], format!("{}: 1 wei + 21000 gas × 10000000000 wei", to.to_checksum(None)));
 }
+
+/// Outside `cairn dev` the development accounts are locked and the test controls are
+/// absent: `eth_accounts` is empty and the methods are not found.
+#[tokio::test]
+async fn test_controls_exist_only_in_dev_mode() {
+    let fx = fixture(RpcLimits::default()).await;
+    let module = EthApi::new(fx.chain.clone(), fx.ingress.clone(), RpcLimits::default()).into_module().expect("module");
+    let call = |method: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":[]}}"#);
+    let (resp, _) = module.raw_json_request(&call("eth_accounts"), 1).await.expect("request");
+    assert!(resp.get().contains(r#""result":[]"#), "{}", resp.get());
+    for method in ["eth_sendTransaction", "evm_mine", "evm_increaseTime", "personal_sign", "anvil_mine"] {
+        let (resp, _) = module.raw_json_request(&call(method), 1).await.expect("request");
+        assert!(resp.get().contains("-32601"), "{method}: {}", resp.get());
+    }
+    let dev = cairn_rpc::DevMode { accounts: vec![fx.signer.clone()] };
+    let module = EthApi::new(fx.chain.clone(), fx.ingress.clone(), RpcLimits::default())
+        .with_dev(dev)
+        .into_module()
+        .expect("module");
+    let (resp, _) = module.raw_json_request(&call("eth_accounts"), 1).await.expect("request");
+    assert!(resp.get().to_lowercase().contains(&format!("{:?}", fx.signer.address()).to_lowercase()), "{}", resp.get());
+}

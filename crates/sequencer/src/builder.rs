@@ -82,12 +82,30 @@ fn slot_loop(chain: &Chain, config: &BuilderConfig, stop: &AtomicBool) {
     let mut next_fragment = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
+        if chain.block_requested() {
+            // `evm_mine`: close a block now. An open block that holds nothing yet is
+            // opened again, so that it takes the clock as it is now.
+            let block = open.take().filter(|b| !b.is_empty() || !b.fragments.is_empty());
+            let forced = BuilderConfig { empty_blocks: true, ..*config };
+            let closed = match (fragments, block) {
+                (Some(_), Some(block)) => block.close(chain, &forced),
+                (Some(_), None) => BlockInProgress::open(chain).close(chain, &forced),
+                (None, _) => execute_block(chain, &forced),
+            };
+            match closed {
+                Ok(Some(block)) => chain.block_request_served(block.header.number),
+                Ok(None) => {}
+                Err(e) => tracing::error!("closing a requested block failed: {e}"),
+            }
+            slot_end = Instant::now() + config.block_time;
+            continue;
+        }
         let due = match fragments {
             Some(_) => next_fragment.min(slot_end),
             None => slot_end,
         };
         if now < due {
-            std::thread::sleep((due - now).min(Duration::from_millis(50)));
+            std::thread::sleep((due - now).min(Duration::from_millis(10)));
             continue;
         }
         if let (Some(interval), true) = (fragments, now >= next_fragment) {
@@ -269,7 +287,7 @@ impl BlockInProgress {
         let tip = chain.tip();
         let base_fee = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
         let number = tip.number + 1;
-        let timestamp = now_secs().max(tip.timestamp);
+        let timestamp = chain.next_block_timestamp(tip.timestamp);
         let prevrandao = next_prevrandao(&tip, number);
         Self::with_context(BlockContext::for_chain(&chain.config, number, timestamp, base_fee, prevrandao))
     }
@@ -585,6 +603,7 @@ impl BlockInProgress {
         let waited = Instant::now();
         chain.push_executed(block.clone())?;
         let waited = waited.elapsed();
+        chain.block_closed_at(block.header.timestamp);
         chain.sequenced(&block);
         tracing::debug!(
             number = block.header.number,

@@ -52,6 +52,9 @@ pub enum SequencerError {
     PreconfTimeout { hash: B256, ms: u128 },
     #[error("transaction {hash} was dropped: {reason}")]
     Dropped { hash: B256, reason: String },
+    /// A development control that cannot be carried out (bad argument, timeout).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A block that was just committed, with what subscribers need.
@@ -136,6 +139,8 @@ pub struct Chain {
     pub(crate) fragments_on: std::sync::atomic::AtomicBool,
     /// Highest block a preconfirmed receipt was handed out for.
     receipt_watermark: std::sync::atomic::AtomicU64,
+    /// `cairn dev`'s clock and block requests.
+    pub(crate) dev: crate::devtools::DevControls,
 }
 
 impl Chain {
@@ -174,6 +179,7 @@ impl Chain {
         let header =
             reader.header(head)?.ok_or(StoreError::Corrupt { what: "head", reason: format!("no header {head}") })?;
         let hash = header.hash_slow();
+        let clock = reader.clock()?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (mut log, records) = RecordLog::open(log_path)?;
         let pool = Arc::new(Mutex::new(Mempool::new(pool)));
@@ -213,6 +219,7 @@ impl Chain {
             fragment_parent: Mutex::new(parent),
             fragments_on: std::sync::atomic::AtomicBool::new(false),
             receipt_watermark: std::sync::atomic::AtomicU64::new(0),
+            dev: crate::devtools::DevControls::new(clock),
         });
         // Re-admitted transactions keep the time they were first accepted.
         {

@@ -10,6 +10,7 @@
 
 mod builder;
 mod chain;
+mod devtools;
 mod fragments;
 mod ingress;
 mod pipeline;

@@ -100,6 +100,15 @@ pub const MAX_DEFAULT_CACHE_BYTES: usize = 4 << 30;
 /// reservation: a small chain never fills it. 4 GiB holds the trie nodes and accounts
 /// of a state of a million accounts and ten million slots with room for the pages
 /// blocks write (`cairn bench commit --cache-mb` measures the difference).
+/// The clock `cairn dev`'s time controls move (`evm_increaseTime`,
+/// `evm_setNextBlockTimestamp`): seconds added to the wall clock for new blocks, and a
+/// timestamp the next block must have. Kept in the store so that it survives restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DevClock {
+    pub offset_secs: i64,
+    pub next_timestamp: Option<u64>,
+}
+
 pub fn default_cache_bytes() -> usize {
     let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
         let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
@@ -109,6 +118,8 @@ pub fn default_cache_bytes() -> usize {
     total.map_or(MIN_DEFAULT_CACHE_BYTES, |bytes| (bytes / 4).clamp(MIN_DEFAULT_CACHE_BYTES, MAX_DEFAULT_CACHE_BYTES))
 }
 pub(crate) const META_CHAIN: &str = "chain";
+/// The development clock (`cairn dev` time controls): offset and next timestamp.
+pub(crate) const META_CLOCK: &str = "clock";
 pub(crate) const META_FORMAT: &str = "format";
 /// Layout version of the store; a data directory of another version is refused.
 /// 2: trie branch nodes and root references are stored (incremental committer).

@@ -61,6 +61,19 @@ impl StoreReader {
         Ok(u64::from_be_bytes(bytes))
     }
 
+    /// The development clock; the default (no offset) when none was ever set.
+    pub fn clock(&self) -> Result<crate::DevClock> {
+        let Some(v) = self.meta.get(crate::META_CLOCK).map_err(io("read clock"))? else {
+            return Ok(crate::DevClock::default());
+        };
+        let bytes = v.value();
+        let corrupt = || StoreError::Corrupt { what: "clock", reason: format!("{} bytes, want 16", bytes.len()) };
+        let offset: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+        let next: [u8; 8] = bytes.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+        let next = u64::from_be_bytes(next);
+        Ok(crate::DevClock { offset_secs: i64::from_be_bytes(offset), next_timestamp: (next != 0).then_some(next) })
+    }
+
     pub fn chain_config(&self) -> Result<ChainConfig> {
         let v = self.meta.get(META_CHAIN).map_err(io("read chain"))?.ok_or(StoreError::Empty)?;
         serde_json::from_slice(v.value())

@@ -331,6 +331,15 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// Records the development clock (see [`crate::DevClock`]).
+    pub fn set_clock(&mut self, clock: &crate::DevClock) -> Result<()> {
+        let mut meta = self.txn.open_table(META).map_err(io("open meta"))?;
+        let mut bytes = clock.offset_secs.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&clock.next_timestamp.unwrap_or(0).to_be_bytes());
+        meta.insert(META_CLOCK, bytes.as_slice()).map_err(io("write clock"))?;
+        Ok(())
+    }
+
     /// Makes everything written durable (fsync) and visible, atomically.
     pub fn commit(self) -> Result<()> {
         self.txn.commit().map_err(io("commit block"))

@@ -1,0 +1,123 @@
+//! `cairn dev`'s unlocked accounts and test controls, over JSON-RPC against the real
+//! binary: `eth_accounts`, `eth_sendTransaction` with only `from`/`to`/`value`,
+//! `eth_signTransaction`, `eth_sign` / `personal_sign` / `eth_signTypedData_v4` checked
+//! by recovering the signer, `evm_mine`, `anvil_mine`, `evm_increaseTime`,
+//! `evm_setNextBlockTimestamp` (the clock survives a restart), and the refusals
+//! (`evm_snapshot`, an account without a key).
+
+mod common;
+
+use alloy_primitives::{Address, Bytes, Signature, B256};
+use cairn_primitives::{dev_accounts, DEV_MNEMONIC};
+use common::{rpc_raw, Node};
+use serde_json::{json, Value};
+
+async fn ok(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
+    let r = rpc_raw(client, url, method, params).await;
+    assert!(r.get("error").is_none(), "{method}: {r}");
+    r["result"].clone()
+}
+
+fn hex_u64(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().expect("hex").trim_start_matches("0x"), 16).expect("hex number")
+}
+
+async fn latest_timestamp(client: &reqwest::Client, url: &str) -> (u64, u64) {
+    let b = ok(client, url, "eth_getBlockByNumber", json!(["latest", false])).await;
+    (hex_u64(&b["number"]), hex_u64(&b["timestamp"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlocked_accounts_sign_send_and_control_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let (client, url) = (reqwest::Client::new(), node.http());
+    let accounts: Vec<Address> = dev_accounts(DEV_MNEMONIC, 10).expect("derive").iter().map(|a| a.address).collect();
+    let listed: Vec<Address> =
+        serde_json::from_value(ok(&client, &url, "eth_accounts", json!([])).await).expect("list");
+    assert_eq!(listed, accounts);
+    let (me, to) = (accounts[0], accounts[1]);
+
+    // Send with nothing but from/to/value: nonce, fees and gas are filled in.
+    let hash = ok(&client, &url, "eth_sendTransaction", json!([{"from": me, "to": to, "value": "0x3e8"}])).await;
+    // Polled as clients do: `null` while pooled; once preconfirmed, the call itself
+    // waits for the seal.
+    let mut receipt = Value::Null;
+    for _ in 0..2_000 {
+        receipt = ok(&client, &url, "eth_getTransactionReceipt", json!([hash])).await;
+        if !receipt.is_null() {
+            break;
+        }
+    }
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    assert_eq!(receipt["from"].as_str().map(str::to_lowercase), Some(format!("{me:?}").to_lowercase()));
+    let raw = ok(&client, &url, "eth_signTransaction", json!([{"from": me, "to": to, "value": "0x1"}])).await;
+    let raw: Bytes = serde_json::from_value(raw).expect("raw");
+    let tx = <cairn_primitives::TxEnvelope as alloy_eips::eip2718::Decodable2718>::decode_2718(&mut raw.as_ref())
+        .expect("a signed transaction");
+    assert_eq!(alloy_consensus::transaction::SignerRecoverable::recover_signer(&tx).expect("recover"), me);
+    assert_eq!(alloy_consensus::Transaction::nonce(&tx), 1, "the pending nonce");
+    let stranger = Address::repeat_byte(0x99);
+    let r = rpc_raw(&client, &url, "eth_sendTransaction", json!([{"from": stranger, "to": to}])).await;
+    assert!(r["error"]["message"].as_str().expect("message").contains("unknown account"), "{r}");
+
+    // Messages and typed data, checked by recovering the signer.
+    let message = b"hello cairn";
+    for (method, params) in [
+        ("eth_sign", json!([me, alloy_primitives::hex::encode_prefixed(message)])),
+        ("personal_sign", json!([alloy_primitives::hex::encode_prefixed(message), me])),
+    ] {
+        let sig: Bytes = serde_json::from_value(ok(&client, &url, method, params).await).expect("sig");
+        let sig = Signature::try_from(sig.as_ref()).expect("65 bytes");
+        assert_eq!(sig.recover_address_from_msg(message).expect("recover"), me, "{method}");
+    }
+    let typed = json!({
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"}],
+            "Mail": [{"name": "to", "type": "address"}, {"name": "contents", "type": "string"}]
+        },
+        "primaryType": "Mail",
+        "domain": {"name": "Cairn", "chainId": 31337},
+        "message": {"to": to, "contents": "hi"}
+    });
+    let sig: Bytes =
+        serde_json::from_value(ok(&client, &url, "eth_signTypedData_v4", json!([me, typed.clone()])).await)
+            .expect("sig");
+    let parsed: alloy_dyn_abi::TypedData = serde_json::from_value(typed).expect("typed data");
+    let digest: B256 = parsed.eip712_signing_hash().expect("hash");
+    let sig = Signature::try_from(sig.as_ref()).expect("65 bytes");
+    assert_eq!(sig.recover_address_from_prehash(&digest).expect("recover"), me);
+
+    // Mining and time.
+    let (n0, t0) = latest_timestamp(&client, &url).await;
+    assert_eq!(ok(&client, &url, "evm_mine", json!([])).await, "0x0");
+    let (n1, _) = latest_timestamp(&client, &url).await;
+    assert!(n1 > n0, "evm_mine sealed a block");
+    let total = ok(&client, &url, "evm_increaseTime", json!([3600])).await;
+    assert!(hex_u64(&total) >= 3600, "{total}");
+    ok(&client, &url, "evm_mine", json!([])).await;
+    let (_, t2) = latest_timestamp(&client, &url).await;
+    assert!(t2 >= t0 + 3600, "the mined block is an hour later: {t0} -> {t2}");
+    let target = t2 + 86_400;
+    ok(&client, &url, "evm_setNextBlockTimestamp", json!([format!("{target:#x}")])).await;
+    ok(&client, &url, "evm_mine", json!([])).await;
+    let (n3, t3) = latest_timestamp(&client, &url).await;
+    assert_eq!(t3, target, "the next block has the requested timestamp");
+    ok(&client, &url, "anvil_mine", json!(["0x3"])).await;
+    let (n4, t4) = latest_timestamp(&client, &url).await;
+    assert_eq!(n4, n3 + 3, "anvil_mine closed three blocks");
+    assert!(t4 >= target);
+    let r = rpc_raw(&client, &url, "evm_setNextBlockTimestamp", json!([t0])).await;
+    assert!(r["error"]["message"].as_str().expect("message").contains("lower than or equal"), "{r}");
+    let r = rpc_raw(&client, &url, "evm_snapshot", json!([])).await;
+    assert!(r["error"]["message"].as_str().expect("message").contains("never rewrites a sealed block"), "{r}");
+
+    // The clock is part of the chain's durable state: after a restart, new blocks go
+    // on from the moved time, not from the wall clock.
+    drop(node);
+    let node = Node::start(dir.path(), &[]);
+    let url = node.http();
+    ok(&client, &url, "evm_mine", json!([])).await;
+    let (_, t5) = latest_timestamp(&client, &url).await;
+    assert!(t5 >= target, "clock kept across the restart: {t5} < {target}");
+}
