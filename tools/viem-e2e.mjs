@@ -1,6 +1,6 @@
 // End-to-end with viem (the README's example, extended): run by
 // crates/node/tests/e2e_viem.rs against a fresh `cairn dev`. Prints one JSON line.
-import { createPublicClient, createWalletClient, defineChain, hashTypedData, http, parseEther, verifyTypedData, webSocket } from 'viem'
+import { createPublicClient, createWalletClient, defineChain, hashTypedData, http, parseAbi, parseEther, verifyTypedData, webSocket } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 
 const url = process.argv[2]
@@ -9,6 +9,8 @@ const cairn = defineChain({
   name: 'cairn-dev',
   nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
   rpcUrls: { default: { http: [url], webSocket: [url.replace('http', 'ws')] } },
+  // The predeployed Multicall3-compatible contract of cairn dev's default genesis.
+  contracts: { multicall3: { address: '0xcA11bde05977b3631167028862bE2a173976CA11' } },
 })
 const account = privateKeyToAccount('0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80')
 const wallet = createWalletClient({ account, chain: cairn, transport: http() })
@@ -72,8 +74,27 @@ const raw2 = await wallet.signTransaction(await wallet.prepareTransactionRequest
 const syncReceipt = await wallet.sendRawTransactionSync({ serializedTransaction: raw2 })
 const syncBlock = await client.getBlock({ blockNumber: syncReceipt.blockNumber })
 const status = await client.request({ method: 'cairn_getTransactionStatus', params: [pre.transactionHash] })
+// viem's multicall through the predeployed Multicall3, and simulateContract.
+const multicallAbi = parseAbi([
+  'function getChainId() view returns (uint256)',
+  'function getEthBalance(address) view returns (uint256)',
+  'function getBlockNumber() view returns (uint256)',
+])
+const mc = '0xcA11bde05977b3631167028862bE2a173976CA11'
+const multicall = await client.multicall({
+  contracts: [
+    { address: mc, abi: multicallAbi, functionName: 'getChainId' },
+    { address: mc, abi: multicallAbi, functionName: 'getEthBalance', args: [to] },
+    { address: to, abi: multicallAbi, functionName: 'getChainId' },
+  ],
+})
+const simulated = await client.simulateContract({ account, address: mc, abi: multicallAbi, functionName: 'getChainId' })
 await ws.transport.getRpcClient().then((c) => c.close())
 console.log(JSON.stringify({
+  multicallChainId: multicall[0].status === 'success' ? multicall[0].result.toString() : multicall[0].error?.message,
+  multicallBalanceMatches: multicall[1].status === 'success' && multicall[1].result === (await client.getBalance({ address: to })),
+  multicallFailureReported: multicall[2].status === 'failure',
+  simulatedChainId: simulated.result.toString(),
   status: receipt.status,
   gasUsed: receipt.gasUsed.toString(),
   delta: (after - before).toString(),

@@ -23,7 +23,7 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
             }
             alloc
         }
-        None => GenesisAlloc::dev(&accounts),
+        None => GenesisAlloc::dev(&accounts).with_predeploys(),
     };
     let store = Store::open_with_cache(&cfg.datadir.join("cairn.redb"), cfg.cache_bytes)
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?

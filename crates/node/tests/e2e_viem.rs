@@ -3,7 +3,8 @@
 //! watch heads over WebSocket, and see a stale nonce rejected; then preconfirmations:
 //! a fragment verified with viem's `verifyTypedData` knowing only the sequencer's
 //! address, the `cairn_fragments` stream, `eth_sendRawTransactionSync` (EIP-7966)
-//! through viem's own action, and the status tiers.
+//! through viem's own action, and the status tiers; `multicall` through the predeployed
+//! Multicall3 and `simulateContract`.
 
 mod common;
 
@@ -40,4 +41,9 @@ fn viem_sends_waits_and_reads() {
     let tiers: Vec<&str> =
         result["statusHistory"].as_array().expect("history").iter().filter_map(|t| t.as_str()).collect();
     assert_eq!(&tiers[..2], ["received", "preconfirmed"], "{result}");
+    // multicall through the predeployed Multicall3, and simulateContract
+    assert_eq!(result["multicallChainId"], "31337", "{result}");
+    assert_eq!(result["multicallBalanceMatches"], true, "{result}");
+    assert_eq!(result["multicallFailureReported"], true, "{result}");
+    assert_eq!(result["simulatedChainId"], "31337", "{result}");
 }

@@ -63,6 +63,15 @@ impl GenesisAlloc {
         Self { accounts, timestamp: 0, extra_data: Bytes::new() }
     }
 
+    /// The same, with the predeployed contracts (`crate::predeploys`) added where the
+    /// allocation has no account yet: `cairn dev`'s default genesis.
+    pub fn with_predeploys(mut self) -> Self {
+        for (address, code) in crate::predeploys::all() {
+            self.accounts.entry(address).or_insert(GenesisAccount { code, nonce: 1, ..Default::default() });
+        }
+        self
+    }
+
     pub fn from_geth(genesis: alloy_genesis::Genesis) -> Self {
         let accounts = genesis
             .alloc

@@ -52,4 +52,5 @@ pub fn sign_eip1559(
 }
 
 mod memory;
+pub mod predeploys;
 pub use memory::InMemoryState;

@@ -1,0 +1,43 @@
+//! Contracts `cairn dev`'s default genesis places at their canonical addresses, so that
+//! tools that expect them work unchanged: a Multicall3-compatible batch caller (viem's
+//! `multicall`, forge) and the deterministic CREATE2 deployer (`forge script` with a
+//! salt). The sources are Cairn's own (`contracts/*.sol`), compiled with solc-js 0.8.37
+//! (`tools/compile-predeploys.mjs`); a test checks that this bytecode is what they
+//! compile to, and the end-to-end tests check their behaviour against the canonical
+//! deployments on anvil.
+
+use alloy_primitives::{address, Address, Bytes};
+
+/// Where Multicall3 lives on every chain that has it.
+pub const MULTICALL3: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
+/// Where the deterministic deployment proxy lives on every chain that has it.
+pub const CREATE2_DEPLOYER: Address = address!("0x4e59b44847b379578588920ca78fbf26c0b4956c");
+
+fn code(hex: &str) -> Bytes {
+    hex.trim().parse().unwrap_or_default()
+}
+
+/// Runtime code of `contracts/Multicall.sol`.
+pub fn multicall_code() -> Bytes {
+    code(include_str!("multicall.hex"))
+}
+
+/// Runtime code of `contracts/Create2Deployer.sol`.
+pub fn create2_deployer_code() -> Bytes {
+    code(include_str!("create2_deployer.hex"))
+}
+
+/// Every predeploy: address and runtime code.
+pub fn all() -> [(Address, Bytes); 2] {
+    [(MULTICALL3, multicall_code()), (CREATE2_DEPLOYER, create2_deployer_code())]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_code_decodes_and_is_not_empty() {
+        for (address, code) in super::all() {
+            assert!(code.len() > 20, "{address}: {} bytes", code.len());
+        }
+    }
+}
