@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs Cairn's whole test suite on a fresh machine: installs the external clients the
-# end-to-end tests drive (Foundry's cast and anvil, and viem, from npm, pinned in tools/), then
+# end-to-end tests drive (Foundry's cast and anvil, viem, ethers and solc-js from npm, pinned in
+# tools/; jsonschema from PyPI into tools/python), then
 # runs every Rust test (unit, property, ethereum/tests fixtures, end-to-end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # `npm ci` would refuse npm 11's lock (it omits other platforms' optional binaries);
 # versions are pinned exactly, so `npm install` against the lock installs the same.
 (cd tools && npm install --no-audit --no-fund --loglevel=error)
+# Python packages (the Execution APIs schema check), into tools/python, not the system.
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade --target tools/python -r tools/requirements.txt
 cargo test --workspace --locked "$@"

@@ -38,6 +38,21 @@ pub fn rpc_tx(record: &TxRecord, header: &Header, block_hash: B256) -> Result<rp
     })
 }
 
+/// A transaction not in a sealed block yet (pooled, or preconfirmed): block fields
+/// `null`; `gasPrice` is what it would pay at `base_fee` (as geth reports pending
+/// transactions, and as the specification requires of every transaction object).
+pub fn pending_rpc_tx(tx: alloy_consensus::transaction::Recovered<TxEnvelope>, base_fee: u64) -> rpc::Transaction {
+    let effective_gas_price = Some(tx.effective_gas_price(Some(base_fee)));
+    rpc::Transaction {
+        inner: tx,
+        block_hash: None,
+        block_number: None,
+        transaction_index: None,
+        effective_gas_price,
+        block_timestamp: None,
+    }
+}
+
 /// Where a transaction is: its block (whose hash is unknown until it is sealed) and
 /// its position there.
 #[derive(Debug, Clone, Copy)]

@@ -236,14 +236,7 @@ impl EthApi {
             })
         });
         if let Some(tx) = pending {
-            return Ok(Some(rpc::Transaction {
-                inner: tx,
-                block_hash: None,
-                block_number: None,
-                transaction_index: None,
-                effective_gas_price: None,
-                block_timestamp: None,
-            }));
+            return Ok(Some(crate::convert::pending_rpc_tx(tx, self.chain.next_base_fee())));
         }
         let reader = self.reader()?;
         let Some(record) = reader.tx(hash)? else { return Ok(None) };
@@ -578,6 +571,7 @@ impl EthApi {
         m.register_method("eth_chainId", |_, api, _| Ok::<_, RpcError>(U64::from(api.chain.config.chain_id)))?;
         m.register_method("eth_syncing", |_, _, _| Ok::<_, RpcError>(false))?;
         m.register_method("eth_mining", |_, _, _| Ok::<_, RpcError>(false))?;
+        m.register_blocking_method("eth_config", |_, api, _| api.config())?;
         m.register_method("eth_coinbase", |_, api, _| Ok::<_, RpcError>(api.chain.config.fee_recipient))?;
         m.register_method("eth_accounts", |_, api, _| {
             Ok::<_, RpcError>(api.dev.as_ref().map(|d| d.addresses()).unwrap_or_default())

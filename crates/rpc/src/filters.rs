@@ -100,8 +100,12 @@ impl Filters {
                 "too many filters installed ({MAX_FILTERS}); uninstall unused ones or let them expire"
             )));
         }
+        // A quantity, as the specification requires of filter ids (no leading zeros).
         let id = match self.ids.next_id() {
-            jsonrpsee::types::SubscriptionId::Str(s) => s.into_owned(),
+            jsonrpsee::types::SubscriptionId::Str(s) => {
+                let digits = s.trim_start_matches("0x").trim_start_matches('0');
+                format!("0x{}", if digits.is_empty() { "0" } else { digits })
+            }
             jsonrpsee::types::SubscriptionId::Num(n) => format!("0x{n:x}"),
         };
         installed.insert(id.clone(), Installed { kind, polled: now });

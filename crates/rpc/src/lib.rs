@@ -4,6 +4,7 @@
 
 mod blocks;
 mod cairn;
+mod config;
 mod convert;
 mod dev;
 mod error;

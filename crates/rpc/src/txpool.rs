@@ -5,7 +5,6 @@
 
 use alloy_consensus::Transaction as _;
 use alloy_primitives::{Address, U64};
-use alloy_rpc_types_eth as rpc;
 use cairn_mempool::PoolTx;
 use jsonrpsee::RpcModule;
 use serde_json::{json, Map, Value};
@@ -19,17 +18,6 @@ use crate::RpcError;
 /// error that points to `txpool_contentFrom` and `txpool_status`.
 pub const MAX_TXPOOL_CONTENT: usize = 10_000;
 
-fn pool_tx(tx: &PoolTx) -> rpc::Transaction {
-    rpc::Transaction {
-        inner: tx.tx.clone(),
-        block_hash: None,
-        block_number: None,
-        transaction_index: None,
-        effective_gas_price: None,
-        block_timestamp: None,
-    }
-}
-
 /// geth's one-line summary: `to: value wei + gas gas × price wei`.
 fn summary(tx: &PoolTx) -> String {
     let to = match tx.tx.to() {
@@ -40,6 +28,8 @@ fn summary(tx: &PoolTx) -> String {
 }
 
 impl EthApi {
+    /// `{pending, queued}` of one sender (`Some`: by nonce) or of all (by sender, then
+    /// nonce), each transaction made by `f`.
     fn txpool_map(&self, sender: Option<Address>, f: impl Fn(&PoolTx) -> Value) -> Result<Value, RpcError> {
         let pool = self.chain.pool.lock();
         if sender.is_none() && pool.len() > MAX_TXPOOL_CONTENT {
@@ -48,18 +38,23 @@ impl EthApi {
                 pool.len()
             )));
         }
-        let senders: Vec<Address> = match sender {
-            Some(a) => vec![a],
-            None => pool.senders().copied().collect(),
-        };
-        let (mut pending, mut queued) = (Map::new(), Map::new());
-        for a in senders {
+        let by_nonce = |a: &Address| {
             let (mut ready, mut gapped) = (Map::new(), Map::new());
-            for (tx, is_ready) in pool.of_sender(&a) {
+            for (tx, is_ready) in pool.of_sender(a) {
                 let entry: &Arc<PoolTx> = &tx;
                 let side = if is_ready { &mut ready } else { &mut gapped };
                 side.insert(entry.nonce.to_string(), f(entry));
             }
+            (ready, gapped)
+        };
+        if let Some(a) = sender {
+            // geth's txpool_contentFrom: nonces directly under pending / queued.
+            let (ready, gapped) = by_nonce(&a);
+            return Ok(json!({ "pending": ready, "queued": gapped }));
+        }
+        let (mut pending, mut queued) = (Map::new(), Map::new());
+        for a in pool.senders() {
+            let (ready, gapped) = by_nonce(a);
             if !ready.is_empty() {
                 pending.insert(a.to_checksum(None), Value::Object(ready));
             }
@@ -76,7 +71,8 @@ impl EthApi {
     }
 
     pub fn txpool_content(&self, sender: Option<Address>) -> Result<Value, RpcError> {
-        self.txpool_map(sender, |tx| json!(pool_tx(tx)))
+        let base_fee = self.chain.next_base_fee();
+        self.txpool_map(sender, |tx| json!(crate::convert::pending_rpc_tx(tx.tx.clone(), base_fee)))
     }
 
     pub fn txpool_inspect(&self) -> Result<Value, RpcError> {

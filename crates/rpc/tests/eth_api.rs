@@ -326,7 +326,7 @@ async fn filters_report_each_change_once() {
     let logs = fx.api.new_filter(Filter::new().from_block(0).address(fx.token)).expect("log filter");
     let blocks = fx.api.new_block_filter().expect("block filter");
     let pending = fx.api.new_pending_filter().expect("pending filter");
-    assert!(logs.starts_with("0x") && logs.len() == 34, "{logs}");
+    assert!(logs.starts_with("0x") && logs.len() <= 34 && !logs.starts_with("0x0"), "a quantity: {logs}");
     for id in [&logs, &blocks, &pending] {
         assert_eq!(fx.api.filter_changes(id).expect("changes"), serde_json::json!([]), "nothing new yet");
     }
@@ -416,7 +416,10 @@ async fn txpool_tells_pending_from_queued() {
     assert_eq!(content["pending"][&me]["5"]["nonce"], "0x5");
     assert_eq!(content["queued"][&me]["7"]["nonce"], "0x7");
     assert!(content["pending"][&me]["5"]["blockHash"].is_null());
-    assert_eq!(fx.api.txpool_content(Some(fx.signer.address())).expect("from"), content);
+    let from = fx.api.txpool_content(Some(fx.signer.address())).expect("from");
+    assert_eq!(from["pending"]["5"], content["pending"][&me]["5"], "geth's shape: nonces under pending");
+    assert_eq!(from["queued"]["7"], content["queued"][&me]["7"]);
+    assert!(content["pending"][&me]["5"]["gasPrice"].is_string(), "pending transactions carry gasPrice");
     let inspect = fx.api.txpool_inspect().expect("inspect");
     assert_eq!(inspect["pending"][&me]["5"], format!("{}: 1 wei + 21000 gas × 10000000000 wei", to.to_checksum(None)));
 }
