@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 # `npm ci` would refuse npm 11's lock (it omits other platforms' optional binaries);
 # versions are pinned exactly, so `npm install` against the lock installs the same.
 (cd tools && npm install --no-audit --no-fund --loglevel=error)
-# Python packages (the Execution APIs schema check), into tools/python, not the system.
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade --target tools/python -r tools/requirements.txt
+# Python packages (the Execution APIs schema check, web3.py), into tools/python, not the
+# system; installed again only when tools/requirements.txt changes.
+if ! cmp -s tools/requirements.txt tools/python/.installed-requirements 2>/dev/null; then
+  rm -rf tools/python
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target tools/python -r tools/requirements.txt
+  cp tools/requirements.txt tools/python/.installed-requirements
+fi
 cargo test --workspace --locked "$@"
