@@ -1,10 +1,16 @@
 //! Contracts `cairn dev`'s default genesis places at their canonical addresses, so that
 //! tools that expect them work unchanged: a Multicall3-compatible batch caller (viem's
 //! `multicall`, forge) and the deterministic CREATE2 deployer (`forge script` with a
-//! salt). The sources are Cairn's own (`contracts/*.sol`), compiled with solc-js 0.8.37
-//! (`tools/compile-predeploys.mjs`); a test checks that this bytecode is what they
-//! compile to, and the end-to-end tests check their behaviour against the canonical
-//! deployments on anvil.
+//! salt).
+//!
+//! The batch caller is Cairn's own source (`contracts/Multicall.sol`), compiled with
+//! solc-js 0.8.37 (`tools/compile-predeploys.mjs`); a test checks that this bytecode is
+//! what it compiles to, and the end-to-end tests check its behaviour call by call
+//! against the canonical Multicall3 on anvil. The CREATE2 deployer is the canonical
+//! 69-byte runtime of the deterministic deployment proxy, byte for byte: forge checks
+//! the code at that address and refuses any other ("invalid CREATE2 deployer
+//! bytecode"), so it is a protocol constant here, like the address; the end-to-end test
+//! checks it equals anvil's built-in one.
 
 use alloy_primitives::{address, Address, Bytes};
 
@@ -22,7 +28,7 @@ pub fn multicall_code() -> Bytes {
     code(include_str!("multicall.hex"))
 }
 
-/// Runtime code of `contracts/Create2Deployer.sol`.
+/// Runtime code of the deterministic deployment proxy (the canonical bytes).
 pub fn create2_deployer_code() -> Bytes {
     code(include_str!("create2_deployer.hex"))
 }
