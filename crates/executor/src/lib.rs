@@ -13,6 +13,7 @@ mod parallel;
 mod profile;
 mod sequential;
 mod simulate;
+mod simulate_blocks;
 pub mod trace;
 
 pub use db::ViewDb;
@@ -22,6 +23,7 @@ pub use parallel::{ParallelExecutor, ParallelStats, Strategy, DEFAULT_MIN_PARALL
 pub use profile::{dependency_profile, DependencyProfile};
 pub use sequential::SequentialExecutor;
 pub use simulate::{call, estimate_gas, CallError, CallOutcome, CallRequest};
+pub use simulate_blocks::{simulate_blocks, SimBlockInput, SimCallOutput, SimError, StateEdit};
 
 use alloy_primitives::{Address, B256};
 use cairn_primitives::{ChainConfig, Hardfork, RecoveredTx, StateDiff, StoredReceipt};

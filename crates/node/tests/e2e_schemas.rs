@@ -17,7 +17,7 @@ use std::path::Path;
 
 /// Methods of the specification not implemented yet, and `eth_signTransaction`, whose
 /// raw-string answer differs from the specification on purpose (see below).
-const NOT_IMPLEMENTED: [&str; 9] = [
+const NOT_IMPLEMENTED: [&str; 8] = [
     "debug_getBadBlocks",
     "debug_getRawBlockAccessList",
     "eth_baseFee",
@@ -26,7 +26,6 @@ const NOT_IMPLEMENTED: [&str; 9] = [
     "eth_getBlockAccessList",
     "eth_getStorageValues",
     "eth_signTransaction",
-    "eth_simulateV1",
 ];
 
 struct Session {
@@ -157,6 +156,15 @@ async fn every_result_matches_the_execution_apis_schemas() {
         ("debug_traceTransaction", json!([tx_hash, {"tracer": "prestateTracer", "tracerConfig": {"diffMode": true}}])),
         ("debug_traceBlockByNumber", json!([block_number, {"tracer": "callTracer"}])),
         ("debug_traceBlockByHash", json!([block_hash, {"tracer": "4byteTracer"}])),
+        (
+            "eth_simulateV1",
+            json!([{"blockStateCalls": [
+                {"stateOverrides": {other.to_string(): {"balance": "0xde0b6b3a7640000"}},
+                 "calls": [{"from": other, "to": me, "value": "0x1"}, {"from": me, "to": token, "data": "0xdeadbeef"}]},
+                {"blockOverrides": {"time": "0x7fffffff"}, "calls": [transfer.clone()]}
+            ], "traceTransfers": true, "returnFullTransactions": true}, "latest"]),
+        ),
+        ("eth_simulateV1", json!([{"blockStateCalls": [{"calls": [transfer.clone()]}], "validation": true}, "latest"])),
         ("txpool_status", json!([])),
         ("txpool_content", json!([])),
         ("txpool_contentFrom", json!([other])),

@@ -19,6 +19,9 @@ pub enum RpcError {
     /// -32005: a query exceeded a bound (range, result count).
     #[error("{0}")]
     LimitExceeded(String),
+    /// A specific code a method's specification gives (e.g. `eth_simulateV1`'s -380xx).
+    #[error("{message}")]
+    Coded { code: i32, message: String },
     /// 4 (EIP-7966): the transaction was admitted but not preconfirmed in time; the
     /// data is its hash.
     #[error("{message}")]
@@ -34,6 +37,7 @@ impl RpcError {
             Self::Internal(_) => -32603,
             Self::LimitExceeded(_) => -32005,
             Self::Timeout { .. } => 4,
+            Self::Coded { code, .. } => *code,
         }
     }
 

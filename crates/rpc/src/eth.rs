@@ -676,6 +676,7 @@ impl EthApi {
         crate::filters::register(&mut m)?;
         crate::txpool::register(&mut m)?;
         crate::trace::register(&mut m)?;
+        crate::simulate::register(&mut m)?;
         if dev {
             crate::dev::register(&mut m)?;
         }

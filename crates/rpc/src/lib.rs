@@ -13,6 +13,7 @@ mod filters;
 mod overrides;
 mod params;
 mod pubsub;
+mod simulate;
 mod trace;
 mod txpool;
 
@@ -22,6 +23,7 @@ pub use error::RpcError;
 pub use eth::{EthApi, RpcLimits, MAX_PROOF_KEYS};
 pub use filters::{Filters, FILTER_TIMEOUT, MAX_FILTERS};
 pub use pubsub::MAX_STATUS_HASHES;
+pub use simulate::{MAX_SIMULATED_BLOCKS, MAX_SIMULATED_CALLS};
 pub use trace::{MAX_TRACE_FILTER_BLOCKS, MAX_TRACE_FILTER_RESULTS};
 pub use txpool::MAX_TXPOOL_CONTENT;
 

@@ -59,7 +59,7 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 /// EIP-7685 requests hash of a block with no requests (Prague headers carry it).
-pub(crate) fn requests_hash(config: &ChainConfig) -> Option<B256> {
+pub fn requests_hash(config: &ChainConfig) -> Option<B256> {
     (config.hardfork == Hardfork::Prague).then_some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH)
 }
 

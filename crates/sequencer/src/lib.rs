@@ -17,8 +17,8 @@ mod pipeline;
 mod status;
 
 pub use builder::{
-    build_block, builder_priority, execute_block, lower_priority, next_prevrandao, seal_next, BlockInProgress, Builder,
-    BuilderConfig, DEFAULT_FRAGMENT_INTERVAL, SEALER_NICE,
+    build_block, builder_priority, execute_block, lower_priority, next_prevrandao, requests_hash, seal_next,
+    BlockInProgress, Builder, BuilderConfig, DEFAULT_FRAGMENT_INTERVAL, SEALER_NICE,
 };
 pub use chain::{
     Chain, ChainEvent, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER, MAX_PRECONF_WAITERS,
