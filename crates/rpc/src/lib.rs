@@ -3,6 +3,7 @@
 //! See `docs/RPC.md` for the method list, the bounds and the error table.
 
 mod blocks;
+mod budget;
 mod cairn;
 mod config;
 mod convert;
@@ -28,7 +29,8 @@ pub use trace::{MAX_TRACE_FILTER_BLOCKS, MAX_TRACE_FILTER_RESULTS};
 pub use txpool::MAX_TXPOOL_CONTENT;
 
 use cairn_sequencer::{Chain, Ingress};
-use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
+use jsonrpsee::server::{BatchRequestConfig, PingConfig, Server, ServerConfig, ServerHandle};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -40,6 +42,12 @@ pub struct ServerLimits {
     pub max_connections: u32,
     pub max_batch: u32,
     pub max_subscriptions_per_connection: u32,
+    /// Bytes of answers a WebSocket connection may hold unread (see `budget`).
+    pub unsent_bytes_per_connection: usize,
+    /// Messages a WebSocket connection's outgoing buffer holds.
+    pub message_buffer: u32,
+    /// WebSocket ping interval; a client silent for twice as long is disconnected.
+    pub ws_ping: std::time::Duration,
 }
 
 impl Default for ServerLimits {
@@ -50,6 +58,9 @@ impl Default for ServerLimits {
             max_connections: 1_000,
             max_batch: 1_000,
             max_subscriptions_per_connection: 64,
+            unsent_bytes_per_connection: 32 * 1024 * 1024,
+            message_buffer: 256,
+            ws_ping: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -70,8 +81,17 @@ pub async fn start(
         .max_subscriptions_per_connection(server_limits.max_subscriptions_per_connection)
         .set_batch_request_config(BatchRequestConfig::Limit(server_limits.max_batch))
         .set_id_provider(pubsub::HexIdProvider::new())
+        .set_message_buffer_capacity(server_limits.message_buffer)
+        .enable_ws_ping(
+            PingConfig::new()
+                .ping_interval(server_limits.ws_ping)
+                .inactive_limit(server_limits.ws_ping * 2)
+                .max_failures(1),
+        )
         .build();
-    let server = Server::builder().set_config(config).build(addr).await?;
+    let budget = server_limits.unsent_bytes_per_connection;
+    let middleware = RpcServiceBuilder::new().layer_fn(move |service| budget::Budget::new(service, budget));
+    let server = Server::builder().set_config(config).set_rpc_middleware(middleware).build(addr).await?;
     let local = server.local_addr()?;
     let mut api = EthApi::new(chain, ingress, limits);
     if let Some(dev) = dev {
