@@ -152,14 +152,17 @@ mod tests {
         }
 
         fn batch<'a>(&self, _: Batch<'a>) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-            async { MethodResponse::error(Id::Null, ErrorObjectOwned::owned(-32600, "no batches", None::<()>)) }
+            std::future::ready(MethodResponse::error(
+                Id::Null,
+                ErrorObjectOwned::owned(-32600, "no batches", None::<()>),
+            ))
         }
 
         fn notification<'a>(
             &self,
             _: Notification<'a>,
         ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-            async { MethodResponse::notification() }
+            std::future::ready(MethodResponse::notification())
         }
     }
 
