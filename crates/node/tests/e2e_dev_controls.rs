@@ -121,3 +121,53 @@ async fn unlocked_accounts_sign_send_and_control_time() {
     let (_, t5) = latest_timestamp(&client, &url).await;
     assert!(t5 >= target, "clock kept across the restart: {t5} < {target}");
 }
+
+/// Bad requests get JSON-RPC errors that name what is wrong, never debug text, and the
+/// node keeps answering (`docs/RPC.md`, the error table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let post = |body: &'static str| {
+        let (client, url) = (client.clone(), node.http());
+        async move {
+            let resp =
+                client.post(url).header("content-type", "application/json").body(body).send().await.expect("send");
+            resp.json::<Value>().await.expect("a JSON-RPC answer")
+        }
+    };
+    let cases: [(&str, i64, &str); 6] = [
+        ("hello", -32700, "Parse error"),
+        (r#"{"foo":1}"#, -32700, "Parse error"),
+        ("[]", -32600, "Invalid request"),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xzzzz","latest"]}"#,
+            -32602,
+            "invalid argument 0 (address): ",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByHash","params":["0x1234"]}"#,
+            -32602,
+            "invalid argument 0 (transaction hash): ",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":[]}"#,
+            -32602,
+            "missing value for required argument 0",
+        ),
+    ];
+    for (body, code, message) in cases {
+        let r = post(body).await;
+        assert_eq!(r["error"]["code"], code, "{body}: {r}");
+        let m = r["error"]["message"].as_str().expect("message");
+        assert!(m.starts_with(message), "{body}: {m}");
+        assert!(!m.contains("ErrorObject") && !m.contains("RawValue"), "{body}: {m}");
+    }
+    let r = post(r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#).await;
+    assert_eq!(r["result"], "0x7a69", "still answering");
+    // eth_blobBaseFee agrees with eth_feeHistory's baseFeePerBlobGas.
+    let blob = post(r#"{"jsonrpc":"2.0","id":1,"method":"eth_blobBaseFee","params":[]}"#).await;
+    let history = post(r#"{"jsonrpc":"2.0","id":1,"method":"eth_feeHistory","params":["0x1","latest"]}"#).await;
+    assert_eq!(history["result"]["baseFeePerBlobGas"][0], blob["result"], "{history} {blob}");
+}

@@ -134,6 +134,8 @@ async fn every_result_matches_the_execution_apis_schemas() {
         ("eth_getCode", json!([token, "latest"])),
         ("eth_getStorageAt", json!([token, slot, "latest"])),
         ("eth_getProof", json!([token, [slot], "latest"])),
+        // Short keys are quantities the specification allows.
+        ("eth_getProof", json!([token, ["0x0", "0x3"], "latest"])),
         (
             "eth_call",
             json!([{"to": token, "data": hex::encode_prefixed(cairn_workload::balance_of_call(me))}, "latest"]),
