@@ -6,7 +6,9 @@
 //! a payment workload), signed in advance. The client sends with `concurrency`
 //! requests in flight for `duration` seconds; a block watcher records when each
 //! transaction's block appears. Included tx/s counts transactions included during the
-//! send window; latency is from the send call to the block being visible over RPC.
+//! send window; latency is from the send call to the block being visible over RPC, which
+//! is when the standard `eth_getTransactionReceipt` answers the sealed receipt (block,
+//! receipts and head are one atomic commit).
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{hex, Address, B256, U256};
@@ -416,7 +418,7 @@ async fn measure(name: &str, url: &str, w: &Workload, args: &RpcBenchArgs) -> an
 
 fn print(f: &Figures) {
     println!(
-        "{:<22} accepted {:>8.0} tx/s | included {:>8.0} tx/s ({} in {:.1} s window, {} total) | latency p50 {:>8.1} ms p99 {:>8.1} ms | rejected {}",
+        "{:<22} accepted {:>8.0} tx/s | included {:>8.0} tx/s ({} in {:.1} s window, {} total) | send -> sealed receipt visible p50 {:>8.1} ms p99 {:>8.1} ms | rejected {}",
         f.node, f.accepted_per_sec, f.included_per_sec, f.included_in_window, f.send_seconds, f.included_total,
         f.latency_p50_ms, f.latency_p99_ms, f.rejected
     );

@@ -42,20 +42,7 @@ impl Pair {
         let hash = c["result"].clone();
         let mut receipts = Vec::new();
         for url in [&self.cairn, &self.anvil] {
-            let mut receipt = Value::Null;
-            // Cairn's receipt call waits for the seal itself; anvil mines at once.
-            for _ in 0..100 {
-                receipt = rpc_raw(&self.client, url, "eth_getTransactionReceipt", json!([hash]))
-                    .await
-                    .get("result")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                if !receipt.is_null() {
-                    break;
-                }
-            }
-            assert!(!receipt.is_null(), "no receipt from {url}");
-            receipts.push(receipt);
+            receipts.push(common::wait_receipt(&self.client, url, &hash, std::time::Duration::from_secs(60)).await);
         }
         let a = receipts.pop().expect("anvil");
         let c = receipts.pop().expect("cairn");

@@ -42,13 +42,7 @@ async fn unlocked_accounts_sign_send_and_control_time() {
     let hash = ok(&client, &url, "eth_sendTransaction", json!([{"from": me, "to": to, "value": "0x3e8"}])).await;
     // Polled as clients do: `null` while pooled; once preconfirmed, the call itself
     // waits for the seal.
-    let mut receipt = Value::Null;
-    for _ in 0..2_000 {
-        receipt = ok(&client, &url, "eth_getTransactionReceipt", json!([hash])).await;
-        if !receipt.is_null() {
-            break;
-        }
-    }
+    let receipt = common::wait_receipt(&client, &url, &hash, std::time::Duration::from_secs(60)).await;
     assert_eq!(receipt["status"], "0x1", "{receipt}");
     assert_eq!(receipt["from"].as_str().map(str::to_lowercase), Some(format!("{me:?}").to_lowercase()));
     let raw = ok(&client, &url, "eth_signTransaction", json!([{"from": me, "to": to, "value": "0x1"}])).await;

@@ -76,13 +76,7 @@ impl Pair {
         let sent = rpc_raw(&self.client, url, "eth_sendRawTransaction", json!([raw])).await;
         let hash = sent["result"].clone();
         assert!(!hash.is_null(), "{url}: {sent}");
-        for _ in 0..2_000 {
-            let r = rpc_raw(&self.client, url, "eth_getTransactionReceipt", json!([hash])).await;
-            if !r["result"].is_null() {
-                return r["result"].clone();
-            }
-        }
-        panic!("no receipt for {hash} from {url}");
+        common::wait_receipt(&self.client, url, &hash, std::time::Duration::from_secs(60)).await
     }
 }
 

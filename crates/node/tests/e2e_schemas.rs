@@ -43,13 +43,7 @@ impl Session {
     }
 
     async fn receipt(&mut self, hash: &Value) -> Value {
-        for _ in 0..2_000 {
-            let r = rpc_raw(&self.client, &self.url, "eth_getTransactionReceipt", json!([hash])).await;
-            if !r["result"].is_null() {
-                return r["result"].clone();
-            }
-        }
-        panic!("no receipt for {hash}");
+        common::wait_receipt(&self.client, &self.url, hash, std::time::Duration::from_secs(60)).await
     }
 }
 

@@ -172,3 +172,23 @@ pub async fn rpc_raw(
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     client.post(url).json(&body).send().await.expect("send").json().await.expect("json")
 }
+
+/// `eth_getTransactionReceipt` polled as clients poll it until it answers (at most
+/// `within`): `null` while the transaction is pooled; once it is preconfirmed the call
+/// itself waits for the seal (on anvil it is mined at once).
+pub async fn wait_receipt(
+    client: &reqwest::Client,
+    url: &str,
+    hash: &serde_json::Value,
+    within: std::time::Duration,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let r = rpc_raw(client, url, "eth_getTransactionReceipt", serde_json::json!([hash])).await;
+        if !r["result"].is_null() {
+            return r["result"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no receipt for {hash} from {url} within {within:?}: {r}");
+        tokio::task::yield_now().await;
+    }
+}
