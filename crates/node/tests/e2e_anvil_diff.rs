@@ -12,43 +12,13 @@
 
 mod common;
 
-use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{hex, Address, U256};
 use cairn_primitives::{dev_accounts, TxEnvelope, DEV_MNEMONIC};
 use cairn_workload::{authorize, mint_call, token_balance_slot, Artifacts, TxFactory};
-use common::{rpc_raw, Anvil, Node};
+use common::{rpc_raw, Anvil, Node, Pair};
 use serde_json::{json, Value};
 
 const CHAIN: u64 = 31337;
-
-struct Pair {
-    client: reqwest::Client,
-    cairn: String,
-    anvil: String,
-}
-
-impl Pair {
-    async fn both(&self, method: &str, params: Value) -> (Value, Value) {
-        let c = rpc_raw(&self.client, &self.cairn, method, params.clone()).await;
-        let a = rpc_raw(&self.client, &self.anvil, method, params).await;
-        (c, a)
-    }
-
-    /// Sends `tx` to both and returns both receipts once each node has it.
-    async fn send(&self, tx: &TxEnvelope) -> (Value, Value) {
-        let raw = hex::encode_prefixed(tx.encoded_2718());
-        let (c, a) = self.both("eth_sendRawTransaction", json!([raw])).await;
-        assert_eq!(c["result"], a["result"], "both accept it with the same hash: {c} {a}");
-        let hash = c["result"].clone();
-        let mut receipts = Vec::new();
-        for url in [&self.cairn, &self.anvil] {
-            receipts.push(common::wait_receipt(&self.client, url, &hash, std::time::Duration::from_secs(60)).await);
-        }
-        let a = receipts.pop().expect("anvil");
-        let c = receipts.pop().expect("cairn");
-        (c, a)
-    }
-}
 
 /// The fields of a receipt both nodes must agree on (block numbers and hashes differ).
 fn outcome(r: &Value) -> Value {
@@ -66,7 +36,7 @@ async fn eip7702_outcomes_match_anvil() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(dir.path(), &[]);
     let anvil = Anvil::start(&[]);
-    let pair = Pair { client: reqwest::Client::new(), cairn: node.http(), anvil: anvil.url.clone() };
+    let pair = Pair::new(node.http(), anvil.url.clone());
     let s: Vec<_> = dev_accounts(DEV_MNEMONIC, 3).expect("derive").into_iter().map(|a| a.signer).collect();
     let (sponsor, authority, caller) = (&s[0], &s[1], &s[2]);
     let b = authority.address();
@@ -182,9 +152,8 @@ async fn eip7702_outcomes_match_anvil() {
     drop(node);
     let node = Node::start(dir.path(), &[]);
     check_history(node.http()).await;
-    let (cv, av) = Pair { client: pair.client.clone(), cairn: node.http(), anvil: anvil.url.clone() }
-        .both("eth_getTransactionCount", json!([b, "latest"]))
-        .await;
+    let (cv, av) =
+        Pair::new(node.http(), anvil.url.clone()).both("eth_getTransactionCount", json!([b, "latest"])).await;
     assert_eq!(cv["result"], av["result"], "after the restart");
 }
 
@@ -195,7 +164,7 @@ async fn call_overrides_match_anvil() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(dir.path(), &[]);
     let anvil = Anvil::start(&[]);
-    let pair = Pair { client: reqwest::Client::new(), cairn: node.http(), anvil: anvil.url.clone() };
+    let pair = Pair::new(node.http(), anvil.url.clone());
     let s: Vec<_> = dev_accounts(DEV_MNEMONIC, 1).expect("derive").into_iter().map(|a| a.signer).collect();
     let art = Artifacts::load_default().expect("artifacts");
     let token = s[0].address().create(0);
@@ -344,7 +313,7 @@ async fn traces_and_access_lists_match_anvil() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(dir.path(), &[]);
     let anvil = Anvil::start(&["--steps-tracing"]);
-    let pair = Pair { client: reqwest::Client::new(), cairn: node.http(), anvil: anvil.url.clone() };
+    let pair = Pair::new(node.http(), anvil.url.clone());
     let s: Vec<_> = dev_accounts(DEV_MNEMONIC, 2).expect("derive").into_iter().map(|a| a.signer).collect();
     let me = s[0].address();
     let f = TxFactory::new(CHAIN);
@@ -434,7 +403,7 @@ async fn simulate_v1_matches_anvil() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(dir.path(), &[]);
     let anvil = Anvil::start(&[]);
-    let pair = Pair { client: reqwest::Client::new(), cairn: node.http(), anvil: anvil.url.clone() };
+    let pair = Pair::new(node.http(), anvil.url.clone());
     let me = dev_accounts(DEV_MNEMONIC, 1).expect("derive")[0].address;
     let art = Artifacts::load_default().expect("artifacts");
     let poor = Address::repeat_byte(0x61);

@@ -14,7 +14,7 @@ use alloy_sol_types::{sol, SolCall};
 use cairn_primitives::predeploys::{CREATE2_DEPLOYER, MULTICALL3};
 use cairn_primitives::{dev_accounts, DEV_MNEMONIC};
 use cairn_workload::{balance_of_call, mint_call, Artifacts, TxFactory};
-use common::{rpc_raw, Anvil, Node};
+use common::{rpc_raw, Anvil, Node, Pair};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -58,28 +58,6 @@ fn embedded_bytecode_is_what_the_sources_compile_to() {
     assert_eq!(cairn_primitives::predeploys::multicall_code(), expect("Multicall"));
 }
 
-struct Pair {
-    client: reqwest::Client,
-    cairn: String,
-    anvil: String,
-}
-
-impl Pair {
-    async fn both(&self, method: &str, params: Value) -> (Value, Value) {
-        (
-            rpc_raw(&self.client, &self.cairn, method, params.clone()).await,
-            rpc_raw(&self.client, &self.anvil, method, params).await,
-        )
-    }
-
-    async fn send_raw(&self, url: &str, raw: &str) -> Value {
-        let sent = rpc_raw(&self.client, url, "eth_sendRawTransaction", json!([raw])).await;
-        let hash = sent["result"].clone();
-        assert!(!hash.is_null(), "{url}: {sent}");
-        common::wait_receipt(&self.client, url, &hash, std::time::Duration::from_secs(60)).await
-    }
-}
-
 /// The answer of a call: its return data, or its error code and revert data.
 fn answer(v: &Value) -> Value {
     match v.get("error") {
@@ -93,7 +71,7 @@ async fn predeploys_behave_as_the_canonical_contracts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(dir.path(), &[]);
     let anvil = Anvil::start(&[]);
-    let pair = Pair { client: reqwest::Client::new(), cairn: node.http(), anvil: anvil.url.clone() };
+    let pair = Pair::new(node.http(), anvil.url.clone());
     // The canonical Multicall3 on anvil, from its presigned deployment transaction.
     let deployer = "0x05f32B3cC3888453ff71B01135B34FF8e41263F2";
     rpc_raw(&pair.client, &pair.anvil, "anvil_setBalance", json!([deployer, "0xde0b6b3a7640000"])).await;

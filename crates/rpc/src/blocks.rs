@@ -20,7 +20,7 @@ type RpcResult<T> = Result<T, RpcError>;
 impl EthApi {
     /// The sealed block `id` names (waiting briefly for a preconfirmed block number, as
     /// `eth_getBlockByNumber` does), `None` if there is none.
-    fn sealed_block(&self, id: BlockId) -> RpcResult<Option<(StoreReader, u64)>> {
+    pub(crate) fn sealed_block(&self, id: BlockId) -> RpcResult<Option<(StoreReader, u64)>> {
         if let BlockId::Number(BlockNumberOrTag::Number(n)) = id {
             self.chain.wait_sealed_for(n, SEAL_WAIT);
         }

@@ -146,23 +146,12 @@ impl EthApi {
                 None if payload.validation => self.chain.config.next_base_fee(prev_gas_used, prev_gas_limit, prev_base),
                 None => 0,
             };
+            // The defaults above, then the overrides as eth_call applies them (the same
+            // number, time and base fee where given; fee recipient, randomness, gas
+            // limit, difficulty, block hashes; the unsupported ones refused).
             let mut ctx = BlockContext::for_chain(&self.chain.config, next_number, next_ts, base_fee, B256::ZERO);
-            ctx.gas_limit = o.gas_limit.unwrap_or(base_ctx.gas_limit);
-            if let Some(c) = o.coinbase {
-                ctx.beneficiary = c;
-            }
-            if let Some(r) = o.random {
-                ctx.prevrandao = r;
-            }
-            if let Some(d) = o.difficulty {
-                ctx.difficulty = d;
-            }
-            if o.blob_base_fee.is_some() || o.beacon_root.is_some() {
-                return Err(RpcError::InvalidParams("blobBaseFee and beaconRoot overrides are not supported".into()));
-            }
-            if let Some(h) = &o.block_hash {
-                block_hashes.extend(h.iter().map(|(k, v)| (*k, *v)));
-            }
+            ctx.gas_limit = base_ctx.gas_limit;
+            block_hashes.extend(crate::overrides::apply_block_overrides(&mut ctx, &o)?);
             let mut calls = Vec::with_capacity(b.calls.len());
             for req in &b.calls {
                 let mut req = Self::call_request(req.clone())?;

@@ -88,18 +88,8 @@ impl EthApi {
     }
 
     fn block_number_of(&self, id: BlockId) -> RpcResult<u64> {
-        if let BlockId::Number(BlockNumberOrTag::Number(n)) = id {
-            self.chain.wait_sealed_for(n, crate::eth::SEAL_WAIT);
-        }
-        let reader = self.chain.store.reader()?;
-        let head = reader.head()?;
-        let n = match id {
-            BlockId::Hash(h) => reader.block_number(h.block_hash)?,
-            BlockId::Number(BlockNumberOrTag::Earliest) => Some(0),
-            BlockId::Number(BlockNumberOrTag::Number(n)) => (n <= head).then_some(n),
-            BlockId::Number(_) => Some(head),
-        };
-        n.ok_or_else(|| RpcError::Server("block not found".into()))
+        let (_, n) = self.sealed_block(id)?.ok_or_else(|| RpcError::Server("block not found".into()))?;
+        Ok(n)
     }
 
     pub fn debug_trace_transaction(&self, hash: B256, opts: GethDebugTracingOptions) -> RpcResult<Value> {

@@ -192,3 +192,41 @@ pub async fn wait_receipt(
         tokio::task::yield_now().await;
     }
 }
+
+/// Cairn and a reference node asked the same things.
+pub struct Pair {
+    pub client: reqwest::Client,
+    pub cairn: String,
+    pub anvil: String,
+}
+
+impl Pair {
+    pub fn new(cairn: String, anvil: String) -> Self {
+        Self { client: reqwest::Client::new(), cairn, anvil }
+    }
+
+    /// The same call to both: (Cairn's answer, anvil's answer).
+    pub async fn both(&self, method: &str, params: serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+        let c = rpc_raw(&self.client, &self.cairn, method, params.clone()).await;
+        let a = rpc_raw(&self.client, &self.anvil, method, params).await;
+        (c, a)
+    }
+
+    /// Sends raw transaction bytes (hex) to one node; its receipt once it has one.
+    pub async fn send_raw(&self, url: &str, raw: &str) -> serde_json::Value {
+        let sent = rpc_raw(&self.client, url, "eth_sendRawTransaction", serde_json::json!([raw])).await;
+        let hash = sent["result"].clone();
+        assert!(!hash.is_null(), "{url}: {sent}");
+        wait_receipt(&self.client, url, &hash, std::time::Duration::from_secs(60)).await
+    }
+
+    /// Sends `tx` to both (the same hash from both) and returns both receipts.
+    pub async fn send(&self, tx: &cairn_primitives::TxEnvelope) -> (serde_json::Value, serde_json::Value) {
+        use alloy_eips::eip2718::Encodable2718;
+        let raw = alloy_primitives::hex::encode_prefixed(tx.encoded_2718());
+        let c = self.send_raw(&self.cairn, &raw).await;
+        let a = self.send_raw(&self.anvil, &raw).await;
+        assert_eq!(c["transactionHash"], a["transactionHash"], "both took it with the same hash");
+        (c, a)
+    }
+}
