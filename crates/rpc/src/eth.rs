@@ -268,7 +268,9 @@ impl EthApi {
         if wait.is_zero() {
             return Ok(None);
         }
-        let Some(unsealed) = self.chain.find_unsealed(&hash) else { return Ok(None) };
+        // Not unsealed either: pooled, unknown, or sealed just now (it moves from the
+        // unsealed blocks to the store), which one more read tells.
+        let Some(unsealed) = self.chain.find_unsealed(&hash) else { return self.sealed_receipt(hash) };
         if !self.chain.wait_sealed_for(unsealed.number, wait) {
             return Ok(None);
         }
