@@ -338,6 +338,30 @@ impl EthApi {
         state.code(acc.code_hash).map_err(|e| RpcError::Internal(e.0))
     }
 
+    /// `eth_getStorageValues`: many slots of many accounts at one block (at most
+    /// [`MAX_PROOF_KEYS`] slots in all), each value as 32 bytes.
+    pub fn storage_values(
+        &self,
+        requests: std::collections::BTreeMap<Address, Vec<U256>>,
+        id: Option<BlockId>,
+    ) -> RpcResult<std::collections::BTreeMap<Address, Vec<B256>>> {
+        let total: usize = requests.values().map(Vec::len).sum();
+        if total > MAX_PROOF_KEYS {
+            return Err(invalid(format!("too many storage keys: {total} (at most {MAX_PROOF_KEYS})")));
+        }
+        let state = self.state_at(id)?;
+        let mut out = std::collections::BTreeMap::new();
+        for (address, slots) in requests {
+            let mut values = Vec::with_capacity(slots.len());
+            for slot in slots {
+                let v = state.storage(address, slot).map_err(|e| RpcError::Internal(e.0))?;
+                values.push(B256::from(v.to_be_bytes::<32>()));
+            }
+            out.insert(address, values);
+        }
+        Ok(out)
+    }
+
     pub fn storage_at(&self, address: Address, slot: U256, id: Option<BlockId>) -> RpcResult<B256> {
         let state = self.state_at(id)?;
         let v = state.storage(address, slot).map_err(|e| RpcError::Internal(e.0))?;
@@ -585,6 +609,12 @@ impl EthApi {
         })?;
         m.register_method("eth_gasPrice", |_, api, _| Ok::<_, RpcError>(api.gas_price()))?;
         m.register_method("eth_maxPriorityFeePerGas", |_, api, _| Ok::<_, RpcError>(U256::from(api.suggested_tip())))?;
+        m.register_method("eth_baseFee", |_, api, _| Ok::<_, RpcError>(U256::from(api.chain.next_base_fee())))?;
+        m.register_blocking_method("eth_getStorageValues", |p, api, _| {
+            let mut args = Args::new(&p);
+            let requests: std::collections::BTreeMap<Address, Vec<U256>> = args.next("storage requests")?;
+            api.storage_values(requests, args.opt("block")?)
+        })?;
         m.register_method("eth_blobBaseFee", |_, _, _| Ok::<_, RpcError>(U256::from(BLOB_BASE_FEE)))?;
         m.register_async_method("eth_sendRawTransaction", |p, api, _| async move {
             let raw: Bytes = Args::new(&p).next("raw transaction")?;
