@@ -27,6 +27,7 @@ pub(crate) fn cfg_env(block: &BlockContext) -> CfgEnv {
     let mut cfg = CfgEnv::new_with_spec(block.spec);
     cfg.chain_id = block.chain_id;
     cfg.tx_gas_limit_cap = block.tx_gas_cap;
+    cfg.disable_eip3607 = block.contract_senders;
     // EIP-4844 / EIP-7691 per-block blob maximum, which also bounds one transaction.
     cfg.max_blobs_per_tx = Some(if block.spec >= SpecId::PRAGUE { 9 } else { 6 });
     cfg

@@ -46,6 +46,9 @@ pub struct BlockContext {
     pub tx_gas_cap: Option<u64>,
     /// EIP-4844 excess blob gas (sets the blob base fee); Cairn chains keep it at zero.
     pub excess_blob_gas: u64,
+    /// Accounts with code may send transactions (EIP-3607 off): `cairn dev`, where an
+    /// impersonated sender may be a contract.
+    pub contract_senders: bool,
 }
 
 impl BlockContext {
@@ -63,6 +66,7 @@ impl BlockContext {
             spec: spec_of(chain.hardfork),
             tx_gas_cap: Some(chain.tx_gas_cap),
             excess_blob_gas: 0,
+            contract_senders: chain.dev,
         }
     }
 }

@@ -69,6 +69,7 @@ fn block(unit: &TestUnit) -> BlockContext {
         spec: SpecId::CANCUN,
         tx_gas_cap: None,
         excess_blob_gas: env.current_excess_blob_gas.unwrap_or_default().saturating_to(),
+        contract_senders: false,
     }
 }
 

@@ -193,6 +193,7 @@ impl DevArgs {
             max_tx_bytes: args.max_tx_size.unwrap_or(defaults.max_tx_bytes),
             min_tip: args.min_tip.unwrap_or(defaults.min_tip),
             fee_recipient: args.fee_recipient.unwrap_or(defaults.fee_recipient),
+            dev: true,
             ..defaults
         };
         if chain.tx_gas_cap > chain.gas_limit {

@@ -3,13 +3,14 @@
 //! `eth_signTransaction`, `eth_sign` / `personal_sign` / `eth_signTypedData_v4` checked
 //! by recovering the signer, `evm_mine`, `anvil_mine`, `evm_increaseTime`,
 //! `evm_setNextBlockTimestamp` (the clock survives a restart), and the refusals
-//! (`evm_snapshot`, an account without a key).
+//! (`evm_snapshot`, an account without a key); state edits and impersonation, side by
+//! side with anvil.
 
 mod common;
 
 use alloy_primitives::{Address, Bytes, Signature, B256};
 use cairn_primitives::{dev_accounts, DEV_MNEMONIC};
-use common::{rpc_raw, Node};
+use common::{rpc_raw, Anvil, Node, Pair};
 use serde_json::{json, Value};
 
 async fn ok(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
@@ -164,4 +165,120 @@ async fn bad_requests_get_clear_errors() {
     let blob = post(r#"{"jsonrpc":"2.0","id":1,"method":"eth_blobBaseFee","params":[]}"#).await;
     let history = post(r#"{"jsonrpc":"2.0","id":1,"method":"eth_feeHistory","params":["0x1","latest"]}"#).await;
     assert_eq!(history["result"]["baseFeePerBlobGas"][0], blob["result"], "{history} {blob}");
+}
+
+/// A call that must succeed on both nodes, with both answers.
+async fn both_ok(pair: &Pair, method: &str, params: Value) -> (Value, Value) {
+    let (c, a) = pair.both(method, params).await;
+    assert!(c.get("error").is_none(), "cairn {method}: {c}");
+    assert!(a.get("error").is_none(), "anvil {method}: {a}");
+    (c["result"].clone(), a["result"].clone())
+}
+
+/// `eth_sendTransaction` on both, and both receipts once there.
+async fn send_both(pair: &Pair, tx: Value) -> (Value, Value) {
+    let (c, a) = both_ok(pair, "eth_sendTransaction", json!([tx])).await;
+    let within = std::time::Duration::from_secs(60);
+    let c = common::wait_receipt(&pair.client, &pair.cairn, &c, within).await;
+    let a = common::wait_receipt(&pair.client, &pair.anvil, &a, within).await;
+    (c, a)
+}
+
+/// `anvil_setBalance` / `setNonce` / `setCode` / `setStorageAt` and impersonation give
+/// what anvil gives on the same calls: the edited account as read back (balance, nonce,
+/// code, storage, a call into the new code), transactions sent from an impersonated
+/// account (an EOA without a key, and a contract), stopping and automatic
+/// impersonation. Each edit is a block of its own: the block before it still shows the
+/// old state, and everything survives a restart. Cairn refuses to lower a nonce
+/// (anvil allows it: documented difference).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_edits_and_impersonation_match_anvil() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let anvil = Anvil::start(&[]);
+    let pair = Pair::new(node.http(), anvil.url.clone());
+    let (x, y, z) = (Address::repeat_byte(0x71), Address::repeat_byte(0x72), Address::repeat_byte(0x73));
+    let c = Address::repeat_byte(0x7c);
+    // Runtime code that answers 42 and, called with value, keeps it.
+    let code = "0x602a5f5260205ff3";
+    let (number_before, _) = latest_timestamp(&pair.client, &pair.cairn).await;
+
+    let (cb, ab) = both_ok(&pair, "anvil_setBalance", json!([x, "0x56bc75e2d63100000"])).await;
+    assert_eq!((cb.clone(), ab), (Value::Null, Value::Null));
+    both_ok(&pair, "anvil_setNonce", json!([x, "0x5"])).await;
+    both_ok(&pair, "anvil_setCode", json!([c, code])).await;
+    let slot_value = format!("0x{:064x}", 9);
+    let (cs, as_) = both_ok(&pair, "anvil_setStorageAt", json!([c, "0x1", slot_value])).await;
+    assert_eq!((cs, as_), (Value::Bool(true), Value::Bool(true)));
+    for (method, params) in [
+        ("eth_getBalance", json!([x, "latest"])),
+        ("eth_getTransactionCount", json!([x, "latest"])),
+        ("eth_getCode", json!([c, "latest"])),
+        ("eth_getStorageAt", json!([c, "0x1", "latest"])),
+        ("eth_call", json!([{"to": c}, "latest"])),
+    ] {
+        let (cr, ar) = both_ok(&pair, method, params).await;
+        assert_eq!(cr, ar, "{method}");
+    }
+    // The block before the edits is untouched.
+    let before = format!("{number_before:#x}");
+    let old = ok(&pair.client, &pair.cairn, "eth_getBalance", json!([x, before])).await;
+    assert_eq!(old, "0x0", "edits never rewrite a sealed block");
+
+    // Impersonation: an EOA whose key nobody has, and a contract (EIP-3607 is off).
+    for (method, params) in [("anvil_impersonateAccount", json!([x])), ("anvil_impersonateAccount", json!([c]))] {
+        let (cr, ar) = both_ok(&pair, method, params).await;
+        assert_eq!((cr, ar), (Value::Null, Value::Null));
+    }
+    both_ok(&pair, "anvil_setBalance", json!([c, "0xde0b6b3a7640000"])).await;
+    for (from, value) in [(x, "0x3e8"), (c, "0x7")] {
+        let (cr, ar) = send_both(&pair, json!({"from": from, "to": y, "value": value})).await;
+        for key in ["status", "from", "to", "gasUsed", "type"] {
+            assert_eq!(cr[key], ar[key], "{key} of a transaction from {from}: {cr} / {ar}");
+        }
+        assert_eq!(cr["status"], "0x1");
+    }
+    for (method, params) in [
+        ("eth_getBalance", json!([y, "latest"])),
+        ("eth_getTransactionCount", json!([x, "latest"])),
+        ("eth_getTransactionCount", json!([c, "latest"])),
+    ] {
+        let (cr, ar) = both_ok(&pair, method, params).await;
+        assert_eq!(cr, ar, "{method}");
+    }
+    both_ok(&pair, "anvil_stopImpersonatingAccount", json!([x])).await;
+    let (cr, ar) = pair.both("eth_sendTransaction", json!([{"from": x, "to": y, "value": "0x1"}])).await;
+    assert!(cr.get("error").is_some() && ar.get("error").is_some(), "no longer impersonated: {cr} / {ar}");
+    // Automatic impersonation: any account.
+    both_ok(&pair, "anvil_setBalance", json!([z, "0xde0b6b3a7640000"])).await;
+    both_ok(&pair, "anvil_autoImpersonateAccount", json!([true])).await;
+    let (cr, ar) = send_both(&pair, json!({"from": z, "to": y, "value": "0x5"})).await;
+    assert_eq!((cr["status"].clone(), cr["from"].clone()), (ar["status"].clone(), ar["from"].clone()));
+    both_ok(&pair, "anvil_autoImpersonateAccount", json!([false])).await;
+    let (cr, ar) = both_ok(&pair, "eth_getBalance", json!([y, "latest"])).await;
+    assert_eq!(cr, ar);
+    assert_eq!(cr, "0x3f4", "1000 + 7 + 5 wei");
+
+    // hardhat's names answer true; a nonce is never lowered on Cairn.
+    let r = ok(&pair.client, &pair.cairn, "hardhat_setBalance", json!([z, "0x1"])).await;
+    assert_eq!(r, Value::Bool(true));
+    let r = rpc_raw(&pair.client, &pair.cairn, "anvil_setNonce", json!([x, "0x1"])).await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot be lowered"), "{r}");
+    let r = rpc_raw(&pair.client, &pair.cairn, "anvil_setStorageAt", json!([c, "0x1", "0x09"])).await;
+    assert_eq!(r["error"]["code"], -32602, "the value is 32 bytes: {r}");
+
+    // Durable: the same state after a restart.
+    drop(node);
+    let node = Node::start(dir.path(), &[]);
+    let pair = Pair::new(node.http(), anvil.url.clone());
+    for (method, params) in [
+        ("eth_getCode", json!([c, "latest"])),
+        ("eth_getStorageAt", json!([c, "0x1", "latest"])),
+        ("eth_getTransactionCount", json!([x, "latest"])),
+        ("eth_getBalance", json!([y, "latest"])),
+    ] {
+        let (cr, ar) = both_ok(&pair, method, params).await;
+        assert_eq!(cr, ar, "{method} after a restart");
+    }
 }

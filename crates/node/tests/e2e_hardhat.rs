@@ -38,5 +38,5 @@ fn a_hardhat_project_deploys_and_its_tests_pass() {
     assert_eq!(result["owner"], "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "the first unlocked account");
     let (ok, out) = hardhat(&node, &["test", "--no-compile"]);
     assert!(ok, "mocha tests failed:\n{out}");
-    assert!(out.contains("4 passing"), "{out}");
+    assert!(out.contains("5 passing"), "{out}");
 }

@@ -29,6 +29,11 @@ pub struct ChainConfig {
     /// Smallest priority fee accepted into the pool, in wei.
     pub min_tip: u128,
     pub fee_recipient: Address,
+    /// A development chain (`cairn dev`): impersonated senders
+    /// ([`crate::impersonation`]) are valid on it, and the test controls may edit its
+    /// state. Set from the node's mode at every start, never taken from the store.
+    #[serde(default)]
+    pub dev: bool,
 }
 
 impl Default for ChainConfig {
@@ -43,6 +48,7 @@ impl Default for ChainConfig {
             min_base_fee: 10_000_000,
             min_tip: 0,
             fee_recipient: Address::ZERO,
+            dev: false,
         }
     }
 }

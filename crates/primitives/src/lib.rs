@@ -4,6 +4,7 @@
 mod chain;
 pub mod fragment;
 mod genesis;
+pub mod impersonation;
 mod receipt;
 mod state;
 

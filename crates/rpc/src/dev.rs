@@ -11,16 +11,26 @@
 //!   nothing is pending) and answer once it is sealed.
 //! - `evm_increaseTime`, `evm_setNextBlockTimestamp` (and their `anvil_` names): move
 //!   the clock of blocks opened from then on; kept across restarts.
+//! - `anvil_setBalance`, `anvil_setNonce`, `anvil_setCode`, `anvil_setStorageAt` (and
+//!   their `hardhat_` names): each edit is a block of its own, sealed before the answer
+//!   (`cairn_sequencer::DevEdit`); a nonce is never lowered.
+//! - `anvil_impersonateAccount`, `anvil_stopImpersonatingAccount`,
+//!   `anvil_autoImpersonateAccount` (and the `hardhat_` names of the first two):
+//!   `eth_sendTransaction` from an impersonated account sends a transaction with a
+//!   marker signature (`cairn_primitives::impersonation`); such a transaction sent raw
+//!   is accepted too while its sender is impersonated. Impersonation is a setting of
+//!   the running node (a restart ends it); the transactions sent are durable.
 //! - `evm_snapshot`, `evm_revert`: refused, because reverting would rewrite sealed
 //!   blocks that were already announced and preconfirmed.
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_network::{EthereumWallet, NetworkTransactionBuilder};
-use alloy_primitives::{Address, Bytes, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_rpc_types_eth::TransactionRequest;
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
+use cairn_sequencer::DevEdit;
 use jsonrpsee::RpcModule;
 use serde_json::Value;
 use std::sync::Arc;
@@ -32,6 +42,9 @@ use crate::RpcError;
 
 /// Longest wait of a mine request for its block to be sealed.
 pub const MINE_WAIT: Duration = Duration::from_secs(10);
+/// Largest code `anvil_setCode` installs (EIP-170's limit does not apply to it, as in
+/// anvil; this bounds the request).
+pub const MAX_DEV_CODE: usize = 1024 * 1024;
 /// Most blocks one `anvil_mine` / `hardhat_mine` call closes.
 pub const MAX_MINE_BLOCKS: u64 = 1_000;
 
@@ -63,10 +76,18 @@ impl EthApi {
         self.dev.as_ref().ok_or_else(|| RpcError::Server("development accounts are only unlocked in cairn dev".into()))
     }
 
-    /// Completes `req` (chain id, nonce, fees, gas) for one of the development accounts.
-    fn complete(&self, mut req: TransactionRequest) -> Result<(TransactionRequest, PrivateKeySigner), RpcError> {
+    /// Completes `req` (chain id, nonce, fees, gas) for one of the development accounts
+    /// (with its key) or for an impersonated account (no key).
+    fn complete(
+        &self,
+        mut req: TransactionRequest,
+    ) -> Result<(TransactionRequest, Option<PrivateKeySigner>), RpcError> {
         let from = req.from.ok_or_else(|| RpcError::InvalidParams("the transaction has no 'from'".into()))?;
-        let signer = self.dev()?.signer(from)?.clone();
+        let signer = match self.dev()?.signer(from) {
+            Ok(signer) => Some(signer.clone()),
+            Err(_) if self.chain.is_impersonated(from) => None,
+            Err(e) => return Err(e),
+        };
         req.chain_id = Some(self.chain.config.chain_id);
         if req.nonce.is_none() {
             req.nonce = Some(self.transaction_count(from, Some(BlockId::Number(BlockNumberOrTag::Pending)))?.to());
@@ -100,6 +121,15 @@ impl EthApi {
         let (req, signer) = tokio::task::spawn_blocking(move || api.complete(req))
             .await
             .map_err(|e| RpcError::Internal(e.to_string()))??;
+        let Some(signer) = signer else {
+            // Impersonated: the marker signature stands for the sender's.
+            let from = req.from.unwrap_or_default();
+            let typed = req
+                .build_typed_tx()
+                .map_err(|_| RpcError::InvalidParams("the transaction request is incomplete or ambiguous".into()))?;
+            let envelope = typed.into_envelope(cairn_primitives::impersonation::impersonated_signature(from));
+            return Ok(envelope.encoded_2718().into());
+        };
         let wallet = EthereumWallet::from(signer);
         let envelope = <TransactionRequest as NetworkTransactionBuilder<alloy_network::Ethereum>>::build(req, &wallet)
             .await
@@ -125,6 +155,12 @@ impl EthApi {
         let hash = typed.eip712_signing_hash().map_err(|e| RpcError::InvalidParams(format!("typed data: {e}")))?;
         let sig = self.dev()?.signer(address)?.sign_hash_sync(&hash).map_err(|e| RpcError::Internal(e.to_string()))?;
         Ok(Bytes::from(sig.as_bytes().to_vec()))
+    }
+
+    /// Applies a state edit (a block of its own), answered once it is sealed.
+    fn edit(&self, edit: DevEdit) -> Result<u64, RpcError> {
+        self.dev()?;
+        self.chain.edit_state(edit, MINE_WAIT).map_err(dev_error)
     }
 
     /// Closes `count` blocks, one after another; the number of the last.
@@ -230,6 +266,75 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
             Ok::<_, RpcError>(Value::Null)
         })?;
     }
+    // anvil answers null to these, hardhat true (setStorageAt: true in both).
+    for (name, answer) in [("anvil_setBalance", Value::Null), ("hardhat_setBalance", Value::Bool(true))] {
+        m.register_blocking_method(name, move |p, api, _| {
+            let mut args = Args::new(&p);
+            let address: Address = args.next("address")?;
+            let balance: U256 = args.next("balance")?;
+            api.edit(DevEdit::Balance(address, balance))?;
+            Ok::<_, RpcError>(answer.clone())
+        })?;
+    }
+    for (name, answer) in [("anvil_setNonce", Value::Null), ("hardhat_setNonce", Value::Bool(true))] {
+        m.register_blocking_method(name, move |p, api, _| {
+            let mut args = Args::new(&p);
+            let address: Address = args.next("address")?;
+            let nonce = quantity(Some(args.next::<Value>("nonce")?), "nonce")?.unwrap_or_default();
+            api.edit(DevEdit::Nonce(address, nonce))?;
+            Ok::<_, RpcError>(answer.clone())
+        })?;
+    }
+    for (name, answer) in [("anvil_setCode", Value::Null), ("hardhat_setCode", Value::Bool(true))] {
+        m.register_blocking_method(name, move |p, api, _| {
+            let mut args = Args::new(&p);
+            let address: Address = args.next("address")?;
+            let code: Bytes = args.next("code")?;
+            if code.len() > MAX_DEV_CODE {
+                return Err(RpcError::InvalidParams(format!(
+                    "invalid argument 1 (code): {} bytes, at most {MAX_DEV_CODE}",
+                    code.len()
+                )));
+            }
+            api.edit(DevEdit::Code(address, code))?;
+            Ok::<_, RpcError>(answer.clone())
+        })?;
+    }
+    for name in ["anvil_setStorageAt", "hardhat_setStorageAt"] {
+        m.register_blocking_method(name, |p, api, _| {
+            let mut args = Args::new(&p);
+            let address: Address = args.next("address")?;
+            let slot: U256 = args.next("slot")?;
+            let value: B256 = args.next("value")?;
+            api.edit(DevEdit::Storage { address, slot, value: value.into() })?;
+            Ok::<_, RpcError>(true)
+        })?;
+    }
+    for (name, answer) in [("anvil_impersonateAccount", Value::Null), ("hardhat_impersonateAccount", Value::Bool(true))]
+    {
+        m.register_method(name, move |p, api, _| {
+            api.dev()?;
+            let address: Address = Args::new(&p).next("address")?;
+            api.chain.impersonate(address).map_err(dev_error)?;
+            Ok::<_, RpcError>(answer.clone())
+        })?;
+    }
+    for (name, answer) in
+        [("anvil_stopImpersonatingAccount", Value::Null), ("hardhat_stopImpersonatingAccount", Value::Bool(true))]
+    {
+        m.register_method(name, move |p, api, _| {
+            api.dev()?;
+            let address: Address = Args::new(&p).next("address")?;
+            api.chain.stop_impersonating(address).map_err(dev_error)?;
+            Ok::<_, RpcError>(answer.clone())
+        })?;
+    }
+    m.register_method("anvil_autoImpersonateAccount", |p, api, _| {
+        api.dev()?;
+        let on: bool = Args::new(&p).next("enabled")?;
+        api.chain.auto_impersonate(on).map_err(dev_error)?;
+        Ok::<_, RpcError>(Value::Null)
+    })?;
     for name in ["evm_snapshot", "evm_revert", "anvil_snapshot", "anvil_revert"] {
         m.register_method(name, |_, _, _| Err::<Value, _>(RpcError::Server(NO_SNAPSHOTS.into())))?;
     }

@@ -433,7 +433,17 @@ async fn test_controls_exist_only_in_dev_mode() {
     let call = |method: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":[]}}"#);
     let (resp, _) = module.raw_json_request(&call("eth_accounts"), 1).await.expect("request");
     assert!(resp.get().contains(r#""result":[]"#), "{}", resp.get());
-    for method in ["eth_sendTransaction", "evm_mine", "evm_increaseTime", "personal_sign", "anvil_mine"] {
+    for method in [
+        "eth_sendTransaction",
+        "evm_mine",
+        "evm_increaseTime",
+        "personal_sign",
+        "anvil_mine",
+        "anvil_setBalance",
+        "hardhat_setStorageAt",
+        "anvil_impersonateAccount",
+        "anvil_autoImpersonateAccount",
+    ] {
         let (resp, _) = module.raw_json_request(&call(method), 1).await.expect("request");
         assert!(resp.get().contains("-32601"), "{method}: {}", resp.get());
     }

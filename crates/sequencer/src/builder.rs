@@ -82,6 +82,17 @@ fn slot_loop(chain: &Chain, config: &BuilderConfig, stop: &AtomicBool) {
     let mut next_fragment = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
+        if chain.edits_requested() {
+            // A state edit is a block of its own: the block being filled closes first.
+            if let Some(block) = open.take() {
+                if let Err(e) = block.close(chain, config) {
+                    tracing::error!("closing the open block failed: {e}");
+                }
+            }
+            chain.make_edit_block();
+            slot_end = Instant::now() + config.block_time;
+            continue;
+        }
         if chain.block_requested() {
             // `evm_mine`: close a block now. An open block that holds nothing yet is
             // opened again, so that it takes the clock as it is now.
@@ -502,10 +513,15 @@ impl BlockInProgress {
         Ok(fragment)
     }
 
+    /// Takes a development state edit into the (otherwise empty) block: no fragment, no
+    /// transaction, only state changes.
+    pub(crate) fn absorb_edits(&mut self, diff: StateDiff) {
+        Arc::make_mut(&mut self.diff).extend(diff);
+    }
+
     /// Executes a logged fragment again (replay mode) and takes it in; its gas, receipts
     /// and state diff must be the ones it promised.
     fn replay(&mut self, chain: &Chain, logged: &LoggedFragment) -> Result<(), SequencerError> {
-        use alloy_consensus::transaction::SignerRecoverable;
         let diverged = |reason: String| SequencerError::Diverged { height: logged.height, index: logged.index, reason };
         if logged.index as usize != self.fragments.len() || logged.first_tx as usize != self.body.len() {
             return Err(diverged(format!(
@@ -520,7 +536,8 @@ impl BlockInProgress {
         for raw in &logged.txs {
             let tx =
                 TxEnvelope::decode_2718_exact(raw).map_err(|e| diverged(format!("undecodable transaction: {e}")))?;
-            let sender = tx.recover_signer().map_err(|e| diverged(format!("bad signature: {e}")))?;
+            let sender = cairn_primitives::impersonation::recover_sender(&tx, chain.config.dev)
+                .map_err(|e| diverged(format!("bad signature: {e}")))?;
             txs.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender));
         }
         let view = chain.pending_view();

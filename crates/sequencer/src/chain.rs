@@ -1,4 +1,3 @@
-use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::{Header, EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{keccak256, B256};
@@ -166,7 +165,8 @@ impl Chain {
                 if stored.chain_id != config.chain_id {
                     return Err(SequencerError::ChainMismatch { stored: stored.chain_id, requested: config.chain_id });
                 }
-                stored
+                // Whether the chain is a development chain follows the node's mode.
+                ChainConfig { dev: config.dev, ..stored }
             }
             Err(StoreError::Empty) => {
                 write_genesis(&store, &config, alloc, committer.as_ref())?;
@@ -183,7 +183,7 @@ impl Chain {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (mut log, records) = RecordLog::open(log_path)?;
         let pool = Arc::new(Mutex::new(Mempool::new(pool)));
-        let reloaded = reload_pool(&store, &pool, records)?;
+        let reloaded = reload_pool(&store, &pool, records, config.dev)?;
         let (fragment_log, parent, logged) = match &preconf {
             Some(p) => {
                 let (log, parent, logged) = FragmentLog::open(&p.dir, head, config.chain_id)?;
@@ -639,13 +639,14 @@ fn reload_pool(
     store: &Store,
     pool: &Mutex<Mempool>,
     records: Vec<Vec<u8>>,
+    dev: bool,
 ) -> Result<Vec<(B256, u64)>, SequencerError> {
     use alloy_consensus::Transaction as _;
     let mut entries = Vec::with_capacity(records.len());
     for record in records {
         let (received_ms, mut raw) = parse_admission_record(&record);
         let Ok(tx) = TxEnvelope::decode_2718(&mut raw) else { continue };
-        let Ok(sender) = tx.recover_signer() else { continue };
+        let Ok(sender) = cairn_primitives::impersonation::recover_sender(&tx, dev) else { continue };
         entries.push((sender, tx.nonce(), tx, received_ms.unwrap_or(0)));
     }
     entries.sort_by_key(|(sender, nonce, _, _)| (*sender, *nonce));

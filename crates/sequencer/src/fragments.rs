@@ -5,8 +5,8 @@
 //! through [`RecordLog`]): one record per fragment (the signed fields, the signature,
 //! the raw transactions and the block context), and a `close` record when the block is
 //! sequenced. Each append is `fdatasync`ed before the fragment is published. After the
-//! sealer has committed block `h`, the files below `h` are deleted (the file of `h`
-//! itself is kept: its last fragment is the parent of the next one).
+//! sealer has committed block `h`, the files below `h` are deleted, except the newest
+//! file at or below `h`: its last fragment is the parent of the next one.
 
 use alloy_primitives::{keccak256, Address, Bytes, B256};
 use alloy_rlp::{RlpDecodable, RlpEncodable};
@@ -220,11 +220,15 @@ impl FragmentLog {
         }
     }
 
-    /// Deletes the files of blocks below `height` (they are sealed in the store).
+    /// Deletes the files of blocks below `height` (they are sealed in the store), except
+    /// the newest file at or below `height`: its last fragment is the parent of the next
+    /// one, also when the blocks after it had no fragments (empty or edit blocks).
     pub(crate) fn prune_below(&mut self, height: u64) -> Result<(), StoreError> {
+        let heights = Self::heights(&self.dir)?;
+        let keep = heights.iter().copied().filter(|h| *h <= height).max();
         let mut removed = None;
-        for h in Self::heights(&self.dir)? {
-            if h >= height {
+        for h in heights {
+            if h >= height || Some(h) == keep {
                 break;
             }
             let path = self.file(h);

@@ -23,6 +23,7 @@ pub use builder::{
 pub use chain::{
     Chain, ChainEvent, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER, MAX_PRECONF_WAITERS,
 };
+pub use devtools::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
 pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
 pub use ingress::{Ingress, IngressError};
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};

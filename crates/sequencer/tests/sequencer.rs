@@ -353,3 +353,189 @@ async fn a_closed_but_unsealed_block_is_sealed_on_restart() {
     let next = block.add_fragment(&chain, &config).expect("fragment").expect("new");
     assert_eq!((next.fragment().height, next.fragment().index, next.fragment().parent), (2, 0, parent));
 }
+
+fn open_dev(dir: &std::path::Path, key: &alloy_signer_local::PrivateKeySigner, dev: bool) -> Arc<Chain> {
+    let accounts = dev_accounts(DEV_MNEMONIC, 3).expect("derive");
+    let store = Store::open(&dir.join("db")).expect("store");
+    Chain::open(
+        store,
+        &dir.join("pool.wal"),
+        ChainConfig { dev, ..ChainConfig::default() },
+        &GenesisAlloc::dev(&accounts),
+        PoolConfig::default(),
+        Arc::new(SequentialExecutor),
+        Arc::new(IncrementalCommitter::new(2).expect("trie threads")),
+        Some(cairn_sequencer::Preconf { signer: key.clone(), dir: dir.join("fragments") }),
+    )
+    .expect("chain")
+}
+
+/// Waits (event-driven, at most 10 s) until the block holding `hash` is sealed; its
+/// number and the hash of the fragment that preconfirmed it.
+async fn sealed_with(
+    events: &mut tokio::sync::broadcast::Receiver<cairn_sequencer::ChainEvent>,
+    hash: alloy_primitives::B256,
+) -> (u64, alloy_primitives::B256) {
+    use cairn_sequencer::ChainEvent;
+    let mut fragment = None;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await.expect("events") {
+                ChainEvent::Fragment(part) if part.find(&hash).is_some() => fragment = Some(part.hash),
+                ChainEvent::Block(block) if block.tx_hashes.contains(&hash) => {
+                    return (block.header.number, fragment.expect("preconfirmed before sealed"))
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("sealed in time")
+}
+
+/// `cairn dev`'s state edits: each is a block of its own, sealed (durable) before the
+/// request is answered, on top of which later blocks execute; the fragment chain goes
+/// on across edit blocks and across a restart after one (the fragment file holding the
+/// last parent is kept); a nonce is never lowered; a chain that is not a development
+/// chain refuses edits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_edits_are_blocks_of_their_own_and_survive_a_restart() {
+    use cairn_sequencer::{Builder, DevEdit};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = alloy_signer_local::PrivateKeySigner::random();
+    let s = signers();
+    let f = TxFactory::new(31337);
+    let (who, contract) = (Address::repeat_byte(0x51), Address::repeat_byte(0x52));
+    let code = alloy_primitives::Bytes::from_static(&[0x60, 0x2a, 0x5f, 0x52, 0x60, 0x20, 0x5f, 0xf3]);
+    let config = BuilderConfig { block_time: std::time::Duration::from_millis(30), ..BuilderConfig::default() };
+    let wait = std::time::Duration::from_secs(10);
+    let last_parent = {
+        let chain = open_dev(dir.path(), &key, true);
+        let mut events = chain.subscribe();
+        let builder = Builder::start(chain.clone(), config);
+        let ingress = Ingress::new(chain.clone());
+        let tx = f.transfer_eth(&s[0], 0, who, U256::from(3)).expect("sign");
+        ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+        let (before, parent) = sealed_with(&mut events, *tx.tx_hash()).await;
+        let (c, edited, new_code) = (chain.clone(), s[1].address(), code.clone());
+        let edits = tokio::task::spawn_blocking(move || {
+            let numbers = [
+                c.edit_state(DevEdit::Balance(who, U256::from(5)), wait),
+                c.edit_state(DevEdit::Nonce(edited, 7), wait),
+                c.edit_state(DevEdit::Code(contract, new_code), wait),
+                c.edit_state(DevEdit::Storage { address: contract, slot: U256::from(1), value: U256::from(9) }, wait),
+            ];
+            let lowered = c.edit_state(DevEdit::Nonce(edited, 2), wait);
+            (numbers, lowered)
+        })
+        .await
+        .expect("joined");
+        let (numbers, lowered) = edits;
+        let numbers: Vec<u64> = numbers.into_iter().map(|n| n.expect("applied")).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]) && numbers[0] > before, "{numbers:?} after {before}");
+        let err = lowered.expect_err("a nonce is never lowered").to_string();
+        assert!(err.contains("cannot be lowered (it is 7, 2 was asked for)"), "{err}");
+        // Sealed before answered: the store holds them.
+        let reader = chain.store.reader().expect("reader");
+        assert!(reader.head().expect("head") >= numbers[3]);
+        assert_eq!(reader.account(who).expect("read").map(|a| a.balance), Some(U256::from(5)));
+        assert_eq!(reader.account(s[1].address()).expect("read").map(|a| a.nonce), Some(7));
+        let acc = reader.account(contract).expect("read").expect("exists");
+        assert_eq!(reader.code(acc.code_hash).expect("code"), code);
+        assert_eq!(reader.storage(contract, U256::from(1)).expect("slot"), U256::from(9));
+        // An edit block holds no transaction; the block before it is untouched.
+        assert!(reader.block_tx_hashes(numbers[0]).expect("hashes").is_empty());
+        assert_eq!(reader.header(before).expect("read").expect("header").gas_used, 21_000);
+        // Later transactions execute on top: s[1] sends with nonce 7.
+        let tx = f.transfer_eth(&s[1], 7, who, U256::from(1)).expect("sign");
+        ingress.submit(&tx.encoded_2718()).await.expect("accepted at the edited nonce");
+        let (after, next_parent) = sealed_with(&mut events, *tx.tx_hash()).await;
+        assert!(after > numbers[3]);
+        tokio::task::spawn_blocking(move || builder.stop()).await.expect("stopped");
+        assert_ne!(next_parent, parent);
+        next_parent
+    };
+    // A last edit block, then a restart: the next fragment's parent must survive.
+    {
+        let chain = open_dev(dir.path(), &key, true);
+        let builder = Builder::start(chain.clone(), config);
+        let c = chain.clone();
+        tokio::task::spawn_blocking(move || {
+            c.edit_state(DevEdit::Balance(who, U256::from(11)), wait).expect("applied")
+        })
+        .await
+        .expect("joined");
+        tokio::task::spawn_blocking(move || builder.stop()).await.expect("stopped");
+    }
+    let chain = open_dev(dir.path(), &key, true);
+    assert_eq!(chain.snapshot().account(who).expect("read").map(|a| a.balance), Some(U256::from(11)));
+    let ingress = Ingress::new(chain.clone());
+    let tx = f.transfer_eth(&s[2], 0, who, U256::from(1)).expect("sign");
+    ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+    let mut block = cairn_sequencer::BlockInProgress::open(&chain);
+    let next = block.add_fragment(&chain, &BuilderConfig::default()).expect("fragment").expect("new");
+    assert_eq!(next.fragment().parent, last_parent, "the fragment chain goes on across edit blocks and a restart");
+    drop(block);
+    drop(chain);
+    // Not a development chain: no edits, no impersonation.
+    let other = tempfile::tempdir().expect("tempdir");
+    let chain = open_dev(other.path(), &key, false);
+    let err = chain.edit_state(DevEdit::Balance(who, U256::from(1)), wait).expect_err("refused").to_string();
+    assert!(err.contains("only possible on a development chain"), "{err}");
+    assert!(chain.impersonate(who).is_err());
+}
+
+/// An impersonated sender's transaction (marker signature) is admitted only while the
+/// account is impersonated, only on a development chain; it executes from that account
+/// (a contract too: EIP-3607 is off there) and is recovered again after a restart.
+#[tokio::test]
+async fn impersonated_senders_are_admitted_while_impersonated_and_recovered_after_a_restart() {
+    use alloy_consensus::SignableTransaction;
+    use cairn_primitives::impersonation::impersonated_signature;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = alloy_signer_local::PrivateKeySigner::random();
+    let rich = dev_accounts(DEV_MNEMONIC, 1).expect("derive")[0].address;
+    let to = Address::repeat_byte(0x61);
+    let marker = |nonce: u64| {
+        let tx = alloy_consensus::TxEip1559 {
+            chain_id: 31337,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 10_000_000_000,
+            max_priority_fee_per_gas: 1,
+            to: alloy_primitives::TxKind::Call(to),
+            value: U256::from(1_000 + nonce),
+            ..Default::default()
+        };
+        cairn_primitives::TxEnvelope::Eip1559(tx.into_signed(impersonated_signature(rich)))
+    };
+    let first = marker(0);
+    {
+        let chain = open_dev(dir.path(), &key, true);
+        let ingress = Ingress::new(chain.clone());
+        let err = ingress.submit(&first.encoded_2718()).await.expect_err("not impersonated yet");
+        assert!(matches!(err, IngressError::InvalidSignature(_)), "{err}");
+        chain.impersonate(rich).expect("impersonate");
+        ingress.submit(&first.encoded_2718()).await.expect("accepted while impersonated");
+        let block = build_block(&chain, &BuilderConfig::default()).expect("build").expect("a block");
+        assert_eq!(block.receipts[0].from, rich);
+        assert_eq!(chain.snapshot().account(to).expect("read").map(|a| a.balance), Some(U256::from(1_000)));
+        // Pending at the crash: recovered from the admission log with its sender.
+        ingress.submit(&marker(1).encoded_2718()).await.expect("accepted");
+        chain.stop_impersonating(rich).expect("stop");
+        let err = ingress.submit(&marker(2).encoded_2718()).await.expect_err("no longer impersonated");
+        assert!(matches!(err, IngressError::InvalidSignature(_)), "{err}");
+    }
+    let chain = open_dev(dir.path(), &key, true);
+    assert_eq!(chain.pool.lock().len(), 1, "the impersonated transaction is pending again");
+    let block = build_block(&chain, &BuilderConfig::default()).expect("build").expect("a block");
+    assert_eq!(block.receipts[0].from, rich);
+    assert_eq!(chain.snapshot().account(to).expect("read").map(|a| a.balance), Some(U256::from(2_001)));
+    drop(chain);
+    // The same chain opened as a non-development node refuses the marker.
+    let other = tempfile::tempdir().expect("tempdir");
+    let chain = open_dev(other.path(), &key, false);
+    assert!(chain.impersonate(rich).is_err());
+    let err = Ingress::new(chain.clone()).submit(&marker(0).encoded_2718()).await.expect_err("refused");
+    assert!(matches!(err, IngressError::InvalidSignature(_)), "{err}");
+}

@@ -70,6 +70,7 @@ impl MainnetBlock {
             spec: spec_at(h.number, h.timestamp),
             tx_gas_cap: None,
             excess_blob_gas: h.excess_blob_gas.unwrap_or_default(),
+            contract_senders: false,
         }
     }
 }

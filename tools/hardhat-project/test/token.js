@@ -1,5 +1,6 @@
 // A mocha test as hardhat users write them: unlocked signers, deploy, transfer, events,
-// and the test controls (evm_increaseTime + evm_mine, evm_setNextBlockTimestamp).
+// and the test controls (evm_increaseTime + evm_mine, evm_setNextBlockTimestamp,
+// hardhat_setBalance / setCode / setStorageAt, impersonated signers).
 const { ethers, network } = require('hardhat')
 const assert = require('node:assert/strict')
 const { readFileSync } = require('node:fs')
@@ -42,6 +43,31 @@ describe('Token on cairn dev', function () {
     await network.provider.send('evm_setNextBlockTimestamp', [next])
     await network.provider.send('evm_mine', [])
     assert.equal((await ethers.provider.getBlock('latest')).timestamp, next)
+  })
+
+  it('edits state and sends from an impersonated account', async function () {
+    // An address nobody has the key of, funded by hardhat_setBalance.
+    const whale = '0x00000000219ab540356cBB839Cbe05303d7705Fa'
+    await network.provider.send('hardhat_setBalance', [whale, '0x56bc75e2d63100000'])
+    assert.equal(await ethers.provider.getBalance(whale), ethers.parseEther('100'))
+    const signer = await ethers.getImpersonatedSigner(whale)
+    const tx = await signer.sendTransaction({ to: alice.address, value: 12345n })
+    const receipt = await tx.wait()
+    assert.equal(receipt.status, 1)
+    assert.equal(receipt.from.toLowerCase(), whale.toLowerCase())
+    const fetched = await ethers.provider.getTransaction(tx.hash)
+    assert.equal(fetched.from.toLowerCase(), whale.toLowerCase())
+    // Tokens held by the impersonated account move under its name.
+    await (await token.mint(whale, 77n)).wait()
+    await (await token.connect(signer).transfer(alice.address, 7n)).wait()
+    assert.equal(await token.balanceOf(whale), 70n)
+    await network.provider.send('hardhat_stopImpersonatingAccount', [whale])
+    // Code and storage.
+    const target = '0x000000000000000000000000000000000000c0de'
+    await network.provider.send('hardhat_setCode', [target, '0x602a5f5260205ff3'])
+    assert.equal(await ethers.provider.call({ to: target }), ethers.toBeHex(42n, 32))
+    await network.provider.send('hardhat_setStorageAt', [target, '0x0', ethers.toBeHex(5n, 32)])
+    assert.equal(await ethers.provider.getStorage(target, 0), ethers.toBeHex(5n, 32))
   })
 
   it('refuses evm_snapshot with the reason', async function () {
