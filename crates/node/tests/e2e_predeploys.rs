@@ -56,6 +56,8 @@ fn embedded_bytecode_is_what_the_sources_compile_to() {
     let compiled: Value = serde_json::from_slice(&out.stdout).expect("json");
     let expect = |name: &str| compiled[name].as_str().expect(name).parse::<Bytes>().expect("hex");
     assert_eq!(cairn_primitives::predeploys::multicall_code(), expect("Multicall"));
+    assert_eq!(cairn_primitives::predeploys::beacon_roots_code(), expect("BeaconRoots"));
+    assert_eq!(cairn_primitives::predeploys::block_hash_history_code(), expect("BlockHashHistory"));
 }
 
 /// The answer of a call: its return data, or its error code and revert data.

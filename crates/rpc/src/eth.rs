@@ -157,23 +157,23 @@ impl EthApi {
         }
     }
 
-    /// Context of a simulated call on `state`: at an older block, that block's own
-    /// header (as geth does); otherwise the next block the builder would produce.
+    /// Context of a simulated call on `state`: at a sealed block (`latest` included),
+    /// that block's own header, as geth and anvil do (`block.number` in a call at
+    /// `latest` is the latest block's number); at `pending`, the next block the builder
+    /// would produce.
     fn block_context(&self, state: &State) -> RpcResult<BlockContext> {
         if let State::Sealed(at) = state {
-            if !at.is_head() {
-                let header = at
-                    .reader()
-                    .header(at.block())?
-                    .ok_or_else(|| RpcError::Internal(format!("header {} missing", at.block())))?;
-                return Ok(BlockContext::for_chain(
-                    &self.chain.config,
-                    header.number,
-                    header.timestamp,
-                    header.base_fee_per_gas.unwrap_or_default(),
-                    header.mix_hash,
-                ));
-            }
+            let header = at
+                .reader()
+                .header(at.block())?
+                .ok_or_else(|| RpcError::Internal(format!("header {} missing", at.block())))?;
+            return Ok(BlockContext::for_chain(
+                &self.chain.config,
+                header.number,
+                header.timestamp,
+                header.base_fee_per_gas.unwrap_or_default(),
+                header.mix_hash,
+            ));
         }
         let tip = self.chain.tip();
         Ok(BlockContext::for_chain(

@@ -28,6 +28,7 @@ use crate::eth::EthApi;
 use crate::overrides::{parse_block_overrides, Overridden};
 use crate::params::Args;
 use crate::RpcError;
+use cairn_primitives::predeploys::system::{BlockSystem, SystemCalls, WithSystemWrites};
 
 type RpcResult<T> = Result<T, RpcError>;
 
@@ -39,6 +40,8 @@ pub const MAX_TRACE_FILTER_RESULTS: usize = 10_000;
 /// A sealed block ready to re-execute.
 struct Replayable {
     state: cairn_storage::StateAt,
+    /// The block's system writes, on top of `state` for its transactions.
+    system: BlockSystem,
     ctx: BlockContext,
     number: u64,
     hash: B256,
@@ -51,6 +54,14 @@ fn trace_error(e: TraceError) -> RpcError {
         TraceError::Options(m) => RpcError::InvalidParams(m),
         TraceError::State(m) => RpcError::Internal(m),
         other => RpcError::Server(other.to_string()),
+    }
+}
+
+impl Replayable {
+    /// What the block's transactions read: the parent's state and the block's system
+    /// writes.
+    fn view(&self) -> WithSystemWrites<'_> {
+        WithSystemWrites { state: &self.state, block: self.system }
     }
 }
 
@@ -76,7 +87,10 @@ impl EthApi {
         ctx.gas_limit = header.gas_limit;
         // The state the block started from (genesis has no transactions to replay).
         let state = reader.into_state_at(number.saturating_sub(1))?;
-        Ok(Replayable { state, ctx, number, hash, txs, gas })
+        let prague = self.chain.config.hardfork == cairn_primitives::Hardfork::Prague;
+        let calls = SystemCalls::on(&state, prague).map_err(|e| RpcError::Internal(e.to_string()))?;
+        let system = BlockSystem { calls, number, timestamp: header.timestamp };
+        Ok(Replayable { state, system, ctx, number, hash, txs, gas })
     }
 
     /// The sealed block a transaction is in, and its position.
@@ -95,7 +109,7 @@ impl EthApi {
     pub fn debug_trace_transaction(&self, hash: B256, opts: GethDebugTracingOptions) -> RpcResult<Value> {
         let (number, index) = self.locate(hash)?;
         let b = self.replayable(number)?;
-        let mut traces = tracing::geth_block_traces(&b.state, &b.ctx, b.hash, &b.txs, &b.gas, |i| i == index, &opts)
+        let mut traces = tracing::geth_block_traces(&b.view(), &b.ctx, b.hash, &b.txs, &b.gas, |i| i == index, &opts)
             .map_err(trace_error)?;
         let (_, trace) = traces.pop().ok_or_else(|| RpcError::Internal("no trace".into()))?;
         Ok(json!(trace))
@@ -103,7 +117,7 @@ impl EthApi {
 
     pub fn debug_trace_block(&self, id: BlockId, opts: GethDebugTracingOptions) -> RpcResult<Value> {
         let b = self.replayable(self.block_number_of(id)?)?;
-        let traces = tracing::geth_block_traces(&b.state, &b.ctx, b.hash, &b.txs, &b.gas, |_| true, &opts)
+        let traces = tracing::geth_block_traces(&b.view(), &b.ctx, b.hash, &b.txs, &b.gas, |_| true, &opts)
             .map_err(trace_error)?;
         Ok(Value::Array(traces.into_iter().map(|(i, t)| json!({"txHash": b.txs[i].tx_hash(), "result": t})).collect()))
     }
@@ -146,7 +160,7 @@ impl EthApi {
         wanted: impl Fn(usize) -> bool,
     ) -> RpcResult<Vec<LocalizedTransactionTrace>> {
         let b = self.replayable(number)?;
-        let traces = tracing::parity_block_traces(&b.state, &b.ctx, &b.txs, &b.gas, wanted, &HashSet::default())
+        let traces = tracing::parity_block_traces(&b.view(), &b.ctx, &b.txs, &b.gas, wanted, &HashSet::default())
             .map_err(trace_error)?;
         let mut out = Vec::new();
         for (index, flat, _) in traces {
@@ -177,7 +191,7 @@ impl EthApi {
     ) -> RpcResult<TraceResultsWithTransactionHash> {
         let (number, index) = self.locate(hash)?;
         let b = self.replayable(number)?;
-        let mut traces = tracing::parity_block_traces(&b.state, &b.ctx, &b.txs, &b.gas, |i| i == index, &types)
+        let mut traces = tracing::parity_block_traces(&b.view(), &b.ctx, &b.txs, &b.gas, |i| i == index, &types)
             .map_err(trace_error)?;
         let (_, _, full_trace) = traces.pop().ok_or_else(|| RpcError::Internal("no trace".into()))?;
         Ok(TraceResultsWithTransactionHash { full_trace, transaction_hash: hash })

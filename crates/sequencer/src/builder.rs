@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::chain::{Chain, ChainEvent, NewBlock, SequencerError};
 use crate::fragments::{now_ms, FragmentPart, LoggedBlock, LoggedFragment, OpenBlock};
 use crate::pipeline::{ExecutedBlock, Tip};
+use cairn_primitives::predeploys::system::{BlockSystem, SystemCalls};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BuilderConfig {
@@ -277,6 +278,8 @@ struct Part {
 /// the end of its slot or when full.
 pub struct BlockInProgress {
     ctx: BlockContext,
+    /// Its block-start system writes.
+    system: BlockSystem,
     body: Vec<(B256, Address, Bytes)>,
     receipts: Vec<StoredReceipt>,
     diff: Arc<StateDiff>,
@@ -300,11 +303,19 @@ impl BlockInProgress {
         let number = tip.number + 1;
         let timestamp = chain.next_block_timestamp(tip.timestamp);
         let prevrandao = next_prevrandao(&tip, number);
-        Self::with_context(BlockContext::for_chain(&chain.config, number, timestamp, base_fee, prevrandao))
+        Self::with_context(chain, BlockContext::for_chain(&chain.config, number, timestamp, base_fee, prevrandao))
     }
 
-    fn with_context(ctx: BlockContext) -> Self {
+    /// A block with `ctx` on top of the newest executed state; its system calls are
+    /// those whose contract has code in that state.
+    fn with_context(chain: &Chain, ctx: BlockContext) -> Self {
+        let prague = chain.config.hardfork == Hardfork::Prague;
+        let calls = SystemCalls::on(&chain.pending_view(), prague).unwrap_or_else(|e| {
+            tracing::error!(number = ctx.number, "reading the system contracts failed, no system calls: {e}");
+            SystemCalls::default()
+        });
         Self {
+            system: BlockSystem { calls, number: ctx.number, timestamp: ctx.timestamp },
             ctx,
             body: Vec::new(),
             receipts: Vec::new(),
@@ -350,7 +361,7 @@ impl BlockInProgress {
             return Ok(None);
         }
         let txs: Vec<RecoveredTx> = candidates.iter().map(|p| p.tx.clone()).collect();
-        let view = chain.pending_view();
+        let view = chain.pending_view().building(self.system);
         let output = chain.executor.execute_from(&view, &self.ctx, &txs, Mode::Building, self.offsets())?;
         drop(view);
         let mut part = Part {
@@ -483,6 +494,7 @@ impl BlockInProgress {
                 base_fee: self.ctx.base_fee,
                 fragments: self.fragments.clone(),
                 diff: self.diff.clone(),
+                system: self.system,
             };
             chain.publish_fragment(Arc::new(open), &part);
         }
@@ -540,7 +552,7 @@ impl BlockInProgress {
                 .map_err(|e| diverged(format!("bad signature: {e}")))?;
             txs.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender));
         }
-        let view = chain.pending_view();
+        let view = chain.pending_view().building(self.system);
         let out = chain
             .executor
             .execute_from(&view, &self.ctx, &txs, Mode::Replay, self.offsets())
@@ -616,6 +628,7 @@ impl BlockInProgress {
             diff: self.diff,
             full,
             fragments: self.fragments,
+            system: self.system,
         });
         let waited = Instant::now();
         chain.push_executed(block.clone())?;
@@ -650,7 +663,7 @@ pub(crate) fn recover(chain: &Chain, logged: Vec<LoggedBlock>) -> Result<(), Seq
             BlockContext::for_chain(&chain.config, block.height, first.timestamp, first.base_fee, first.prevrandao);
         ctx.beneficiary = first.beneficiary;
         ctx.gas_limit = first.gas_limit;
-        let mut open = BlockInProgress::with_context(ctx);
+        let mut open = BlockInProgress::with_context(chain, ctx);
         for f in &block.fragments {
             open.replay(chain, f)?;
         }
@@ -685,11 +698,21 @@ pub fn seal_next(chain: &Chain) -> Result<Option<Arc<NewBlock>>, SequencerError>
     let mut header = block.header.clone();
     header.parent_hash = parent_hash;
     let mut writer = chain.store.writer()?;
+    // The block-start system writes come under the block's own changes.
+    let with_system = match block.system.calls.any() {
+        true => {
+            let mut diff = block.system.diff(pre.as_ref(), parent_hash)?;
+            diff.extend(block.diff.as_ref().clone());
+            Some(diff)
+        }
+        false => None,
+    };
+    let diff = with_system.as_ref().unwrap_or(block.diff.as_ref());
     let (body_roots, state_root) = std::thread::scope(|s| {
         let body = std::thread::Builder::new()
             .name("cairn-body-root".into())
             .spawn_scoped(s, || body_roots(&block.body, &block.receipts));
-        let state_root = chain.committer.commit(&pre, &mut writer, &block.diff);
+        let state_root = chain.committer.commit(&pre, &mut writer, diff);
         let body = match body {
             Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             // No thread to be had: compute them here instead.

@@ -51,6 +51,8 @@ pub enum SequencerError {
     PreconfTimeout { hash: B256, ms: u128 },
     #[error("transaction {hash} was dropped: {reason}")]
     Dropped { hash: B256, reason: String },
+    #[error(transparent)]
+    State(#[from] cairn_primitives::StateError),
     /// A development control that cannot be carried out (bad argument, timeout).
     #[error("{0}")]
     Invalid(String),
@@ -480,6 +482,7 @@ impl Chain {
             blocks: p.unsealed.iter().cloned().collect(),
             open: p.open.clone(),
             chain: self.me.clone(),
+            building: None,
         }
     }
 

@@ -60,6 +60,8 @@ pub struct OpenBlock {
     pub fragments: Vec<Arc<FragmentPart>>,
     /// The changes of all its fragments so far.
     pub diff: Arc<StateDiff>,
+    /// Its block-start system writes (under `diff`).
+    pub system: cairn_primitives::predeploys::system::BlockSystem,
 }
 
 impl OpenBlock {

@@ -10,6 +10,7 @@
 
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256};
+use cairn_primitives::predeploys::system::{BlockSystem, BEACON_ROOTS, HISTORY_STORAGE};
 use cairn_primitives::{AccountState, StateDiff, StateError, StateView, StoredReceipt};
 use cairn_storage::StoreReader;
 use std::collections::VecDeque;
@@ -34,6 +35,9 @@ pub struct ExecutedBlock {
     pub full: bool,
     /// Its preconfirmation fragments (none when fragments are off).
     pub fragments: Vec<Arc<FragmentPart>>,
+    /// Its block-start system writes: not in `diff` (the parent's hash is not known when
+    /// it executes); the sealer adds them under it.
+    pub system: BlockSystem,
 }
 
 /// What the next block builds on: the newest executed (or sealed) block.
@@ -73,12 +77,17 @@ pub(crate) struct Pipeline {
     pub closed: bool,
 }
 
-/// The newest preconfirmed state: sealed snapshot, unsealed blocks, open block.
+/// The newest preconfirmed state: sealed snapshot, unsealed blocks, open block, each
+/// block's diff over its block-start system writes
+/// ([`cairn_primitives::predeploys::system`]).
 pub struct PendingView {
     pub(crate) base: Arc<StoreReader>,
     pub(crate) blocks: Vec<Arc<ExecutedBlock>>,
     pub(crate) open: Option<Arc<OpenBlock>>,
     pub(crate) chain: std::sync::Weak<crate::Chain>,
+    /// The block being executed on this view, when its system writes are not under the
+    /// open block already (its first fragment).
+    pub(crate) building: Option<BlockSystem>,
 }
 
 impl PendingView {
@@ -87,9 +96,42 @@ impl PendingView {
         self.blocks.last().map(|b| b.header.number).unwrap_or_else(|| self.base.head().unwrap_or_default())
     }
 
+    /// This view as the state block `system.number` executes on: its block-start
+    /// system writes on top.
+    pub fn building(mut self, system: BlockSystem) -> Self {
+        self.building = Some(system).filter(|s| self.open.as_ref().is_none_or(|o| o.number != s.number));
+        self
+    }
+
     /// The diffs above the sealed snapshot, newest first.
     fn layers(&self) -> impl Iterator<Item = &StateDiff> {
         self.open.iter().map(|o| o.diff.as_ref()).chain(self.blocks.iter().rev().map(|b| b.diff.as_ref()))
+    }
+
+    /// The block-start system writes of each layer, in the order of [`Self::layers`].
+    fn systems(&self) -> impl Iterator<Item = &BlockSystem> {
+        self.open.iter().map(|o| &o.system).chain(self.blocks.iter().rev().map(|b| &b.system))
+    }
+
+    /// A slot of a system contract: each block's diff over its system writes.
+    fn system_storage(&self, address: Address, slot: U256) -> Result<U256, StateError> {
+        if let Some(v) = self.building.map(|b| b.slot(address, slot, |n| self.block_hash(n))).transpose()?.flatten() {
+            return Ok(v);
+        }
+        for (diff, system) in self.layers().zip(self.systems()) {
+            if let Some(change) = diff.accounts.get(&address) {
+                if let Some(value) = change.storage.get(&slot) {
+                    return Ok(*value);
+                }
+                if change.storage_wiped || change.info.is_none() {
+                    return Ok(U256::ZERO);
+                }
+            }
+            if let Some(v) = system.slot(address, slot, |n| self.block_hash(n))? {
+                return Ok(v);
+            }
+        }
+        self.base.storage(address, slot)
     }
 }
 
@@ -104,6 +146,9 @@ impl StateView for PendingView {
     }
 
     fn storage(&self, address: Address, slot: U256) -> Result<U256, StateError> {
+        if address == BEACON_ROOTS || address == HISTORY_STORAGE {
+            return self.system_storage(address, slot);
+        }
         for diff in self.layers() {
             if let Some(change) = diff.accounts.get(&address) {
                 if let Some(value) = change.storage.get(&slot) {

@@ -539,3 +539,79 @@ async fn impersonated_senders_are_admitted_while_impersonated_and_recovered_afte
     let err = Ingress::new(chain.clone()).submit(&marker(0).encoded_2718()).await.expect_err("refused");
     assert!(matches!(err, IngressError::InvalidSignature(_)), "{err}");
 }
+
+/// The EIP-4788 / EIP-2935 block-start writes: a transaction in block `h + 1` executed
+/// while block `h` is still unsealed reads `h`'s hash from the history contract (the
+/// read waits for `h`'s seal) and its own timestamp from the beacon-roots contract; the
+/// sealed state holds the same slots, and the history contract answers `h`'s hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_writes_are_read_during_the_block_and_sealed_with_it() {
+    use cairn_primitives::predeploys::system::RING;
+    use cairn_primitives::predeploys::{BEACON_ROOTS, HISTORY_STORAGE};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = alloy_signer_local::PrivateKeySigner::random();
+    let accounts = dev_accounts(DEV_MNEMONIC, 3).expect("derive");
+    let probe = Address::repeat_byte(0x9b);
+    let mut alloc = GenesisAlloc::dev(&accounts).with_predeploys();
+    alloc.accounts.insert(
+        probe,
+        cairn_primitives::GenesisAccount { code: cairn_workload::system_probe_code(), nonce: 1, ..Default::default() },
+    );
+    let chain = Chain::open(
+        Store::open(&dir.path().join("db")).expect("store"),
+        &dir.path().join("pool.wal"),
+        ChainConfig::default(),
+        &alloc,
+        PoolConfig::default(),
+        Arc::new(SequentialExecutor),
+        Arc::new(IncrementalCommitter::new(2).expect("trie threads")),
+        Some(cairn_sequencer::Preconf { signer: key, dir: dir.path().join("fragments") }),
+    )
+    .expect("chain");
+    let s = signers();
+    let f = TxFactory::new(31337);
+    let ingress = Ingress::new(chain.clone());
+    let config = BuilderConfig::default();
+    // Block 1, closed but not sealed.
+    let tx = f.transfer_eth(&s[0], 0, Address::repeat_byte(1), U256::from(1)).expect("sign");
+    ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+    let mut block = cairn_sequencer::BlockInProgress::open(&chain);
+    block.add_fragment(&chain, &config).expect("fragment").expect("new");
+    block.close(&chain, &config).expect("close").expect("block");
+    assert_eq!(chain.latest().0.number, 0, "block 1 is not sealed");
+    // Block 2 probes while block 1 is unsealed; the sealer seals block 1 meanwhile.
+    let tx = f.call(&s[1], 0, probe, Vec::new(), 200_000).expect("sign");
+    ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+    let sealer = {
+        let chain = chain.clone();
+        std::thread::spawn(move || cairn_sequencer::seal_next(&chain).expect("seal").expect("block 1"))
+    };
+    let mut block = cairn_sequencer::BlockInProgress::open(&chain);
+    let part = block.add_fragment(&chain, &config).expect("fragment").expect("new");
+    let sealed_1 = sealer.join().expect("sealer");
+    let log = &part.receipts[0].logs[0].data.data;
+    assert!(part.receipts[0].success);
+    let word = |i: usize| alloy_primitives::B256::from_slice(&log[32 * i..32 * i + 32]);
+    assert_eq!(U256::from_be_bytes(word(0).0), U256::from(1), "n - 1");
+    assert_eq!(word(1), sealed_1.hash, "the history contract answers block 1's hash");
+    assert_eq!(word(2), sealed_1.hash, "as BLOCKHASH does");
+    let timestamp = U256::from_be_bytes(word(3).0);
+    assert_eq!(U256::from_be_bytes(word(4).0), U256::from(1), "the beacon-roots contract knows this block's timestamp");
+    block.close(&chain, &config).expect("close").expect("block");
+    let sealed_2 = cairn_sequencer::seal_next(&chain).expect("seal").expect("block 2");
+    assert_eq!(U256::from(sealed_2.header.timestamp), timestamp);
+    // The sealed state has the writes of blocks 1 and 2.
+    let reader = chain.store.reader().expect("reader");
+    let slot = |a, s: u64| reader.storage(a, U256::from(s)).expect("slot");
+    assert_eq!(slot(HISTORY_STORAGE, 1), U256::from_be_bytes(sealed_1.hash.0));
+    assert_eq!(
+        slot(HISTORY_STORAGE, 0),
+        U256::from_be_bytes(chain.store.reader().expect("r").header(0).expect("h").expect("genesis").hash_slow().0)
+    );
+    let ts = sealed_2.header.timestamp;
+    assert_eq!(slot(BEACON_ROOTS, ts % RING), U256::from(ts));
+    // A replay of the sealed block 2 from block 1's state gives the same probe result
+    // only with the system writes on top (what traces use).
+    let parent = chain.store.reader().expect("reader").into_state_at(1).expect("history");
+    assert_eq!(parent.storage(HISTORY_STORAGE, U256::from(1)).expect("slot"), U256::ZERO, "written by block 2");
+}

@@ -242,3 +242,28 @@ pub fn bench_signer(index: u64) -> PrivateKeySigner {
     key[24..].copy_from_slice(&(index + 1).to_be_bytes());
     PrivateKeySigner::from_slice(&key).expect("a 32-byte non-zero key below the curve order is valid")
 }
+
+/// Runtime code of a probe of the block-start system writes (hand-assembled), for
+/// tests: called with no data in block `n`, it logs 160 bytes: `n − 1`, what the EIP-2935
+/// history contract answers for `n − 1`, `BLOCKHASH(n − 1)`, the block's timestamp, and
+/// 1 if the EIP-4788 contract answers for that timestamp (0 if it reverts).
+pub fn system_probe_code() -> Bytes {
+    let mut code = Vec::new();
+    // mem[0x00] = n - 1
+    code.extend_from_slice(&[0x60, 0x01, 0x43, 0x03, 0x5f, 0x52]);
+    // staticcall(gas, HISTORY, 0x00, 0x20, 0x20, 0x20); pop the flag
+    code.extend_from_slice(&[0x60, 0x20, 0x60, 0x20, 0x60, 0x20, 0x5f, 0x73]);
+    code.extend_from_slice(cairn_primitives::predeploys::HISTORY_STORAGE.as_slice());
+    code.extend_from_slice(&[0x5a, 0xfa, 0x50]);
+    // mem[0x40] = BLOCKHASH(n - 1)
+    code.extend_from_slice(&[0x60, 0x01, 0x43, 0x03, 0x40, 0x60, 0x40, 0x52]);
+    // mem[0x60] = TIMESTAMP
+    code.extend_from_slice(&[0x42, 0x60, 0x60, 0x52]);
+    // mem[0x80] = staticcall(gas, BEACON_ROOTS, 0x60, 0x20, 0x80, 0x20)
+    code.extend_from_slice(&[0x60, 0x20, 0x60, 0x80, 0x60, 0x20, 0x60, 0x60, 0x73]);
+    code.extend_from_slice(cairn_primitives::predeploys::BEACON_ROOTS.as_slice());
+    code.extend_from_slice(&[0x5a, 0xfa, 0x60, 0x80, 0x52]);
+    // log0(0x00, 0xa0); stop
+    code.extend_from_slice(&[0x60, 0xa0, 0x5f, 0xa0, 0x00]);
+    code.into()
+}

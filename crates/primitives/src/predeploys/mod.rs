@@ -1,7 +1,15 @@
 //! Contracts `cairn dev`'s default genesis places at their canonical addresses, so that
 //! tools that expect them work unchanged: a Multicall3-compatible batch caller (viem's
-//! `multicall`, forge) and the deterministic CREATE2 deployer (`forge script` with a
-//! salt).
+//! `multicall`, forge), the deterministic CREATE2 deployer (`forge script` with a
+//! salt), and the system contracts of the chain's rules: EIP-4788 beacon block roots
+//! and EIP-2935 block-hash history, with the block-start system writes that fill them
+//! ([`system`]).
+//!
+//! The two system contracts are Cairn's own sources (`contracts/BeaconRoots.sol`,
+//! `contracts/BlockHashHistory.sol`) with the canonical contracts' behaviour (checked
+//! against them on anvil, `e2e_system_contracts`). EIP-7002 (withdrawal requests) and
+//! EIP-7251 (consolidations) are not predeployed: they are requests to a beacon chain,
+//! which a rollup does not have, and Cairn's blocks carry the empty requests hash.
 //!
 //! The batch caller is Cairn's own source (`contracts/Multicall.sol`), compiled with
 //! solc-js 0.8.37 (`tools/compile-predeploys.mjs`); a test checks that this bytecode is
@@ -13,6 +21,9 @@
 //! checks it equals anvil's built-in one.
 
 use alloy_primitives::{address, Address, Bytes};
+
+pub mod system;
+pub use system::{BEACON_ROOTS, HISTORY_STORAGE, SYSTEM_ADDRESS};
 
 /// Where Multicall3 lives on every chain that has it.
 pub const MULTICALL3: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
@@ -33,9 +44,24 @@ pub fn create2_deployer_code() -> Bytes {
     code(include_str!("create2_deployer.hex"))
 }
 
+/// Runtime code of `contracts/BeaconRoots.sol` (EIP-4788).
+pub fn beacon_roots_code() -> Bytes {
+    code(include_str!("beacon_roots.hex"))
+}
+
+/// Runtime code of `contracts/BlockHashHistory.sol` (EIP-2935).
+pub fn block_hash_history_code() -> Bytes {
+    code(include_str!("block_hash_history.hex"))
+}
+
 /// Every predeploy: address and runtime code.
-pub fn all() -> [(Address, Bytes); 2] {
-    [(MULTICALL3, multicall_code()), (CREATE2_DEPLOYER, create2_deployer_code())]
+pub fn all() -> [(Address, Bytes); 4] {
+    [
+        (MULTICALL3, multicall_code()),
+        (CREATE2_DEPLOYER, create2_deployer_code()),
+        (BEACON_ROOTS, beacon_roots_code()),
+        (HISTORY_STORAGE, block_hash_history_code()),
+    ]
 }
 
 #[cfg(test)]
