@@ -30,7 +30,9 @@ pub use txpool::MAX_TXPOOL_CONTENT;
 
 use cairn_sequencer::{Chain, Ingress};
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
-use jsonrpsee::server::{BatchRequestConfig, PingConfig, Server, ServerConfig, ServerHandle};
+use jsonrpsee::server::{
+    serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, PingConfig, Server, ServerConfig, ServerHandle,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -42,8 +44,11 @@ pub struct ServerLimits {
     pub max_connections: u32,
     pub max_batch: u32,
     pub max_subscriptions_per_connection: u32,
-    /// Bytes of answers a WebSocket connection may hold unread (see `budget`).
+    /// Bytes of answers a connection may hold unread before it is disconnected (one
+    /// answer with nothing else unread is always delivered; see `budget`).
     pub unsent_bytes_per_connection: usize,
+    /// Calls one connection runs at once (more wait their turn).
+    pub calls_per_connection: usize,
     /// Messages a WebSocket connection's outgoing buffer holds.
     pub message_buffer: u32,
     /// WebSocket ping interval; a client silent for twice as long is disconnected.
@@ -59,6 +64,7 @@ impl Default for ServerLimits {
             max_batch: 1_000,
             max_subscriptions_per_connection: 64,
             unsent_bytes_per_connection: 32 * 1024 * 1024,
+            calls_per_connection: budget::DEFAULT_CALLS_PER_CONNECTION,
             message_buffer: 256,
             ws_ping: std::time::Duration::from_secs(30),
         }
@@ -89,14 +95,47 @@ pub async fn start(
                 .max_failures(1),
         )
         .build();
-    let budget = server_limits.unsent_bytes_per_connection;
-    let middleware = RpcServiceBuilder::new().layer_fn(move |service| budget::Budget::new(service, budget));
-    let server = Server::builder().set_config(config).set_rpc_middleware(middleware).build(addr).await?;
-    let local = server.local_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
     let mut api = EthApi::new(chain, ingress, limits);
     if let Some(dev) = dev {
         api = api.with_dev(dev);
     }
-    let module = api.into_module().map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok((local, server.start(module)))
+    let methods: jsonrpsee::Methods = api.into_module().map_err(|e| std::io::Error::other(e.to_string()))?.into();
+    let services = Server::builder().set_config(config).to_service_builder();
+    let budget = server_limits.unsent_bytes_per_connection;
+    let calls = server_limits.calls_per_connection;
+    let (stop, handle) = stop_channel();
+    // Connections are accepted here rather than by jsonrpsee, so that each one's stream
+    // counts what its socket takes against the connection's answer budget (`budget`).
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: the listener stays.
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                },
+                _ = stop.clone().shutdown() => break,
+            };
+            let _ = socket.set_nodelay(true);
+            let backlog = std::sync::Arc::new(budget::Backlog::new(calls));
+            let counted = backlog.clone();
+            let middleware =
+                RpcServiceBuilder::new().layer_fn(move |service| budget::Budget::new(service, counted.clone(), budget));
+            let service = services.clone().set_rpc_middleware(middleware).build(methods.clone(), stop.clone());
+            let stopped = stop.clone().shutdown();
+            tokio::spawn(async move {
+                let io = budget::Counted::new(socket, backlog);
+                if let Err(e) = serve_with_graceful_shutdown(io, service, stopped).await {
+                    tracing::debug!("connection closed: {e}");
+                }
+            });
+        }
+    });
+    Ok((local, handle))
 }
