@@ -1,20 +1,21 @@
-use alloy_consensus::{proofs, Header, Transaction as _, EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH};
+use alloy_consensus::{Header, Transaction as _, EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH};
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
-use alloy_primitives::{keccak256, Address, Bloom, Bytes, B256};
+use alloy_primitives::{keccak256, Address, Bytes, B256};
 use alloy_signer::SignerSync;
 use cairn_executor::{BlockContext, Mode, Offsets, Skip, TxOutcome};
 use cairn_primitives::fragment::receipts_hash;
-use cairn_primitives::{
-    ChainConfig, Fragment, Hardfork, RecoveredTx, SignedFragment, StateDiff, StoredReceipt, TxEnvelope,
-};
+use cairn_primitives::{Fragment, Hardfork, RecoveredTx, SignedFragment, StateDiff, StoredReceipt, TxEnvelope};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::chain::{Chain, ChainEvent, NewBlock, SequencerError};
-use crate::fragments::{now_ms, FragmentPart, LoggedBlock, LoggedFragment, OpenBlock};
-use crate::pipeline::{ExecutedBlock, Tip};
+use crate::chain::{Chain, NewBlock, SequencerError};
+use crate::devstate::{edit_diff, DevEdit};
+use crate::fragments::{now_ms, FragmentPart, LoggedFragment, OpenBlock};
+use crate::genesis::requests_hash;
+use crate::pipeline::{BlockInProgress, ExecutedBlock, Tip};
+use crate::sealer::seal_next;
 use cairn_primitives::predeploys::system::{BlockSystem, SystemCalls};
 
 #[derive(Debug, Clone, Copy)]
@@ -55,15 +56,6 @@ pub struct Builder {
     sealer: Option<std::thread::JoinHandle<()>>,
 }
 
-pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
-
-/// EIP-7685 requests hash of a block with no requests (Prague headers carry it).
-pub fn requests_hash(config: &ChainConfig) -> Option<B256> {
-    (config.hardfork == Hardfork::Prague).then_some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH)
-}
-
 /// `prevrandao` of block `number` following `tip`: a hash chain over the previous
 /// value (a single sequencer has no randomness beacon; this is not randomness). It does
 /// not depend on the parent's hash, so the next block can execute before that is known.
@@ -90,7 +82,7 @@ fn slot_loop(chain: &Chain, config: &BuilderConfig, stop: &AtomicBool) {
                     tracing::error!("closing the open block failed: {e}");
                 }
             }
-            chain.make_edit_block();
+            make_edit_block(chain);
             slot_end = Instant::now() + config.block_time;
             continue;
         }
@@ -250,6 +242,62 @@ impl Builder {
     }
 }
 
+/// Makes the edit block for every waiting edit (the builder calls this between
+/// blocks) and answers their requests. An edit that cannot be applied (a nonce
+/// lowered) is answered with the reason and left out; the others still apply.
+pub(crate) fn make_edit_block(chain: &Chain) {
+    let waiting = chain.take_edits();
+    if waiting.is_empty() {
+        return;
+    }
+    let mut block = BlockInProgress::open(chain);
+    let view = chain.pending_view();
+    let mut diff = StateDiff::default();
+    let mut applied = Vec::with_capacity(waiting.len());
+    for (edit, reply) in waiting {
+        match edit_diff(&view, &diff, &edit) {
+            Ok(one) => {
+                diff.extend(one);
+                applied.push((edit, reply));
+            }
+            Err(reason) => {
+                let _ = reply.send(Err(reason));
+            }
+        }
+    }
+    drop(view);
+    if applied.is_empty() {
+        return;
+    }
+    let number = block.number();
+    let nonces: std::collections::HashMap<Address, u64> = applied
+        .iter()
+        .filter_map(|(e, _)| match e {
+            DevEdit::Nonce(a, n) => Some((*a, *n)),
+            _ => None,
+        })
+        .collect();
+    block.absorb_edits(diff);
+    let config = BuilderConfig { empty_blocks: true, ..Default::default() };
+    let result = block
+        .close(chain, &config)
+        .and_then(|_| match chain.wait_sealed(number) {
+            Ok(_) => Ok(number),
+            Err(e) => Err(e),
+        })
+        .map_err(|e| format!("the edit block {number} failed: {e}"));
+    if result.is_ok() && !nonces.is_empty() {
+        chain.pool.lock().on_nonces_used(nonces);
+    }
+    match &result {
+        Ok(_) => tracing::info!(number, edits = applied.len(), "state edit block sealed"),
+        Err(e) => tracing::error!("{e}"),
+    }
+    for (_, reply) in applied {
+        let _ = reply.send(result.clone());
+    }
+}
+
 /// Executes one block on top of the newest executed state, in one piece and without
 /// fragments, and queues it for sealing. Returns it, or `None` when there was nothing
 /// to include and empty blocks are off.
@@ -274,23 +322,6 @@ struct Part {
     full: bool,
 }
 
-/// The block the builder is filling: executed in pieces (one per fragment), closed at
-/// the end of its slot or when full.
-pub struct BlockInProgress {
-    ctx: BlockContext,
-    /// Its block-start system writes.
-    system: BlockSystem,
-    body: Vec<(B256, Address, Bytes)>,
-    receipts: Vec<StoredReceipt>,
-    diff: Arc<StateDiff>,
-    fragments: Vec<Arc<FragmentPart>>,
-    gas_used: u64,
-    logs: u64,
-    full: bool,
-    /// Its close record is in the fragment log already (a block recovered as closed).
-    close_logged: bool,
-}
-
 fn body_of(txs: &[RecoveredTx]) -> Vec<(B256, Address, Bytes)> {
     txs.iter().map(|t| (*t.tx_hash(), t.signer(), Bytes::from(t.inner().encoded_2718()))).collect()
 }
@@ -308,7 +339,7 @@ impl BlockInProgress {
 
     /// A block with `ctx` on top of the newest executed state; its system calls are
     /// those whose contract has code in that state.
-    fn with_context(chain: &Chain, ctx: BlockContext) -> Self {
+    pub(crate) fn with_context(chain: &Chain, ctx: BlockContext) -> Self {
         let prague = chain.config.hardfork == Hardfork::Prague;
         let calls = SystemCalls::on(&chain.pending_view(), prague).unwrap_or_else(|e| {
             tracing::error!(number = ctx.number, "reading the system contracts failed, no system calls: {e}");
@@ -533,7 +564,7 @@ impl BlockInProgress {
 
     /// Executes a logged fragment again (replay mode) and takes it in; its gas, receipts
     /// and state diff must be the ones it promised.
-    fn replay(&mut self, chain: &Chain, logged: &LoggedFragment) -> Result<(), SequencerError> {
+    pub(crate) fn replay(&mut self, chain: &Chain, logged: &LoggedFragment) -> Result<(), SequencerError> {
         let diverged = |reason: String| SequencerError::Diverged { height: logged.height, index: logged.index, reason };
         if logged.index as usize != self.fragments.len() || logged.first_tx as usize != self.body.len() {
             return Err(diverged(format!(
@@ -645,128 +676,6 @@ impl BlockInProgress {
         );
         Ok(Some(block))
     }
-}
-
-/// Replays the fragment log's blocks above the store's head: closed ones are executed
-/// again and sealed; the open one is left for the builder to go on with.
-pub(crate) fn recover(chain: &Chain, logged: Vec<LoggedBlock>) -> Result<(), SequencerError> {
-    let count = logged.len();
-    for (i, block) in logged.into_iter().enumerate() {
-        let expected = chain.tip().number + 1;
-        let corrupt =
-            |reason: String| SequencerError::Store(cairn_storage::StoreError::Corrupt { what: "fragment log", reason });
-        if block.height != expected {
-            return Err(corrupt(format!("it holds block {} where block {expected} was expected", block.height)));
-        }
-        let Some(first) = block.fragments.first() else { continue };
-        let mut ctx =
-            BlockContext::for_chain(&chain.config, block.height, first.timestamp, first.base_fee, first.prevrandao);
-        ctx.beneficiary = first.beneficiary;
-        ctx.gas_limit = first.gas_limit;
-        let mut open = BlockInProgress::with_context(chain, ctx);
-        for f in &block.fragments {
-            open.replay(chain, f)?;
-        }
-        tracing::info!(
-            height = block.height,
-            fragments = block.fragments.len(),
-            txs = open.len(),
-            closed = block.closed,
-            "recovered preconfirmed block from the fragment log"
-        );
-        if block.closed {
-            open.close_logged = true;
-            let config = BuilderConfig { max_block_txs: usize::MAX, ..BuilderConfig::default() };
-            open.close(chain, &config)?;
-            seal_next(chain)?;
-        } else if i + 1 == count {
-            *chain.resumed.lock() = Some(open);
-        } else {
-            return Err(corrupt(format!("block {} is not closed but later blocks follow it", block.height)));
-        }
-    }
-    Ok(())
-}
-
-/// Seals the oldest executed block: computes its state root, completes its header and
-/// commits block, state and trie data in one atomic write. `None` if nothing waits.
-pub fn seal_next(chain: &Chain) -> Result<Option<Arc<NewBlock>>, SequencerError> {
-    let Some(block) = chain.next_unsealed(false) else { return Ok(None) };
-    let (_, parent_hash) = chain.latest();
-    let pre = chain.snapshot();
-    let started = Instant::now();
-    let mut header = block.header.clone();
-    header.parent_hash = parent_hash;
-    let mut writer = chain.store.writer()?;
-    // The block-start system writes come under the block's own changes.
-    let with_system = match block.system.calls.any() {
-        true => {
-            let mut diff = block.system.diff(pre.as_ref(), parent_hash)?;
-            diff.extend(block.diff.as_ref().clone());
-            Some(diff)
-        }
-        false => None,
-    };
-    let diff = with_system.as_ref().unwrap_or(block.diff.as_ref());
-    let (body_roots, state_root) = std::thread::scope(|s| {
-        let body = std::thread::Builder::new()
-            .name("cairn-body-root".into())
-            .spawn_scoped(s, || body_roots(&block.body, &block.receipts));
-        let state_root = chain.committer.commit(&pre, &mut writer, diff);
-        let body = match body {
-            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            // No thread to be had: compute them here instead.
-            Err(_) => body_roots(&block.body, &block.receipts),
-        };
-        (body, state_root)
-    });
-    (header.transactions_root, header.receipts_root, header.logs_bloom) = body_roots?;
-    header.state_root = state_root?;
-    let rooted = started.elapsed();
-    let hash = writer.put_block(&header, &block.body, &block.receipts)?;
-    writer.set_head(header.number)?;
-    writer.commit()?;
-    drop(pre);
-    chain.finish_seal(header.clone(), hash, Arc::new(chain.store.reader()?));
-    tracing::debug!(
-        number = header.number,
-        root_ms = rooted.as_secs_f64() * 1e3,
-        seal_ms = started.elapsed().as_secs_f64() * 1e3,
-        "block sealed"
-    );
-    let new = Arc::new(NewBlock {
-        header,
-        hash,
-        tx_hashes: block.body.iter().map(|b| b.0).collect(),
-        receipts: block.receipts.clone(),
-        full: block.full,
-    });
-    chain.sealed(&new);
-    if let Some(preconf) = &chain.preconf {
-        // Fragment files of blocks below this one are no longer needed for recovery.
-        if let Err(e) = preconf.log.lock().prune_below(new.header.number) {
-            tracing::warn!("pruning the fragment log failed: {e}");
-        }
-    }
-    chain.publish(ChainEvent::Block(new.clone()));
-    Ok(Some(new))
-}
-
-/// A block's transactions root, receipts root and logs bloom.
-fn body_roots(
-    body: &[(B256, Address, Bytes)],
-    receipts: &[StoredReceipt],
-) -> Result<(B256, B256, Bloom), SequencerError> {
-    let envelopes: Vec<TxEnvelope> =
-        body.iter().map(|(_, _, raw)| TxEnvelope::decode_2718_exact(raw)).collect::<Result<_, _>>().map_err(|e| {
-            SequencerError::Store(cairn_storage::StoreError::Corrupt { what: "block body", reason: e.to_string() })
-        })?;
-    let receipts: Vec<_> = receipts.iter().map(|r| r.envelope()).collect();
-    let mut bloom = Bloom::ZERO;
-    for r in &receipts {
-        bloom.accrue_bloom(r.logs_bloom());
-    }
-    Ok((proofs::calculate_transaction_root(&envelopes), proofs::calculate_receipt_root(&receipts), bloom))
 }
 
 /// Executes one block and seals everything executed (blocks until sealed): for tests

@@ -1,62 +1,27 @@
-use alloy_consensus::{Header, EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH};
-use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{keccak256, B256};
+use alloy_consensus::Header;
+use alloy_primitives::B256;
 use cairn_executor::Executor;
 use cairn_mempool::{Mempool, PoolConfig};
-use cairn_primitives::{
-    AccountChange, AccountState, ChainConfig, GenesisAlloc, StateDiff, StoredReceipt, TxEnvelope, U256,
-};
+use cairn_primitives::{ChainConfig, GenesisAlloc, StoredReceipt};
 use cairn_storage::{RecordLog, Store, StoreError, StoreReader};
-use cairn_trie::{StateCommitter, TrieError};
+use cairn_trie::StateCommitter;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::builder::BlockInProgress;
-use crate::fragments::{now_ms, FragmentLog, FragmentPart, Preconf};
-use crate::ingress::Persister;
-use crate::pipeline::{ExecutedBlock, PendingView, Pipeline, Tip, MAX_UNSEALED};
+use crate::admission::{pool_records, reload_pool, Persister};
+pub use crate::error::SequencerError;
+use crate::fragments::{now_ms, FragmentLog, FragmentPart, LoggedBlock, Preconf};
+use crate::pipeline::{BlockInProgress, ExecutedBlock, PendingView, Pipeline, Tip, MAX_UNSEALED};
 use crate::status::{StatusTracker, Tier, TxStatus};
 
 /// Capacity of the event channel; a subscriber that falls further behind is told it
 /// lagged (and is dropped).
 pub const EVENT_BUFFER: usize = 16_384;
 
-/// Most clients waiting for a preconfirmation at once.
-pub const MAX_PRECONF_WAITERS: usize = 16_384;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SequencerError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Trie(#[from] TrieError),
-    #[error("block execution failed: {0}")]
-    Exec(#[from] cairn_executor::ExecError),
-    #[error("the data directory holds chain id {stored}, but chain id {requested} was asked for")]
-    ChainMismatch { stored: u64, requested: u64 },
-    #[error("the sealer stopped before block {0} was sealed")]
-    Stopped(u64),
-    #[error("signing a fragment failed: {0}")]
-    Sign(String),
-    #[error("fragment replay diverged at block {height} fragment {index}: {reason}")]
-    Diverged { height: u64, index: u32, reason: String },
-    #[error("preconfirmations are off on this node")]
-    PreconfOff,
-    #[error("too many clients are waiting for preconfirmations (limit {MAX_PRECONF_WAITERS})")]
-    TooManyWaiters,
-    #[error("transaction {hash} was not preconfirmed within {ms} ms (it stays in the pool)")]
-    PreconfTimeout { hash: B256, ms: u128 },
-    #[error("transaction {hash} was dropped: {reason}")]
-    Dropped { hash: B256, reason: String },
-    #[error(transparent)]
-    State(#[from] cairn_primitives::StateError),
-    /// A development control that cannot be carried out (bad argument, timeout).
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use crate::error::MAX_PRECONF_WAITERS;
 
 /// A block that was just committed, with what subscribers need.
 #[derive(Debug, Clone)]
@@ -141,17 +106,16 @@ pub struct Chain {
     /// Highest block a preconfirmed receipt was handed out for.
     receipt_watermark: std::sync::atomic::AtomicU64,
     /// `cairn dev`'s clock and block requests.
-    pub(crate) dev: crate::devtools::DevControls,
+    pub(crate) dev: crate::devstate::DevControls,
 }
 
 impl Chain {
-    /// Opens the chain in `store`, writing genesis from `alloc` on first start, reloads
-    /// the pool from the admission log at `log_path` and, with `preconf`, replays the
-    /// fragment log: blocks that were closed are executed again and sealed, the open
-    /// one is handed to the builder, so every preconfirmed transaction keeps its height
-    /// and position. Must be called inside a tokio runtime.
+    /// Opens the chain's state in `store` (writing genesis from `alloc` on first start),
+    /// reloads the pool from the admission log at `log_path` and opens the fragment log;
+    /// returns the logged blocks above the store's head, for recovery
+    /// (`Chain::open`, in `recovery`, does both). Must be called inside a tokio runtime.
     #[allow(clippy::too_many_arguments)]
-    pub fn open(
+    pub(crate) fn open_state(
         store: Store,
         log_path: &std::path::Path,
         config: ChainConfig,
@@ -160,7 +124,7 @@ impl Chain {
         executor: Arc<dyn Executor>,
         committer: Arc<dyn StateCommitter>,
         preconf: Option<Preconf>,
-    ) -> Result<Arc<Self>, SequencerError> {
+    ) -> Result<(Arc<Self>, Vec<LoggedBlock>), SequencerError> {
         let reader = store.reader()?;
         let config = match reader.chain_config() {
             Ok(stored) => {
@@ -171,7 +135,7 @@ impl Chain {
                 ChainConfig { dev: config.dev, ..stored }
             }
             Err(StoreError::Empty) => {
-                write_genesis(&store, &config, alloc, committer.as_ref())?;
+                crate::genesis::write_genesis(&store, &config, alloc, committer.as_ref())?;
                 config
             }
             Err(e) => return Err(e.into()),
@@ -221,7 +185,7 @@ impl Chain {
             fragment_parent: Mutex::new(parent),
             fragments_on: std::sync::atomic::AtomicBool::new(false),
             receipt_watermark: std::sync::atomic::AtomicU64::new(0),
-            dev: crate::devtools::DevControls::new(clock),
+            dev: crate::devstate::DevControls::new(clock),
         });
         // Re-admitted transactions keep the time they were first accepted.
         {
@@ -230,8 +194,7 @@ impl Chain {
                 status.advance(hash, Tier::Received, at_ms);
             }
         }
-        crate::builder::recover(&chain, logged)?;
-        Ok(chain)
+        Ok((chain, logged))
     }
 
     /// The address that signs this node's fragments, when a builder emits them.
@@ -481,7 +444,7 @@ impl Chain {
             base: p.snapshot.clone(),
             blocks: p.unsealed.iter().cloned().collect(),
             open: p.open.clone(),
-            chain: self.me.clone(),
+            chain: self.me.clone() as std::sync::Weak<dyn crate::pipeline::SealWait>,
             building: None,
         }
     }
@@ -582,141 +545,8 @@ impl Chain {
     }
 }
 
-/// First byte of an admission record that carries its acceptance time; no EIP-2718
-/// transaction starts with it (types are 0x01.., legacy RLP lists 0xc0..).
-const TIMED_RECORD: u8 = 0x00;
-
-/// The admission-log record of a transaction accepted at `received_ms`:
-/// `0x00 ‖ received_ms (u64 BE) ‖ raw EIP-2718 bytes`.
-pub(crate) fn admission_record(received_ms: u64, raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + raw.len());
-    out.push(TIMED_RECORD);
-    out.extend_from_slice(&received_ms.to_be_bytes());
-    out.extend_from_slice(raw);
-    out
-}
-
-/// An admission record's acceptance time (if it has one) and raw transaction. Records
-/// of bare raw bytes (an older log, or transactions of unsealed blocks) have no time.
-fn parse_admission_record(record: &[u8]) -> (Option<u64>, &[u8]) {
-    match record.split_first() {
-        Some((&TIMED_RECORD, rest)) if rest.len() > 8 => {
-            let (ms, raw) = rest.split_at(8);
-            (Some(u64::from_be_bytes(ms.try_into().expect("8 bytes"))), raw)
-        }
-        _ => (None, record),
+impl crate::pipeline::SealWait for Chain {
+    fn wait_sealed(&self, number: u64) -> Result<Arc<StoreReader>, SequencerError> {
+        Chain::wait_sealed(self, number)
     }
-}
-
-/// Admission records of every pooled transaction (with its acceptance time) and of every
-/// transaction in an executed but unsealed block (what a compacted admission log must
-/// hold: none of them is in the store yet).
-pub(crate) fn pool_records(pool: &Mutex<Mempool>, pipeline: &Mutex<Pipeline>) -> Vec<Vec<u8>> {
-    use alloy_eips::eip2718::Encodable2718;
-    let mut out: Vec<Vec<u8>> = pool
-        .lock()
-        .all()
-        .map(|p| {
-            let raw = p.tx.inner().encoded_2718();
-            if p.received_ms == 0 {
-                raw
-            } else {
-                admission_record(p.received_ms, &raw)
-            }
-        })
-        .collect();
-    let p = pipeline.lock();
-    for block in &p.unsealed {
-        out.extend(block.body.iter().map(|(_, _, raw)| raw.to_vec()));
-    }
-    for part in p.open.iter().flat_map(|o| &o.fragments) {
-        out.extend(part.body.iter().map(|(_, _, raw)| raw.to_vec()));
-    }
-    out
-}
-
-/// Re-admits the transactions of the admission log after a restart. Those already in a
-/// block, replaced or otherwise stale fail the pool's checks and are dropped. Returns
-/// the re-admitted transactions whose acceptance time the log kept.
-fn reload_pool(
-    store: &Store,
-    pool: &Mutex<Mempool>,
-    records: Vec<Vec<u8>>,
-    dev: bool,
-) -> Result<Vec<(B256, u64)>, SequencerError> {
-    use alloy_consensus::Transaction as _;
-    let mut entries = Vec::with_capacity(records.len());
-    for record in records {
-        let (received_ms, mut raw) = parse_admission_record(&record);
-        let Ok(tx) = TxEnvelope::decode_2718(&mut raw) else { continue };
-        let Ok(sender) = cairn_primitives::impersonation::recover_sender(&tx, dev) else { continue };
-        entries.push((sender, tx.nonce(), tx, received_ms.unwrap_or(0)));
-    }
-    entries.sort_by_key(|(sender, nonce, _, _)| (*sender, *nonce));
-    let mut pool = pool.lock();
-    let mut timed = Vec::new();
-    let mut kept = 0usize;
-    for (sender, _, tx, received_ms) in entries {
-        let state_nonce = store.account(sender)?.map(|a| a.nonce).unwrap_or(0);
-        let hash = *tx.tx_hash();
-        let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
-        if pool.insert_at(recovered, state_nonce, received_ms).is_ok() {
-            kept += 1;
-            if received_ms != 0 {
-                timed.push((hash, received_ms));
-            }
-        }
-    }
-    tracing::info!(pending = kept, "reloaded the transaction pool from the admission log");
-    Ok(timed)
-}
-
-fn write_genesis(
-    store: &Store,
-    config: &ChainConfig,
-    alloc: &GenesisAlloc,
-    committer: &dyn StateCommitter,
-) -> Result<(), SequencerError> {
-    let mut diff = StateDiff::default();
-    for (addr, acc) in &alloc.accounts {
-        let code_hash = if acc.code.is_empty() { cairn_primitives::KECCAK_EMPTY } else { keccak256(&acc.code) };
-        if !acc.code.is_empty() {
-            diff.code.insert(code_hash, acc.code.clone());
-        }
-        let storage = acc.storage.iter().map(|(k, v)| (U256::from_be_bytes(k.0), U256::from_be_bytes(v.0))).collect();
-        diff.accounts.insert(
-            *addr,
-            AccountChange {
-                info: Some(AccountState { nonce: acc.nonce, balance: acc.balance, code_hash }),
-                storage_wiped: true,
-                storage,
-                original: Default::default(),
-            },
-        );
-    }
-    let timestamp = if alloc.timestamp == 0 { crate::builder::now_secs() } else { alloc.timestamp };
-    let pre = store.reader()?;
-    let mut writer = store.writer()?;
-    let state_root = committer.commit(&pre, &mut writer, &diff)?;
-    let header = Header {
-        ommers_hash: EMPTY_OMMER_ROOT_HASH,
-        state_root,
-        transactions_root: EMPTY_ROOT_HASH,
-        receipts_root: EMPTY_ROOT_HASH,
-        gas_limit: config.gas_limit,
-        timestamp,
-        extra_data: alloc.extra_data.clone(),
-        base_fee_per_gas: Some(config.initial_base_fee),
-        withdrawals_root: Some(EMPTY_ROOT_HASH),
-        blob_gas_used: Some(0),
-        excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(B256::ZERO),
-        requests_hash: crate::builder::requests_hash(config),
-        ..Default::default()
-    };
-    writer.put_block(&header, &[], &[])?;
-    writer.set_chain_config(config)?;
-    writer.set_head(0)?;
-    writer.commit()?;
-    Ok(())
 }

@@ -14,78 +14,13 @@
 //! parent's state (traces) sees the edits, because they are the parent's state. Edits
 //! are refused on a chain that is not a development chain.
 
-use alloy_primitives::{keccak256, Address, Bytes, U256};
-use cairn_primitives::{AccountChange, StateDiff, StateView, KECCAK_EMPTY};
+use alloy_primitives::Address;
 use cairn_storage::DevClock;
-use parking_lot::{Condvar, Mutex};
-use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::{Chain, SequencerError};
-
-/// One state edit of a development chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DevEdit {
-    Balance(Address, U256),
-    /// Never lowers the nonce (hardhat's rule: pooled and preconfirmed transactions
-    /// were admitted against the nonce the account had).
-    Nonce(Address, u64),
-    /// Empty code removes the account's code.
-    Code(Address, Bytes),
-    Storage {
-        address: Address,
-        slot: U256,
-        value: U256,
-    },
-}
-
-impl DevEdit {
-    pub fn address(&self) -> Address {
-        match self {
-            Self::Balance(a, _) | Self::Nonce(a, _) | Self::Code(a, _) => *a,
-            Self::Storage { address, .. } => *address,
-        }
-    }
-}
-
-/// Most edit requests waiting for the builder.
-pub const MAX_PENDING_EDITS: usize = 1_024;
-/// Most accounts impersonated at once.
-pub const MAX_IMPERSONATED: usize = 10_000;
-
-type EditReply = mpsc::SyncSender<Result<u64, String>>;
-
-/// Who may send without a key: the listed accounts, or anyone (`auto`).
-#[derive(Debug, Default)]
-pub(crate) struct Impersonation {
-    accounts: HashSet<Address>,
-    auto: bool,
-}
-
-/// Block requests: how many were asked for, how many the builder closed, and the
-/// number of the last block it closed for one.
-#[derive(Debug, Default)]
-pub(crate) struct BlockRequests {
-    asked: u64,
-    served: u64,
-    last: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct DevControls {
-    pub(crate) clock: Mutex<DevClock>,
-    requests: Mutex<BlockRequests>,
-    served: Condvar,
-    edits: Mutex<VecDeque<(DevEdit, EditReply)>>,
-    impersonation: Mutex<Impersonation>,
-}
-
-impl DevControls {
-    pub(crate) fn new(clock: DevClock) -> Self {
-        Self { clock: Mutex::new(clock), ..Default::default() }
-    }
-}
+use crate::chain::{Chain, SequencerError};
+use crate::devstate::{DevEdit, EditReply, MAX_IMPERSONATED, MAX_PENDING_EDITS};
 
 impl Chain {
     fn store_clock(&self, clock: &DevClock) -> Result<(), SequencerError> {
@@ -103,7 +38,7 @@ impl Chain {
         if let Some(ts) = clock.next_timestamp {
             return ts.max(parent_ts);
         }
-        let now = crate::builder::now_secs();
+        let now = crate::fragments::now_secs();
         let moved = (now as i64).saturating_add(clock.offset_secs).max(0) as u64;
         moved.max(parent_ts)
     }
@@ -116,7 +51,7 @@ impl Chain {
         if timestamp < ts {
             return;
         }
-        let now = crate::builder::now_secs();
+        let now = crate::fragments::now_secs();
         let next = DevClock { offset_secs: ts as i64 - now as i64, next_timestamp: None };
         match self.store_clock(&next) {
             Ok(()) => *clock = next,
@@ -230,60 +165,9 @@ impl Chain {
         !self.dev.edits.lock().is_empty()
     }
 
-    /// Makes the edit block for every waiting edit (the builder calls this between
-    /// blocks) and answers their requests. An edit that cannot be applied (a nonce
-    /// lowered) is answered with the reason and left out; the others still apply.
-    pub(crate) fn make_edit_block(&self) {
-        let waiting: Vec<(DevEdit, EditReply)> = self.dev.edits.lock().drain(..).collect();
-        if waiting.is_empty() {
-            return;
-        }
-        let mut block = crate::BlockInProgress::open(self);
-        let view = self.pending_view();
-        let mut diff = StateDiff::default();
-        let mut applied = Vec::with_capacity(waiting.len());
-        for (edit, reply) in waiting {
-            match edit_diff(&view, &diff, &edit) {
-                Ok(one) => {
-                    diff.extend(one);
-                    applied.push((edit, reply));
-                }
-                Err(reason) => {
-                    let _ = reply.send(Err(reason));
-                }
-            }
-        }
-        drop(view);
-        if applied.is_empty() {
-            return;
-        }
-        let number = block.number();
-        let nonces: std::collections::HashMap<Address, u64> = applied
-            .iter()
-            .filter_map(|(e, _)| match e {
-                DevEdit::Nonce(a, n) => Some((*a, *n)),
-                _ => None,
-            })
-            .collect();
-        block.absorb_edits(diff);
-        let config = crate::BuilderConfig { empty_blocks: true, ..Default::default() };
-        let result = block
-            .close(self, &config)
-            .and_then(|_| match self.wait_sealed(number) {
-                Ok(_) => Ok(number),
-                Err(e) => Err(e),
-            })
-            .map_err(|e| format!("the edit block {number} failed: {e}"));
-        if result.is_ok() && !nonces.is_empty() {
-            self.pool.lock().on_nonces_used(nonces);
-        }
-        match &result {
-            Ok(_) => tracing::info!(number, edits = applied.len(), "state edit block sealed"),
-            Err(e) => tracing::error!("{e}"),
-        }
-        for (_, reply) in applied {
-            let _ = reply.send(result.clone());
-        }
+    /// Takes every waiting edit request (the builder makes them a block).
+    pub(crate) fn take_edits(&self) -> Vec<(DevEdit, EditReply)> {
+        self.dev.edits.lock().drain(..).collect()
     }
 
     /// `anvil_impersonateAccount`: transactions from `address` are accepted without a
@@ -322,53 +206,4 @@ impl Chain {
         let who = self.dev.impersonation.lock();
         who.auto || who.accounts.contains(&address)
     }
-}
-
-/// The change `edit` makes on top of `view` as already changed by `before`.
-fn edit_diff(view: &dyn StateView, before: &StateDiff, edit: &DevEdit) -> Result<StateDiff, String> {
-    let address = edit.address();
-    let read = |e: cairn_primitives::StateError| e.to_string();
-    let earlier = before.accounts.get(&address);
-    let mut info = match earlier {
-        Some(change) => change.info.unwrap_or_default(),
-        None => view.account(address).map_err(read)?.unwrap_or_default(),
-    };
-    let mut diff = StateDiff::default();
-    let mut change = AccountChange::default();
-    match edit {
-        DevEdit::Balance(_, balance) => info.balance = *balance,
-        DevEdit::Nonce(_, nonce) => {
-            if *nonce < info.nonce {
-                return Err(format!(
-                    "the nonce of {address} cannot be lowered (it is {}, {nonce} was asked for)",
-                    info.nonce
-                ));
-            }
-            info.nonce = *nonce;
-        }
-        DevEdit::Code(_, code) => {
-            info.code_hash = match code.is_empty() {
-                true => KECCAK_EMPTY,
-                false => {
-                    let hash = keccak256(code);
-                    diff.code.insert(hash, code.clone());
-                    hash
-                }
-            };
-        }
-        DevEdit::Storage { slot, value, .. } => {
-            change.storage.insert(*slot, *value);
-            let earlier_value = earlier.and_then(|c| c.storage.get(slot).copied());
-            let wiped = earlier.is_some_and(|c| c.storage_wiped);
-            if earlier_value.is_none() && !wiped {
-                let old = view.storage(address, *slot).map_err(read)?;
-                if !old.is_zero() {
-                    change.original.insert(*slot, old);
-                }
-            }
-        }
-    }
-    change.info = Some(info);
-    diff.accounts.insert(address, change);
-    Ok(diff)
 }

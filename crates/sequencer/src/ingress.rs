@@ -3,13 +3,9 @@ use alloy_consensus::Transaction as _;
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, B256, U256};
 use cairn_executor::{intrinsic_gas, spec_of};
-use cairn_mempool::Mempool;
 use cairn_mempool::PoolError;
 use cairn_primitives::{StateView, TxEnvelope};
-use cairn_storage::RecordLog;
-use parking_lot::Mutex;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::Chain;
 
@@ -122,7 +118,7 @@ impl Ingress {
             chain.received(hash, inserted.ready, at_ms);
             inserted
         };
-        if let Err(e) = chain.persister.persist(crate::chain::admission_record(at_ms, raw)).await {
+        if let Err(e) = chain.persister.persist(crate::admission::admission_record(at_ms, raw)).await {
             // Retracted only if still merely received (not already taken into a fragment).
             if chain.pool.lock().remove(&hash).is_some() {
                 chain.dropped(&[hash], &format!("admission log write failed: {e}"));
@@ -134,69 +130,5 @@ impl Ingress {
         }
         chain.dropped(&inserted.evicted, "evicted from the full pool");
         Ok(hash)
-    }
-}
-
-struct PersistRequest {
-    raw: Vec<u8>,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
-/// Group commit for accepted transactions: requests queue (bounded) and are appended to
-/// the admission log in batches, one `fdatasync` per batch. When the log has grown past
-/// [`COMPACT_AT`] and four times the live pool, it is rewritten to just the pool.
-pub(crate) struct Persister {
-    tx: mpsc::Sender<PersistRequest>,
-}
-
-/// Most pending persistence requests; senders wait (back-pressure) beyond it.
-const PERSIST_QUEUE: usize = 16_384;
-/// Most requests folded into one fsync.
-const PERSIST_BATCH: usize = 4_096;
-/// Log size (bytes) from which compaction is considered.
-const COMPACT_AT: u64 = 64 * 1024 * 1024;
-
-impl Persister {
-    pub(crate) fn start(
-        log: RecordLog,
-        pool: Arc<Mutex<Mempool>>,
-        pipeline: Arc<Mutex<crate::pipeline::Pipeline>>,
-    ) -> Self {
-        let (tx, mut rx) = mpsc::channel::<PersistRequest>(PERSIST_QUEUE);
-        let log = Arc::new(std::sync::Mutex::new(log));
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(PERSIST_BATCH);
-            while rx.recv_many(&mut batch, PERSIST_BATCH).await > 0 {
-                let requests = std::mem::take(&mut batch);
-                let (log, pool, pipeline) = (log.clone(), pool.clone(), pipeline.clone());
-                let joined = tokio::task::spawn_blocking(move || {
-                    let Ok(mut log) = log.lock() else { return };
-                    let result = log.append(requests.iter().map(|r| r.raw.as_slice())).map_err(|e| e.to_string());
-                    for r in requests {
-                        let _ = r.done.send(result.clone());
-                    }
-                    if log.len_bytes() > COMPACT_AT {
-                        let live = crate::chain::pool_records(&pool, &pipeline);
-                        let live_bytes: u64 = live.iter().map(|r| r.len() as u64 + 8).sum();
-                        if log.len_bytes() > 4 * live_bytes {
-                            if let Err(e) = log.rewrite(live.iter().map(Vec::as_slice)) {
-                                tracing::error!("admission log compaction failed: {e}");
-                            }
-                        }
-                    }
-                })
-                .await;
-                if let Err(e) = joined {
-                    tracing::error!("admission log task failed: {e}");
-                }
-            }
-        });
-        Self { tx }
-    }
-
-    pub(crate) async fn persist(&self, raw: Vec<u8>) -> Result<(), String> {
-        let (done, wait) = oneshot::channel();
-        self.tx.send(PersistRequest { raw, done }).await.map_err(|_| "admission log stopped".to_string())?;
-        wait.await.map_err(|_| "admission log stopped".to_string())?
     }
 }

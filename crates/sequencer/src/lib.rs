@@ -8,23 +8,32 @@
 //! `StateCommitter`, and commits block, receipts, state diff, pool removals and head in
 //! one atomic write. Subscribers hear about it through a bounded broadcast channel.
 
+mod admission;
 mod builder;
 mod chain;
+mod devstate;
 mod devtools;
+mod error;
 mod fragments;
+mod genesis;
 mod ingress;
 mod pipeline;
+mod recovery;
+mod sealer;
 mod status;
 
 pub use builder::{
-    build_block, builder_priority, execute_block, lower_priority, next_prevrandao, requests_hash, seal_next,
-    BlockInProgress, Builder, BuilderConfig, DEFAULT_FRAGMENT_INTERVAL, SEALER_NICE,
+    build_block, builder_priority, execute_block, lower_priority, next_prevrandao, Builder, BuilderConfig,
+    DEFAULT_FRAGMENT_INTERVAL, SEALER_NICE,
 };
 pub use chain::{
     Chain, ChainEvent, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER, MAX_PRECONF_WAITERS,
 };
-pub use devtools::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
+pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
 pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
+pub use genesis::requests_hash;
 pub use ingress::{Ingress, IngressError};
+pub use pipeline::BlockInProgress;
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
+pub use sealer::seal_next;
 pub use status::{StatusChange, Step, Tier, TxStatus, MAX_TRACKED};

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::fragments::{FragmentPart, OpenBlock};
+use cairn_executor::BlockContext;
 
 /// Most blocks that may be executed but not yet sealed.
 pub const MAX_UNSEALED: usize = 4;
@@ -38,6 +39,23 @@ pub struct ExecutedBlock {
     /// Its block-start system writes: not in `diff` (the parent's hash is not known when
     /// it executes); the sealer adds them under it.
     pub system: BlockSystem,
+}
+
+/// The block the builder is filling: executed in pieces (one per fragment), closed at
+/// the end of its slot or when full.
+pub struct BlockInProgress {
+    pub(crate) ctx: BlockContext,
+    /// Its block-start system writes.
+    pub(crate) system: BlockSystem,
+    pub(crate) body: Vec<(B256, Address, Bytes)>,
+    pub(crate) receipts: Vec<StoredReceipt>,
+    pub(crate) diff: Arc<StateDiff>,
+    pub(crate) fragments: Vec<Arc<FragmentPart>>,
+    pub(crate) gas_used: u64,
+    pub(crate) logs: u64,
+    pub(crate) full: bool,
+    /// Its close record is in the fragment log already (a block recovered as closed).
+    pub(crate) close_logged: bool,
 }
 
 /// What the next block builds on: the newest executed (or sealed) block.
@@ -77,6 +95,11 @@ pub(crate) struct Pipeline {
     pub closed: bool,
 }
 
+/// Waits for a block's seal (the chain, seen from the pending state).
+pub(crate) trait SealWait: Send + Sync {
+    fn wait_sealed(&self, number: u64) -> Result<Arc<StoreReader>, crate::error::SequencerError>;
+}
+
 /// The newest preconfirmed state: sealed snapshot, unsealed blocks, open block, each
 /// block's diff over its block-start system writes
 /// ([`cairn_primitives::predeploys::system`]).
@@ -84,7 +107,7 @@ pub struct PendingView {
     pub(crate) base: Arc<StoreReader>,
     pub(crate) blocks: Vec<Arc<ExecutedBlock>>,
     pub(crate) open: Option<Arc<OpenBlock>>,
-    pub(crate) chain: std::sync::Weak<crate::Chain>,
+    pub(crate) chain: std::sync::Weak<dyn SealWait>,
     /// The block being executed on this view, when its system writes are not under the
     /// open block already (its first fragment).
     pub(crate) building: Option<BlockSystem>,
