@@ -6,6 +6,7 @@ pub mod fragment;
 mod genesis;
 pub mod impersonation;
 mod receipt;
+mod sequencer_block;
 mod state;
 
 pub use chain::{ChainConfig, Hardfork};
@@ -14,6 +15,7 @@ pub use genesis::{
     dev_accounts, load_genesis_file, DevAccount, GenesisAccount, GenesisAlloc, GenesisError, DEV_MNEMONIC,
 };
 pub use receipt::StoredReceipt;
+pub use sequencer_block::SequencerBlock;
 pub use state::{AccountChange, AccountState, StateDiff};
 
 pub use alloy_consensus::{Header, TxEnvelope};

@@ -164,6 +164,24 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         let status = api.chain.status(&hash).map_err(|e| RpcError::Internal(e.to_string()))?;
         Ok::<_, RpcError>(status.map(|s| status_json(&hash, &s)))
     })?;
+    m.register_blocking_method("cairn_getSequencerBlock", |p, api, _| {
+        let id: alloy_eips::BlockNumberOrTag = crate::params::Args::new(&p).next("block number")?;
+        let reader = api.chain.store.reader()?;
+        let number = match id {
+            alloy_eips::BlockNumberOrTag::Number(n) => n,
+            alloy_eips::BlockNumberOrTag::Earliest => 0,
+            _ => reader.head()?,
+        };
+        let Some((block, certificate)) = reader.sequencer_block(number)? else { return Ok(Value::Null) };
+        let certificate = match cairn_consensus::Certificate::decode(&certificate) {
+            Ok(cairn_consensus::Certificate::Solo { sequencer }) => json!({"kind": "solo", "sequencer": sequencer}),
+            Err(e) => return Err(RpcError::Internal(format!("stored certificate: {e}"))),
+        };
+        let mut out = serde_json::to_value(&block).map_err(|e| RpcError::Internal(e.to_string()))?;
+        out["hash"] = json!(block.hash());
+        out["certificate"] = certificate;
+        Ok::<_, RpcError>(out)
+    })?;
     m.register_method("cairn_sequencer", |_, api, _| {
         let chain_id = api.chain.config.chain_id;
         let d = domain(chain_id);

@@ -455,3 +455,35 @@ async fn test_controls_exist_only_in_dev_mode() {
     let (resp, _) = module.raw_json_request(&call("eth_accounts"), 1).await.expect("request");
     assert!(resp.get().to_lowercase().contains(&format!("{:?}", fx.signer.address()).to_lowercase()), "{}", resp.get());
 }
+
+/// `cairn_getSequencerBlock`: the decided sequencer block of a height, with its hash and
+/// certificate; each extends the previous one and lists the rollup block's transactions.
+#[tokio::test]
+async fn sequencer_blocks_are_served_with_their_certificate() {
+    let fx = fixture(RpcLimits::default()).await;
+    let module = EthApi::new(fx.chain.clone(), fx.ingress.clone(), RpcLimits::default()).into_module().expect("module");
+    let get = |param: String| {
+        let module = module.clone();
+        async move {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"cairn_getSequencerBlock","params":[{param}]}}"#);
+            let (resp, _) = module.raw_json_request(&body, 1).await.expect("request");
+            serde_json::from_str::<serde_json::Value>(resp.get()).expect("json")
+        }
+    };
+    let mut parent = serde_json::json!(B256::ZERO);
+    for n in 1..=5u64 {
+        let r = get(format!(r#""{n:#x}""#)).await;
+        let seq = &r["result"];
+        assert_eq!(seq["height"], n, "{r}");
+        assert_eq!(seq["parent"], parent, "block {n} extends the previous one");
+        let block = fx.api.block_by_id(BlockId::number(n), false).expect("block").expect("sealed");
+        let hashes: Vec<B256> = block.transactions.hashes().collect();
+        assert_eq!(seq["transactions"], serde_json::json!(hashes));
+        assert_eq!(seq["certificate"]["kind"], "solo");
+        parent = seq["hash"].clone();
+    }
+    assert_eq!(get(r#""latest""#.into()).await["result"]["height"], 5);
+    assert!(get(r#""0x63""#.into()).await["result"].is_null(), "no block 99");
+    assert!(get(r#""0x0""#.into()).await["result"].is_null(), "genesis has none");
+    assert_eq!(get(r#""zz""#.into()).await["error"]["code"], -32602);
+}

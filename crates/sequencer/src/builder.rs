@@ -4,7 +4,9 @@ use alloy_primitives::{keccak256, Address, Bytes, B256};
 use alloy_signer::SignerSync;
 use cairn_executor::{BlockContext, Mode, Offsets, Skip, TxOutcome};
 use cairn_primitives::fragment::receipts_hash;
-use cairn_primitives::{Fragment, Hardfork, RecoveredTx, SignedFragment, StateDiff, StoredReceipt, TxEnvelope};
+use cairn_primitives::{
+    Fragment, Hardfork, RecoveredTx, SequencerBlock, SignedFragment, StateDiff, StoredReceipt, TxEnvelope,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use crate::chain::{Chain, NewBlock, SequencerError};
 use crate::devstate::{edit_diff, DevEdit};
 use crate::fragments::{now_ms, FragmentPart, LoggedFragment, OpenBlock};
 use crate::genesis::requests_hash;
-use crate::pipeline::{BlockInProgress, ExecutedBlock, Tip};
+use crate::pipeline::{BlockInProgress, ExecutedBlock, Proposal, Tip};
 use crate::sealer::seal_next;
 use cairn_primitives::predeploys::system::{BlockSystem, SystemCalls};
 
@@ -620,11 +622,10 @@ impl BlockInProgress {
         Ok(())
     }
 
-    /// Closes the block: its transaction list is final (the close record is durable
-    /// first when it has fragments), it is queued for sealing (waiting while
-    /// [`crate::MAX_UNSEALED`] blocks wait) and announced as sequenced. `None` when it
-    /// is empty and empty blocks are off.
-    pub fn close(self, chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<ExecutedBlock>>, SequencerError> {
+    /// Ends the block as a proposal: its transaction list is final (the close record is
+    /// durable first when it has fragments) and it becomes the sequencer block this node
+    /// proposes for its height. `None` when it is empty and empty blocks are off.
+    pub fn propose(self, chain: &Chain, config: &BuilderConfig) -> Result<Option<Proposal>, SequencerError> {
         if self.body.is_empty() && !config.empty_blocks {
             return Ok(None);
         }
@@ -651,8 +652,23 @@ impl BlockInProgress {
             requests_hash: requests_hash(&chain.config),
             ..Default::default()
         };
+        let sequencer = SequencerBlock {
+            chain_id: chain.config.chain_id,
+            height: ctx.number,
+            round: 0,
+            parent: chain.tip().sequencer_hash,
+            proposer: chain.signer_address().unwrap_or_default(),
+            timestamp: ctx.timestamp,
+            base_fee: ctx.base_fee,
+            gas_limit: ctx.gas_limit,
+            prevrandao: ctx.prevrandao,
+            beneficiary: ctx.beneficiary,
+            transactions: self.body.iter().map(|(h, _, _)| *h).collect(),
+            fragments: self.fragments.iter().map(|f| f.hash).collect(),
+        };
         let full = self.full || self.body.len() >= config.max_block_txs;
-        let block = Arc::new(ExecutedBlock {
+        Ok(Some(Proposal {
+            sequencer,
             header,
             body: self.body,
             receipts: self.receipts,
@@ -660,9 +676,16 @@ impl BlockInProgress {
             full,
             fragments: self.fragments,
             system: self.system,
-        });
+        }))
+    }
+
+    /// Closes the block: proposes it, has the chain's finality decide it, and queues the
+    /// decided block for sealing (waiting while [`crate::MAX_UNSEALED`] blocks wait); it
+    /// is announced as sequenced. `None` when it is empty and empty blocks are off.
+    pub fn close(self, chain: &Chain, config: &BuilderConfig) -> Result<Option<Arc<ExecutedBlock>>, SequencerError> {
+        let Some(proposal) = self.propose(chain, config)? else { return Ok(None) };
         let waited = Instant::now();
-        chain.push_executed(block.clone())?;
+        let block = chain.decide(proposal)?;
         let waited = waited.elapsed();
         chain.block_closed_at(block.header.timestamp);
         chain.sequenced(&block);
@@ -671,7 +694,7 @@ impl BlockInProgress {
             txs = block.body.len(),
             fragments = block.fragments.len(),
             gas = block.header.gas_used,
-            pipeline_wait_us = waited.as_micros() as u64,
+            decide_and_pipeline_wait_us = waited.as_micros() as u64,
             "block closed"
         );
         Ok(Some(block))

@@ -16,6 +16,7 @@ pub use crate::error::SequencerError;
 use crate::fragments::{now_ms, FragmentLog, FragmentPart, LoggedBlock, Preconf};
 use crate::pipeline::{BlockInProgress, ExecutedBlock, PendingView, Pipeline, Tip, MAX_UNSEALED};
 use crate::status::{StatusTracker, Tier, TxStatus};
+use cairn_consensus::{Finality, Solo};
 
 /// Capacity of the event channel; a subscriber that falls further behind is told it
 /// lagged (and is dropped).
@@ -107,6 +108,8 @@ pub struct Chain {
     receipt_watermark: std::sync::atomic::AtomicU64,
     /// `cairn dev`'s clock and block requests.
     pub(crate) dev: crate::devstate::DevControls,
+    /// What decides the blocks the builder proposes.
+    finality: Mutex<Arc<dyn Finality>>,
 }
 
 impl Chain {
@@ -145,6 +148,7 @@ impl Chain {
         let header =
             reader.header(head)?.ok_or(StoreError::Corrupt { what: "head", reason: format!("no header {head}") })?;
         let hash = header.hash_slow();
+        let sequencer_hash = reader.sequencer_block(head)?.map(|(b, _)| b.hash()).unwrap_or_default();
         let clock = reader.clock()?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (mut log, records) = RecordLog::open(log_path)?;
@@ -159,7 +163,7 @@ impl Chain {
         };
         let pipeline = Arc::new(Mutex::new(Pipeline {
             snapshot: Arc::new(store.reader()?),
-            tip: Tip::of(&header),
+            tip: Tip::of(&header, sequencer_hash),
             latest: (header, hash),
             unsealed: Default::default(),
             open: None,
@@ -186,6 +190,7 @@ impl Chain {
             fragments_on: std::sync::atomic::AtomicBool::new(false),
             receipt_watermark: std::sync::atomic::AtomicU64::new(0),
             dev: crate::devstate::DevControls::new(clock),
+            finality: Mutex::new(Arc::new(Solo::after(head, sequencer_hash))),
         });
         // Re-admitted transactions keep the time they were first accepted.
         {
@@ -217,6 +222,42 @@ impl Chain {
     /// start; tools that drive blocks by hand take it here).
     pub fn take_resumed(&self) -> Option<BlockInProgress> {
         self.resumed.lock().take()
+    }
+
+    /// Replaces what decides this node's proposals (a single sequencer, [`Solo`], until
+    /// then). Set before the builder starts.
+    pub fn set_finality(&self, finality: Arc<dyn Finality>) {
+        *self.finality.lock() = finality;
+    }
+
+    /// Has `proposal` decided and hands the decided block to the pipeline (the sealer
+    /// commits it); it is announced as sequenced. A decision for another block than the
+    /// one proposed is refused: a node that adopts other proposers' blocks replays them
+    /// first (BFT).
+    pub(crate) fn decide(&self, proposal: crate::pipeline::Proposal) -> Result<Arc<ExecutedBlock>, SequencerError> {
+        let finality = self.finality.lock().clone();
+        let decided = finality.decide(&proposal.sequencer);
+        if !matches!(&decided, Ok(d) if d.block == proposal.sequencer) {
+            // Not decided: its state leaves the pending view. (Its transactions going
+            // back to the pool, and retracting its preconfirmations, come with BFT.)
+            let mut p = self.pipeline.lock();
+            if p.open.as_ref().is_some_and(|o| o.number == proposal.sequencer.height) {
+                p.open = None;
+            }
+        }
+        let decision = decided?;
+        if decision.block != proposal.sequencer {
+            return Err(SequencerError::Consensus(format!(
+                "{} decided block {} for height {}, not this node's proposal {}",
+                finality.name(),
+                decision.block.hash(),
+                decision.block.height,
+                proposal.sequencer.hash()
+            )));
+        }
+        let block = Arc::new(proposal.decided(decision.certificate));
+        self.push_executed(block.clone())?;
+        Ok(block)
     }
 
     /// The sequencer key's address, whether or not fragments are being emitted.
@@ -465,7 +506,7 @@ impl Chain {
         if p.closed {
             return Err(SequencerError::Stopped(block.header.number));
         }
-        p.tip = Tip::of(&block.header);
+        p.tip = Tip::of(&block.header, block.sequencer.hash());
         // The open block becomes this executed block in one step.
         if p.open.as_ref().is_some_and(|o| o.number == block.header.number) {
             p.open = None;

@@ -33,7 +33,15 @@ pub enum SequencerError {
     Dropped { hash: B256, reason: String },
     #[error(transparent)]
     State(#[from] cairn_primitives::StateError),
+    #[error("consensus: {0}")]
+    Consensus(String),
     /// A development control that cannot be carried out (bad argument, timeout).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<cairn_consensus::ConsensusError> for SequencerError {
+    fn from(e: cairn_consensus::ConsensusError) -> Self {
+        Self::Consensus(e.to_string())
+    }
 }

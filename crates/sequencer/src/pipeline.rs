@@ -10,8 +10,9 @@
 
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256};
+use cairn_consensus::Certificate;
 use cairn_primitives::predeploys::system::{BlockSystem, BEACON_ROOTS, HISTORY_STORAGE};
-use cairn_primitives::{AccountState, StateDiff, StateError, StateView, StoredReceipt};
+use cairn_primitives::{AccountState, SequencerBlock, StateDiff, StateError, StateView, StoredReceipt};
 use cairn_storage::StoreReader;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,6 +40,40 @@ pub struct ExecutedBlock {
     /// Its block-start system writes: not in `diff` (the parent's hash is not known when
     /// it executes); the sealer adds them under it.
     pub system: BlockSystem,
+    /// The sequencer block it was decided as, and why that is final.
+    pub sequencer: SequencerBlock,
+    pub certificate: Certificate,
+}
+
+/// A block the builder closed, not yet decided: the sequencer block it proposes and
+/// what executing it gave.
+#[derive(Debug)]
+pub struct Proposal {
+    pub sequencer: SequencerBlock,
+    pub header: Header,
+    pub body: Vec<(B256, Address, Bytes)>,
+    pub receipts: Vec<StoredReceipt>,
+    pub diff: Arc<StateDiff>,
+    pub full: bool,
+    pub fragments: Vec<Arc<FragmentPart>>,
+    pub system: BlockSystem,
+}
+
+impl Proposal {
+    /// The executed block, once decided with `certificate`.
+    pub fn decided(self, certificate: Certificate) -> ExecutedBlock {
+        ExecutedBlock {
+            header: self.header,
+            body: self.body,
+            receipts: self.receipts,
+            diff: self.diff,
+            full: self.full,
+            fragments: self.fragments,
+            system: self.system,
+            sequencer: self.sequencer,
+            certificate,
+        }
+    }
 }
 
 /// The block the builder is filling: executed in pieces (one per fragment), closed at
@@ -67,11 +102,14 @@ pub struct Tip {
     pub gas_limit: u64,
     pub base_fee: u64,
     pub mix_hash: B256,
+    /// Hash of its sequencer block (zero for genesis and blocks stored without one).
+    pub sequencer_hash: B256,
 }
 
 impl Tip {
-    pub(crate) fn of(header: &Header) -> Self {
+    pub(crate) fn of(header: &Header, sequencer_hash: B256) -> Self {
         Self {
+            sequencer_hash,
             number: header.number,
             timestamp: header.timestamp,
             gas_used: header.gas_used,

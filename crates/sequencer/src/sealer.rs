@@ -50,6 +50,7 @@ pub fn seal_next(chain: &Chain) -> Result<Option<Arc<NewBlock>>, SequencerError>
     header.state_root = state_root?;
     let rooted = started.elapsed();
     let hash = writer.put_block(&header, &block.body, &block.receipts)?;
+    writer.put_sequencer_block(&block.sequencer, &block.certificate.encode())?;
     writer.set_head(header.number)?;
     writer.commit()?;
     drop(pre);

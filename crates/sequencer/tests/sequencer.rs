@@ -188,19 +188,7 @@ async fn a_full_block_says_so_and_the_rest_waits_for_the_next() {
 }
 
 fn open_preconf(dir: &std::path::Path, key: &alloy_signer_local::PrivateKeySigner) -> Arc<Chain> {
-    let accounts = dev_accounts(DEV_MNEMONIC, 3).expect("derive");
-    let store = Store::open(&dir.join("db")).expect("store");
-    Chain::open(
-        store,
-        &dir.join("pool.wal"),
-        ChainConfig::default(),
-        &GenesisAlloc::dev(&accounts),
-        PoolConfig::default(),
-        Arc::new(SequentialExecutor),
-        Arc::new(IncrementalCommitter::new(2).expect("trie threads")),
-        Some(cairn_sequencer::Preconf { signer: key.clone(), dir: dir.join("fragments") }),
-    )
-    .expect("chain")
+    open_dev(dir, key, false)
 }
 
 /// What the store holds for a sealed block, in the form a promise is checked against.
@@ -614,4 +602,95 @@ async fn system_writes_are_read_during_the_block_and_sealed_with_it() {
     // only with the system writes on top (what traces use).
     let parent = chain.store.reader().expect("reader").into_state_at(1).expect("history");
     assert_eq!(parent.storage(HISTORY_STORAGE, U256::from(1)).expect("slot"), U256::ZERO, "written by block 2");
+}
+
+/// The builder ends each block as a proposal, the chain's finality decides it, and the
+/// sealer stores the decided sequencer block with its certificate beside the rollup
+/// block: each extends the previous one (also across a restart), lists the block's
+/// transactions and the fragments that preconfirmed them.
+#[tokio::test]
+async fn blocks_are_proposed_decided_and_sealed_with_their_sequencer_block() {
+    use cairn_consensus::Certificate;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = alloy_signer_local::PrivateKeySigner::random();
+    let s = signers();
+    let f = TxFactory::new(31337);
+    let config = BuilderConfig::default();
+    let mut hashes = vec![alloy_primitives::B256::ZERO];
+    for round in 0..2u64 {
+        let chain = open_preconf(dir.path(), &key);
+        let ingress = Ingress::new(chain.clone());
+        for block_in_round in 0..2u64 {
+            let nonce = round * 2 + block_in_round;
+            let mut fragments = Vec::new();
+            let mut block = cairn_sequencer::BlockInProgress::open(&chain);
+            for signer in &s[..2] {
+                let tx = f.transfer_eth(signer, nonce, Address::repeat_byte(9), U256::from(1)).expect("sign");
+                ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+                fragments.push(block.add_fragment(&chain, &config).expect("fragment").expect("new").hash);
+            }
+            block.close(&chain, &config).expect("close").expect("block");
+            let sealed = cairn_sequencer::seal_next(&chain).expect("seal").expect("sealed");
+            let reader = chain.store.reader().expect("reader");
+            let (seq, certificate) = reader.sequencer_block(sealed.header.number).expect("read").expect("stored");
+            assert_eq!(seq.height, sealed.header.number);
+            assert_eq!(seq.parent, *hashes.last().expect("parent"), "block {} extends the previous one", seq.height);
+            assert_eq!(seq.transactions, sealed.tx_hashes);
+            assert_eq!(seq.fragments, fragments);
+            assert_eq!(seq.proposer, key.address());
+            assert_eq!(
+                (seq.timestamp, seq.base_fee),
+                (sealed.header.timestamp, sealed.header.base_fee_per_gas.expect("fee"))
+            );
+            assert_eq!(Certificate::decode(&certificate), Ok(Certificate::Solo { sequencer: key.address() }));
+            hashes.push(seq.hash());
+        }
+        // The restart: the next proposal extends the stored sequencer block.
+    }
+    assert_eq!(hashes.len(), 5);
+}
+
+/// The sealer commits only decided blocks: a finality that refuses the proposal, or
+/// decides another block, leaves the chain where it was.
+#[tokio::test]
+async fn only_decided_blocks_reach_the_sealer() {
+    use cairn_consensus::{Certificate, ConsensusError, Decision, Finality};
+    struct Refuse;
+    impl Finality for Refuse {
+        fn decide(&self, p: &cairn_primitives::SequencerBlock) -> Result<Decision, ConsensusError> {
+            Err(ConsensusError::NotNext { last: p.height, got: p.height })
+        }
+        fn name(&self) -> &'static str {
+            "refuse"
+        }
+    }
+    struct Other;
+    impl Finality for Other {
+        fn decide(&self, p: &cairn_primitives::SequencerBlock) -> Result<Decision, ConsensusError> {
+            let mut block = p.clone();
+            block.transactions.clear();
+            Ok(Decision { block, certificate: Certificate::Solo { sequencer: Address::ZERO } })
+        }
+        fn name(&self) -> &'static str {
+            "other"
+        }
+    }
+    for (finality, message) in
+        [(Arc::new(Refuse) as Arc<dyn Finality>, "does not follow"), (Arc::new(Other), "not this node's proposal")]
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = open(dir.path());
+        let ingress = Ingress::new(chain.clone());
+        let to = Address::repeat_byte(3);
+        let tx = TxFactory::new(31337).transfer_eth(&signers()[0], 0, to, U256::from(1)).expect("sign");
+        ingress.submit(&tx.encoded_2718()).await.expect("accepted");
+        chain.set_finality(finality);
+        let err =
+            cairn_sequencer::execute_block(&chain, &BuilderConfig::default()).expect_err("not decided").to_string();
+        assert!(err.contains(message), "{err}");
+        assert_eq!(chain.unsealed_count(), 0, "nothing reached the sealer");
+        assert!(cairn_sequencer::seal_next(&chain).expect("seal").is_none());
+        assert_eq!(chain.latest().0.number, 0);
+        assert_eq!(chain.pending_view().account(to).expect("read"), None, "the undecided block is not pending state");
+    }
 }

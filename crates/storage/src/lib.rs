@@ -38,6 +38,8 @@ use std::sync::Arc;
 pub(crate) const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 pub(crate) const HASH_TO_NUMBER: TableDefinition<Fixed<32>, u64> = TableDefinition::new("hash_to_number");
 pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+/// Decided sequencer blocks by height: `u32 BE length ‖ RLP block ‖ certificate bytes`.
+pub(crate) const SEQUENCER_BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("sequencer_blocks");
 pub(crate) const TXS: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("txs");
 /// Receipts by block number (8 bytes, big-endian) and index in the block (4 bytes): a
 /// block's receipts are appended in key order, where keying them by transaction hash
@@ -237,6 +239,7 @@ impl Store {
             txn.open_table(HEADERS).map_err(table_err)?;
             txn.open_table(HASH_TO_NUMBER).map_err(table_err)?;
             txn.open_table(BODIES).map_err(table_err)?;
+            txn.open_table(SEQUENCER_BLOCKS).map_err(table_err)?;
             txn.open_table(TXS).map_err(table_err)?;
             txn.open_table(RECEIPTS).map_err(table_err)?;
             txn.open_multimap_table(LOG_ADDRESS).map_err(table_err)?;

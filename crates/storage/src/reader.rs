@@ -13,6 +13,7 @@ pub struct StoreReader {
     headers: ReadOnlyTable<u64, &'static [u8]>,
     hash_to_number: ReadOnlyTable<Fixed<32>, u64>,
     bodies: ReadOnlyTable<u64, &'static [u8]>,
+    sequencer_blocks: ReadOnlyTable<u64, &'static [u8]>,
     txs: ReadOnlyTable<Fixed<32>, &'static [u8]>,
     receipts: ReadOnlyTable<Fixed<12>, &'static [u8]>,
     log_address: ReadOnlyMultimapTable<Fixed<20>, u64>,
@@ -35,6 +36,7 @@ impl StoreReader {
         Ok(Self {
             headers: txn.open_table(HEADERS).map_err(io(op))?,
             hash_to_number: txn.open_table(HASH_TO_NUMBER).map_err(io(op))?,
+            sequencer_blocks: txn.open_table(SEQUENCER_BLOCKS).map_err(io(op))?,
             bodies: txn.open_table(BODIES).map_err(io(op))?,
             txs: txn.open_table(TXS).map_err(io(op))?,
             receipts: txn.open_table(RECEIPTS).map_err(io(op))?,
@@ -85,6 +87,18 @@ impl StoreReader {
             Some(v) => Ok(Some(rlp_decode("header", v.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// The decided sequencer block at `height` and its certificate's bytes (`None` for
+    /// genesis and for blocks stored before sequencer blocks were).
+    pub fn sequencer_block(&self, height: u64) -> Result<Option<(cairn_primitives::SequencerBlock, Vec<u8>)>> {
+        let Some(v) = self.sequencer_blocks.get(height).map_err(io("read sequencer block"))? else { return Ok(None) };
+        let bytes = v.value();
+        let corrupt = |reason: String| StoreError::Corrupt { what: "sequencer block", reason };
+        let len = bytes.get(..4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize);
+        let len = len.filter(|l| 4 + l <= bytes.len()).ok_or_else(|| corrupt(format!("{} bytes", bytes.len())))?;
+        let block = cairn_primitives::SequencerBlock::decode(&bytes[4..4 + len]).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some((block, bytes[4 + len..].to_vec())))
     }
 
     pub fn block_number(&self, hash: B256) -> Result<Option<u64>> {

@@ -167,6 +167,21 @@ impl BlockWriter {
     /// (each emitting address and each event signature, `topic0`, once per block; other
     /// topic positions are served by the header bloom).
     /// `txs` are `(hash, sender, raw EIP-2718 bytes)` in block order.
+    /// Stores the decided sequencer block of `block.height` with its certificate.
+    pub fn put_sequencer_block(&mut self, block: &cairn_primitives::SequencerBlock, certificate: &[u8]) -> Result<()> {
+        let encoded = block.encode();
+        let mut value = Vec::with_capacity(4 + encoded.len() + certificate.len());
+        value.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+        value.extend_from_slice(&encoded);
+        value.extend_from_slice(certificate);
+        self.txn
+            .open_table(crate::SEQUENCER_BLOCKS)
+            .map_err(io("open sequencer blocks"))?
+            .insert(block.height, value.as_slice())
+            .map_err(io("write sequencer block"))?;
+        Ok(())
+    }
+
     pub fn put_block(
         &mut self,
         header: &Header,
