@@ -8,6 +8,7 @@ mod bench_preconf;
 mod config;
 mod dev;
 mod preconf;
+mod testnet;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,9 @@ enum Command {
     /// Preconfirmation tools: judge signed fragments (equivocation, broken promises).
     #[command(subcommand)]
     Preconf(preconf::PreconfCommand),
+    /// A local validator set: `init` writes one home per validator.
+    #[command(subcommand)]
+    Testnet(testnet::TestnetCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args.resolve()?)),
         Command::Bench(cmd) => runtime.block_on(bench::run(cmd)),
+        Command::Testnet(cmd) => testnet::run(cmd),
         Command::Preconf(cmd) => {
             let code = preconf::run(cmd)?;
             std::process::exit(code)

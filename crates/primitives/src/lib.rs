@@ -55,5 +55,6 @@ pub fn sign_eip1559(
 }
 
 mod memory;
+pub mod network;
 pub mod predeploys;
 pub use memory::InMemoryState;

@@ -1,0 +1,191 @@
+//! `cairn testnet init`: the homes of a local validator set.
+//!
+//! `cairn testnet init --validators N --out DIR` writes `DIR/node-0` … `DIR/node-{N-1}`,
+//! each holding:
+//! - `validator.key`: the validator's consensus key (secp256k1, hex, mode 0600), so that
+//!   its signatures can be checked by an EVM contract with `ecrecover`;
+//! - `genesis.json`: the set's genesis, the same bytes in every home (chain id, a fixed
+//!   timestamp, the validators ordered by address with voting power 1 each, the number of
+//!   prefunded development accounts as in `cairn dev`);
+//! - `config.toml`: node `i` serves JSON-RPC and WebSocket on `P + i` and consensus P2P
+//!   on `P + 100 + i` (`P` = `--base-port`, 8545 by default), and lists the other
+//!   validators' P2P addresses as peers.
+
+use anyhow::{bail, Context};
+use cairn_primitives::network::{NetworkGenesis, MAX_VALIDATORS};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum TestnetCommand {
+    /// Write one home per validator of a new local set.
+    Init(InitArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InitArgs {
+    /// Number of validators.
+    #[arg(long)]
+    pub validators: usize,
+    /// Folder to write the homes into (must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Node i serves JSON-RPC on base-port + i and P2P on base-port + 100 + i.
+    #[arg(long, default_value_t = 8545)]
+    pub base_port: u16,
+    #[arg(long, default_value_t = 31337)]
+    pub chain_id: u64,
+    /// Prefunded development accounts (10,000 ether each).
+    #[arg(long, default_value_t = 10)]
+    pub dev_accounts: u32,
+}
+
+/// A node's `config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub chain_id: u64,
+    /// JSON-RPC and WebSocket.
+    pub rpc: SocketAddr,
+    /// Consensus P2P.
+    pub p2p: SocketAddr,
+    /// The other validators' P2P addresses.
+    pub peers: Vec<SocketAddr>,
+    /// Relative to the home.
+    pub genesis: PathBuf,
+    /// Relative to the home; absent for a full node.
+    pub validator_key: Option<PathBuf>,
+    pub block_time_ms: u64,
+    pub fragment_interval_ms: u64,
+}
+
+pub const GENESIS_FILE: &str = "genesis.json";
+pub const KEY_FILE: &str = "validator.key";
+pub const CONFIG_FILE: &str = "config.toml";
+
+pub fn run(cmd: TestnetCommand) -> anyhow::Result<()> {
+    match cmd {
+        TestnetCommand::Init(args) => {
+            let homes = init(&args)?;
+            println!("Wrote {} validator homes:", homes.len());
+            for (i, home) in homes.iter().enumerate() {
+                println!(
+                    "  {}  JSON-RPC http://127.0.0.1:{}  P2P 127.0.0.1:{}",
+                    home.display(),
+                    args.base_port as usize + i,
+                    args.base_port as usize + 100 + i
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes the homes; returns their paths.
+pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let n = args.validators;
+    if n == 0 || n > MAX_VALIDATORS {
+        bail!("--validators must be between 1 and {MAX_VALIDATORS}");
+    }
+    if args.base_port as usize + 100 + n > u16::MAX as usize {
+        bail!("--base-port {} leaves no room for {n} validators' ports", args.base_port);
+    }
+    if args.out.exists() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} exists and is not empty: refusing to overwrite a set", args.out.display());
+    }
+    let keys: Vec<_> = (0..n).map(|_| alloy_signer_local::PrivateKeySigner::random()).collect();
+    let mut validators: Vec<_> = keys.iter().map(|k| NetworkGenesis::validator_of(k, 1)).collect();
+    validators.sort_by_key(|v| v.address);
+    let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let genesis = NetworkGenesis { chain_id: args.chain_id, timestamp, validators, dev_accounts: args.dev_accounts };
+    genesis.validate().context("the generated validator set")?;
+    let genesis_json = serde_json::to_string_pretty(&genesis)? + "\n";
+    let addr = |port: usize| SocketAddr::from(([127, 0, 0, 1], port as u16));
+    let base = args.base_port as usize;
+    let mut homes = Vec::with_capacity(n);
+    for (i, key) in keys.iter().enumerate() {
+        let home = args.out.join(format!("node-{i}"));
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        write_key(&home.join(KEY_FILE), key)?;
+        std::fs::write(home.join(GENESIS_FILE), &genesis_json)?;
+        let config = NodeConfig {
+            chain_id: args.chain_id,
+            rpc: addr(base + i),
+            p2p: addr(base + 100 + i),
+            peers: (0..n).filter(|j| *j != i).map(|j| addr(base + 100 + j)).collect(),
+            genesis: PathBuf::from(GENESIS_FILE),
+            validator_key: Some(PathBuf::from(KEY_FILE)),
+            block_time_ms: 200,
+            fragment_interval_ms: cairn_sequencer::DEFAULT_FRAGMENT_INTERVAL.as_millis() as u64,
+        };
+        std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
+        homes.push(home);
+    }
+    Ok(homes)
+}
+
+fn write_key(path: &Path, key: &alloy_signer_local::PrivateKeySigner) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "0x{}", alloy_primitives::hex::encode(key.to_bytes()))?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_one_consistent_home_per_validator() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("set");
+        let args =
+            InitArgs { validators: 4, out: out.clone(), base_port: 9000, chain_id: 777, dev_accounts: 2 };
+        let homes = init(&args).expect("init");
+        assert_eq!(homes.len(), 4);
+        let genesis_bytes = std::fs::read(homes[0].join(GENESIS_FILE)).expect("genesis");
+        let genesis: NetworkGenesis = serde_json::from_slice(&genesis_bytes).expect("parse");
+        genesis.validate().expect("valid");
+        assert_eq!((genesis.chain_id, genesis.validators.len(), genesis.dev_accounts), (777, 4, 2));
+        let mut addresses = Vec::new();
+        for (i, home) in homes.iter().enumerate() {
+            assert_eq!(home, &out.join(format!("node-{i}")));
+            assert_eq!(std::fs::read(home.join(GENESIS_FILE)).expect("genesis"), genesis_bytes, "the same genesis");
+            let key_path = home.join(KEY_FILE);
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_path).expect("key").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            let key: alloy_signer_local::PrivateKeySigner =
+                std::fs::read_to_string(&key_path).expect("read").trim().parse().expect("a secp256k1 key");
+            addresses.push(key.address());
+            let config: NodeConfig =
+                toml::from_str(&std::fs::read_to_string(home.join(CONFIG_FILE)).expect("config")).expect("parse");
+            assert_eq!(config.rpc.port() as usize, 9000 + i);
+            assert_eq!(config.p2p.port() as usize, 9100 + i);
+            assert_eq!(config.peers.len(), 3);
+            assert!(!config.peers.contains(&config.p2p), "a node is not its own peer");
+            assert_eq!(config.validator_key.as_deref(), Some(Path::new(KEY_FILE)));
+        }
+        addresses.sort();
+        let listed: Vec<_> = genesis.validators.iter().map(|v| v.address).collect();
+        assert_eq!(listed, addresses, "the genesis lists exactly the homes' keys");
+        // A set is never overwritten.
+        let err = init(&args).expect_err("refused").to_string();
+        assert!(err.contains("not empty"), "{err}");
+        for bad in [0, MAX_VALIDATORS + 1] {
+            let args = InitArgs { validators: bad, out: dir.path().join("x"), ..args.clone() };
+            assert!(init(&args).is_err(), "{bad} validators");
+        }
+        let args = InitArgs { base_port: 65_500, out: dir.path().join("y"), ..args.clone() };
+        assert!(init(&args).expect_err("no room").to_string().contains("no room"));
+    }
+}
