@@ -3,7 +3,7 @@
 use anyhow::Context;
 use cairn_executor::{Executor, ParallelExecutor, SequentialExecutor};
 use cairn_mempool::PoolConfig;
-use cairn_primitives::{dev_accounts, load_genesis_file, GenesisAlloc};
+use cairn_primitives::{dev_accounts, load_genesis_file, DevAccount, GenesisAlloc};
 use cairn_rpc::{RpcLimits, ServerLimits};
 use cairn_sequencer::{Builder, BuilderConfig, Chain, Ingress, Preconf};
 use cairn_storage::Store;
@@ -25,6 +25,22 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         }
         None => GenesisAlloc::dev(&accounts).with_predeploys(),
     };
+    // `cairn dev` unlocks its development accounts and serves the test controls.
+    let dev = cairn_rpc::DevMode { accounts: accounts.iter().map(|a| a.signer.clone()).collect() };
+    let listed = cfg.genesis.is_none().then_some(accounts.as_slice());
+    serve(cfg, alloc, Some(dev), "Cairn dev sequencer", listed).await
+}
+
+/// Runs a sequencer on `cfg` from genesis `alloc` until a signal: store, chain, builder
+/// and RPC (with the development controls when `dev` is given). Prints `title`, the
+/// accounts `listed`, and the address it listens on.
+pub(crate) async fn serve(
+    cfg: DevConfig,
+    alloc: GenesisAlloc,
+    dev: Option<cairn_rpc::DevMode>,
+    title: &str,
+    listed: Option<&[DevAccount]>,
+) -> anyhow::Result<()> {
     let store = Store::open_with_cache(&cfg.datadir.join("cairn.redb"), cfg.cache_bytes)
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?
         .with_state_history(cfg.state_history);
@@ -65,10 +81,8 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         Some(preconf),
     )?;
     let ingress = Ingress::new(chain.clone());
-    // `cairn dev` unlocks its development accounts and serves the test controls.
-    let dev = cairn_rpc::DevMode { accounts: accounts.iter().map(|a| a.signer.clone()).collect() };
     let (addr, server) =
-        cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default(), Some(dev))
+        cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default(), dev)
             .await
             .with_context(|| format!("binding JSON-RPC to {}", cfg.listen))?;
     let builder = Builder::start(
@@ -82,7 +96,7 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     );
 
     let (head, _) = chain.latest();
-    println!("Cairn dev sequencer");
+    println!("{title}");
     println!("  chain id     {}", chain.config.chain_id);
     println!("  datadir      {}", cfg.datadir.display());
     println!("  head         block {}", head.number);
@@ -91,7 +105,7 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
         Some(i) => println!("  preconfs     a signed fragment every {} ms, sequencer {sequencer}", i.as_millis()),
         None => println!("  preconfs     off (--fragment-interval 0)"),
     }
-    if cfg.genesis.is_none() {
+    if let Some(accounts) = listed {
         println!("\nAvailable accounts (10000 ETH each at genesis)");
         for (i, a) in accounts.iter().enumerate() {
             println!("  ({i}) {}  key 0x{}", a.address, alloy_primitives::hex::encode(a.signer.to_bytes()));

@@ -7,6 +7,7 @@ mod bench_exec;
 mod bench_preconf;
 mod config;
 mod dev;
+mod node;
 mod preconf;
 mod testnet;
 
@@ -32,6 +33,8 @@ enum Command {
     /// Preconfirmation tools: judge signed fragments (equivocation, broken promises).
     #[command(subcommand)]
     Preconf(preconf::PreconfCommand),
+    /// Run a validator home written by `cairn testnet init`.
+    Node(node::NodeArgs),
     /// A local validator set: `init` writes one home per validator.
     #[command(subcommand)]
     Testnet(testnet::TestnetCommand),
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args.resolve()?)),
         Command::Bench(cmd) => runtime.block_on(bench::run(cmd)),
+        Command::Node(args) => runtime.block_on(node::run(args)),
         Command::Testnet(cmd) => testnet::run(cmd),
         Command::Preconf(cmd) => {
             let code = preconf::run(cmd)?;

@@ -148,8 +148,7 @@ mod tests {
     fn init_writes_one_consistent_home_per_validator() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("set");
-        let args =
-            InitArgs { validators: 4, out: out.clone(), base_port: 9000, chain_id: 777, dev_accounts: 2 };
+        let args = InitArgs { validators: 4, out: out.clone(), base_port: 9000, chain_id: 777, dev_accounts: 2 };
         let homes = init(&args).expect("init");
         assert_eq!(homes.len(), 4);
         let genesis_bytes = std::fs::read(homes[0].join(GENESIS_FILE)).expect("genesis");

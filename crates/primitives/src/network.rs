@@ -72,7 +72,8 @@ impl NetworkGenesis {
             }
             total = total.checked_add(v.voting_power).ok_or(NetworkError::PowerOverflow)?;
             let bad = |reason: String| NetworkError::BadKey { address: v.address, reason };
-            let key = alloy_signer::k256::ecdsa::VerifyingKey::from_sec1_bytes(&v.public_key).map_err(|e| bad(e.to_string()))?;
+            let key = alloy_signer::k256::ecdsa::VerifyingKey::from_sec1_bytes(&v.public_key)
+                .map_err(|e| bad(e.to_string()))?;
             if v.public_key.len() != 33 {
                 return Err(bad(format!("is {} bytes, not a compressed 33-byte key", v.public_key.len())));
             }
@@ -120,7 +121,9 @@ mod tests {
         let alloc = g.alloc().expect("alloc");
         assert_eq!(alloc.timestamp, 1_700_000_000);
         assert!(alloc.accounts.contains_key(&crate::predeploys::MULTICALL3));
-        assert!(serde_json::from_str::<NetworkGenesis>(&json.replace("\"chainId\"", "\"extra\":1,\"chainId\"")).is_err());
+        assert!(
+            serde_json::from_str::<NetworkGenesis>(&json.replace("\"chainId\"", "\"extra\":1,\"chainId\"")).is_err()
+        );
     }
 
     #[test]

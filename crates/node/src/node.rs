@@ -1,0 +1,84 @@
+//! `cairn node --home DIR`: runs a validator home written by `cairn testnet init`.
+//!
+//! Today a home of a single-validator set runs: its validator is the sequencer, `Solo`
+//! decides its blocks, and it serves the full JSON-RPC on the configured address (no
+//! development controls: those are `cairn dev`'s). A home of a larger set, or one
+//! without a validator key (a full node), is refused with the reason: multi-validator
+//! consensus is being built (`docs/CONSENSUS.md`).
+
+use anyhow::{bail, Context};
+use cairn_primitives::network::NetworkGenesis;
+use clap::Args;
+use std::path::PathBuf;
+
+use crate::testnet::{NodeConfig, CONFIG_FILE};
+
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// A home written by `cairn testnet init` (config.toml, genesis.json, validator.key).
+    #[arg(long, value_name = "DIR")]
+    pub home: PathBuf,
+}
+
+/// What a home says, checked.
+pub struct Home {
+    pub config: NodeConfig,
+    pub genesis: NetworkGenesis,
+    pub key: alloy_signer_local::PrivateKeySigner,
+}
+
+/// Reads and checks a home: its config, its genesis (the validator set's rules), and
+/// that its key is one of the set's validators.
+pub fn load(home: &std::path::Path) -> anyhow::Result<Home> {
+    let path = home.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config: NodeConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let path = home.join(&config.genesis);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let genesis: NetworkGenesis =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    genesis.validate().with_context(|| format!("the validator set in {}", path.display()))?;
+    if genesis.chain_id != config.chain_id {
+        bail!("{CONFIG_FILE} says chain {} but the genesis is for chain {}", config.chain_id, genesis.chain_id);
+    }
+    let Some(key_file) = &config.validator_key else {
+        bail!("this home has no validator key: full nodes follow a multi-validator set, which is not built yet");
+    };
+    let path = home.join(key_file);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let key: alloy_signer_local::PrivateKeySigner = text
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{} does not hold a secp256k1 private key in hex: {e}", path.display()))?;
+    if !genesis.validators.iter().any(|v| v.address == key.address()) {
+        bail!("the key in {} ({}) is not one of the genesis validators", path.display(), key.address());
+    }
+    Ok(Home { config, genesis, key })
+}
+
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let home = load(&args.home)?;
+    let n = home.genesis.validators.len();
+    if n > 1 {
+        bail!(
+            "this home belongs to a set of {n} validators: multi-validator consensus (BFT) is not built yet, \
+             only single-validator sets run (cairn testnet init --validators 1)"
+        );
+    }
+    let resolved = crate::config::DevArgs {
+        datadir: Some(args.home.join("data")),
+        chain_id: Some(home.config.chain_id),
+        block_time: Some(home.config.block_time_ms),
+        fragment_interval: Some(home.config.fragment_interval_ms),
+        sequencer_key: home.config.validator_key.as_ref().map(|k| args.home.join(k)),
+        ..Default::default()
+    }
+    .resolve()?;
+    let mut cfg = resolved;
+    cfg.listen = home.config.rpc;
+    // A validator's chain is not a development chain: no state edits, no impersonation.
+    cfg.chain.dev = false;
+    let alloc = home.genesis.alloc()?;
+    let title = format!("Cairn validator {} (a set of one: Solo finality)", home.key.address());
+    crate::dev::serve(cfg, alloc, None, &title, None).await
+}
