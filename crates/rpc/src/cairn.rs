@@ -164,6 +164,32 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         let status = api.chain.status(&hash).map_err(|e| RpcError::Internal(e.to_string()))?;
         Ok::<_, RpcError>(status.map(|s| status_json(&hash, &s)))
     })?;
+    m.register_blocking_method("cairn_submitEvidence", |p, api, _| {
+        let mut args = crate::params::Args::new(&p);
+        let a: cairn_primitives::SignedFragment = args.next("first signed fragment")?;
+        let b: cairn_primitives::SignedFragment = args.next("second signed fragment")?;
+        let (id, proof) = api.chain.record_evidence(a, b).map_err(|e| match e {
+            SequencerError::Invalid(m) => RpcError::InvalidParams(m),
+            e => RpcError::Server(e.to_string()),
+        })?;
+        let mut out = serde_json::to_value(&proof).map_err(|e| RpcError::Internal(e.to_string()))?;
+        out["id"] = json!(id);
+        Ok::<_, RpcError>(out)
+    })?;
+    m.register_blocking_method("cairn_getEvidence", |_, api, _| {
+        let all = api.chain.evidence().map_err(|e| RpcError::Internal(e.to_string()))?;
+        let list: Vec<Value> = all
+            .into_iter()
+            .map(|(id, proof, record)| {
+                let mut v = serde_json::to_value(&proof).unwrap_or_default();
+                v["id"] = json!(id);
+                v["fragments"] = json!(record.fragments);
+                v["recordedAt"] = json!(record.recorded_ms);
+                v
+            })
+            .collect();
+        Ok::<_, RpcError>(list)
+    })?;
     m.register_blocking_method("cairn_getSequencerBlock", |p, api, _| {
         let id: alloy_eips::BlockNumberOrTag = crate::params::Args::new(&p).next("block number")?;
         let reader = api.chain.store.reader()?;

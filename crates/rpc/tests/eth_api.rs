@@ -487,3 +487,65 @@ async fn sequencer_blocks_are_served_with_their_certificate() {
     assert!(get(r#""0x0""#.into()).await["result"].is_null(), "genesis has none");
     assert_eq!(get(r#""zz""#.into()).await["error"]["code"], -32602);
 }
+
+/// `cairn_submitEvidence` keeps two fragments only when they prove their signer
+/// equivocated on this chain; `cairn_getEvidence` lists what is kept (in the store),
+/// checked again as it is read; the same evidence twice is one record.
+#[tokio::test]
+async fn equivocation_evidence_is_checked_kept_and_served() {
+    use alloy_signer::SignerSync;
+    use cairn_primitives::{Fragment, SignedFragment};
+    let fx = fixture(RpcLimits::default()).await;
+    let module = EthApi::new(fx.chain.clone(), fx.ingress.clone(), RpcLimits::default()).into_module().expect("module");
+    let call = |method: &'static str, params: serde_json::Value| {
+        let module = module.clone();
+        async move {
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+            let (resp, _) = module.raw_json_request(&body, 1).await.expect("request");
+            serde_json::from_str::<serde_json::Value>(resp.get()).expect("json")
+        }
+    };
+    let key = alloy_signer_local::PrivateKeySigner::random();
+    let sign = |key: &alloy_signer_local::PrivateKeySigner, chain_id: u64, tx: u8| {
+        let fragment = Fragment {
+            chain_id,
+            height: 9,
+            index: 0,
+            parent: B256::ZERO,
+            timestamp: 1,
+            base_fee: 1,
+            first_tx: 0,
+            transactions: vec![B256::repeat_byte(tx)],
+            gas_used: 21_000,
+            receipts_hash: B256::ZERO,
+            state_diff_hash: B256::ZERO,
+        };
+        let signature = key.sign_hash_sync(&fragment.hash()).expect("sign");
+        serde_json::to_value(SignedFragment::new(fragment, &signature)).expect("json")
+    };
+    let (a, b) = (sign(&key, 31337, 1), sign(&key, 31337, 2));
+    let r = call("cairn_submitEvidence", serde_json::json!([a, b])).await;
+    let proof = &r["result"];
+    assert_eq!(proof["conflict"], "samePosition", "{r}");
+    assert_eq!(proof["signer"].as_str().map(str::to_lowercase), Some(format!("{:?}", key.address()).to_lowercase()));
+    let id = proof["id"].clone();
+    let again = call("cairn_submitEvidence", serde_json::json!([b, a])).await;
+    assert_eq!(again["result"]["id"], id, "the same evidence in either order");
+    // Not evidence: consistent, another signer's, another chain's.
+    for (x, y, why) in [
+        (a.clone(), a.clone(), "consistent"),
+        (a.clone(), sign(&alloy_signer_local::PrivateKeySigner::random(), 31337, 2), "different keys"),
+        (sign(&key, 5, 1), sign(&key, 5, 2), "chain 5"),
+    ] {
+        let r = call("cairn_submitEvidence", serde_json::json!([x, y])).await;
+        assert_eq!(r["error"]["code"], -32602, "{r}");
+        assert!(r["error"]["message"].as_str().expect("message").contains(why), "{r}");
+    }
+    let listed = call("cairn_getEvidence", serde_json::json!([])).await;
+    let list = listed["result"].as_array().expect("list");
+    assert_eq!(list.len(), 1, "{listed}");
+    assert_eq!(list[0]["id"], id);
+    assert_eq!(list[0]["fragments"].as_array().map(Vec::len), Some(2));
+    // Kept in the store: a new reader of the same store sees it.
+    assert_eq!(fx.chain.store.reader().expect("reader").evidence_count().expect("count"), 1);
+}

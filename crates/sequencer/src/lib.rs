@@ -14,6 +14,7 @@ mod chain;
 mod devstate;
 mod devtools;
 mod error;
+mod evidence;
 mod fragments;
 mod genesis;
 mod ingress;
@@ -30,6 +31,7 @@ pub use chain::{
     Chain, ChainEvent, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER, MAX_PRECONF_WAITERS,
 };
 pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
+pub use evidence::{evidence_id, EvidenceRecord};
 pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
 pub use genesis::requests_hash;
 pub use ingress::{Ingress, IngressError};

@@ -38,6 +38,10 @@ use std::sync::Arc;
 pub(crate) const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 pub(crate) const HASH_TO_NUMBER: TableDefinition<Fixed<32>, u64> = TableDefinition::new("hash_to_number");
 pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+/// Equivocation evidence: id (keccak of the two fragment hashes) → the record's bytes.
+pub(crate) const EVIDENCE: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("evidence");
+/// Most evidence records kept.
+pub const MAX_EVIDENCE: u64 = 10_000;
 /// Decided sequencer blocks by height: `u32 BE length ‖ RLP block ‖ certificate bytes`.
 pub(crate) const SEQUENCER_BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("sequencer_blocks");
 pub(crate) const TXS: TableDefinition<Fixed<32>, &[u8]> = TableDefinition::new("txs");
@@ -240,6 +244,7 @@ impl Store {
             txn.open_table(HASH_TO_NUMBER).map_err(table_err)?;
             txn.open_table(BODIES).map_err(table_err)?;
             txn.open_table(SEQUENCER_BLOCKS).map_err(table_err)?;
+            txn.open_table(EVIDENCE).map_err(table_err)?;
             txn.open_table(TXS).map_err(table_err)?;
             txn.open_table(RECEIPTS).map_err(table_err)?;
             txn.open_multimap_table(LOG_ADDRESS).map_err(table_err)?;

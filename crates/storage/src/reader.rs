@@ -14,6 +14,7 @@ pub struct StoreReader {
     hash_to_number: ReadOnlyTable<Fixed<32>, u64>,
     bodies: ReadOnlyTable<u64, &'static [u8]>,
     sequencer_blocks: ReadOnlyTable<u64, &'static [u8]>,
+    evidence: ReadOnlyTable<Fixed<32>, &'static [u8]>,
     txs: ReadOnlyTable<Fixed<32>, &'static [u8]>,
     receipts: ReadOnlyTable<Fixed<12>, &'static [u8]>,
     log_address: ReadOnlyMultimapTable<Fixed<20>, u64>,
@@ -37,6 +38,7 @@ impl StoreReader {
             headers: txn.open_table(HEADERS).map_err(io(op))?,
             hash_to_number: txn.open_table(HASH_TO_NUMBER).map_err(io(op))?,
             sequencer_blocks: txn.open_table(SEQUENCER_BLOCKS).map_err(io(op))?,
+            evidence: txn.open_table(EVIDENCE).map_err(io(op))?,
             bodies: txn.open_table(BODIES).map_err(io(op))?,
             txs: txn.open_table(TXS).map_err(io(op))?,
             receipts: txn.open_table(RECEIPTS).map_err(io(op))?,
@@ -99,6 +101,21 @@ impl StoreReader {
         let len = len.filter(|l| 4 + l <= bytes.len()).ok_or_else(|| corrupt(format!("{} bytes", bytes.len())))?;
         let block = cairn_primitives::SequencerBlock::decode(&bytes[4..4 + len]).map_err(|e| corrupt(e.to_string()))?;
         Ok(Some((block, bytes[4 + len..].to_vec())))
+    }
+
+    /// Every stored evidence record: id and bytes (at most [`MAX_EVIDENCE`]).
+    pub fn evidence(&self) -> Result<Vec<(B256, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for entry in self.evidence.iter().map_err(io("read evidence"))? {
+            let (k, v) = entry.map_err(io("read evidence"))?;
+            out.push((B256::from(k.value()), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// How many evidence records are stored.
+    pub fn evidence_count(&self) -> Result<u64> {
+        self.evidence.len().map_err(io("count evidence"))
     }
 
     pub fn block_number(&self, hash: B256) -> Result<Option<u64>> {

@@ -167,6 +167,16 @@ impl BlockWriter {
     /// (each emitting address and each event signature, `topic0`, once per block; other
     /// topic positions are served by the header bloom).
     /// `txs` are `(hash, sender, raw EIP-2718 bytes)` in block order.
+    /// Stores an evidence record under `id` (the same id again replaces it).
+    pub fn put_evidence(&mut self, id: B256, record: &[u8]) -> Result<()> {
+        self.txn
+            .open_table(crate::EVIDENCE)
+            .map_err(io("open evidence"))?
+            .insert(id.0, record)
+            .map_err(io("write evidence"))?;
+        Ok(())
+    }
+
     /// Stores the decided sequencer block of `block.height` with its certificate.
     pub fn put_sequencer_block(&mut self, block: &cairn_primitives::SequencerBlock, certificate: &[u8]) -> Result<()> {
         let encoded = block.encode();
