@@ -8,6 +8,10 @@
 //!
 //! Everything here is pure logic; nothing does I/O.
 
+mod validators;
+
+pub use validators::ValidatorSet;
+
 use alloy_primitives::{Address, B256};
 use cairn_primitives::SequencerBlock;
 use parking_lot::Mutex;
