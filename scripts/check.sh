@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# No file imports back up inside a crate (rpc and node: not yet, see ARCHITECTURE.md).
-for crate in primitives storage executor trie mempool consensus sequencer workload; do
+# No file imports back up inside a crate.
+for crate in primitives storage executor trie mempool consensus sequencer rpc workload node; do
   python3 scripts/module-deps.py "crates/$crate/src" > /dev/null
 done
 ./scripts/test.sh "$@"

@@ -14,7 +14,7 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{hex, Address, B256, U256};
 use anyhow::{bail, Context};
 use cairn_workload::{bench_signer, token_balance_slot, transfer_call, Artifacts, TxFactory};
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -23,23 +23,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Send pre-signed ERC-20 transfers over JSON-RPC to Cairn and to anvil; print tx/s,
-    /// latency percentiles and the Cairn/anvil ratios.
-    Rpc(RpcBenchArgs),
-    /// Execute blocks sequentially and with the parallel executor (the 62 mainnet
-    /// blocks, gigagas workloads); print speedups, Mgas/s and peak memory.
-    Exec(crate::bench_exec::ExecBenchArgs),
-    /// Incremental state root against a full recomputation on a large state in the
-    /// real store (1M accounts, 10M slots by default); per-block times, memory, disk.
-    Commit(crate::bench_commit::CommitBenchArgs),
-    /// Sustained ERC-20 load through `cairn_sendRawTransactionPreconfirmed` at a fixed
-    /// rate; latency from send to signed preconfirmation and to sealed block
-    /// (p50/p99/p99.9).
-    Preconf(crate::bench_preconf::PreconfBenchArgs),
-}
 
 #[derive(Args, Clone)]
 pub struct RpcBenchArgs {
@@ -78,15 +61,6 @@ pub struct RpcBenchArgs {
     /// `--fragment-interval 0`, interleaved, each this many times (medians reported).
     #[arg(long, value_name = "ROUNDS")]
     pub fragment_compare: Option<usize>,
-}
-
-pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Rpc(args) => rpc(args).await,
-        BenchCommand::Exec(args) => tokio::task::spawn_blocking(move || crate::bench_exec::run(args)).await?,
-        BenchCommand::Commit(args) => tokio::task::spawn_blocking(move || crate::bench_commit::run(args)).await?,
-        BenchCommand::Preconf(args) => crate::bench_preconf::run(args).await,
-    }
 }
 
 const CHAIN_ID: u64 = 31337;
@@ -424,7 +398,7 @@ fn print(f: &Figures) {
     );
 }
 
-async fn rpc(args: RpcBenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn rpc(args: RpcBenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("cairn-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!("signing {} ERC-20 transfers from {} senders...", args.txs, args.senders);

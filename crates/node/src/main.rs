@@ -5,6 +5,7 @@ mod bench;
 mod bench_commit;
 mod bench_exec;
 mod bench_preconf;
+mod benches;
 mod config;
 mod dev;
 mod node;
@@ -29,7 +30,7 @@ enum Command {
     Dev(Box<config::DevArgs>),
     /// Benchmarks that print figures.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(benches::BenchCommand),
     /// Preconfirmation tools: judge signed fragments (equivocation, broken promises).
     #[command(subcommand)]
     Preconf(preconf::PreconfCommand),
@@ -50,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args.resolve()?)),
-        Command::Bench(cmd) => runtime.block_on(bench::run(cmd)),
+        Command::Bench(cmd) => runtime.block_on(benches::run(cmd)),
         Command::Node(args) => runtime.block_on(node::run(args)),
         Command::Testnet(cmd) => testnet::run(cmd),
         Command::Preconf(cmd) => {

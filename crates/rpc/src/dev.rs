@@ -36,6 +36,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dev_accounts::DevMode;
 use crate::eth::EthApi;
 use crate::params::Args;
 use crate::RpcError;
@@ -47,25 +48,6 @@ pub const MINE_WAIT: Duration = Duration::from_secs(10);
 pub const MAX_DEV_CODE: usize = 1024 * 1024;
 /// Most blocks one `anvil_mine` / `hardhat_mine` call closes.
 pub const MAX_MINE_BLOCKS: u64 = 1_000;
-
-/// The unlocked development accounts of `cairn dev`.
-#[derive(Debug, Clone, Default)]
-pub struct DevMode {
-    pub accounts: Vec<PrivateKeySigner>,
-}
-
-impl DevMode {
-    pub fn addresses(&self) -> Vec<Address> {
-        self.accounts.iter().map(|s| s.address()).collect()
-    }
-
-    fn signer(&self, address: Address) -> Result<&PrivateKeySigner, RpcError> {
-        self.accounts
-            .iter()
-            .find(|s| s.address() == address)
-            .ok_or_else(|| RpcError::Server(format!("unknown account {address}")))
-    }
-}
 
 fn dev_error(e: cairn_sequencer::SequencerError) -> RpcError {
     RpcError::Server(e.to_string())

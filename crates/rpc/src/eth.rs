@@ -47,9 +47,9 @@ pub struct EthApi {
     pub(crate) chain: Arc<Chain>,
     ingress: Ingress,
     pub(crate) limits: RpcLimits,
-    pub(crate) filters: crate::filters::Filters,
+    pub(crate) filters: crate::filter_store::Filters,
     /// `cairn dev`: the unlocked development accounts and the test controls.
-    pub(crate) dev: Option<crate::dev::DevMode>,
+    pub(crate) dev: Option<crate::dev_accounts::DevMode>,
 }
 
 type RpcResult<T> = Result<T, RpcError>;
@@ -114,7 +114,7 @@ impl EthApi {
     }
 
     /// Unlocks `dev`'s accounts and registers the test controls (`cairn dev` only).
-    pub fn with_dev(mut self, dev: crate::dev::DevMode) -> Self {
+    pub fn with_dev(mut self, dev: crate::dev_accounts::DevMode) -> Self {
         self.dev = Some(dev);
         self
     }
@@ -581,10 +581,9 @@ impl EthApi {
         Ok((from..=to).collect())
     }
 
-    /// Registers every method on a jsonrpsee module.
-    pub fn into_module(self) -> Result<RpcModule<EthApi>, jsonrpsee::core::RegisterMethodError> {
-        let dev = self.dev.is_some();
-        let mut m = RpcModule::new(self);
+    /// Registers the `web3_*`, `net_*` and core `eth_*` methods (`module` registers the
+    /// rest).
+    pub(crate) fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
         let version = format!("cairn/v{}", env!("CARGO_PKG_VERSION"));
         m.register_method("web3_clientVersion", move |_, _, _| Ok::<_, RpcError>(version.clone()))?;
         m.register_method("web3_sha3", |p, _, _| {
@@ -704,17 +703,7 @@ impl EthApi {
             let filter: Filter = Args::new(&p).next("filter object")?;
             api.logs(&filter)
         })?;
-        crate::blocks::register(&mut m)?;
-        crate::filters::register(&mut m)?;
-        crate::txpool::register(&mut m)?;
-        crate::trace::register(&mut m)?;
-        crate::simulate::register(&mut m)?;
-        if dev {
-            crate::dev::register(&mut m)?;
-        }
-        crate::cairn::register(&mut m)?;
-        crate::pubsub::register(&mut m)?;
-        Ok(m)
+        Ok(())
     }
 }
 

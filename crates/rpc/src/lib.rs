@@ -8,9 +8,13 @@ mod cairn;
 mod config;
 mod convert;
 mod dev;
+mod dev_accounts;
 mod error;
 mod eth;
+mod filter_store;
 mod filters;
+mod ids;
+mod module;
 mod overrides;
 mod params;
 mod pubsub;
@@ -19,10 +23,11 @@ mod trace;
 mod txpool;
 
 pub use cairn::{DEFAULT_PRECONF_WAIT, MAX_PRECONF_WAIT};
-pub use dev::{DevMode, MAX_MINE_BLOCKS, MINE_WAIT};
+pub use dev::{MAX_MINE_BLOCKS, MINE_WAIT};
+pub use dev_accounts::DevMode;
 pub use error::RpcError;
 pub use eth::{EthApi, RpcLimits, MAX_PROOF_KEYS};
-pub use filters::{Filters, FILTER_TIMEOUT, MAX_FILTERS};
+pub use filter_store::{Filters, FILTER_TIMEOUT, MAX_FILTERS};
 pub use pubsub::MAX_STATUS_HASHES;
 pub use simulate::{MAX_SIMULATED_BLOCKS, MAX_SIMULATED_CALLS};
 pub use trace::{MAX_TRACE_FILTER_BLOCKS, MAX_TRACE_FILTER_RESULTS};
@@ -86,7 +91,7 @@ pub async fn start(
         .max_connections(server_limits.max_connections)
         .max_subscriptions_per_connection(server_limits.max_subscriptions_per_connection)
         .set_batch_request_config(BatchRequestConfig::Limit(server_limits.max_batch))
-        .set_id_provider(pubsub::HexIdProvider::new())
+        .set_id_provider(ids::HexIdProvider::new())
         .set_message_buffer_capacity(server_limits.message_buffer)
         .enable_ws_ping(
             PingConfig::new()
