@@ -136,20 +136,27 @@ pub fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<alloy_signer
             .parse()
             .map_err(|e| anyhow::anyhow!("{} does not hold a secp256k1 private key in hex: {e}", path.display()));
     }
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let signer = alloy_signer_local::PrivateKeySigner::random();
+    write_new_key(path, &signer)?;
+    tracing::info!(address = %signer.address(), path = %path.display(), "created the sequencer key");
+    Ok(signer)
+}
+
+/// Writes `key` (hex) to a new file at `path`, readable by its owner only (mode 0600),
+/// and syncs it; an existing file is never overwritten.
+pub fn write_new_key(path: &std::path::Path, key: &alloy_signer_local::PrivateKeySigner) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(file, "0x{}", alloy_primitives::hex::encode(signer.to_bytes()))?;
+    writeln!(file, "0x{}", alloy_primitives::hex::encode(key.to_bytes()))?;
     file.sync_all()?;
-    tracing::info!(address = %signer.address(), path = %path.display(), "created the sequencer key");
-    Ok(signer)
+    Ok(())
 }

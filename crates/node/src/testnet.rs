@@ -16,7 +16,7 @@ use cairn_primitives::network::{NetworkGenesis, MAX_VALIDATORS};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum TestnetCommand {
@@ -108,7 +108,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
     for (i, key) in keys.iter().enumerate() {
         let home = args.out.join(format!("node-{i}"));
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
-        write_key(&home.join(KEY_FILE), key)?;
+        crate::dev::write_new_key(&home.join(KEY_FILE), key)?;
         std::fs::write(home.join(GENESIS_FILE), &genesis_json)?;
         let config = NodeConfig {
             chain_id: args.chain_id,
@@ -124,20 +124,6 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
         homes.push(home);
     }
     Ok(homes)
-}
-
-fn write_key(path: &Path, key: &alloy_signer_local::PrivateKeySigner) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(file, "0x{}", alloy_primitives::hex::encode(key.to_bytes()))?;
-    file.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -172,7 +158,7 @@ mod tests {
             assert_eq!(config.p2p.port() as usize, 9100 + i);
             assert_eq!(config.peers.len(), 3);
             assert!(!config.peers.contains(&config.p2p), "a node is not its own peer");
-            assert_eq!(config.validator_key.as_deref(), Some(Path::new(KEY_FILE)));
+            assert_eq!(config.validator_key.as_deref(), Some(std::path::Path::new(KEY_FILE)));
         }
         addresses.sort();
         let listed: Vec<_> = genesis.validators.iter().map(|v| v.address).collect();
