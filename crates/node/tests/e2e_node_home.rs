@@ -11,7 +11,6 @@ use cairn_primitives::{dev_accounts, DEV_MNEMONIC};
 use cairn_workload::TxFactory;
 use common::rpc_raw;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -29,18 +28,8 @@ fn start(home: &Path) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut url = None;
-    for line in lines.by_ref() {
-        let line = line.expect("read");
-        if let Some(rest) = line.strip_prefix("Listening on ") {
-            url = Some(format!("http://{}", rest.split_whitespace().next().expect("address")));
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, url.expect("the node exited before listening"))
+    let url = format!("http://{}", common::listening_on(&mut child).expect("the node exited before listening"));
+    (child, url)
 }
 
 fn stop(mut child: Child) {

@@ -20,17 +20,8 @@ impl Node {
             cmd.args(["--block-time", "50"]);
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn cairn");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut port = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read stdout");
-            if let Some(rest) = line.strip_prefix("Listening on ") {
-                let addr = rest.split_whitespace().next().expect("address");
-                port = Some(addr.rsplit(':').next().expect("port").parse().expect("port number"));
-                break;
-            }
-        }
-        let port = port.expect("cairn exited before listening");
+        let addr = listening_on(&mut child).expect("cairn exited before listening");
+        let port = addr.rsplit(':').next().expect("port").parse().expect("port number");
         Node { child, port, datadir: datadir.to_path_buf() }
     }
 
@@ -63,6 +54,24 @@ impl Drop for Node {
 fn unsafe_kill(pid: i32, signal: i32) -> i32 {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(pid, signal) }
+}
+
+/// The address a child process prints as `Listening on <address> …` on its stdout
+/// (`None` if it exits first); the rest of its output is drained so that it never
+/// blocks on a full pipe.
+pub fn listening_on(child: &mut Child) -> Option<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.expect("read stdout");
+        if let Some(rest) = line.strip_prefix("Listening on ") {
+            addr = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    addr
 }
 
 /// `tools/node_modules/.bin/<name>`: installed by the README's test command.
@@ -139,19 +148,8 @@ impl Anvil {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn anvil");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut url = None;
-        for line in lines.by_ref() {
-            let line = line.expect("read stdout");
-            if let Some(rest) = line.strip_prefix("Listening on ") {
-                url = Some(format!("http://{}", rest.trim()));
-                break;
-            }
-        }
-        // Keep draining its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Anvil { child, url: url.expect("anvil exited before listening") }
+        let url = format!("http://{}", listening_on(&mut child).expect("anvil exited before listening"));
+        Anvil { child, url }
     }
 }
 
