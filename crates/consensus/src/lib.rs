@@ -8,8 +8,22 @@
 //!
 //! Everything here is pure logic; nothing does I/O.
 
+mod app;
+mod codec;
+mod context;
+mod parts;
+mod scheme;
+mod signing;
 mod validators;
 
+pub use app::{start, BftConfig, Engine, Host, MAX_SYNC_BATCH};
+pub use codec::{BftCodec, CodecError};
+pub use context::{
+    Block, BlockId, CairnContext, FragmentPart, Height, Proposal, ProposalPart, ValidatorAddress, Validators, Vote,
+};
+pub use parts::{assemble, check as check_proposal, Assembled, Streams};
+pub use scheme::{domain, proposal_hash, vote_hash, EcdsaSignature, PublicKey, Secp256k1, PROPOSAL_TYPE, VOTE_TYPE};
+pub use signing::{hash_proposal, hash_vote, Checker, Keys};
 pub use validators::ValidatorSet;
 
 use alloy_primitives::{Address, B256};
@@ -27,6 +41,8 @@ pub enum ConsensusError {
     WrongChain { height: u64, expected: u64, got: u64 },
     #[error("undecodable certificate: {0}")]
     Certificate(String),
+    #[error("consensus engine: {0}")]
+    Engine(String),
 }
 
 /// What makes a decision final.
@@ -34,10 +50,57 @@ pub enum ConsensusError {
 pub enum Certificate {
     /// Decided by the chain's only sequencer, the block's proposer.
     Solo { sequencer: Address },
+    /// Decided by a validator set: the precommits (EIP-712 [`VOTE_TYPE`], kind 1) of
+    /// validators holding more than two thirds of the voting power, for `block` at
+    /// (`height`, `round`).
+    Commit(CommitCertificate),
+}
+
+/// Precommits of a validator set for one block.
+#[derive(Debug, Clone, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct CommitCertificate {
+    pub height: u64,
+    pub round: u32,
+    pub block: [u8; 32],
+    /// `(validator address, 65-byte signature)`, in address order.
+    pub signatures: Vec<([u8; 20], EcdsaSignature)>,
+}
+
+impl CommitCertificate {
+    /// Checks it against `validators`: the signatures of distinct validators of the set
+    /// over the precommit for (height, round, block) must hold more than two thirds of
+    /// the voting power. Returns the power that signed.
+    pub fn verify(&self, chain_id: u64, validators: &ValidatorSet) -> Result<u64, ConsensusError> {
+        let hash = vote_hash(chain_id, true, self.height, self.round, B256::from(self.block));
+        let mut power = 0u64;
+        let mut seen = std::collections::BTreeSet::new();
+        for (address, signature) in &self.signatures {
+            let address = Address::from(*address);
+            let Some(v) = validators.get(&address) else {
+                return Err(ConsensusError::Certificate(format!("{address} is not a validator")));
+            };
+            if !seen.insert(address) {
+                return Err(ConsensusError::Certificate(format!("{address} signed twice")));
+            }
+            if !signature.is_by(&hash, address) {
+                return Err(ConsensusError::Certificate(format!("the signature of {address} does not check")));
+            }
+            power += v.voting_power;
+        }
+        if power < validators.quorum() {
+            return Err(ConsensusError::Certificate(format!(
+                "signed by {power} of {} voting power; a commit needs {}",
+                validators.total_power(),
+                validators.quorum()
+            )));
+        }
+        Ok(power)
+    }
 }
 
 impl Certificate {
     const SOLO: u8 = 0;
+    const COMMIT: u8 = 1;
 
     /// A kind byte, then its fields.
     pub fn encode(&self) -> Vec<u8> {
@@ -47,12 +110,20 @@ impl Certificate {
                 out.extend_from_slice(sequencer.as_slice());
                 out
             }
+            Self::Commit(c) => {
+                let mut out = vec![Self::COMMIT];
+                out.extend(borsh::to_vec(c).unwrap_or_default());
+                out
+            }
         }
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
         match bytes.split_first() {
             Some((&Self::SOLO, rest)) if rest.len() == 20 => Ok(Self::Solo { sequencer: Address::from_slice(rest) }),
+            Some((&Self::COMMIT, rest)) => borsh::from_slice(rest)
+                .map(Self::Commit)
+                .map_err(|e| ConsensusError::Certificate(format!("commit certificate: {e}"))),
             Some((kind, rest)) => Err(ConsensusError::Certificate(format!("kind {kind} with {} bytes", rest.len()))),
             None => Err(ConsensusError::Certificate("empty".into())),
         }

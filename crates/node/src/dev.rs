@@ -28,18 +28,21 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     // `cairn dev` unlocks its development accounts and serves the test controls.
     let dev = cairn_rpc::DevMode { accounts: accounts.iter().map(|a| a.signer.clone()).collect() };
     let listed = cfg.genesis.is_none().then_some(accounts.as_slice());
-    serve(cfg, alloc, Some(dev), "Cairn dev sequencer", listed).await
+    serve(cfg, alloc, Some(dev), "Cairn dev sequencer", listed, None).await
 }
 
 /// Runs a sequencer on `cfg` from genesis `alloc` until a signal: store, chain, builder
 /// and RPC (with the development controls when `dev` is given). Prints `title`, the
-/// accounts `listed`, and the address it listens on.
+/// accounts `listed`, and the address it listens on. With `bft`, the node is a
+/// validator of a set: Malachite decides, and the chain builds only when consensus
+/// asks it to (no slot loop).
 pub(crate) async fn serve(
     cfg: DevConfig,
     alloc: GenesisAlloc,
     dev: Option<cairn_rpc::DevMode>,
     title: &str,
     listed: Option<&[DevAccount]>,
+    bft: Option<cairn_consensus::BftConfig>,
 ) -> anyhow::Result<()> {
     let store = Store::open_with_cache(&cfg.datadir.join("cairn.redb"), cfg.cache_bytes)
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?
@@ -70,7 +73,8 @@ pub(crate) async fn serve(
     // The fragment log is always opened (and replayed), even with fragments off now:
     // promises made before a restart are kept either way.
     let preconf = Preconf { signer, dir: cfg.datadir.join("fragments") };
-    let chain = Chain::open(
+    let open = if bft.is_some() { Chain::open_replica } else { Chain::open };
+    let chain = open(
         store,
         &cfg.datadir.join("pool.wal"),
         cfg.chain.clone(),
@@ -85,15 +89,23 @@ pub(crate) async fn serve(
         cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default(), dev)
             .await
             .with_context(|| format!("binding JSON-RPC to {}", cfg.listen))?;
-    let builder = Builder::start(
-        chain.clone(),
-        BuilderConfig {
-            block_time: cfg.block_time,
-            empty_blocks: cfg.empty_blocks,
-            fragment_interval: cfg.fragment_interval,
-            ..BuilderConfig::default()
-        },
-    );
+    let builder_config = BuilderConfig {
+        block_time: cfg.block_time,
+        empty_blocks: cfg.empty_blocks,
+        fragment_interval: cfg.fragment_interval,
+        ..BuilderConfig::default()
+    };
+    let (builder, engine) = match bft {
+        None => (Builder::start(chain.clone(), builder_config), None),
+        Some(bft) => {
+            let builder = Builder::sealer_only(chain.clone(), cfg.fragment_interval.is_some());
+            let replica = Arc::new(cairn_sequencer::Replica::new(chain.clone(), builder_config)?);
+            let p2p = bft.listen;
+            let engine =
+                cairn_consensus::start(bft, replica).await.with_context(|| format!("starting consensus on {p2p}"))?;
+            (builder, Some(engine))
+        }
+    };
 
     let (head, _) = chain.latest();
     println!("{title}");
@@ -120,6 +132,9 @@ pub(crate) async fn serve(
         _ = int.recv() => {}
     }
     tracing::info!("shutting down");
+    if let Some(engine) = engine {
+        engine.stop().await;
+    }
     let _ = server.stop();
     server.stopped().await;
     tokio::task::spawn_blocking(move || builder.stop()).await?;

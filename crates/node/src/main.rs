@@ -43,8 +43,12 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     alloc::tune();
+    // Malachite's engine reports every vote and connection at `info`: its own warnings
+    // and errors are kept, Cairn's `info`.
+    const DEFAULT_LOG: &str = "info,arc_malachitebft_core_consensus=warn,arc_malachitebft_engine=warn,\
+        arc_malachitebft_network=warn,arc_malachitebft_discovery=error,arc_malachitebft_sync=warn,libp2p=warn";
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG.into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -1,10 +1,11 @@
 //! `cairn node --home DIR`: runs a validator home written by `cairn testnet init`.
 //!
-//! Today a home of a single-validator set runs: its validator is the sequencer, `Solo`
-//! decides its blocks, and it serves the full JSON-RPC on the configured address (no
-//! development controls: those are `cairn dev`'s). A home of a larger set, or one
-//! without a validator key (a full node), is refused with the reason: multi-validator
-//! consensus is being built (`docs/CONSENSUS.md`).
+//! A home of a single-validator set runs with `Solo` finality: its validator is the
+//! sequencer. A home of a larger set runs a validator of that set: Malachite (BFT)
+//! decides every block, the proposer of each round builds it, and the others execute
+//! and check it (`docs/CONSENSUS.md`). Either way the node serves the full JSON-RPC on
+//! the configured address, without `cairn dev`'s development controls. A home without
+//! a validator key (a full node) is refused: full nodes are not built yet.
 
 use anyhow::{bail, Context};
 use cairn_primitives::network::NetworkGenesis;
@@ -42,7 +43,9 @@ pub fn load(home: &std::path::Path) -> anyhow::Result<Home> {
         bail!("{CONFIG_FILE} says chain {} but the genesis is for chain {}", config.chain_id, genesis.chain_id);
     }
     let Some(key_file) = &config.validator_key else {
-        bail!("this home has no validator key: full nodes follow a multi-validator set, which is not built yet");
+        bail!(
+            "this home has no validator key: full nodes (that follow a validator set without voting) are not built yet"
+        );
     };
     let path = home.join(key_file);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -59,12 +62,6 @@ pub fn load(home: &std::path::Path) -> anyhow::Result<Home> {
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let home = load(&args.home)?;
     let n = home.genesis.validators.len();
-    if n > 1 {
-        bail!(
-            "this home belongs to a set of {n} validators: multi-validator consensus (BFT) is not built yet, \
-             only single-validator sets run (cairn testnet init --validators 1)"
-        );
-    }
     let resolved = crate::config::DevArgs {
         datadir: Some(args.home.join("data")),
         chain_id: Some(home.config.chain_id),
@@ -79,6 +76,26 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     // A validator's chain is not a development chain: no state edits, no impersonation.
     cfg.chain.dev = false;
     let alloc = home.genesis.alloc()?;
-    let title = format!("Cairn validator {} (a set of one: Solo finality)", home.key.address());
-    crate::dev::serve(cfg, alloc, None, &title, None).await
+    if n == 1 {
+        let title = format!("Cairn validator {} (a set of one: Solo finality)", home.key.address());
+        return crate::dev::serve(cfg, alloc, None, &title, None, None).await;
+    }
+    let data = args.home.join("data");
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let bft = cairn_consensus::BftConfig {
+        chain_id: home.config.chain_id,
+        validators: cairn_consensus::ValidatorSet::new(&home.genesis)?,
+        key: Some(home.key.clone()),
+        listen: home.config.p2p,
+        peers: home.config.peers.clone(),
+        wal: data.join("consensus.wal"),
+        block_time: std::time::Duration::from_millis(home.config.block_time_ms),
+        moniker: format!("validator-{}", home.key.address()),
+    };
+    let title = format!(
+        "Cairn validator {} (one of {n}: BFT consensus on Malachite, P2P on {})",
+        home.key.address(),
+        home.config.p2p
+    );
+    crate::dev::serve(cfg, alloc, None, &title, None, Some(bft)).await
 }

@@ -128,6 +128,50 @@ pub fn hash_list(hashes: &[B256]) -> B256 {
     keccak256(buf)
 }
 
+/// A signed fragment as it is kept and sent: its signed fields, the block context that
+/// is not among them, and the raw transactions (the fragment log's record, and a
+/// consensus proposal part).
+#[derive(Debug, Clone, PartialEq, Eq, alloy_rlp::RlpEncodable, alloy_rlp::RlpDecodable)]
+pub struct FragmentRecord {
+    pub height: u64,
+    pub index: u32,
+    pub parent: B256,
+    pub timestamp: u64,
+    pub base_fee: u64,
+    pub first_tx: u32,
+    pub gas_used: u64,
+    pub receipts_hash: B256,
+    pub state_diff_hash: B256,
+    pub signature: Bytes,
+    /// Block context not in the signed fields.
+    pub prevrandao: B256,
+    pub beneficiary: Address,
+    pub gas_limit: u64,
+    /// Raw EIP-2718 transactions, in order.
+    pub txs: Vec<Bytes>,
+}
+
+impl FragmentRecord {
+    pub fn signed(&self, chain_id: u64) -> SignedFragment {
+        SignedFragment {
+            fragment: Fragment {
+                chain_id,
+                height: self.height,
+                index: self.index,
+                parent: self.parent,
+                timestamp: self.timestamp,
+                base_fee: self.base_fee,
+                first_tx: self.first_tx,
+                transactions: self.txs.iter().map(keccak256).collect(),
+                gas_used: self.gas_used,
+                receipts_hash: self.receipts_hash,
+                state_diff_hash: self.state_diff_hash,
+            },
+            signature: self.signature.clone(),
+        }
+    }
+}
+
 /// A fragment with its signature (65 bytes: r, s, v as 27/28), as published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

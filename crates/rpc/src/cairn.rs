@@ -13,7 +13,7 @@
 //!   types to check them with.
 
 use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{Bytes, B256, U64};
+use alloy_primitives::{Address, Bytes, B256, U64};
 use cairn_primitives::fragment::{domain, DOMAIN_NAME, DOMAIN_VERSION};
 use cairn_sequencer::{FragmentPart, SequencerError, Tier, TxStatus};
 use jsonrpsee::RpcModule;
@@ -201,6 +201,16 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         let Some((block, certificate)) = reader.sequencer_block(number)? else { return Ok(Value::Null) };
         let certificate = match cairn_consensus::Certificate::decode(&certificate) {
             Ok(cairn_consensus::Certificate::Solo { sequencer }) => json!({"kind": "solo", "sequencer": sequencer}),
+            Ok(cairn_consensus::Certificate::Commit(c)) => json!({
+                "kind": "commit",
+                "height": format!("{:#x}", c.height),
+                "round": c.round,
+                "block": B256::from(c.block),
+                "signatures": c.signatures.iter().map(|(a, s)| json!({
+                    "validator": Address::from(*a),
+                    "signature": Bytes::copy_from_slice(&s.0),
+                })).collect::<Vec<_>>(),
+            }),
             Err(e) => return Err(RpcError::Internal(format!("stored certificate: {e}"))),
         };
         let mut out = serde_json::to_value(&block).map_err(|e| RpcError::Internal(e.to_string()))?;

@@ -213,21 +213,16 @@ impl Builder {
                 slot_loop(&building, &config, &flag)
             })
             .ok();
-        let sealing = chain.clone();
-        let sealer = std::thread::Builder::new()
-            .name("cairn-sealer".into())
-            .spawn(move || {
-                let chain = sealing;
-                lower_priority(SEALER_NICE);
-                while chain.next_unsealed(true).is_some() {
-                    if let Err(e) = seal_next(&chain) {
-                        tracing::error!("sealing failed (will retry): {e}");
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                }
-            })
-            .ok();
+        let sealer = spawn_sealer(chain.clone());
         Self { stop, chain, builder, sealer }
+    }
+
+    /// Only the sealer: blocks are built and decided elsewhere (consensus drives the
+    /// chain through `Replica`). `fragments`: this node signs fragments when it builds.
+    pub fn sealer_only(chain: Arc<Chain>, fragments: bool) -> Self {
+        chain.fragments_on.store(fragments && chain.preconf.is_some(), Ordering::Relaxed);
+        let sealer = spawn_sealer(chain.clone());
+        Self { stop: Arc::new(AtomicBool::new(true)), chain, builder: None, sealer }
     }
 
     /// Stops the slot loop after the block in progress, then seals every executed block
@@ -242,6 +237,23 @@ impl Builder {
             let _ = h.join();
         }
     }
+}
+
+fn spawn_sealer(chain: Arc<Chain>) -> Option<std::thread::JoinHandle<()>> {
+    let sealing = chain;
+    std::thread::Builder::new()
+        .name("cairn-sealer".into())
+        .spawn(move || {
+            let chain = sealing;
+            lower_priority(SEALER_NICE);
+            while chain.next_unsealed(true).is_some() {
+                if let Err(e) = seal_next(&chain) {
+                    tracing::error!("sealing failed (will retry): {e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        })
+        .ok()
 }
 
 /// Makes the edit block for every waiting edit (the builder calls this between
@@ -453,8 +465,13 @@ impl BlockInProgress {
                     preconf.signer.sign_hash_sync(&hash).map_err(|e| SequencerError::Sign(e.to_string()))?;
                 let signed = SignedFragment::new(fragment, &signature);
                 let logging = Instant::now();
-                preconf.log.lock().append(&self.logged(&signed, &body))?;
+                let record = self.logged(&signed, &body);
+                preconf.log.lock().append(&record)?;
                 tracing::trace!(sync_us = logging.elapsed().as_micros() as u64, "fragment durable");
+                // Sent to the other validators before any client is answered.
+                if let Some(hook) = chain.fragment_hook.lock().as_ref() {
+                    hook(record);
+                }
                 Some(Arc::new(FragmentPart {
                     signed,
                     hash,
@@ -566,7 +583,14 @@ impl BlockInProgress {
 
     /// Executes a logged fragment again (replay mode) and takes it in; its gas, receipts
     /// and state diff must be the ones it promised.
-    pub(crate) fn replay(&mut self, chain: &Chain, logged: &LoggedFragment) -> Result<(), SequencerError> {
+    /// With `update_pool`, the pool learns the nonces it used (a block of this node's own;
+    /// another proposer's block only does once it is decided).
+    pub(crate) fn replay(
+        &mut self,
+        chain: &Chain,
+        logged: &LoggedFragment,
+        update_pool: bool,
+    ) -> Result<(), SequencerError> {
         let diverged = |reason: String| SequencerError::Diverged { height: logged.height, index: logged.index, reason };
         if logged.index as usize != self.fragments.len() || logged.first_tx as usize != self.body.len() {
             return Err(diverged(format!(
@@ -618,7 +642,41 @@ impl BlockInProgress {
             rpc_json: Default::default(),
         });
         self.absorb(chain, body, receipts, out.diff, out.gas_used, false, Some(part));
-        chain.pool.lock().on_nonces_used(next_nonce);
+        if update_pool {
+            chain.pool.lock().on_nonces_used(next_nonce);
+        }
+        Ok(())
+    }
+
+    /// Executes the transactions of a decided block received by value sync (replay
+    /// mode) and takes them in, without fragments: every one must be included.
+    pub(crate) fn replay_txs(&mut self, chain: &Chain, raw: &[Bytes]) -> Result<(), SequencerError> {
+        let height = self.ctx.number;
+        let diverged = |reason: String| SequencerError::Diverged { height, index: 0, reason };
+        let mut txs = Vec::with_capacity(raw.len());
+        for bytes in raw {
+            let tx =
+                TxEnvelope::decode_2718_exact(bytes).map_err(|e| diverged(format!("undecodable transaction: {e}")))?;
+            let sender = cairn_primitives::impersonation::recover_sender(&tx, chain.config.dev)
+                .map_err(|e| diverged(format!("bad signature: {e}")))?;
+            txs.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender));
+        }
+        let view = chain.pending_view().building(self.system);
+        let out = chain
+            .executor
+            .execute_from(&view, &self.ctx, &txs, Mode::Replay, self.offsets())
+            .map_err(|e| diverged(e.to_string()))?;
+        drop(view);
+        let receipts: Vec<StoredReceipt> = out
+            .outcomes
+            .into_iter()
+            .map(|o| match o {
+                TxOutcome::Included(r) => Ok(r),
+                TxOutcome::Skipped(s) => Err(diverged(format!("a transaction was skipped: {s:?}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let body = body_of(&txs);
+        self.absorb(chain, body, receipts, out.diff, out.gas_used, false, None);
         Ok(())
     }
 
@@ -626,6 +684,18 @@ impl BlockInProgress {
     /// durable first when it has fragments) and it becomes the sequencer block this node
     /// proposes for its height. `None` when it is empty and empty blocks are off.
     pub fn propose(self, chain: &Chain, config: &BuilderConfig) -> Result<Option<Proposal>, SequencerError> {
+        let proposer = chain.signer_address().unwrap_or_default();
+        self.propose_as(chain, config, 0, proposer)
+    }
+
+    /// [`Self::propose`] as `proposer` in consensus round `round`.
+    pub(crate) fn propose_as(
+        self,
+        chain: &Chain,
+        config: &BuilderConfig,
+        round: u32,
+        proposer: Address,
+    ) -> Result<Option<Proposal>, SequencerError> {
         if self.body.is_empty() && !config.empty_blocks {
             return Ok(None);
         }
@@ -655,9 +725,9 @@ impl BlockInProgress {
         let sequencer = SequencerBlock {
             chain_id: chain.config.chain_id,
             height: ctx.number,
-            round: 0,
+            round,
             parent: chain.tip().sequencer_hash,
-            proposer: chain.signer_address().unwrap_or_default(),
+            proposer,
             timestamp: ctx.timestamp,
             base_fee: ctx.base_fee,
             gas_limit: ctx.gas_limit,

@@ -110,7 +110,13 @@ pub struct Chain {
     pub(crate) dev: crate::devstate::DevControls,
     /// What decides the blocks the builder proposes.
     finality: Mutex<Arc<dyn Finality>>,
+    /// Called with each fragment this node signs, once it is durable and before any
+    /// client is answered (consensus sends it to the other validators).
+    pub(crate) fragment_hook: Mutex<Option<FragmentHook>>,
 }
+
+/// Receives each fragment this node signs (see [`Chain::set_fragment_hook`]).
+pub type FragmentHook = Box<dyn Fn(crate::fragments::LoggedFragment) + Send + Sync>;
 
 impl Chain {
     /// Opens the chain's state in `store` (writing genesis from `alloc` on first start),
@@ -191,6 +197,7 @@ impl Chain {
             receipt_watermark: std::sync::atomic::AtomicU64::new(0),
             dev: crate::devstate::DevControls::new(clock),
             finality: Mutex::new(Arc::new(Solo::after(head, sequencer_hash))),
+            fragment_hook: Mutex::new(None),
         });
         // Re-admitted transactions keep the time they were first accepted.
         {
@@ -258,6 +265,20 @@ impl Chain {
         let block = Arc::new(proposal.decided(decision.certificate));
         self.push_executed(block.clone())?;
         Ok(block)
+    }
+
+    /// Sets (or clears) what receives each fragment this node signs.
+    pub fn set_fragment_hook(&self, hook: Option<FragmentHook>) {
+        *self.fragment_hook.lock() = hook;
+    }
+
+    /// Drops the open block of `height` from the pending view (a proposal that was not
+    /// decided, or one about to be replaced).
+    pub(crate) fn clear_open(&self, height: u64) {
+        let mut p = self.pipeline.lock();
+        if p.open.as_ref().is_some_and(|o| o.number == height) {
+            p.open = None;
+        }
     }
 
     /// The sequencer key's address, whether or not fragments are being emitted.

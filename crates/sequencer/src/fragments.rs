@@ -8,8 +8,8 @@
 //! sealer has committed block `h`, the files below `h` are deleted, except the newest
 //! file at or below `h`: its last fragment is the parent of the next one.
 
-use alloy_primitives::{keccak256, Address, Bytes, B256};
-use alloy_rlp::{RlpDecodable, RlpEncodable};
+use alloy_primitives::{Address, Bytes, B256};
+pub(crate) use cairn_primitives::fragment::FragmentRecord as LoggedFragment;
 use cairn_primitives::{Fragment, SignedFragment, StateDiff, StoredReceipt};
 use cairn_storage::{sync_parent, RecordLog, StoreError};
 use std::collections::BTreeMap;
@@ -72,47 +72,6 @@ impl OpenBlock {
 }
 
 /// One fragment as logged.
-#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
-pub(crate) struct LoggedFragment {
-    pub height: u64,
-    pub index: u32,
-    pub parent: B256,
-    pub timestamp: u64,
-    pub base_fee: u64,
-    pub first_tx: u32,
-    pub gas_used: u64,
-    pub receipts_hash: B256,
-    pub state_diff_hash: B256,
-    pub signature: Bytes,
-    /// Block context not in the signed fields.
-    pub prevrandao: B256,
-    pub beneficiary: Address,
-    pub gas_limit: u64,
-    /// Raw EIP-2718 transactions, in order.
-    pub txs: Vec<Bytes>,
-}
-
-impl LoggedFragment {
-    pub(crate) fn signed(&self, chain_id: u64) -> SignedFragment {
-        SignedFragment {
-            fragment: Fragment {
-                chain_id,
-                height: self.height,
-                index: self.index,
-                parent: self.parent,
-                timestamp: self.timestamp,
-                base_fee: self.base_fee,
-                first_tx: self.first_tx,
-                transactions: self.txs.iter().map(keccak256).collect(),
-                gas_used: self.gas_used,
-                receipts_hash: self.receipts_hash,
-                state_diff_hash: self.state_diff_hash,
-            },
-            signature: self.signature.clone(),
-        }
-    }
-}
-
 const FRAGMENT: u8 = 0;
 const CLOSE: u8 = 1;
 

@@ -20,6 +20,7 @@ mod genesis;
 mod ingress;
 mod pipeline;
 mod recovery;
+mod replica;
 mod sealer;
 mod status;
 
@@ -28,7 +29,8 @@ pub use builder::{
     DEFAULT_FRAGMENT_INTERVAL, SEALER_NICE,
 };
 pub use chain::{
-    Chain, ChainEvent, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER, MAX_PRECONF_WAITERS,
+    Chain, ChainEvent, FragmentHook, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER,
+    MAX_PRECONF_WAITERS,
 };
 pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
 pub use evidence::{evidence_id, EvidenceRecord};
@@ -37,5 +39,6 @@ pub use genesis::requests_hash;
 pub use ingress::{Ingress, IngressError};
 pub use pipeline::BlockInProgress;
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
+pub use replica::{Replica, MAX_CANDIDATES, MAX_CLOCK_DRIFT_SECS};
 pub use sealer::seal_next;
 pub use status::{StatusChange, Step, Tier, TxStatus, MAX_TRACKED};

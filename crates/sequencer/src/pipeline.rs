@@ -47,7 +47,7 @@ pub struct ExecutedBlock {
 
 /// A block the builder closed, not yet decided: the sequencer block it proposes and
 /// what executing it gave.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Proposal {
     pub sequencer: SequencerBlock,
     pub header: Header,

@@ -57,7 +57,7 @@ pub(crate) fn recover(chain: &Chain, logged: Vec<LoggedBlock>) -> Result<(), Seq
         ctx.gas_limit = first.gas_limit;
         let mut open = BlockInProgress::with_context(chain, ctx);
         for f in &block.fragments {
-            open.replay(chain, f)?;
+            open.replay(chain, f, true)?;
         }
         tracing::info!(
             height = block.height,
@@ -78,4 +78,50 @@ pub(crate) fn recover(chain: &Chain, logged: Vec<LoggedBlock>) -> Result<(), Seq
         }
     }
     Ok(())
+}
+
+impl Chain {
+    /// [`Chain::open`] for a validator of a set (consensus decides): nothing is decided
+    /// at start. The fragment log's block at the store's head + 1, if any, was this
+    /// node's proposal; it is executed again and kept, so that this node proposes it
+    /// again unchanged (its preconfirmations hold) if the set has not decided that
+    /// height without it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_replica(
+        store: Store,
+        log_path: &std::path::Path,
+        config: ChainConfig,
+        alloc: &GenesisAlloc,
+        pool: PoolConfig,
+        executor: Arc<dyn Executor>,
+        committer: Arc<dyn StateCommitter>,
+        preconf: Option<Preconf>,
+    ) -> Result<Arc<Self>, SequencerError> {
+        let (chain, logged) = Self::open_state(store, log_path, config, alloc, pool, executor, committer, preconf)?;
+        let next = chain.tip().number + 1;
+        for block in logged {
+            let Some(first) = block.fragments.first().filter(|_| block.height == next) else {
+                tracing::warn!(height = block.height, "fragment log block above the next height ignored");
+                continue;
+            };
+            let mut ctx =
+                BlockContext::for_chain(&chain.config, block.height, first.timestamp, first.base_fee, first.prevrandao);
+            ctx.beneficiary = first.beneficiary;
+            ctx.gas_limit = first.gas_limit;
+            let mut open = BlockInProgress::with_context(&chain, ctx);
+            for f in &block.fragments {
+                open.replay(&chain, f, true)?;
+            }
+            open.close_logged = block.closed;
+            tracing::info!(
+                height = block.height,
+                fragments = block.fragments.len(),
+                txs = open.len(),
+                closed = block.closed,
+                "recovered this node's proposal from the fragment log"
+            );
+            *chain.resumed.lock() = Some(open);
+        }
+        Ok(chain)
+    }
 }

@@ -1,0 +1,263 @@
+//! A validator set of four real `cairn node` processes on 127.0.0.1 (Malachite BFT):
+//! transactions sent to different validators end up in blocks every node decided the
+//! same way (same hashes, same state roots, commit certificates of a quorum); a
+//! validator killed with `kill -9` leaves the others deciding and catches up when it is
+//! back; with two of four down nothing is decided and nothing forks, and the chain
+//! resumes when one returns.
+
+mod common;
+
+use common::{rpc, rpc_raw};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const VALIDATORS: usize = 4;
+
+/// A base port `P` such that `P + i` (JSON-RPC) and `P + 100 + i` (P2P) are free now.
+fn free_base_port() -> u16 {
+    let seed = std::process::id() as u16;
+    for attempt in 0..200u16 {
+        let base = 20_000 + (seed.wrapping_mul(31).wrapping_add(attempt.wrapping_mul(211))) % 25_000;
+        let ports = (0..VALIDATORS as u16).flat_map(|i| [base + i, base + 100 + i]);
+        let listeners: Vec<_> = ports.map(|p| std::net::TcpListener::bind(("127.0.0.1", p))).collect();
+        if listeners.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+struct Set {
+    dir: tempfile::TempDir,
+    homes: Vec<PathBuf>,
+    nodes: Vec<Option<Child>>,
+    urls: Vec<String>,
+}
+
+impl Set {
+    fn init() -> Set {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("set");
+        let base = free_base_port();
+        let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["testnet", "init", "--validators", &VALIDATORS.to_string(), "--base-port", &base.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run init");
+        assert!(status.success());
+        let homes = (0..VALIDATORS).map(|i| out.join(format!("node-{i}"))).collect();
+        let urls = (0..VALIDATORS).map(|i| format!("http://127.0.0.1:{}", base + i as u16)).collect();
+        Set { dir, homes, nodes: (0..VALIDATORS).map(|_| None).collect(), urls }
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}.log"))
+    }
+
+    /// Starts validator `i`; returns once it serves JSON-RPC.
+    fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(i)).expect("log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("node")
+            .arg("--home")
+            .arg(&self.homes[i])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn");
+        let addr = common::listening_on(&mut child).unwrap_or_else(|| panic!("node {i} exited: {}", self.tail(i)));
+        assert_eq!(format!("http://{addr}"), self.urls[i]);
+        self.nodes[i] = Some(child);
+    }
+
+    /// `kill -9` of validator `i`.
+    fn kill(&mut self, i: usize) {
+        let mut child = self.nodes[i].take().expect("running");
+        child.kill().expect("kill -9");
+        let status = child.wait().expect("wait");
+        assert!(!status.success());
+    }
+
+    fn tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..VALIDATORS).filter(|i| self.nodes[*i].is_some()).collect()
+    }
+}
+
+impl Drop for Set {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn hex_u64(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).expect("hex quantity")
+}
+
+async fn height(client: &reqwest::Client, url: &str) -> Option<u64> {
+    rpc(client, url, "eth_blockNumber", json!([])).await.map(|v| hex_u64(&v))
+}
+
+/// Polls until every node of `nodes` is at `target` or above (at most `within`).
+async fn wait_height(client: &reqwest::Client, set: &Set, nodes: &[usize], target: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut all = true;
+        for i in nodes {
+            if height(client, &set.urls[*i]).await.unwrap_or(0) < target {
+                all = false;
+            }
+        }
+        if all {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes {nodes:?} did not reach block {target} within {within:?}: {}",
+            set.tail(nodes[0])
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every node of `nodes` has the same blocks 1..=`upto` (hash, state root) and the same
+/// sequencer blocks, each with a commit certificate of at least three validators.
+async fn same_chain(client: &reqwest::Client, set: &Set, nodes: &[usize], upto: u64) -> usize {
+    let mut txs = 0;
+    for n in 1..=upto {
+        let mut seen: Option<(Value, Value, Value)> = None;
+        for i in nodes {
+            let url = &set.urls[*i];
+            let b = rpc(client, url, "eth_getBlockByNumber", json!([format!("{n:#x}"), false])).await.expect("block");
+            let s = rpc(client, url, "cairn_getSequencerBlock", json!([format!("{n:#x}")])).await.expect("seq block");
+            assert_eq!(s["certificate"]["kind"], "commit", "block {n} on node {i}: {s}");
+            let signers = s["certificate"]["signatures"].as_array().map(Vec::len).unwrap_or(0);
+            assert!(signers >= 3, "block {n} on node {i} decided by {signers} validators");
+            let this = (b["hash"].clone(), b["stateRoot"].clone(), s["hash"].clone());
+            match &seen {
+                None => {
+                    txs += b["transactions"].as_array().map(Vec::len).unwrap_or(0);
+                    seen = Some(this);
+                }
+                Some(first) => assert_eq!(&this, first, "block {n}: node {i} differs from node {}", nodes[0]),
+            }
+        }
+    }
+    txs
+}
+
+/// Sends `count` transfers from the development accounts, transaction `k` to validator
+/// `to[k % len]`; returns their hashes once each has a receipt on `check`.
+async fn send_spread(
+    client: &reqwest::Client,
+    set: &Set,
+    txs: &[(alloy_primitives::B256, String)],
+    to: &[usize],
+    check: usize,
+) {
+    let mut hashes = Vec::new();
+    for (k, (hash, raw)) in txs.iter().enumerate() {
+        let url = &set.urls[to[k % to.len()]];
+        let sent = rpc_raw(client, url, "eth_sendRawTransaction", json!([raw])).await;
+        assert_eq!(sent["result"], json!(hash), "{url}: {sent}");
+        hashes.push(sent["result"].clone());
+    }
+    for h in &hashes {
+        let receipt = common::wait_receipt(client, &set.urls[check], h, Duration::from_secs(60)).await;
+        assert_eq!(receipt["status"], "0x1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validators_decide_the_same_blocks_and_a_killed_one_catches_up() {
+    let client = reqwest::Client::new();
+    let mut set = Set::init();
+    for i in 0..VALIDATORS {
+        set.start(i);
+    }
+    wait_height(&client, &set, &[0, 1, 2, 3], 2, Duration::from_secs(60)).await;
+
+    // Two nonces from each of ten accounts, spread over all four validators: an
+    // account's second transaction often reaches another validator than its first.
+    let to = alloy_primitives::Address::repeat_byte(0x42);
+    let txs = common::dev_transfers(4, to);
+    send_spread(&client, &set, &txs[..20], &[0, 1, 2, 3], 0).await;
+
+    // kill -9 of one validator: the other three go on deciding, with its transactions
+    // sent to them.
+    set.kill(3);
+    let at_kill = height(&client, &set.urls[0]).await.expect("height");
+    send_spread(&client, &set, &txs[20..], &[0, 1, 2], 1).await;
+    wait_height(&client, &set, &[0, 1, 2], at_kill + 8, Duration::from_secs(60)).await;
+
+    // Back: it catches up (value sync) and serves the same blocks.
+    set.start(3);
+    let now = height(&client, &set.urls[0]).await.expect("height");
+    wait_height(&client, &set, &[0, 1, 2, 3], now + 2, Duration::from_secs(60)).await;
+    let upto = now + 2;
+    let included = same_chain(&client, &set, &[0, 1, 2, 3], upto).await;
+    assert_eq!(included, txs.len(), "every transaction is in exactly one decided block");
+    let balance = rpc(&client, &set.urls[3], "eth_getBalance", json!([to, "latest"])).await.expect("balance");
+    assert_eq!(hex_u64(&balance), txs.len() as u64, "the restarted node has the state");
+    // Blocks were proposed by every validator in turn.
+    let mut proposers = std::collections::BTreeSet::new();
+    for n in 1..=upto {
+        let s = rpc(&client, &set.urls[0], "cairn_getSequencerBlock", json!([format!("{n:#x}")])).await.expect("seq");
+        proposers.insert(s["proposer"].as_str().expect("proposer").to_string());
+    }
+    assert_eq!(proposers.len(), VALIDATORS, "{proposers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_nothing_is_decided_and_the_chain_resumes() {
+    let client = reqwest::Client::new();
+    let mut set = Set::init();
+    for i in 0..VALIDATORS {
+        set.start(i);
+    }
+    wait_height(&client, &set, &[0, 1, 2, 3], 3, Duration::from_secs(60)).await;
+    set.kill(2);
+    set.kill(3);
+    // A decision already under way may still complete; after that, two of four (half
+    // the voting power, not more than two thirds) decide nothing.
+    let settle = Instant::now() + Duration::from_secs(3);
+    let mut stalled = 0;
+    while Instant::now() < settle {
+        stalled = height(&client, &set.urls[0]).await.expect("height").max(stalled);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let watch = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch {
+        for i in [0, 1] {
+            let h = height(&client, &set.urls[i]).await.expect("height");
+            assert!(h <= stalled, "node {i} decided block {h} without a quorum (stalled at {stalled})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No fork: the two agree on everything they decided.
+    let low = height(&client, &set.urls[1]).await.expect("height").min(stalled);
+    same_chain(&client, &set, &[0, 1], low).await;
+
+    // One returns: three of four decide again.
+    set.start(2);
+    wait_height(&client, &set, &[0, 1, 2], stalled + 3, Duration::from_secs(90)).await;
+    let to = alloy_primitives::Address::repeat_byte(0x43);
+    let txs = common::dev_transfers(1, to);
+    send_spread(&client, &set, &txs, &[0, 1, 2], 2).await;
+    let upto = height(&client, &set.urls[2]).await.expect("height");
+    wait_height(&client, &set, &[0, 1, 2], upto, Duration::from_secs(60)).await;
+    assert_eq!(same_chain(&client, &set, &[0, 1, 2], upto).await, txs.len());
+    assert_eq!(set.running(), vec![0, 1, 2]);
+}

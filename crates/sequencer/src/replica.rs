@@ -1,0 +1,423 @@
+//! A validator's chain under consensus: consensus asks it to build a block when this
+//! node proposes, to execute and check every other proposer's block, and to commit the
+//! decided one. It is the [`cairn_consensus::Host`] of the Malachite application.
+//!
+//! Nothing reaches the pipeline (and so the sealer) before it is decided: a proposal,
+//! own or another validator's, is executed on top of the last decided block and kept
+//! aside until consensus decides it or another block of its height.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_consensus::Transaction as _;
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, Bytes, B256};
+use cairn_consensus::{Certificate, Host};
+use cairn_executor::BlockContext;
+use cairn_primitives::fragment::FragmentRecord;
+use cairn_primitives::{SequencerBlock, TxEnvelope};
+use parking_lot::Mutex;
+
+use crate::builder::{next_prevrandao, BuilderConfig};
+use crate::chain::{Chain, SequencerError};
+use crate::fragments::{now_secs, FragmentPart};
+use crate::pipeline::{BlockInProgress, Proposal};
+
+/// Most executed, undecided proposals kept (all of the next height).
+pub const MAX_CANDIDATES: usize = 32;
+/// How far ahead of this node's clock a proposed block's timestamp may be.
+pub const MAX_CLOCK_DRIFT_SECS: u64 = 5;
+
+#[derive(Default)]
+struct Candidates {
+    by_hash: HashMap<B256, Proposal>,
+    /// The block this node proposed for a height, proposed again in later rounds.
+    own: Option<(u64, B256)>,
+}
+
+/// A validator's side of consensus (see the module documentation).
+pub struct Replica {
+    chain: Arc<Chain>,
+    config: BuilderConfig,
+    /// The validator key's address (it signs this node's fragments).
+    proposer: Address,
+    candidates: Mutex<Candidates>,
+}
+
+/// Clears the fragment hook when building ends, however it ends.
+struct HookGuard<'a>(&'a Chain);
+
+impl Drop for HookGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set_fragment_hook(None);
+    }
+}
+
+/// The record of one of this node's fragments, with its block's `(prevrandao,
+/// beneficiary, gas limit)`.
+fn record_of(part: &FragmentPart, (prevrandao, beneficiary, gas_limit): (B256, Address, u64)) -> FragmentRecord {
+    let f = &part.signed.fragment;
+    FragmentRecord {
+        height: f.height,
+        index: f.index,
+        parent: f.parent,
+        timestamp: f.timestamp,
+        base_fee: f.base_fee,
+        first_tx: f.first_tx,
+        gas_used: f.gas_used,
+        receipts_hash: f.receipts_hash,
+        state_diff_hash: f.state_diff_hash,
+        signature: part.signed.signature.clone(),
+        prevrandao,
+        beneficiary,
+        gas_limit,
+        txs: part.body.iter().map(|(_, _, raw)| raw.clone()).collect(),
+    }
+}
+
+impl Replica {
+    /// `config` sets the fragment interval and the block cap; the slot is consensus's.
+    pub fn new(chain: Arc<Chain>, config: BuilderConfig) -> Result<Self, SequencerError> {
+        let proposer = chain
+            .signer_address()
+            .ok_or_else(|| SequencerError::Invalid("a validator needs its key to sign fragments".into()))?;
+        Ok(Self {
+            chain,
+            config: BuilderConfig { empty_blocks: true, ..config },
+            proposer,
+            candidates: Mutex::default(),
+        })
+    }
+
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
+    }
+
+    fn keep(&self, proposal: Proposal) -> B256 {
+        let hash = proposal.sequencer.hash();
+        let mut c = self.candidates.lock();
+        if c.by_hash.len() >= MAX_CANDIDATES {
+            // Keep this node's own proposal; drop the others of lower rounds first.
+            let own = c.own.map(|(_, h)| h);
+            if let Some(victim) = c
+                .by_hash
+                .iter()
+                .filter(|(h, _)| Some(**h) != own)
+                .min_by_key(|(_, p)| (p.sequencer.height, p.sequencer.round))
+                .map(|(h, _)| *h)
+            {
+                c.by_hash.remove(&victim);
+            }
+        }
+        c.by_hash.insert(hash, proposal);
+        hash
+    }
+
+    /// The context a block of height `tip + 1` must have; checks the proposed one.
+    fn check_context(&self, block: &SequencerBlock) -> Result<BlockContext, String> {
+        let chain = &self.chain;
+        let tip = chain.tip();
+        if block.height != tip.number + 1 {
+            return Err(format!("block {} does not follow the last decided block {}", block.height, tip.number));
+        }
+        if block.parent != tip.sequencer_hash {
+            return Err(format!(
+                "block {} extends {}, not the last decided block {}",
+                block.height, block.parent, tip.sequencer_hash
+            ));
+        }
+        if block.chain_id != chain.config.chain_id {
+            return Err(format!("block for chain {}", block.chain_id));
+        }
+        let base_fee = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
+        if block.base_fee != base_fee {
+            return Err(format!("base fee {} where the rules give {base_fee}", block.base_fee));
+        }
+        let prevrandao = next_prevrandao(&tip, block.height);
+        if block.prevrandao != prevrandao {
+            return Err(format!("prevrandao {} where the rules give {prevrandao}", block.prevrandao));
+        }
+        if block.gas_limit != chain.config.gas_limit {
+            return Err(format!("gas limit {} where the chain's is {}", block.gas_limit, chain.config.gas_limit));
+        }
+        if block.timestamp < tip.timestamp {
+            return Err(format!("timestamp {} is before its parent's {}", block.timestamp, tip.timestamp));
+        }
+        if block.timestamp > now_secs() + MAX_CLOCK_DRIFT_SECS {
+            return Err(format!("timestamp {} is ahead of this node's clock {}", block.timestamp, now_secs()));
+        }
+        let mut ctx = BlockContext::for_chain(&chain.config, block.height, block.timestamp, base_fee, prevrandao);
+        ctx.beneficiary = block.beneficiary;
+        Ok(ctx)
+    }
+
+    fn build_block(
+        &self,
+        height: u64,
+        round: u32,
+        slot: Duration,
+        publish: Box<dyn Fn(FragmentRecord) + Send + Sync>,
+    ) -> Result<SequencerBlock, SequencerError> {
+        let chain = &self.chain;
+        let tip = chain.tip();
+        if tip.number + 1 != height {
+            return Err(SequencerError::Consensus(format!("asked to build block {height} on block {}", tip.number)));
+        }
+        {
+            let c = self.candidates.lock();
+            if let Some(p) = c.own.filter(|(h, _)| *h == height).and_then(|(_, hash)| c.by_hash.get(&hash)) {
+                let ctx = (p.sequencer.prevrandao, p.sequencer.beneficiary, p.sequencer.gas_limit);
+                for f in &p.fragments {
+                    publish(record_of(f, ctx));
+                }
+                tracing::info!(height, round, block = %p.sequencer.hash(), "proposing this node's block again");
+                return Ok(p.sequencer.clone());
+            }
+        }
+        chain.clear_open(height);
+        let mut block = match chain.take_resumed().filter(|b| b.number() == height) {
+            Some(resumed) => {
+                let ctx = (resumed.ctx.prevrandao, resumed.ctx.beneficiary, resumed.ctx.gas_limit);
+                for f in &resumed.fragments {
+                    publish(record_of(f, ctx));
+                }
+                resumed
+            }
+            None => BlockInProgress::open(chain),
+        };
+        if !block.close_logged {
+            chain.set_fragment_hook(Some(publish));
+            let _guard = HookGuard(chain);
+            let end = Instant::now() + slot;
+            let interval = self.config.fragment_interval.unwrap_or(crate::builder::DEFAULT_FRAGMENT_INTERVAL);
+            loop {
+                if let Err(e) = block.add_fragment(chain, &self.config) {
+                    tracing::error!(height, "fragment failed: {e}");
+                }
+                let now = Instant::now();
+                if now >= end || block.is_full() {
+                    break;
+                }
+                std::thread::sleep(interval.min(end - now));
+            }
+        }
+        let proposal = block
+            .propose_as(chain, &self.config, round, self.proposer)?
+            .ok_or_else(|| SequencerError::Consensus("an empty block was not proposed".into()))?;
+        let sequencer = proposal.sequencer.clone();
+        let hash = self.keep(proposal);
+        self.candidates.lock().own = Some((height, hash));
+        Ok(sequencer)
+    }
+
+    fn replay_proposal(&self, block: &SequencerBlock, fragments: &[FragmentRecord]) -> Result<(), String> {
+        let hash = block.hash();
+        if self.candidates.lock().by_hash.contains_key(&hash) {
+            return Ok(());
+        }
+        let chain = &self.chain;
+        let ctx = self.check_context(block)?;
+        chain.clear_open(block.height);
+        let mut open = BlockInProgress::with_context(chain, ctx);
+        let replayed = (|| {
+            for f in fragments {
+                open.replay(chain, f, false)?;
+            }
+            // Another validator's block: its close is not this node's to log.
+            open.close_logged = true;
+            open.propose_as(chain, &self.config, block.round, block.proposer)
+        })();
+        let proposal = match replayed {
+            Ok(Some(p)) if p.sequencer == *block => p,
+            Ok(Some(p)) => {
+                chain.clear_open(block.height);
+                return Err(format!(
+                    "block {} executes here as {} (transactions or fragments differ)",
+                    hash,
+                    p.sequencer.hash()
+                ));
+            }
+            Ok(None) => return Err("nothing to propose".into()),
+            Err(e) => {
+                chain.clear_open(block.height);
+                return Err(e.to_string());
+            }
+        };
+        self.keep(proposal);
+        Ok(())
+    }
+
+    fn replay_synced(&self, block: &SequencerBlock, txs: &[Bytes]) -> Result<(), String> {
+        let hash = block.hash();
+        if self.candidates.lock().by_hash.contains_key(&hash) {
+            return Ok(());
+        }
+        let chain = &self.chain;
+        let ctx = self.check_context(block).or_else(|e| {
+            // A synced block is decided already: only its place in the chain matters
+            // (its timestamp may be behind this node's clock by any amount).
+            let tip = chain.tip();
+            if block.height == tip.number + 1 && block.parent == tip.sequencer_hash {
+                let mut ctx = BlockContext::for_chain(
+                    &chain.config,
+                    block.height,
+                    block.timestamp,
+                    block.base_fee,
+                    block.prevrandao,
+                );
+                ctx.beneficiary = block.beneficiary;
+                ctx.gas_limit = block.gas_limit;
+                Ok(ctx)
+            } else {
+                Err(e)
+            }
+        })?;
+        let mut open = BlockInProgress::with_context(chain, ctx);
+        open.replay_txs(chain, txs).map_err(|e| e.to_string())?;
+        open.close_logged = true;
+        let mut proposal = open
+            .propose_as(chain, &self.config, block.round, block.proposer)
+            .map_err(|e| e.to_string())?
+            .ok_or("nothing to propose")?;
+        if proposal.sequencer.transactions != block.transactions {
+            return Err("the synced transactions are not the block's".into());
+        }
+        proposal.sequencer = block.clone();
+        self.keep(proposal);
+        Ok(())
+    }
+
+    fn commit_block(&self, hash: B256, certificate: Certificate) -> Result<(), SequencerError> {
+        let chain = &self.chain;
+        let proposal = self
+            .candidates
+            .lock()
+            .by_hash
+            .remove(&hash)
+            .ok_or_else(|| SequencerError::Consensus(format!("decided block {hash} was not executed here")))?;
+        let tip = chain.tip();
+        let number = proposal.sequencer.height;
+        if number != tip.number + 1 || proposal.sequencer.parent != tip.sequencer_hash {
+            return Err(SequencerError::Consensus(format!(
+                "decided block {hash} (height {number}) does not extend the last decided block {}",
+                tip.number
+            )));
+        }
+        let own = {
+            let mut c = self.candidates.lock();
+            match c.own {
+                Some((h, own)) if h == number && own != hash => c.by_hash.remove(&own),
+                _ => None,
+            }
+        };
+        let block = Arc::new(proposal.decided(certificate));
+        chain.push_executed(block.clone())?;
+        chain.sequenced(&block);
+        // This node's own proposal for the height lost: its transactions that the
+        // decided block does not hold go back to the pool (nonces read before the pool
+        // is locked).
+        let mut returning = Vec::new();
+        if let Some(own) = own {
+            let included: std::collections::HashSet<B256> = block.body.iter().map(|(h, _, _)| *h).collect();
+            let view = chain.pending_view();
+            for (_, sender, raw) in own.body.iter().filter(|(h, _, _)| !included.contains(h)) {
+                let Ok(tx) = TxEnvelope::decode_2718_exact(raw) else { continue };
+                let nonce =
+                    cairn_primitives::StateView::account(&view, *sender).ok().flatten().map(|a| a.nonce).unwrap_or(0);
+                returning.push((alloy_consensus::transaction::Recovered::new_unchecked(tx, *sender), nonce));
+            }
+        }
+        {
+            // Its transactions leave this node's pool, whoever proposed them.
+            let mut next: HashMap<Address, u64> = HashMap::new();
+            for (_, sender, raw) in &block.body {
+                if let Ok(tx) = TxEnvelope::decode_2718_exact(raw) {
+                    let n = next.entry(*sender).or_default();
+                    *n = (*n).max(tx.nonce() + 1);
+                }
+            }
+            let mut pool = chain.pool.lock();
+            for (h, _, _) in &block.body {
+                pool.remove(h);
+            }
+            pool.on_nonces_used(next);
+            if !returning.is_empty() {
+                let offered = returning.len();
+                let returned =
+                    returning.into_iter().filter(|(tx, nonce)| pool.insert(tx.clone(), *nonce).is_ok()).count();
+                tracing::info!(
+                    height = number,
+                    offered,
+                    returned,
+                    "this node's proposal was not decided; its transactions are back in the pool"
+                );
+            }
+        }
+        if let Some(last) = block.fragments.last() {
+            *chain.fragment_parent.lock() = last.hash;
+        }
+        {
+            let mut c = self.candidates.lock();
+            c.by_hash.retain(|_, p| p.sequencer.height > number);
+            if c.own.is_some_and(|(h, _)| h <= number) {
+                c.own = None;
+            }
+        }
+        {
+            let mut resumed = chain.resumed.lock();
+            if resumed.as_ref().is_some_and(|b| b.number() <= number) {
+                *resumed = None;
+            }
+        }
+        chain.wait_sealed(number)?;
+        Ok(())
+    }
+}
+
+impl Host for Replica {
+    fn decided_tip(&self) -> (u64, B256) {
+        let tip = self.chain.tip();
+        (tip.number, tip.sequencer_hash)
+    }
+
+    fn build(
+        &self,
+        height: u64,
+        round: u32,
+        slot: Duration,
+        publish: Box<dyn Fn(FragmentRecord) + Send + Sync>,
+    ) -> Result<SequencerBlock, String> {
+        self.build_block(height, round, slot, publish).map_err(|e| e.to_string())
+    }
+
+    fn check(&self, block: &SequencerBlock, fragments: &[FragmentRecord]) -> Result<(), String> {
+        self.replay_proposal(block, fragments)
+    }
+
+    fn check_synced(&self, block: &SequencerBlock, txs: &[Bytes]) -> Result<(), String> {
+        self.replay_synced(block, txs)
+    }
+
+    fn commit(&self, hash: B256, certificate: Certificate) -> Result<(), String> {
+        self.commit_block(hash, certificate).map_err(|e| e.to_string())
+    }
+
+    fn decided(&self, height: u64) -> Result<Option<(SequencerBlock, Vec<Bytes>, Certificate)>, String> {
+        let reader = self.chain.snapshot();
+        let Some((block, certificate)) = reader.sequencer_block(height).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let certificate = Certificate::decode(&certificate).map_err(|e| e.to_string())?;
+        let mut txs = Vec::with_capacity(block.transactions.len());
+        for hash in reader.block_tx_hashes(height).map_err(|e| e.to_string())? {
+            let tx = reader.tx(hash).map_err(|e| e.to_string())?.ok_or(format!("transaction {hash} missing"))?;
+            txs.push(tx.raw);
+        }
+        Ok(Some((block, txs, certificate)))
+    }
+
+    fn misbehaviour(&self, height: u64, description: String) {
+        tracing::warn!(height, "consensus misbehaviour: {description}");
+    }
+}
