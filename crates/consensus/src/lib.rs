@@ -234,6 +234,38 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_certificate_needs_a_quorum_of_distinct_validators() {
+        use alloy_signer_local::PrivateKeySigner;
+        use cairn_primitives::network::NetworkGenesis;
+        let mut keys: Vec<PrivateKeySigner> = (0..4).map(|_| PrivateKeySigner::random()).collect();
+        keys.sort_by_key(|k| k.address());
+        let validators = keys.iter().map(|k| NetworkGenesis::validator_of(k, 1)).collect();
+        let set =
+            ValidatorSet::new(&NetworkGenesis { chain_id: 9, timestamp: 1, validators, dev_accounts: 0 }).expect("set");
+        let block = B256::repeat_byte(3);
+        let hash = vote_hash(9, true, 12, 2, block);
+        let sig = |k: &PrivateKeySigner| EcdsaSignature::sign(k, &hash).expect("sign");
+        let cert = |signers: &[&PrivateKeySigner]| CommitCertificate {
+            height: 12,
+            round: 2,
+            block: block.0,
+            signatures: signers.iter().map(|k| (k.address().0 .0, sig(k))).collect(),
+        };
+        let three = cert(&[&keys[0], &keys[1], &keys[2]]);
+        assert_eq!(three.verify(9, &set), Ok(3));
+        let encoded = Certificate::Commit(three.clone()).encode();
+        assert_eq!(Certificate::decode(&encoded), Ok(Certificate::Commit(three.clone())));
+        assert!(cert(&[&keys[0], &keys[1]]).verify(9, &set).is_err(), "two of four is not a quorum");
+        assert!(cert(&[&keys[0], &keys[1], &keys[1]]).verify(9, &set).is_err(), "one validator counted twice");
+        assert!(three.verify(10, &set).is_err(), "signatures for another chain");
+        let mut wrong = three.clone();
+        wrong.round = 3;
+        assert!(wrong.verify(9, &set).is_err(), "signatures for another round");
+        let outsider = PrivateKeySigner::random();
+        assert!(cert(&[&keys[0], &keys[1], &outsider]).verify(9, &set).is_err());
+    }
+
+    #[test]
     fn certificates_round_trip_and_bad_ones_are_refused() {
         let c = Certificate::Solo { sequencer: Address::repeat_byte(4) };
         assert_eq!(Certificate::decode(&c.encode()), Ok(c));

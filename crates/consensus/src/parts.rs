@@ -182,3 +182,156 @@ pub fn check_synced(block: &cairn_primitives::SequencerBlock, txs: &[alloy_primi
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::FragmentPart;
+    use crate::scheme::EcdsaSignature;
+    use crate::validators::ValidatorSet;
+    use alloy_primitives::{Address, Bytes};
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
+    use cairn_primitives::network::NetworkGenesis;
+    use cairn_primitives::SequencerBlock;
+
+    const CHAIN: u64 = 31337;
+
+    fn keys(n: usize) -> (Vec<PrivateKeySigner>, Validators) {
+        let mut keys: Vec<PrivateKeySigner> = (0..n).map(|_| PrivateKeySigner::random()).collect();
+        keys.sort_by_key(|k| k.address());
+        let validators = keys.iter().map(|k| NetworkGenesis::validator_of(k, 1)).collect();
+        let set = ValidatorSet::new(&NetworkGenesis { chain_id: CHAIN, timestamp: 1, validators, dev_accounts: 0 })
+            .expect("set");
+        (keys, Validators::new(set).expect("keys"))
+    }
+
+    fn fragment(key: &PrivateKeySigner, index: u32, parent: B256, txs: &[&[u8]]) -> FragmentRecord {
+        let mut r = FragmentRecord {
+            height: 5,
+            index,
+            parent,
+            timestamp: 100,
+            base_fee: 7,
+            first_tx: index * txs.len() as u32,
+            gas_used: 21_000,
+            receipts_hash: B256::repeat_byte(1),
+            state_diff_hash: B256::repeat_byte(2),
+            signature: Bytes::new(),
+            prevrandao: B256::repeat_byte(3),
+            beneficiary: Address::ZERO,
+            gas_limit: 30_000_000,
+            txs: txs.iter().map(|t| Bytes::copy_from_slice(t)).collect(),
+        };
+        let hash = r.signed(CHAIN).fragment.hash();
+        r.signature = Bytes::copy_from_slice(&key.sign_hash_sync(&hash).expect("sign").as_bytes());
+        r
+    }
+
+    /// A proposal of height 5, round `round`, by its proposer, with two fragments.
+    fn proposal(keys: &[PrivateKeySigner], validators: &Validators, round: u32) -> (Assembled, PrivateKeySigner) {
+        let proposer = validators.proposer(5, round).address;
+        let key = keys.iter().find(|k| k.address() == proposer.0).expect("key").clone();
+        let f0 = fragment(&key, 0, B256::ZERO, &[b"a"]);
+        let f1 = fragment(&key, 1, f0.signed(CHAIN).fragment.hash(), &[b"b"]);
+        let block = SequencerBlock {
+            chain_id: CHAIN,
+            height: 5,
+            round,
+            parent: B256::repeat_byte(9),
+            proposer: proposer.0,
+            timestamp: 100,
+            base_fee: 7,
+            gas_limit: 30_000_000,
+            prevrandao: B256::repeat_byte(3),
+            beneficiary: Address::ZERO,
+            transactions: vec![keccak256(b"a"), keccak256(b"b")],
+            fragments: vec![f0.signed(CHAIN).fragment.hash(), f1.signed(CHAIN).fragment.hash()],
+        };
+        let block = Block::new(block);
+        let signature = EcdsaSignature::sign(&key, &proposal_hash(CHAIN, 5, round, -1, block.hash())).expect("sign");
+        let p = Assembled {
+            height: Height(5),
+            round: Round::new(round),
+            pol_round: Round::Nil,
+            proposer,
+            block,
+            fragments: vec![f0, f1],
+            signature,
+        };
+        (p, key)
+    }
+
+    fn stream_of(p: &Assembled) -> Vec<ProposalPart> {
+        let mut parts =
+            vec![ProposalPart::Init { height: p.height, round: p.round, pol_round: p.pol_round, proposer: p.proposer }];
+        parts.extend(p.fragments.iter().cloned().map(|f| ProposalPart::Fragment(FragmentPart(f))));
+        parts.push(ProposalPart::Fin { block: p.block.clone(), signature: p.signature });
+        parts
+    }
+
+    #[test]
+    fn a_stream_completes_in_any_order_and_assembles() {
+        let (keys, validators) = keys(4);
+        let (p, _) = proposal(&keys, &validators, 0);
+        let parts = stream_of(&p);
+        let mut streams: Streams<u16> = Streams::default();
+        // The end marker first, then the parts backwards: complete only with the last.
+        assert_eq!(streams.insert(1, parts.len() as u64, None), Ok(None));
+        for (i, part) in parts.iter().enumerate().rev() {
+            let got = streams.insert(1, i as u64, Some(part.clone())).expect("within bounds");
+            assert_eq!(got.is_some(), i == 0, "complete only once every part is in");
+            if let Some(all) = got {
+                assert_eq!(assemble(all).expect("assembles"), p);
+            }
+        }
+        assert!(streams.is_empty());
+        assert!(streams.insert(2, MAX_PARTS as u64, None).is_err(), "too many parts");
+        for k in 0..(MAX_STREAMS as u16 + 10) {
+            let _ = streams.insert(100 + k, 0, None);
+        }
+        assert!(streams.len() <= MAX_STREAMS, "bounded");
+        // Out of place parts are refused.
+        let mut bad = parts.clone();
+        bad.swap(0, 1);
+        assert!(assemble(bad).is_err());
+        assert!(assemble(parts[..parts.len() - 1].to_vec()).is_err(), "no Fin");
+    }
+
+    #[test]
+    fn only_the_rounds_proposer_with_its_own_fragments_passes() {
+        let (keys, validators) = keys(4);
+        let (p, key) = proposal(&keys, &validators, 1);
+        assert_eq!(check(CHAIN, &validators, &p), Ok(()));
+        assert!(check(CHAIN + 1, &validators, &p).is_err(), "another chain");
+
+        // Signed by another validator than the round's proposer.
+        let other = keys.iter().find(|k| k.address() != key.address()).expect("other");
+        let mut q = p.clone();
+        q.signature = EcdsaSignature::sign(other, &proposal_hash(CHAIN, 5, 1, -1, p.block.hash())).expect("sign");
+        assert!(check(CHAIN, &validators, &q).unwrap_err().contains("not signed"));
+        // Claimed for a round whose proposer is someone else.
+        let mut q = p.clone();
+        q.round = Round::new(2);
+        assert!(check(CHAIN, &validators, &q).is_err());
+        // A fragment that is not the block's, or not its proposer's.
+        let mut q = p.clone();
+        q.fragments[1] = fragment(&key, 1, B256::ZERO, &[b"b"]);
+        assert!(check(CHAIN, &validators, &q).unwrap_err().contains("not the one the block names"));
+        let mut q = p.clone();
+        q.fragments.pop();
+        assert!(check(CHAIN, &validators, &q).is_err(), "a fragment missing");
+        let mut q = p.clone();
+        q.fragments[0].prevrandao = B256::ZERO;
+        assert!(check(CHAIN, &validators, &q).is_err(), "the fragment's context differs from the block's");
+    }
+
+    #[test]
+    fn synced_transactions_must_be_the_blocks() {
+        let (keys, validators) = keys(1);
+        let (p, _) = proposal(&keys, &validators, 0);
+        let txs = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        assert_eq!(check_synced(p.block.block(), &txs), Ok(()));
+        assert!(check_synced(p.block.block(), &txs[..1]).is_err());
+    }
+}
