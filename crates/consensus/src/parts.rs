@@ -309,7 +309,7 @@ mod tests {
         let other = keys.iter().find(|k| k.address() != key.address()).expect("other");
         let mut q = p.clone();
         q.signature = EcdsaSignature::sign(other, &proposal_hash(CHAIN, 5, 1, -1, p.block.hash())).expect("sign");
-        assert!(check(CHAIN, &validators, &q).unwrap_err().contains("not signed"));
+        assert!(check(CHAIN, &validators, &q).expect_err("refused").contains("not signed"));
         // Claimed for a round whose proposer is someone else.
         let mut q = p.clone();
         q.round = Round::new(2);
@@ -317,7 +317,7 @@ mod tests {
         // A fragment that is not the block's, or not its proposer's.
         let mut q = p.clone();
         q.fragments[1] = fragment(&key, 1, B256::ZERO, &[b"b"]);
-        assert!(check(CHAIN, &validators, &q).unwrap_err().contains("not the one the block names"));
+        assert!(check(CHAIN, &validators, &q).expect_err("refused").contains("not the one the block names"));
         let mut q = p.clone();
         q.fragments.pop();
         assert!(check(CHAIN, &validators, &q).is_err(), "a fragment missing");
