@@ -22,6 +22,25 @@ use std::path::PathBuf;
 pub enum TestnetCommand {
     /// Write one home per validator of a new local set.
     Init(InitArgs),
+    /// Run a local set: N validators as child processes (homes written on first use),
+    /// until Ctrl-C.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// Where the homes are (written there if it is empty or missing; an existing set of
+    /// the same size is run again, with its chain).
+    #[arg(long, default_value = "cairn-testnet")]
+    pub dir: PathBuf,
+    /// Node i serves JSON-RPC on base-port + i and P2P on base-port + 100 + i.
+    #[arg(long, default_value_t = 8545)]
+    pub base_port: u16,
+    #[arg(long, default_value_t = 31337)]
+    pub chain_id: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -80,6 +99,99 @@ pub fn run(cmd: TestnetCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        TestnetCommand::Run(args) => run_set(&args),
+    }
+}
+
+/// `cairn testnet run`: starts every validator of the set as a child process, prints
+/// their URLs, and stops them all (SIGTERM, then waits) on Ctrl-C, SIGTERM, or when one
+/// of them exits.
+fn run_set(args: &RunArgs) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let homes: Vec<PathBuf> = (0..args.validators).map(|i| args.dir.join(format!("node-{i}"))).collect();
+    let existing = homes.iter().all(|h| h.join(CONFIG_FILE).exists())
+        && !args.dir.join(format!("node-{}", args.validators)).exists();
+    if existing {
+        println!("Running the set in {} again", args.dir.display());
+    } else {
+        init(&InitArgs {
+            validators: args.validators,
+            out: args.dir.clone(),
+            base_port: args.base_port,
+            chain_id: args.chain_id,
+            dev_accounts: 10,
+        })?;
+        println!("Wrote a set of {} validators in {}", args.validators, args.dir.display());
+    }
+    let exe = std::env::current_exe().context("locating the cairn binary")?;
+    let mut children = Vec::with_capacity(homes.len());
+    for (i, home) in homes.iter().enumerate() {
+        let log_path = args.dir.join(format!("node-{i}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let mut child = std::process::Command::new(&exe)
+            .arg("node")
+            .arg("--home")
+            .arg(home)
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting validator {i}"))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = lines.by_ref().map_while(Result::ok).find_map(|l| {
+            l.strip_prefix("Listening on ").map(|r| r.split_whitespace().next().unwrap_or_default().to_string())
+        });
+        std::thread::spawn(move || for _ in lines {});
+        children.push(child);
+        match addr {
+            Some(addr) => println!("  validator {i}  JSON-RPC http://{addr}  (log {})", log_path.display()),
+            None => {
+                stop_all(&mut children);
+                bail!("validator {i} exited before listening; see {}", log_path.display());
+            }
+        }
+    }
+    println!("\nAll {} validators are running; Ctrl-C stops them.", children.len());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tick.tick() => {
+                    if let Some(i) = children.iter_mut().position(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                        eprintln!("validator {i} exited; stopping the set");
+                        break;
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    stop_all(&mut children);
+    // The terminal (or pipe) may be gone by now: nothing to report then.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), b"Stopped.\n");
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn stop_all(children: &mut [std::process::Child]) {
+    for child in children.iter() {
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+    }
+    for child in children.iter_mut() {
+        let _ = child.wait();
     }
 }
 

@@ -261,3 +261,49 @@ async fn without_a_quorum_nothing_is_decided_and_the_chain_resumes() {
     assert_eq!(same_chain(&client, &set, &[0, 1, 2], upto).await, txs.len());
     assert_eq!(set.running(), vec![0, 1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testnet_run_starts_a_set_and_stops_it_on_ctrl_c() {
+    use std::io::BufRead;
+    let client = reqwest::Client::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = free_base_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["testnet", "run", "--validators", "4", "--base-port", &base.to_string(), "--dir"])
+        .arg(dir.path().join("set"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut urls = Vec::new();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            urls.push(url.to_string());
+        }
+        if line.starts_with("All 4 validators are running") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    assert_eq!(urls.len(), 4, "{urls:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for url in &urls {
+        while height(&client, url).await.unwrap_or(0) < 2 {
+            assert!(Instant::now() < deadline, "{url} decides no block");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Ctrl-C: every validator stops, then the command.
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    for url in &urls {
+        assert!(height(&client, url).await.is_none(), "{url} still answers");
+    }
+}
