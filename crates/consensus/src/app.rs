@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::codec::BftCodec;
 use crate::context::{Block, BlockId, CairnContext, FragmentPart, Height, ProposalPart, ValidatorAddress, Validators};
-use crate::parts::{assemble, check, check_synced, Assembled, Streams};
+use crate::parts::{assemble, check, check_next, check_synced, preferred, Assembled, HeldFragment, Streams};
 use crate::scheme::{proposal_hash, PublicKey};
 use crate::signing::{Checker, Keys};
 use crate::validators::ValidatorSet;
@@ -54,13 +54,23 @@ pub trait Host: Send + Sync + 'static {
     /// client waiting on it is answered). A block this node built for `height` before (in
     /// an earlier round, or before a restart) is proposed again, unchanged, its
     /// fragments published again.
+    ///
+    /// `inherited` is the chain of fragments this node holds for `height` from earlier
+    /// rounds' proposers (the preferred one, see [`crate::preferred`]): the block must
+    /// extend it, so that the transactions preconfirmed there keep their places.
     fn build(
         &self,
         height: u64,
         round: u32,
         slot: Duration,
+        inherited: Vec<FragmentRecord>,
         publish: Box<dyn Fn(FragmentRecord) + Send + Sync>,
     ) -> Result<SequencerBlock, String>;
+
+    /// Executes the next fragment of the block the proposer of (`height`, `round`) is
+    /// streaming, as it arrives (its signature and place are checked): this node's
+    /// pending state and preconfirmations follow it.
+    fn stream_fragment(&self, height: u64, round: u32, record: &FragmentRecord) -> Result<(), String>;
 
     /// Executes another validator's proposal, fragment by fragment, and checks each
     /// fragment's promises (gas, receipts, state diff) and the block's context. Keeps it
@@ -247,6 +257,8 @@ pub async fn start(config: BftConfig, host: Arc<dyn Host>) -> Result<Engine, Con
         seen: BTreeMap::new(),
         bodies: HashMap::new(),
         future: BTreeMap::new(),
+        held: Vec::new(),
+        progress: HashMap::new(),
         stream_counter: Arc::new(AtomicU64::new(0)),
     };
     let app = tokio::spawn(app.run(channels));
@@ -300,6 +312,12 @@ struct App {
     bodies: HashMap<B256, (Block, Vec<FragmentRecord>)>,
     /// Complete proposals for heights not reached yet, checked when they are.
     future: BTreeMap<u64, Vec<Assembled>>,
+    /// The preferred chain of signed fragments of this height that this node holds
+    /// (`parts::preferred`): a proposal that is not at least this one gets a nil prevote,
+    /// and this node's own proposal extends it.
+    held: Vec<HeldFragment>,
+    /// Fragments checked and executed so far, per stream being received.
+    progress: HashMap<(PeerId, StreamId), Vec<HeldFragment>>,
     stream_counter: Arc<AtomicU64>,
 }
 
@@ -325,6 +343,8 @@ impl App {
             self.seen.retain(|(h, _), _| *h >= height);
             self.bodies.retain(|_, (b, _)| b.block().height >= height);
             self.future.retain(|h, _| *h >= height);
+            self.held.clear();
+            self.progress.clear();
         }
     }
 
@@ -452,8 +472,10 @@ impl App {
         let init = ProposalPart::Init { height, round, pol_round: Round::Nil, proposer: address };
         self.publish(&stream, 0, StreamContent::Data(init)).await;
         let sequence = Arc::new(AtomicU64::new(1));
-        let (network, s, seq) = (self.network.clone(), stream.clone(), sequence.clone());
+        let published = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (network, s, seq, out) = (self.network.clone(), stream.clone(), sequence.clone(), published.clone());
         let publish = Box::new(move |record: FragmentRecord| {
+            out.lock().push(record.clone());
             let part = ProposalPart::Fragment(FragmentPart(record));
             let msg = StreamMessage::new(s.clone(), seq.fetch_add(1, Ordering::Relaxed), StreamContent::Data(part));
             if let Err(e) = network.blocking_send(NetworkMsg::PublishProposalPart(msg)) {
@@ -461,7 +483,8 @@ impl App {
             }
         });
         let slot = self.block_time.min(timeout / 2);
-        let built = self.blocking(move |host| host.build(height.0, r, slot, publish)).await;
+        let inherited: Vec<FragmentRecord> = self.held.iter().map(|f| f.record.clone()).collect();
+        let built = self.blocking(move |host| host.build(height.0, r, slot, inherited, publish)).await;
         let block = match built {
             Ok(block) => Block::new(block),
             Err(e) => {
@@ -477,6 +500,20 @@ impl App {
                 return None;
             }
         };
+        // The chain this node now holds is the one it proposes.
+        let mut own: Vec<HeldFragment> = Vec::new();
+        for record in published.lock().iter() {
+            match check_next(self.chain_id, &self.validators, own.last(), record) {
+                Ok(f) => own.push(f),
+                Err(e) => {
+                    tracing::error!(%height, "this node's own fragments do not chain: {e}");
+                    break;
+                }
+            }
+        }
+        if preferred(&self.validators, height.0, &own, &self.held) {
+            self.held = own;
+        }
         let fin = ProposalPart::Fin { block: block.clone(), signature };
         let next = sequence.load(Ordering::Relaxed);
         self.publish(&stream, next, StreamContent::Data(fin)).await;
@@ -526,18 +563,27 @@ impl App {
         publisher: PeerId,
         part: StreamMessage<ProposalPart>,
     ) -> Option<ProposedValue<CairnContext>> {
+        let key = (publisher, part.stream_id.clone());
         let content = match part.content {
             StreamContent::Data(p) => Some(p),
             StreamContent::Fin => None,
         };
-        let parts = match self.streams.insert((publisher, part.stream_id), part.sequence, content) {
-            Ok(Some(parts)) => parts,
-            Ok(None) => return None,
+        let complete = match self.streams.insert(key.clone(), part.sequence, content) {
+            Ok(complete) => complete,
             Err(e) => {
                 tracing::warn!(%publisher, "proposal stream dropped: {e}");
+                self.progress.remove(&key);
                 return None;
             }
         };
+        // Fragments are checked, held and executed as they arrive.
+        let prefix = match &complete {
+            Some(parts) => parts.clone(),
+            None => self.streams.prefix(&key),
+        };
+        self.follow(&key, &prefix).await;
+        let parts = complete?;
+        self.progress.remove(&key);
         let assembled = match assemble(parts) {
             Ok(a) => a,
             Err(e) => {
@@ -545,10 +591,13 @@ impl App {
                 return None;
             }
         };
-        if let Err(e) = check(self.chain_id, &self.validators, &assembled) {
-            tracing::warn!(%publisher, height = %assembled.height, "proposal refused: {e}");
-            return None;
-        }
+        let chain = match check(self.chain_id, &self.validators, &assembled) {
+            Ok(chain) => chain,
+            Err(e) => {
+                tracing::warn!(%publisher, height = %assembled.height, "proposal refused: {e}");
+                return None;
+            }
+        };
         let height = assembled.height.0;
         if height < self.height {
             return None;
@@ -560,7 +609,49 @@ impl App {
             }
             return None;
         }
-        Some(self.execute(assembled).await)
+        Some(self.execute(assembled, chain).await)
+    }
+
+    /// Takes the fragments of a stream of this height that arrived since last time:
+    /// checked (a validator's signature, the chain), executed, and held if the stream's
+    /// chain is now the preferred one.
+    async fn follow(&mut self, key: &(PeerId, StreamId), prefix: &[ProposalPart]) {
+        let Some(ProposalPart::Init { height, round, proposer, .. }) = prefix.first() else { return };
+        let (height, round) = (height.0, round.as_u32().unwrap_or(0));
+        if height != self.height || self.validators.proposer(height, round).address != *proposer {
+            return;
+        }
+        if self.progress.len() >= crate::parts::MAX_STREAMS && !self.progress.contains_key(key) {
+            self.progress.clear();
+        }
+        let mut verified = self.progress.remove(key).unwrap_or_default();
+        let fresh: Vec<FragmentRecord> = prefix
+            .iter()
+            .skip(1 + verified.len())
+            .map_while(|p| match p {
+                ProposalPart::Fragment(f) => Some(f.0.clone()),
+                _ => None,
+            })
+            .collect();
+        for record in fresh {
+            let held = match check_next(self.chain_id, &self.validators, verified.last(), &record) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(height, round, "streamed fragment refused: {e}");
+                    break;
+                }
+            };
+            let r = record.clone();
+            if let Err(e) = self.blocking(move |host| host.stream_fragment(height, round, &r)).await {
+                tracing::warn!(height, round, index = record.index, "streamed fragment does not execute here: {e}");
+                break;
+            }
+            verified.push(held);
+        }
+        if preferred(&self.validators, height, &verified, &self.held) {
+            self.held = verified.clone();
+        }
+        self.progress.insert(key.clone(), verified);
     }
 
     /// Checks proposals kept for `height` now that it is reached.
@@ -568,18 +659,30 @@ impl App {
         let Some(waiting) = self.future.remove(&height) else { return };
         for assembled in waiting {
             let round = assembled.round.as_u32().unwrap_or(0);
-            let value = self.execute(assembled).await;
+            let Ok(chain) = check(self.chain_id, &self.validators, &assembled) else { continue };
+            let value = self.execute(assembled, chain).await;
             self.seen.entry((height, round)).or_default().push(value);
         }
     }
 
     /// Executes a proposal of the current height (once per block) and says whether it is
     /// valid.
-    async fn execute(&mut self, p: Assembled) -> ProposedValue<CairnContext> {
+    async fn execute(&mut self, p: Assembled, chain: Vec<HeldFragment>) -> ProposedValue<CairnContext> {
         let id = p.block.hash();
         let known = self.seen.values().flatten().find(|v| v.value.hash() == id).map(|v| v.validity);
         let validity = match known {
             Some(v) => v,
+            // It drops fragments this node holds (preconfirmations it must keep).
+            None if preferred(&self.validators, p.height.0, &self.held, &chain) => {
+                tracing::warn!(
+                    height = %p.height,
+                    round = %p.round,
+                    proposer = %p.proposer,
+                    held = self.held.len(),
+                    "proposal refused: it does not extend the chain of fragments this node holds"
+                );
+                Validity::Invalid
+            }
             None => {
                 let (block, fragments) = (p.block.block().clone(), p.fragments.clone());
                 match self.blocking(move |host| host.check(&block, &fragments)).await {

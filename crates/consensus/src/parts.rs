@@ -86,6 +86,18 @@ impl<K: Clone + Eq + std::hash::Hash> Streams<K> {
         Ok(Some(stream.parts.into_values().collect()))
     }
 
+    /// The parts of stream `key` received so far from its start, without a gap.
+    pub fn prefix(&self, key: &K) -> Vec<ProposalPart> {
+        let Some(stream) = self.streams.get(key) else { return Vec::new() };
+        stream
+            .parts
+            .iter()
+            .enumerate()
+            .take_while(|(i, (seq, _))| *i as u64 == **seq)
+            .map(|(_, (_, p))| p.clone())
+            .collect()
+    }
+
     fn remove(&mut self, key: &K) -> Option<Stream> {
         self.order.retain(|k| k != key);
         self.streams.remove(key)
@@ -123,7 +135,8 @@ pub fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, String> {
 /// Everything about a proposal that can be checked without executing it: the proposer
 /// is the one of its round, it signed the block and every fragment, and the fragments
 /// are exactly the block's, in its context.
-pub fn check(chain_id: u64, validators: &Validators, p: &Assembled) -> Result<(), String> {
+/// Returns its fragments as checked.
+pub fn check(chain_id: u64, validators: &Validators, p: &Assembled) -> Result<Vec<HeldFragment>, String> {
     let block = p.block.block();
     let round = p.round.as_u32().ok_or("a proposal needs a round")?;
     if block.chain_id != chain_id {
@@ -151,12 +164,16 @@ pub fn check(chain_id: u64, validators: &Validators, p: &Assembled) -> Result<()
         return Err(format!("{} fragments streamed, the block names {}", p.fragments.len(), block.fragments.len()));
     }
     let mut txs = Vec::with_capacity(block.transactions.len());
+    let mut chain: Vec<HeldFragment> = Vec::with_capacity(p.fragments.len());
     for (i, (f, named)) in p.fragments.iter().zip(&block.fragments).enumerate() {
-        let signed = f.signed(chain_id);
-        if signed.fragment.hash() != *named {
+        // A block may extend fragments of an earlier round's proposer of its height
+        // (kept when that proposer failed): each is signed by a validator, and they
+        // chain.
+        let held = check_next(chain_id, validators, chain.last(), f).map_err(|e| format!("fragment {i}: {e}"))?;
+        if held.hash != *named {
             return Err(format!("fragment {i} is not the one the block names"));
         }
-        signed.verify(Some(block.proposer)).map_err(|e| format!("fragment {i}: {e}"))?;
+        chain.push(held);
         if f.height != block.height
             || f.timestamp != block.timestamp
             || f.base_fee != block.base_fee
@@ -171,7 +188,82 @@ pub fn check(chain_id: u64, validators: &Validators, p: &Assembled) -> Result<()
     if txs != block.transactions {
         return Err("the fragments' transactions are not the block's".into());
     }
-    Ok(())
+    Ok(chain)
+}
+
+/// A fragment that checked: its record, its hash and its signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldFragment {
+    pub record: FragmentRecord,
+    pub hash: B256,
+    pub signer: alloy_primitives::Address,
+}
+
+/// Checks `record` as the fragment after `prev` in one block's chain: signed by a
+/// validator, at the next index and position, naming `prev` as its parent, in the same
+/// block context.
+pub fn check_next(
+    chain_id: u64,
+    validators: &Validators,
+    prev: Option<&HeldFragment>,
+    record: &FragmentRecord,
+) -> Result<HeldFragment, String> {
+    let signed = record.signed(chain_id);
+    let hash = signed.fragment.hash();
+    let signer = signed.signer().map_err(|e| e.to_string())?;
+    if validators.set().get(&signer).is_none() {
+        return Err(format!("fragment {hash} is signed by {signer}, not a validator"));
+    }
+    match prev {
+        None if record.index != 0 || record.first_tx != 0 => {
+            return Err(format!("a block's first fragment has index {} at position {}", record.index, record.first_tx))
+        }
+        Some(p) => {
+            let r = &p.record;
+            let context = (r.height, r.timestamp, r.base_fee, r.prevrandao, r.beneficiary, r.gas_limit);
+            if (
+                record.height,
+                record.timestamp,
+                record.base_fee,
+                record.prevrandao,
+                record.beneficiary,
+                record.gas_limit,
+            ) != context
+            {
+                return Err(format!("fragment {} has another block context than fragment {}", record.index, r.index));
+            }
+            if record.index != r.index + 1 || record.parent != p.hash {
+                return Err(format!("fragment {} does not follow fragment {}", record.index, r.index));
+            }
+            if u64::from(record.first_tx) != u64::from(r.first_tx) + r.txs.len() as u64 {
+                return Err(format!("fragment {} leaves a gap or overlaps fragment {}", record.index, r.index));
+            }
+        }
+        None => {}
+    }
+    Ok(HeldFragment { record: record.clone(), hash, signer })
+}
+
+/// The rank of `signer`'s fragments at `height`: the first round it proposes in. A
+/// fragment of an earlier round's proposer was promised first.
+pub fn rank(validators: &Validators, height: u64, signer: alloy_primitives::Address) -> u64 {
+    let total = validators.set().total_power();
+    (0..total.min(u64::from(u32::MAX)))
+        .find(|r| validators.proposer(height, *r as u32).address.0 == signer)
+        .unwrap_or(u64::MAX)
+}
+
+/// Whether chain `a` of one height is preferred to chain `b`: at the first fragment
+/// where they differ, `a`'s was signed by the proposer of an earlier round; when one is
+/// a prefix of the other, the longer one. This is the order in which validators hold
+/// chains of fragments: a proposal must not be less than the chain a validator holds.
+pub fn preferred(validators: &Validators, height: u64, a: &[HeldFragment], b: &[HeldFragment]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        if x.hash != y.hash {
+            return rank(validators, height, x.signer) < rank(validators, height, y.signer);
+        }
+    }
+    a.len() > b.len()
 }
 
 /// The transactions of a synced block match the ones it names.
@@ -302,7 +394,7 @@ mod tests {
     fn only_the_rounds_proposer_with_its_own_fragments_passes() {
         let (keys, validators) = keys(4);
         let (p, key) = proposal(&keys, &validators, 1);
-        assert_eq!(check(CHAIN, &validators, &p), Ok(()));
+        assert_eq!(check(CHAIN, &validators, &p).map(|c| c.len()), Ok(2));
         assert!(check(CHAIN + 1, &validators, &p).is_err(), "another chain");
 
         // Signed by another validator than the round's proposer.
@@ -317,7 +409,14 @@ mod tests {
         // A fragment that is not the block's, or not its proposer's.
         let mut q = p.clone();
         q.fragments[1] = fragment(&key, 1, B256::ZERO, &[b"b"]);
+        assert!(check(CHAIN, &validators, &q).expect_err("refused").contains("does not follow"));
+        let mut q = p.clone();
+        q.fragments[1] = fragment(&key, 1, p.fragments[0].signed(CHAIN).fragment.hash(), &[b"c"]);
         assert!(check(CHAIN, &validators, &q).expect_err("refused").contains("not the one the block names"));
+        let outsider = PrivateKeySigner::random();
+        let mut q = p.clone();
+        q.fragments[0] = fragment(&outsider, 0, B256::ZERO, &[b"a"]);
+        assert!(check(CHAIN, &validators, &q).expect_err("refused").contains("not a validator"));
         let mut q = p.clone();
         q.fragments.pop();
         assert!(check(CHAIN, &validators, &q).is_err(), "a fragment missing");

@@ -17,8 +17,12 @@ const VALIDATORS: usize = 4;
 
 /// A base port `P` such that `P + i` (JSON-RPC) and `P + 100 + i` (P2P) are free now.
 fn free_base_port() -> u16 {
+    // Tests of this file run at once: each takes another range.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let seed = std::process::id() as u16;
-    for attempt in 0..200u16 {
+    loop {
+        let attempt = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(attempt < 200, "no free port range");
         let base = 20_000 + (seed.wrapping_mul(31).wrapping_add(attempt.wrapping_mul(211))) % 25_000;
         let ports = (0..VALIDATORS as u16).flat_map(|i| [base + i, base + 100 + i]);
         let listeners: Vec<_> = ports.map(|p| std::net::TcpListener::bind(("127.0.0.1", p))).collect();
@@ -26,7 +30,6 @@ fn free_base_port() -> u16 {
             return base;
         }
     }
-    panic!("no free port range");
 }
 
 struct Set {

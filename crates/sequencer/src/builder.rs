@@ -648,6 +648,17 @@ impl BlockInProgress {
         Ok(())
     }
 
+    /// Takes in a fragment another validator signed for this height (one that failed to
+    /// finish its block): executed again and checked (replay mode), then written to this
+    /// node's fragment log, so that this node's block extends it also after a restart.
+    pub(crate) fn adopt(&mut self, chain: &Chain, record: &LoggedFragment) -> Result<(), SequencerError> {
+        self.replay(chain, record, true)?;
+        if let Some(preconf) = &chain.preconf {
+            preconf.log.lock().append(record)?;
+        }
+        Ok(())
+    }
+
     /// Executes the transactions of a decided block received by value sync (replay
     /// mode) and takes them in, without fragments: every one must be included.
     pub(crate) fn replay_txs(&mut self, chain: &Chain, raw: &[Bytes]) -> Result<(), SequencerError> {

@@ -43,6 +43,15 @@ pub struct Replica {
     /// The validator key's address (it signs this node's fragments).
     proposer: Address,
     candidates: Mutex<Candidates>,
+    /// The block another validator is streaming, executed fragment by fragment.
+    inflight: Mutex<Option<Inflight>>,
+}
+
+struct Inflight {
+    height: u64,
+    round: u32,
+    block: BlockInProgress,
+    records: Vec<FragmentRecord>,
 }
 
 /// Clears the fragment hook when building ends, however it ends.
@@ -87,6 +96,7 @@ impl Replica {
             config: BuilderConfig { empty_blocks: true, ..config },
             proposer,
             candidates: Mutex::default(),
+            inflight: Mutex::new(None),
         })
     }
 
@@ -116,40 +126,87 @@ impl Replica {
 
     /// The context a block of height `tip + 1` must have; checks the proposed one.
     fn check_context(&self, block: &SequencerBlock) -> Result<BlockContext, String> {
-        let chain = &self.chain;
-        let tip = chain.tip();
-        if block.height != tip.number + 1 {
-            return Err(format!("block {} does not follow the last decided block {}", block.height, tip.number));
-        }
+        let tip = self.chain.tip();
         if block.parent != tip.sequencer_hash {
             return Err(format!(
                 "block {} extends {}, not the last decided block {}",
                 block.height, block.parent, tip.sequencer_hash
             ));
         }
-        if block.chain_id != chain.config.chain_id {
+        if block.chain_id != self.chain.config.chain_id {
             return Err(format!("block for chain {}", block.chain_id));
         }
-        let base_fee = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
-        if block.base_fee != base_fee {
-            return Err(format!("base fee {} where the rules give {base_fee}", block.base_fee));
+        self.check_fields(
+            block.height,
+            block.timestamp,
+            block.base_fee,
+            block.prevrandao,
+            block.gas_limit,
+            block.beneficiary,
+        )
+    }
+
+    /// The context of the next height with these fields, if the rules allow them.
+    fn check_fields(
+        &self,
+        height: u64,
+        timestamp: u64,
+        base_fee: u64,
+        prevrandao: B256,
+        gas_limit: u64,
+        beneficiary: Address,
+    ) -> Result<BlockContext, String> {
+        let chain = &self.chain;
+        let tip = chain.tip();
+        if height != tip.number + 1 {
+            return Err(format!("block {height} does not follow the last decided block {}", tip.number));
         }
-        let prevrandao = next_prevrandao(&tip, block.height);
-        if block.prevrandao != prevrandao {
-            return Err(format!("prevrandao {} where the rules give {prevrandao}", block.prevrandao));
+        let expected = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
+        if base_fee != expected {
+            return Err(format!("base fee {base_fee} where the rules give {expected}"));
         }
-        if block.gas_limit != chain.config.gas_limit {
-            return Err(format!("gas limit {} where the chain's is {}", block.gas_limit, chain.config.gas_limit));
+        let expected = next_prevrandao(&tip, height);
+        if prevrandao != expected {
+            return Err(format!("prevrandao {prevrandao} where the rules give {expected}"));
         }
-        if block.timestamp < tip.timestamp {
-            return Err(format!("timestamp {} is before its parent's {}", block.timestamp, tip.timestamp));
+        if gas_limit != chain.config.gas_limit {
+            return Err(format!("gas limit {gas_limit} where the chain's is {}", chain.config.gas_limit));
         }
-        if block.timestamp > now_secs() + MAX_CLOCK_DRIFT_SECS {
-            return Err(format!("timestamp {} is ahead of this node's clock {}", block.timestamp, now_secs()));
+        if timestamp < tip.timestamp {
+            return Err(format!("timestamp {timestamp} is before its parent's {}", tip.timestamp));
         }
-        let mut ctx = BlockContext::for_chain(&chain.config, block.height, block.timestamp, base_fee, prevrandao);
-        ctx.beneficiary = block.beneficiary;
+        if timestamp > now_secs() + MAX_CLOCK_DRIFT_SECS {
+            return Err(format!("timestamp {timestamp} is ahead of this node's clock {}", now_secs()));
+        }
+        let mut ctx = BlockContext::for_chain(&chain.config, height, timestamp, base_fee, prevrandao);
+        ctx.beneficiary = beneficiary;
         Ok(ctx)
+    }
+
+    fn context_of(&self, r: &FragmentRecord) -> Result<BlockContext, String> {
+        self.check_fields(r.height, r.timestamp, r.base_fee, r.prevrandao, r.gas_limit, r.beneficiary)
+    }
+
+    /// Puts the transactions of a block this node will not propose (it lost to another
+    /// chain of fragments) back in the pool, except those in `keep`.
+    fn return_to_pool(&self, body: &[(B256, Address, Bytes)], keep: &std::collections::HashSet<B256>) {
+        let chain = &self.chain;
+        let view = chain.pending_view();
+        let mut returning = Vec::new();
+        for (_, sender, raw) in body.iter().filter(|(h, _, _)| !keep.contains(h)) {
+            let Ok(tx) = TxEnvelope::decode_2718_exact(raw) else { continue };
+            let nonce =
+                cairn_primitives::StateView::account(&view, *sender).ok().flatten().map(|a| a.nonce).unwrap_or(0);
+            returning.push((alloy_consensus::transaction::Recovered::new_unchecked(tx, *sender), nonce));
+        }
+        drop(view);
+        if returning.is_empty() {
+            return;
+        }
+        let offered = returning.len();
+        let mut pool = chain.pool.lock();
+        let returned = returning.into_iter().filter(|(tx, nonce)| pool.insert(tx.clone(), *nonce).is_ok()).count();
+        tracing::info!(offered, returned, "transactions of a block this node did not get decided are back in the pool");
     }
 
     fn build_block(
@@ -157,6 +214,7 @@ impl Replica {
         height: u64,
         round: u32,
         slot: Duration,
+        inherited: &[FragmentRecord],
         publish: Box<dyn Fn(FragmentRecord) + Send + Sync>,
     ) -> Result<SequencerBlock, SequencerError> {
         let chain = &self.chain;
@@ -164,27 +222,79 @@ impl Replica {
         if tip.number + 1 != height {
             return Err(SequencerError::Consensus(format!("asked to build block {height} on block {}", tip.number)));
         }
-        {
-            let c = self.candidates.lock();
-            if let Some(p) = c.own.filter(|(h, _)| *h == height).and_then(|(_, hash)| c.by_hash.get(&hash)) {
-                let ctx = (p.sequencer.prevrandao, p.sequencer.beneficiary, p.sequencer.gas_limit);
-                for f in &p.fragments {
-                    publish(record_of(f, ctx));
+        let inherited_hashes: Vec<B256> =
+            inherited.iter().map(|r| r.signed(chain.config.chain_id).fragment.hash()).collect();
+        let extends = |fragments: &[Arc<FragmentPart>]| {
+            inherited_hashes.len() <= fragments.len()
+                && inherited_hashes.iter().zip(fragments).all(|(h, f)| *h == f.hash)
+        };
+        // This node's block of an earlier round: proposed again, unchanged, if it holds
+        // the chain of fragments this node must extend.
+        let own = {
+            let mut c = self.candidates.lock();
+            match c.own.filter(|(h, _)| *h == height) {
+                Some((_, hash)) => {
+                    let keep = c.by_hash.get(&hash).is_some_and(|p| extends(&p.fragments));
+                    if keep {
+                        c.by_hash.get(&hash).cloned()
+                    } else {
+                        c.own = None;
+                        if let Some(lost) = c.by_hash.remove(&hash) {
+                            drop(c);
+                            self.return_to_pool(&lost.body, &std::collections::HashSet::new());
+                        }
+                        None
+                    }
                 }
-                tracing::info!(height, round, block = %p.sequencer.hash(), "proposing this node's block again");
-                return Ok(p.sequencer.clone());
+                None => None,
             }
+        };
+        if let Some(p) = own {
+            let ctx = (p.sequencer.prevrandao, p.sequencer.beneficiary, p.sequencer.gas_limit);
+            for f in &p.fragments {
+                publish(record_of(f, ctx));
+            }
+            tracing::info!(height, round, block = %p.sequencer.hash(), "proposing this node's block again");
+            return Ok(p.sequencer.clone());
         }
         chain.clear_open(height);
-        let mut block = match chain.take_resumed().filter(|b| b.number() == height) {
-            Some(resumed) => {
+        self.inflight.lock().take();
+        let resumed = chain.take_resumed().filter(|b| b.number() == height);
+        let mut block = match resumed {
+            Some(resumed) if extends(&resumed.fragments) => {
                 let ctx = (resumed.ctx.prevrandao, resumed.ctx.beneficiary, resumed.ctx.gas_limit);
                 for f in &resumed.fragments {
                     publish(record_of(f, ctx));
                 }
                 resumed
             }
-            None => BlockInProgress::open(chain),
+            other => {
+                if let Some(lost) = other {
+                    self.return_to_pool(&lost.body, &std::collections::HashSet::new());
+                }
+                match inherited.first() {
+                    // Another proposer of this height signed fragments and did not finish
+                    // its block: this block extends them (their transactions keep their
+                    // places), then goes on with its own.
+                    Some(first) => {
+                        let ctx = self.context_of(first).map_err(SequencerError::Consensus)?;
+                        let mut block = BlockInProgress::with_context(chain, ctx);
+                        for r in inherited {
+                            block.adopt(chain, r)?;
+                            publish(r.clone());
+                        }
+                        tracing::info!(
+                            height,
+                            round,
+                            fragments = inherited.len(),
+                            txs = block.len(),
+                            "extending the fragments of an earlier round"
+                        );
+                        block
+                    }
+                    None => BlockInProgress::open(chain),
+                }
+            }
         };
         if !block.close_logged {
             chain.set_fragment_hook(Some(publish));
@@ -211,6 +321,34 @@ impl Replica {
         Ok(sequencer)
     }
 
+    /// Executes one fragment of the block another validator is streaming, as it
+    /// arrives: it becomes this node's preconfirmed state too.
+    fn stream_one(&self, height: u64, round: u32, record: &FragmentRecord) -> Result<(), String> {
+        let chain = &self.chain;
+        let mut inflight = self.inflight.lock();
+        let same = inflight.as_ref().is_some_and(|f| f.height == height && f.round == round);
+        if !same {
+            if record.index != 0 {
+                return Err(format!("fragment {} of a stream this node did not see start", record.index));
+            }
+            let ctx = self.context_of(record)?;
+            chain.clear_open(height);
+            *inflight =
+                Some(Inflight { height, round, block: BlockInProgress::with_context(chain, ctx), records: Vec::new() });
+        }
+        let Some(f) = inflight.as_mut() else { return Ok(()) };
+        if record.index as usize != f.records.len() {
+            return Err(format!("fragment {} where fragment {} was next", record.index, f.records.len()));
+        }
+        if let Err(e) = f.block.replay(chain, record, false) {
+            *inflight = None;
+            chain.clear_open(height);
+            return Err(e.to_string());
+        }
+        f.records.push(record.clone());
+        Ok(())
+    }
+
     fn replay_proposal(&self, block: &SequencerBlock, fragments: &[FragmentRecord]) -> Result<(), String> {
         let hash = block.hash();
         if self.candidates.lock().by_hash.contains_key(&hash) {
@@ -218,10 +356,25 @@ impl Replica {
         }
         let chain = &self.chain;
         let ctx = self.check_context(block)?;
-        chain.clear_open(block.height);
-        let mut open = BlockInProgress::with_context(chain, ctx);
+        // Go on from the fragments executed as they streamed in, when they are this
+        // block's first ones.
+        let streamed = self.inflight.lock().take().filter(|f| {
+            f.height == block.height
+                && f.records.len() <= fragments.len()
+                && f.records[..] == fragments[..f.records.len()]
+        });
+        let (mut open, done) = match streamed {
+            Some(f) => {
+                let done = f.records.len();
+                (f.block, done)
+            }
+            None => {
+                chain.clear_open(block.height);
+                (BlockInProgress::with_context(chain, ctx), 0)
+            }
+        };
         let replayed = (|| {
-            for f in fragments {
+            for f in &fragments[done..] {
                 open.replay(chain, f, false)?;
             }
             // Another validator's block: its close is not this node's to log.
@@ -314,20 +467,6 @@ impl Replica {
         let block = Arc::new(proposal.decided(certificate));
         chain.push_executed(block.clone())?;
         chain.sequenced(&block);
-        // This node's own proposal for the height lost: its transactions that the
-        // decided block does not hold go back to the pool (nonces read before the pool
-        // is locked).
-        let mut returning = Vec::new();
-        if let Some(own) = own {
-            let included: std::collections::HashSet<B256> = block.body.iter().map(|(h, _, _)| *h).collect();
-            let view = chain.pending_view();
-            for (_, sender, raw) in own.body.iter().filter(|(h, _, _)| !included.contains(h)) {
-                let Ok(tx) = TxEnvelope::decode_2718_exact(raw) else { continue };
-                let nonce =
-                    cairn_primitives::StateView::account(&view, *sender).ok().flatten().map(|a| a.nonce).unwrap_or(0);
-                returning.push((alloy_consensus::transaction::Recovered::new_unchecked(tx, *sender), nonce));
-            }
-        }
         {
             // Its transactions leave this node's pool, whoever proposed them.
             let mut next: HashMap<Address, u64> = HashMap::new();
@@ -342,17 +481,15 @@ impl Replica {
                 pool.remove(h);
             }
             pool.on_nonces_used(next);
-            if !returning.is_empty() {
-                let offered = returning.len();
-                let returned =
-                    returning.into_iter().filter(|(tx, nonce)| pool.insert(tx.clone(), *nonce).is_ok()).count();
-                tracing::info!(
-                    height = number,
-                    offered,
-                    returned,
-                    "this node's proposal was not decided; its transactions are back in the pool"
-                );
-            }
+        }
+        // This node's own proposal for the height lost: its transactions that the
+        // decided block does not hold go back to the pool.
+        if let Some(own) = own {
+            let included: std::collections::HashSet<B256> = block.body.iter().map(|(h, _, _)| *h).collect();
+            self.return_to_pool(&own.body, &included);
+        }
+        if self.inflight.lock().as_ref().is_some_and(|f| f.height <= number) {
+            *self.inflight.lock() = None;
         }
         if let Some(last) = block.fragments.last() {
             *chain.fragment_parent.lock() = last.hash;
@@ -386,9 +523,14 @@ impl Host for Replica {
         height: u64,
         round: u32,
         slot: Duration,
+        inherited: Vec<FragmentRecord>,
         publish: Box<dyn Fn(FragmentRecord) + Send + Sync>,
     ) -> Result<SequencerBlock, String> {
-        self.build_block(height, round, slot, publish).map_err(|e| e.to_string())
+        self.build_block(height, round, slot, &inherited, publish).map_err(|e| e.to_string())
+    }
+
+    fn stream_fragment(&self, height: u64, round: u32, record: &FragmentRecord) -> Result<(), String> {
+        self.stream_one(height, round, record)
     }
 
     fn check(&self, block: &SequencerBlock, fragments: &[FragmentRecord]) -> Result<(), String> {
