@@ -374,6 +374,11 @@ impl App {
             AppMsg::StartedRound { height, round, proposer, role, reply_value } => {
                 tracing::debug!(%height, %round, %proposer, ?role, "round started");
                 self.enter(height.0);
+                // Streams of this height that began before this node reached it.
+                for key in self.streams.keys() {
+                    let prefix = self.streams.prefix(&key);
+                    self.follow(&key, &prefix).await;
+                }
                 self.check_future(height.0).await;
                 let r = round.as_u32().unwrap_or(0);
                 let values = self.seen.get(&(height.0, r)).cloned().unwrap_or_default();

@@ -86,6 +86,11 @@ impl<K: Clone + Eq + std::hash::Hash> Streams<K> {
         Ok(Some(stream.parts.into_values().collect()))
     }
 
+    /// The streams being received.
+    pub fn keys(&self) -> Vec<K> {
+        self.order.iter().cloned().collect()
+    }
+
     /// The parts of stream `key` received so far from its start, without a gap.
     pub fn prefix(&self, key: &K) -> Vec<ProposalPart> {
         let Some(stream) = self.streams.get(key) else { return Vec::new() };

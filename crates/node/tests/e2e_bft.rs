@@ -85,10 +85,27 @@ impl Set {
         assert!(!status.success());
     }
 
+    /// The end of validator `i`'s log, without the network's reconnection noise.
     fn tail(&self, i: usize) -> String {
         let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
+        let lines: Vec<&str> =
+            text.lines().filter(|l| !l.contains("arc_malachitebft_network") && !l.starts_with(" - ")).collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The warnings and errors every node logged (for a failure's message).
+    fn warnings(&self) -> String {
+        let mut out = String::new();
+        for i in 0..VALIDATORS {
+            let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
+            for line in text.lines().filter(|l| {
+                l.contains("cairn_")
+                    && (l.contains("WARN") || l.contains("ERROR") || l.contains("extending") || l.contains("again"))
+            }) {
+                out.push_str(&format!("node {i}: {line}\n"));
+            }
+        }
+        out
     }
 
     fn running(&self) -> Vec<usize> {
@@ -309,4 +326,124 @@ async fn testnet_run_starts_a_set_and_stops_it_on_ctrl_c() {
     for url in &urls {
         assert!(height(&client, url).await.is_none(), "{url} still answers");
     }
+}
+
+/// The sequencer block proposer of `height`, round 0 (validators take turns by
+/// address; each has power 1).
+async fn set_addresses(client: &reqwest::Client, set: &Set) -> Vec<String> {
+    let genesis: Value =
+        serde_json::from_slice(&std::fs::read(set.homes[0].join("genesis.json")).expect("genesis")).expect("json");
+    let mut out = Vec::new();
+    for i in 0..VALIDATORS {
+        let cfg = std::fs::read_to_string(set.homes[i].join("validator.key")).expect("key");
+        let key: alloy_signer_local::PrivateKeySigner = cfg.trim().parse().expect("key");
+        out.push(format!("{:#x}", key.address()));
+    }
+    assert_eq!(genesis["validators"].as_array().map(Vec::len), Some(VALIDATORS));
+    let _ = client;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_proposer_mid_block_keeps_every_preconfirmation() {
+    use alloy_eips::eip2718::Encodable2718;
+    const TRIALS: usize = 8;
+    let client = reqwest::Client::new();
+    let mut set = Set::init();
+    for i in 0..VALIDATORS {
+        set.start(i);
+    }
+    wait_height(&client, &set, &[0, 1, 2, 3], 2, Duration::from_secs(60)).await;
+    let addresses = set_addresses(&client, &set).await;
+    let signers: Vec<_> = cairn_primitives::dev_accounts(cairn_primitives::DEV_MNEMONIC, 10)
+        .expect("derive")
+        .into_iter()
+        .map(|a| a.signer)
+        .collect();
+    let factory = cairn_workload::TxFactory::new(31337);
+    let to = alloy_primitives::Address::repeat_byte(0x44);
+    let mut kept = 0;
+    for trial in 0..TRIALS {
+        let victim = trial % VALIDATORS;
+        let survivors: Vec<usize> = (0..VALIDATORS).filter(|i| *i != victim).collect();
+        // Two transactions that only the victim has: they are preconfirmed when it
+        // proposes, by its first fragment.
+        let mut waits = Vec::new();
+        for j in 0..2 {
+            let account = (2 * trial + j) % signers.len();
+            let nonce = ((2 * trial + j) / signers.len()) as u64;
+            let tx = factory.transfer_eth(&signers[account], nonce, to, alloy_primitives::U256::from(1)).expect("sign");
+            let raw = alloy_primitives::hex::encode_prefixed(tx.encoded_2718());
+            let (client, url) = (client.clone(), set.urls[victim].clone());
+            waits.push(tokio::spawn(async move {
+                let body = json!({"jsonrpc": "2.0", "id": 1, "method": "cairn_sendRawTransactionPreconfirmed", "params": [raw, 20_000]});
+                // `None`: the validator was killed before it answered (no promise made).
+                match client.post(&url).json(&body).send().await {
+                    Ok(resp) => resp.json::<Value>().await.ok(),
+                    Err(_) => None,
+                }
+            }));
+        }
+        let mut promises = Vec::new();
+        for w in waits {
+            let Some(answer) = w.await.expect("join") else {
+                assert!(!promises.is_empty(), "trial {trial}: validator {victim} gave no preconfirmation");
+                continue;
+            };
+            let p = answer["result"].clone();
+            assert!(!p.is_null(), "trial {trial}: no preconfirmation from validator {victim}: {answer}");
+            assert_eq!(p["sequencer"].as_str().map(str::to_lowercase), Some(addresses[victim].clone()));
+            promises.push((p["transactionHash"].clone(), hex_u64(&p["blockNumber"]), hex_u64(&p["transactionIndex"])));
+            if promises.len() == 1 {
+                // The first promise is in hand. The guarantee covers a fragment that
+                // reached a validator that stays up: wait until one of the others holds
+                // it (they execute fragments as they stream in), then kill -9 the
+                // proposer in the middle of its block (a block lasts 200 ms).
+                let hash = p["transactionHash"].clone();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                'held: loop {
+                    for i in &survivors {
+                        let s = rpc(&client, &set.urls[*i], "cairn_getTransactionStatus", json!([hash])).await;
+                        if s.is_some_and(|s| {
+                            s["status"] == "preconfirmed" || s["status"] == "sequenced" || s["status"] == "sealed"
+                        }) {
+                            break 'held;
+                        }
+                    }
+                    assert!(Instant::now() < deadline, "trial {trial}: no other validator received the fragment");
+                    tokio::task::yield_now().await;
+                }
+                set.kill(victim);
+            }
+        }
+        let height_promised = promises.iter().map(|p| p.1).max().expect("promises");
+        wait_height(&client, &set, &survivors, height_promised, Duration::from_secs(60)).await;
+        for (hash, number, index) in &promises {
+            for i in &survivors {
+                let r = rpc(&client, &set.urls[*i], "eth_getTransactionReceipt", json!([hash])).await;
+                let r = r.unwrap_or_else(|| panic!("trial {trial}: {hash} not decided on node {i}"));
+                assert_eq!(
+                    (hex_u64(&r["blockNumber"]), hex_u64(&r["transactionIndex"])),
+                    (*number, *index),
+                    "trial {trial}: {hash} was promised block {number} position {index} by validator {victim}; node {i} has {r}\n{}",
+                    set.warnings()
+                );
+            }
+            kept += 1;
+        }
+        // The victim's block was finished by another proposer.
+        let seq =
+            rpc(&client, &set.urls[survivors[0]], "cairn_getSequencerBlock", json!([format!("{height_promised:#x}")]))
+                .await
+                .expect("sequencer block");
+        assert_ne!(seq["proposer"].as_str().map(str::to_lowercase), Some(addresses[victim].clone()), "{seq}");
+        // Back, caught up.
+        set.start(victim);
+        let now = height(&client, &set.urls[survivors[0]]).await.expect("height");
+        wait_height(&client, &set, &[victim], now, Duration::from_secs(60)).await;
+    }
+    assert!(kept >= TRIALS, "at least one promise per trial");
+    let upto = height(&client, &set.urls[0]).await.expect("height");
+    wait_height(&client, &set, &[0, 1, 2, 3], upto, Duration::from_secs(60)).await;
+    same_chain(&client, &set, &[0, 1, 2, 3], upto).await;
 }

@@ -426,6 +426,9 @@ impl Replica {
                 Err(e)
             }
         })?;
+        // Nothing of this height may be under it (this node's own block, or one streamed).
+        chain.clear_open(block.height);
+        self.inflight.lock().take();
         let mut open = BlockInProgress::with_context(chain, ctx);
         open.replay_txs(chain, txs).map_err(|e| e.to_string())?;
         open.close_logged = true;
