@@ -431,6 +431,43 @@ mod tests {
     }
 
     #[test]
+    fn chains_of_an_earlier_rounds_proposer_are_preferred_and_longer_beats_shorter() {
+        let (keys, validators) = keys(4);
+        let key_of = |round: u32| {
+            let a = validators.proposer(5, round).address.0;
+            keys.iter().find(|k| k.address() == a).expect("key").clone()
+        };
+        let (first, second) = (key_of(0), key_of(1));
+        assert_eq!(rank(&validators, 5, first.address()), 0);
+        assert_eq!(rank(&validators, 5, second.address()), 1);
+        // Round 0's proposer made three fragments and failed.
+        let mut a: Vec<HeldFragment> = Vec::new();
+        for i in 0..3u32 {
+            let parent = a.last().map(|f| f.hash).unwrap_or_default();
+            let r = fragment(&first, i, parent, &[format!("a{i}").as_bytes()]);
+            a.push(check_next(CHAIN, &validators, a.last(), &r).expect("chains"));
+        }
+        // Round 1's proposer saw only two of them and went on with its own.
+        let mut b = a[..2].to_vec();
+        let r = fragment(&second, 2, b[1].hash, &[b"b2"]);
+        b.push(check_next(CHAIN, &validators, b.last(), &r).expect("chains"));
+        assert!(preferred(&validators, 5, &a, &b), "round 0's third fragment was promised first");
+        assert!(!preferred(&validators, 5, &b, &a));
+        // A chain that extends the held one is preferred; a prefix of it is not.
+        assert!(preferred(&validators, 5, &a, &a[..2]));
+        assert!(!preferred(&validators, 5, &a[..2], &a));
+        assert!(!preferred(&validators, 5, &a, &a), "not preferred to itself");
+        assert!(preferred(&validators, 5, &b, &[]));
+        // Chain rules: an index skipped, or a fragment that names another parent.
+        let skip = fragment(&first, 4, a[2].hash, &[b"x"]);
+        assert!(check_next(CHAIN, &validators, a.last(), &skip).is_err());
+        let orphan = fragment(&first, 3, B256::repeat_byte(9), &[b"x"]);
+        assert!(check_next(CHAIN, &validators, a.last(), &orphan).is_err());
+        let not_first = fragment(&first, 1, B256::ZERO, &[b"x"]);
+        assert!(check_next(CHAIN, &validators, None, &not_first).is_err());
+    }
+
+    #[test]
     fn synced_transactions_must_be_the_blocks() {
         let (keys, validators) = keys(1);
         let (p, _) = proposal(&keys, &validators, 0);
