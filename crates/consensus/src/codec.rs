@@ -185,6 +185,7 @@ mod tests {
             beneficiary: alloy_primitives::Address::ZERO,
             transactions: vec![B256::repeat_byte(8)],
             fragments: vec![],
+            executed: None,
         })
     }
 

@@ -206,6 +206,7 @@ mod tests {
             beneficiary: Address::ZERO,
             transactions: vec![B256::repeat_byte(height as u8)],
             fragments: vec![],
+            executed: None,
         }
     }
 

@@ -344,6 +344,7 @@ mod tests {
             beneficiary: Address::ZERO,
             transactions: vec![keccak256(b"a"), keccak256(b"b")],
             fragments: vec![f0.signed(CHAIN).fragment.hash(), f1.signed(CHAIN).fragment.hash()],
+            executed: None,
         };
         let block = Block::new(block);
         let signature = EcdsaSignature::sign(&key, &proposal_hash(CHAIN, 5, round, -1, block.hash())).expect("sign");

@@ -15,7 +15,7 @@ pub use genesis::{
     dev_accounts, load_genesis_file, DevAccount, GenesisAccount, GenesisAlloc, GenesisError, DEV_MNEMONIC,
 };
 pub use receipt::StoredReceipt;
-pub use sequencer_block::SequencerBlock;
+pub use sequencer_block::{Executed, SequencerBlock};
 pub use state::{AccountChange, AccountState, StateDiff};
 
 pub use alloy_consensus::{Header, TxEnvelope};

@@ -3,16 +3,28 @@
 //! A proposer ends each block it builds as a sequencer block: which height and round,
 //! the sequencer block it extends, the block context its transactions executed in, who
 //! proposed it, its transactions in order and the signed fragments that preconfirmed
-//! them. It holds no execution result (the rollup block, with its state root, is made
-//! from it by the sealer once it is decided). Its identity is the keccak256 of its RLP
-//! encoding.
+//! them. Its own execution result is not in it (the rollup block, with its state root, is
+//! made from it by the sealer once it is decided); under a validator set it carries the
+//! result of the block before it (`executed`: execution enters consensus one block
+//! late). Its identity is the keccak256 of its RLP encoding.
 
 use alloy_primitives::{keccak256, Address, B256};
 use alloy_rlp::{RlpDecodable, RlpEncodable};
 
+/// The execution result of a block, as the next sequencer block carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, RlpEncodable, RlpDecodable, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Executed {
+    /// The rollup block's number and header hash (which commits to everything below).
+    pub number: u64,
+    pub header_hash: B256,
+    pub state_root: B256,
+}
+
 /// One sequencer block.
 #[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[rlp(trailing)]
 pub struct SequencerBlock {
     pub chain_id: u64,
     pub height: u64,
@@ -32,6 +44,12 @@ pub struct SequencerBlock {
     /// Hashes of the signed fragments that preconfirmed them, in order (empty when the
     /// block was built without fragments).
     pub fragments: Vec<B256>,
+    /// Under a validator set: the rollup block `height − 1` as the proposer executed and
+    /// sealed it. A validator whose own differs prevotes nil; one that sees such a block
+    /// decided halts (it diverged). `None` for a single sequencer (its sealer runs behind
+    /// its builder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executed: Option<Executed>,
 }
 
 impl SequencerBlock {
@@ -67,7 +85,24 @@ mod tests {
             beneficiary: Address::ZERO,
             transactions: vec![B256::repeat_byte(4), B256::repeat_byte(5)],
             fragments: vec![B256::repeat_byte(6)],
+            executed: None,
         }
+    }
+
+    #[test]
+    fn the_execution_result_of_the_block_before_is_optional_and_in_the_hash() {
+        let without = block();
+        let mut with = block();
+        with.executed =
+            Some(Executed { number: 6, header_hash: B256::repeat_byte(8), state_root: B256::repeat_byte(9) });
+        assert_eq!(SequencerBlock::decode(&with.encode()).expect("decodes"), with);
+        assert_eq!(SequencerBlock::decode(&without.encode()).expect("decodes"), without);
+        assert_ne!(with.hash(), without.hash());
+        let mut other = with.clone();
+        other.executed = Some(Executed { state_root: B256::repeat_byte(1), ..other.executed.expect("some") });
+        assert_ne!(other.hash(), with.hash());
+        let json = serde_json::to_value(&without).expect("json");
+        assert!(json.get("executed").is_none(), "absent for a single sequencer: {json}");
     }
 
     #[test]

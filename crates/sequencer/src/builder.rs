@@ -746,6 +746,7 @@ impl BlockInProgress {
             beneficiary: ctx.beneficiary,
             transactions: self.body.iter().map(|(h, _, _)| *h).collect(),
             fragments: self.fragments.iter().map(|f| f.hash).collect(),
+            executed: None,
         };
         let full = self.full || self.body.len() >= config.max_block_txs;
         Ok(Some(Proposal {

@@ -16,7 +16,7 @@ use alloy_primitives::{Address, Bytes, B256};
 use cairn_consensus::{Certificate, Host};
 use cairn_executor::BlockContext;
 use cairn_primitives::fragment::FragmentRecord;
-use cairn_primitives::{SequencerBlock, TxEnvelope};
+use cairn_primitives::{Executed, SequencerBlock, TxEnvelope};
 use parking_lot::Mutex;
 
 use crate::builder::{next_prevrandao, BuilderConfig};
@@ -45,6 +45,11 @@ pub struct Replica {
     candidates: Mutex<Candidates>,
     /// The block another validator is streaming, executed fragment by fragment.
     inflight: Mutex<Option<Inflight>>,
+    /// A proposal refused because its parent's execution result differs from this
+    /// node's: `(its hash, the diagnostic)`. If the set decides it, this node diverged.
+    refused: Mutex<Option<(B256, String)>>,
+    /// This node's execution diverged from the set's: it takes no further part.
+    halted: Mutex<Option<String>>,
 }
 
 struct Inflight {
@@ -97,6 +102,8 @@ impl Replica {
             proposer,
             candidates: Mutex::default(),
             inflight: Mutex::new(None),
+            refused: Mutex::new(None),
+            halted: Mutex::new(None),
         })
     }
 
@@ -122,6 +129,42 @@ impl Replica {
         }
         c.by_hash.insert(hash, proposal);
         hash
+    }
+
+    /// The execution result of block `height − 1` here: the newest sealed block (a
+    /// decision is answered only once it is sealed).
+    fn executed_parent(&self, height: u64) -> Result<Executed, String> {
+        let (header, hash) = self.chain.latest();
+        if header.number + 1 != height {
+            return Err(format!("block {} is not sealed yet (sealed: {})", height.saturating_sub(1), header.number));
+        }
+        Ok(Executed { number: header.number, header_hash: hash, state_root: header.state_root })
+    }
+
+    /// The diagnostic when `theirs` (carried by block `hash`) is not this node's result.
+    fn compare_executed(&self, height: u64, hash: B256, theirs: Option<Executed>) -> Result<Executed, String> {
+        let ours = self.executed_parent(height)?;
+        match theirs {
+            Some(t) if t == ours => Ok(ours),
+            Some(t) => Err(format!(
+                "block {height} ({hash}) says block {} has header {} and state root {}; this node computed header {} and state root {}",
+                t.number, t.header_hash, t.state_root, ours.header_hash, ours.state_root
+            )),
+            None => Err(format!("block {height} ({hash}) does not carry the execution result of block {}", ours.number)),
+        }
+    }
+
+    fn check_running(&self) -> Result<(), String> {
+        match self.halted.lock().as_ref() {
+            Some(reason) => Err(format!("halted: {reason}")),
+            None => Ok(()),
+        }
+    }
+
+    fn halt(&self, reason: String) -> String {
+        tracing::error!("HALTED: this node's execution diverged from the validator set: {reason}");
+        *self.halted.lock() = Some(reason.clone());
+        reason
     }
 
     /// The context a block of height `tip + 1` must have; checks the proposed one.
@@ -312,9 +355,10 @@ impl Replica {
                 std::thread::sleep(interval.min(end - now));
             }
         }
-        let proposal = block
+        let mut proposal = block
             .propose_as(chain, &self.config, round, self.proposer)?
             .ok_or_else(|| SequencerError::Consensus("an empty block was not proposed".into()))?;
+        proposal.sequencer.executed = Some(self.executed_parent(height).map_err(SequencerError::Consensus)?);
         let sequencer = proposal.sequencer.clone();
         let hash = self.keep(proposal);
         self.candidates.lock().own = Some((height, hash));
@@ -356,6 +400,14 @@ impl Replica {
         }
         let chain = &self.chain;
         let ctx = self.check_context(block)?;
+        let ours = match self.compare_executed(block.height, hash, block.executed) {
+            Ok(ours) => ours,
+            Err(e) => {
+                tracing::error!("proposal refused: {e}");
+                *self.refused.lock() = Some((hash, e.clone()));
+                return Err(e);
+            }
+        };
         // Go on from the fragments executed as they streamed in, when they are this
         // block's first ones.
         let streamed = self.inflight.lock().take().filter(|f| {
@@ -381,6 +433,12 @@ impl Replica {
             open.close_logged = true;
             open.propose_as(chain, &self.config, block.round, block.proposer)
         })();
+        let replayed = replayed.map(|p| {
+            p.map(|mut p| {
+                p.sequencer.executed = Some(ours);
+                p
+            })
+        });
         let proposal = match replayed {
             Ok(Some(p)) if p.sequencer == *block => p,
             Ok(Some(p)) => {
@@ -426,6 +484,13 @@ impl Replica {
                 Err(e)
             }
         })?;
+        // A decided block whose parent result differs from this node's: this node
+        // diverged.
+        if block.executed.is_some() {
+            if let Err(e) = self.compare_executed(block.height, hash, block.executed) {
+                return Err(self.halt(e));
+            }
+        }
         // Nothing of this height may be under it (this node's own block, or one streamed).
         chain.clear_open(block.height);
         self.inflight.lock().take();
@@ -446,12 +511,14 @@ impl Replica {
 
     fn commit_block(&self, hash: B256, certificate: Certificate) -> Result<(), SequencerError> {
         let chain = &self.chain;
-        let proposal = self
-            .candidates
-            .lock()
-            .by_hash
-            .remove(&hash)
-            .ok_or_else(|| SequencerError::Consensus(format!("decided block {hash} was not executed here")))?;
+        let Some(proposal) = self.candidates.lock().by_hash.remove(&hash) else {
+            if let Some((refused, why)) = self.refused.lock().clone() {
+                if refused == hash {
+                    return Err(SequencerError::Consensus(self.halt(format!("the set decided {why}"))));
+                }
+            }
+            return Err(SequencerError::Consensus(format!("decided block {hash} was not executed here")));
+        };
         let tip = chain.tip();
         let number = proposal.sequencer.height;
         if number != tip.number + 1 || proposal.sequencer.parent != tip.sequencer_hash {
@@ -529,22 +596,27 @@ impl Host for Replica {
         inherited: Vec<FragmentRecord>,
         publish: Box<dyn Fn(FragmentRecord) + Send + Sync>,
     ) -> Result<SequencerBlock, String> {
+        self.check_running()?;
         self.build_block(height, round, slot, &inherited, publish).map_err(|e| e.to_string())
     }
 
     fn stream_fragment(&self, height: u64, round: u32, record: &FragmentRecord) -> Result<(), String> {
+        self.check_running()?;
         self.stream_one(height, round, record)
     }
 
     fn check(&self, block: &SequencerBlock, fragments: &[FragmentRecord]) -> Result<(), String> {
+        self.check_running()?;
         self.replay_proposal(block, fragments)
     }
 
     fn check_synced(&self, block: &SequencerBlock, txs: &[Bytes]) -> Result<(), String> {
+        self.check_running()?;
         self.replay_synced(block, txs)
     }
 
     fn commit(&self, hash: B256, certificate: Certificate) -> Result<(), String> {
+        self.check_running()?;
         self.commit_block(hash, certificate).map_err(|e| e.to_string())
     }
 
