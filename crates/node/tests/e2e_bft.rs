@@ -86,6 +86,15 @@ impl Set {
     }
 
     /// The end of validator `i`'s log, without the network's reconnection noise.
+    /// Sends `signal` (SIGSTOP, SIGCONT) to validator `i`.
+    fn signal(&self, i: usize, signal: i32) {
+        let child = self.nodes[i].as_ref().expect("running");
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
+        let rc = unsafe { libc::kill(child.id() as i32, signal) };
+        assert_eq!(rc, 0);
+    }
+
     fn tail(&self, i: usize) -> String {
         let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
         let lines: Vec<&str> =
@@ -446,4 +455,27 @@ async fn killing_the_proposer_mid_block_keeps_every_preconfirmation() {
     let upto = height(&client, &set.urls[0]).await.expect("height");
     wait_height(&client, &set, &[0, 1, 2, 3], upto, Duration::from_secs(60)).await;
     same_chain(&client, &set, &[0, 1, 2, 3], upto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_stopped_for_ten_seconds_rejoins_without_a_fork() {
+    let client = reqwest::Client::new();
+    let mut set = Set::init();
+    for i in 0..VALIDATORS {
+        set.start(i);
+    }
+    wait_height(&client, &set, &[0, 1, 2, 3], 2, Duration::from_secs(60)).await;
+    set.signal(1, libc::SIGSTOP);
+    let frozen_at = height(&client, &set.urls[0]).await.expect("height");
+    // The other three go on deciding while it is frozen (10 s, as the scenario says).
+    let until = Instant::now() + Duration::from_secs(10);
+    wait_height(&client, &set, &[0, 2, 3], frozen_at + 5, Duration::from_secs(10)).await;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set.signal(1, libc::SIGCONT);
+    let now = height(&client, &set.urls[0]).await.expect("height");
+    wait_height(&client, &set, &[1], now, Duration::from_secs(60)).await;
+    wait_height(&client, &set, &[0, 1, 2, 3], now + 2, Duration::from_secs(60)).await;
+    same_chain(&client, &set, &[0, 1, 2, 3], now + 2).await;
 }
