@@ -42,7 +42,7 @@ pub(crate) async fn serve(
     dev: Option<cairn_rpc::DevMode>,
     title: &str,
     listed: Option<&[DevAccount]>,
-    bft: Option<cairn_consensus::BftConfig>,
+    bft: Option<(cairn_consensus::BftConfig, Vec<String>)>,
 ) -> anyhow::Result<()> {
     let store = Store::open_with_cache(&cfg.datadir.join("cairn.redb"), cfg.cache_bytes)
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?
@@ -84,7 +84,12 @@ pub(crate) async fn serve(
         committer,
         Some(preconf),
     )?;
-    let ingress = Ingress::new(chain.clone());
+    let mut ingress = Ingress::new(chain.clone());
+    if let Some((_, peers)) = bft.as_ref().filter(|(_, peers)| !peers.is_empty()) {
+        let (tx, rx) = tokio::sync::mpsc::channel(cairn_sequencer::RELAY_QUEUE);
+        ingress = ingress.with_relay(tx);
+        tokio::spawn(crate::relay::run(rx, peers.clone()));
+    }
     let (addr, server) =
         cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default(), dev)
             .await
@@ -97,7 +102,7 @@ pub(crate) async fn serve(
     };
     let (builder, engine) = match bft {
         None => (Builder::start(chain.clone(), builder_config), None),
-        Some(bft) => {
+        Some((bft, _)) => {
             let builder = Builder::sealer_only(chain.clone(), cfg.fragment_interval.is_some());
             let replica = Arc::new(cairn_sequencer::Replica::new(chain.clone(), builder_config)?);
             let p2p = bft.listen;

@@ -10,6 +10,7 @@ mod config;
 mod dev;
 mod node;
 mod preconf;
+mod relay;
 mod testnet;
 
 use clap::{Parser, Subcommand};

@@ -97,5 +97,6 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         home.key.address(),
         home.config.p2p
     );
-    crate::dev::serve(cfg, alloc, None, &title, None, Some(bft)).await
+    let relay = home.config.peer_rpc.clone();
+    crate::dev::serve(cfg, alloc, None, &title, None, Some((bft, relay))).await
 }

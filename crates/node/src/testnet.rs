@@ -72,6 +72,11 @@ pub struct NodeConfig {
     pub p2p: SocketAddr,
     /// The other validators' P2P addresses.
     pub peers: Vec<SocketAddr>,
+    /// The other validators' JSON-RPC URLs: transactions clients send here are relayed
+    /// to them (`cairn_relayRawTransaction`), so that whichever validator proposes next
+    /// has them.
+    #[serde(default)]
+    pub peer_rpc: Vec<String>,
     /// Relative to the home.
     pub genesis: PathBuf,
     /// Relative to the home; absent for a full node.
@@ -227,6 +232,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
             rpc: addr(base + i),
             p2p: addr(base + 100 + i),
             peers: (0..n).filter(|j| *j != i).map(|j| addr(base + 100 + j)).collect(),
+            peer_rpc: (0..n).filter(|j| *j != i).map(|j| format!("http://{}", addr(base + j))).collect(),
             genesis: PathBuf::from(GENESIS_FILE),
             validator_key: Some(PathBuf::from(KEY_FILE)),
             block_time_ms: 200,

@@ -145,6 +145,10 @@ impl EthApi {
 }
 
 pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    m.register_async_method("cairn_relayRawTransaction", |p, api, _| async move {
+        let raw: Bytes = crate::params::Args::new(&p).next("raw transaction")?;
+        api.relayed_raw_transaction(raw).await
+    })?;
     m.register_async_method("cairn_sendRawTransactionPreconfirmed", |p, api, _| async move {
         let (raw, wait) = wait_param(&p)?;
         let (part, i) = api.send_and_wait(raw, wait).await?;

@@ -224,6 +224,11 @@ impl EthApi {
         self.ingress.submit(&raw).await.map_err(|e| RpcError::Server(e.to_string()))
     }
 
+    /// A transaction another validator of the set relayed (admitted, not relayed again).
+    pub async fn relayed_raw_transaction(&self, raw: Bytes) -> RpcResult<B256> {
+        self.ingress.submit_relayed(&raw).await.map_err(|e| RpcError::Server(e.to_string()))
+    }
+
     pub fn transaction_by_hash(&self, hash: B256) -> RpcResult<Option<rpc::Transaction>> {
         // Looked up in the order a transaction moves (pool, then executed-but-unsealed,
         // then sealed; it is in both places during each move), so none is missed.

@@ -1,7 +1,7 @@
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::Transaction as _;
 use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use cairn_executor::{intrinsic_gas, spec_of};
 use cairn_mempool::PoolError;
 use cairn_primitives::{StateView, TxEnvelope};
@@ -42,20 +42,43 @@ pub enum IngressError {
     Durability(String),
 }
 
+/// Most admitted transactions waiting to be relayed to the other validators (more are
+/// not relayed; each validator still includes its own when it proposes).
+pub const RELAY_QUEUE: usize = 16_384;
+
 /// Validates and admits raw transactions.
 #[derive(Clone)]
 pub struct Ingress {
     chain: Arc<Chain>,
+    /// Under a validator set: where admitted transactions go to be relayed to the others.
+    relay: Option<tokio::sync::mpsc::Sender<Bytes>>,
 }
 
 impl Ingress {
     pub fn new(chain: Arc<Chain>) -> Self {
-        Self { chain }
+        Self { chain, relay: None }
+    }
+
+    /// Every transaction a client submits is also handed to `relay` (bounded by the
+    /// channel; a full channel drops the relay, never the transaction).
+    pub fn with_relay(mut self, relay: tokio::sync::mpsc::Sender<Bytes>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// Decodes, checks and admits a raw EIP-2718 transaction. When this returns `Ok`, the
-    /// transaction is in the pool and durably on disk.
+    /// transaction is in the pool and durably on disk. It is relayed to the other
+    /// validators of a set.
     pub async fn submit(&self, raw: &[u8]) -> Result<B256, IngressError> {
+        self.admit(raw, true).await
+    }
+
+    /// [`Self::submit`] for a transaction another validator relayed: not relayed again.
+    pub async fn submit_relayed(&self, raw: &[u8]) -> Result<B256, IngressError> {
+        self.admit(raw, false).await
+    }
+
+    async fn admit(&self, raw: &[u8], relay: bool) -> Result<B256, IngressError> {
         let chain = &self.chain;
         let cfg = &chain.config;
         if raw.len() > cfg.max_tx_bytes {
@@ -118,6 +141,10 @@ impl Ingress {
             chain.received(hash, inserted.ready, at_ms);
             inserted
         };
+        // Relayed at once, so that whichever validator proposes next has it.
+        if let (true, Some(r)) = (relay, &self.relay) {
+            let _ = r.try_send(Bytes::copy_from_slice(raw));
+        }
         if let Err(e) = chain.persister.persist(crate::admission::admission_record(at_ms, raw)).await {
             // Retracted only if still merely received (not already taken into a fragment).
             if chain.pool.lock().remove(&hash).is_some() {

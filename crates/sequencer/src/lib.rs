@@ -36,7 +36,7 @@ pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
 pub use evidence::{evidence_id, EvidenceRecord};
 pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
 pub use genesis::requests_hash;
-pub use ingress::{Ingress, IngressError};
+pub use ingress::{Ingress, IngressError, RELAY_QUEUE};
 pub use pipeline::BlockInProgress;
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
 pub use replica::{Replica, MAX_CANDIDATES, MAX_CLOCK_DRIFT_SECS};
