@@ -372,11 +372,11 @@ async fn killing_the_proposer_mid_block_keeps_every_preconfirmation() {
     let factory = cairn_workload::TxFactory::new(31337);
     let to = alloy_primitives::Address::repeat_byte(0x44);
     let mut kept = 0;
-    for trial in 0..TRIALS {
+    for (trial, signer) in signers.iter().enumerate().take(TRIALS) {
         // A client sends a transaction to one validator (relayed to the others) and
         // waits for its preconfirmation; the proposer that gave it is the victim.
         let entry = trial % VALIDATORS;
-        let tx = factory.transfer_eth(&signers[trial], 0, to, alloy_primitives::U256::from(1)).expect("sign");
+        let tx = factory.transfer_eth(signer, 0, to, alloy_primitives::U256::from(1)).expect("sign");
         let raw = alloy_primitives::hex::encode_prefixed(tx.encoded_2718());
         let answer =
             rpc_raw(&client, &set.urls[entry], "cairn_sendRawTransactionPreconfirmed", json!([raw, 20_000])).await;
