@@ -83,7 +83,7 @@ fn wall_ms() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
 }
 
-fn percentiles(mut xs: Vec<f64>) -> (f64, f64, f64) {
+pub(crate) fn percentiles(mut xs: Vec<f64>) -> (f64, f64, f64) {
     xs.sort_by(f64::total_cmp);
     let at = |p: f64| xs.get(((xs.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
     (at(0.5), at(0.99), at(0.999))

@@ -17,6 +17,10 @@ pub enum BenchCommand {
     /// rate; latency from send to signed preconfirmation and to sealed block
     /// (p50/p99/p99.9).
     Preconf(crate::bench_preconf::PreconfBenchArgs),
+    /// A local validator set (N `cairn node` processes) under sustained ERC-20 load spread
+    /// over the validators: send → preconfirmation and send → decided latency, included
+    /// tx/s, CPU per included transaction per validator.
+    Bft(crate::bench_bft::BftBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -25,5 +29,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Exec(args) => tokio::task::spawn_blocking(move || crate::bench_exec::run(args)).await?,
         BenchCommand::Commit(args) => tokio::task::spawn_blocking(move || crate::bench_commit::run(args)).await?,
         BenchCommand::Preconf(args) => crate::bench_preconf::run(args).await,
+        BenchCommand::Bft(args) => crate::bench_bft::run(args).await,
     }
 }

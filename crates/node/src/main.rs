@@ -2,6 +2,7 @@
 
 mod alloc;
 mod bench;
+mod bench_bft;
 mod bench_commit;
 mod bench_exec;
 mod bench_preconf;

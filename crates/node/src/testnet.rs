@@ -59,6 +59,10 @@ pub struct InitArgs {
     /// Prefunded development accounts (10,000 ether each).
     #[arg(long, default_value_t = 10)]
     pub dev_accounts: u32,
+    /// A geth-style genesis file whose `alloc` (funded accounts, contracts) is added to
+    /// the set's genesis.
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
 }
 
 /// A node's `config.toml`.
@@ -125,6 +129,7 @@ fn run_set(args: &RunArgs) -> anyhow::Result<()> {
             base_port: args.base_port,
             chain_id: args.chain_id,
             dev_accounts: 10,
+            genesis: None,
         })?;
         println!("Wrote a set of {} validators in {}", args.validators, args.dir.display());
     }
@@ -216,7 +221,16 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
     let mut validators: Vec<_> = keys.iter().map(|k| NetworkGenesis::validator_of(k, 1)).collect();
     validators.sort_by_key(|v| v.address);
     let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let genesis = NetworkGenesis { chain_id: args.chain_id, timestamp, validators, dev_accounts: args.dev_accounts };
+    let alloc = match &args.genesis {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let g: alloy_genesis::Genesis =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            g.alloc
+        }
+        None => Default::default(),
+    };
+    let genesis = NetworkGenesis { chain_id: args.chain_id, timestamp, validators, dev_accounts: args.dev_accounts, alloc };
     genesis.validate().context("the generated validator set")?;
     let genesis_json = serde_json::to_string_pretty(&genesis)? + "\n";
     let addr = |port: usize| SocketAddr::from(([127, 0, 0, 1], port as u16));
@@ -252,7 +266,7 @@ mod tests {
     fn init_writes_one_consistent_home_per_validator() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("set");
-        let args = InitArgs { validators: 4, out: out.clone(), base_port: 9000, chain_id: 777, dev_accounts: 2 };
+        let args = InitArgs { validators: 4, out: out.clone(), base_port: 9000, chain_id: 777, dev_accounts: 2, genesis: None };
         let homes = init(&args).expect("init");
         assert_eq!(homes.len(), 4);
         let genesis_bytes = std::fs::read(homes[0].join(GENESIS_FILE)).expect("genesis");

@@ -73,20 +73,18 @@ impl GenesisAlloc {
     }
 
     pub fn from_geth(genesis: alloy_genesis::Genesis) -> Self {
-        let accounts = genesis
-            .alloc
-            .into_iter()
-            .map(|(addr, acc)| {
-                let account = GenesisAccount {
-                    balance: acc.balance,
-                    nonce: acc.nonce.unwrap_or(0),
-                    code: acc.code.unwrap_or_default(),
-                    storage: acc.storage.unwrap_or_default().into_iter().collect(),
-                };
-                (addr, account)
-            })
-            .collect();
+        let accounts = genesis.alloc.into_iter().map(|(addr, acc)| (addr, account_from_geth(acc))).collect();
         Self { accounts, timestamp: genesis.timestamp, extra_data: genesis.extra_data }
+    }
+}
+
+/// A geth-style genesis account.
+pub fn account_from_geth(acc: alloy_genesis::GenesisAccount) -> GenesisAccount {
+    GenesisAccount {
+        balance: acc.balance,
+        nonce: acc.nonce.unwrap_or(0),
+        code: acc.code.unwrap_or_default(),
+        storage: acc.storage.unwrap_or_default().into_iter().collect(),
     }
 }
 

@@ -32,6 +32,10 @@ pub struct NetworkGenesis {
     pub validators: Vec<Validator>,
     /// How many development accounts (`DEV_MNEMONIC`, 10,000 ether each) are prefunded.
     pub dev_accounts: u32,
+    /// More genesis accounts (a geth-style `alloc`: balance, nonce, code, storage), for
+    /// example a benchmark's funded senders and contracts. The same in every home.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub alloc: std::collections::BTreeMap<Address, alloy_genesis::GenesisAccount>,
 }
 
 /// Why a network genesis is not acceptable.
@@ -96,6 +100,9 @@ impl NetworkGenesis {
     pub fn alloc(&self) -> Result<GenesisAlloc, GenesisError> {
         let mut alloc = GenesisAlloc::dev(&dev_accounts(DEV_MNEMONIC, self.dev_accounts)?).with_predeploys();
         alloc.timestamp = self.timestamp;
+        for (address, account) in &self.alloc {
+            alloc.accounts.insert(*address, crate::genesis::account_from_geth(account.clone()));
+        }
         Ok(alloc)
     }
 }
@@ -109,7 +116,7 @@ mod tests {
         let mut validators: Vec<Validator> =
             (0..n).map(|_| NetworkGenesis::validator_of(&PrivateKeySigner::random(), 1)).collect();
         validators.sort_by_key(|v| v.address);
-        NetworkGenesis { chain_id: 31337, timestamp: 1_700_000_000, validators, dev_accounts: 3 }
+        NetworkGenesis { chain_id: 31337, timestamp: 1_700_000_000, validators, dev_accounts: 3, alloc: Default::default() }
     }
 
     #[test]
