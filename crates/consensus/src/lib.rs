@@ -241,8 +241,14 @@ mod tests {
         let mut keys: Vec<PrivateKeySigner> = (0..4).map(|_| PrivateKeySigner::random()).collect();
         keys.sort_by_key(|k| k.address());
         let validators = keys.iter().map(|k| NetworkGenesis::validator_of(k, 1)).collect();
-        let set =
-            ValidatorSet::new(&NetworkGenesis { chain_id: 9, timestamp: 1, validators, dev_accounts: 0, alloc: Default::default() }).expect("set");
+        let set = ValidatorSet::new(&NetworkGenesis {
+            chain_id: 9,
+            timestamp: 1,
+            validators,
+            dev_accounts: 0,
+            alloc: Default::default(),
+        })
+        .expect("set");
         let block = B256::repeat_byte(3);
         let hash = vote_hash(9, true, 12, 2, block);
         let sig = |k: &PrivateKeySigner| EcdsaSignature::sign(k, &hash).expect("sign");

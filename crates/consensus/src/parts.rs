@@ -298,8 +298,14 @@ mod tests {
         let mut keys: Vec<PrivateKeySigner> = (0..n).map(|_| PrivateKeySigner::random()).collect();
         keys.sort_by_key(|k| k.address());
         let validators = keys.iter().map(|k| NetworkGenesis::validator_of(k, 1)).collect();
-        let set = ValidatorSet::new(&NetworkGenesis { chain_id: CHAIN, timestamp: 1, validators, dev_accounts: 0, alloc: Default::default() })
-            .expect("set");
+        let set = ValidatorSet::new(&NetworkGenesis {
+            chain_id: CHAIN,
+            timestamp: 1,
+            validators,
+            dev_accounts: 0,
+            alloc: Default::default(),
+        })
+        .expect("set");
         (keys, Validators::new(set).expect("keys"))
     }
 

@@ -70,7 +70,14 @@ mod tests {
         let mut validators: Vec<Validator> =
             powers.iter().map(|p| NetworkGenesis::validator_of(&PrivateKeySigner::random(), *p)).collect();
         validators.sort_by_key(|v| v.address);
-        ValidatorSet::new(&NetworkGenesis { chain_id: 1, timestamp: 1, validators, dev_accounts: 0, alloc: Default::default() }).expect("valid")
+        ValidatorSet::new(&NetworkGenesis {
+            chain_id: 1,
+            timestamp: 1,
+            validators,
+            dev_accounts: 0,
+            alloc: Default::default(),
+        })
+        .expect("valid")
     }
 
     #[test]

@@ -80,6 +80,9 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_secs_f64(total as f64 / hz as f64)
 }
 
+/// When a transaction was sent and when its preconfirmation came back.
+type SentAnswered = Option<(Instant, Instant)>;
+
 struct Set {
     children: Vec<std::process::Child>,
     urls: Vec<String>,
@@ -114,10 +117,9 @@ fn start_set(homes: &[PathBuf], dir: &Path) -> anyhow::Result<Set> {
             .spawn()?;
         let stdout = child.stdout.take().context("stdout")?;
         let mut lines = std::io::BufReader::new(stdout).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("Listening on ").and_then(|r| r.split_whitespace().next()).map(str::to_string));
+        let addr = lines.by_ref().map_while(Result::ok).find_map(|l| {
+            l.strip_prefix("Listening on ").and_then(|r| r.split_whitespace().next()).map(str::to_string)
+        });
         std::thread::spawn(move || for _ in lines {});
         set.children.push(child);
         match addr {
@@ -153,6 +155,7 @@ pub async fn run(args: BftBenchArgs) -> anyhow::Result<()> {
         chain_id: 31337,
         dev_accounts: 10,
         genesis: Some(w.genesis.clone()),
+        full_nodes: 0,
     })?;
     let set = start_set(&homes, &dir)?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
@@ -177,7 +180,7 @@ pub async fn run(args: BftBenchArgs) -> anyhow::Result<()> {
     let cpu_before: Vec<Duration> = set.children.iter().map(|c| cpu_time(c.id())).collect();
 
     let n = w.raw.len();
-    let times: Arc<Vec<Mutex<Option<(Instant, Instant)>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
+    let times: Arc<Vec<Mutex<SentAnswered>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();

@@ -5,7 +5,9 @@
 //! decides every block, the proposer of each round builds it, and the others execute
 //! and check it (`docs/CONSENSUS.md`). Either way the node serves the full JSON-RPC on
 //! the configured address, without `cairn dev`'s development controls. A home without
-//! a validator key (a full node) is refused: full nodes are not built yet.
+//! a validator key is a full node of a set: it follows consensus without voting
+//! (executing and checking every block like a validator), serves the same RPC, and
+//! relays the transactions its clients send to the validators.
 
 use anyhow::{bail, Context};
 use cairn_primitives::network::NetworkGenesis;
@@ -25,7 +27,8 @@ pub struct NodeArgs {
 pub struct Home {
     pub config: NodeConfig,
     pub genesis: NetworkGenesis,
-    pub key: alloy_signer_local::PrivateKeySigner,
+    /// The validator key; `None` for a full node.
+    pub key: Option<alloy_signer_local::PrivateKeySigner>,
 }
 
 /// Reads and checks a home: its config, its genesis (the validator set's rules), and
@@ -43,9 +46,12 @@ pub fn load(home: &std::path::Path) -> anyhow::Result<Home> {
         bail!("{CONFIG_FILE} says chain {} but the genesis is for chain {}", config.chain_id, genesis.chain_id);
     }
     let Some(key_file) = &config.validator_key else {
-        bail!(
-            "this home has no validator key: full nodes (that follow a validator set without voting) are not built yet"
-        );
+        if genesis.validators.len() < 2 {
+            bail!(
+                "this home has no validator key, and a set of one validator has no consensus for a full node to follow"
+            );
+        }
+        return Ok(Home { config, genesis, key: None });
     };
     let path = home.join(key_file);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -56,7 +62,7 @@ pub fn load(home: &std::path::Path) -> anyhow::Result<Home> {
     if !genesis.validators.iter().any(|v| v.address == key.address()) {
         bail!("the key in {} ({}) is not one of the genesis validators", path.display(), key.address());
     }
-    Ok(Home { config, genesis, key })
+    Ok(Home { config, genesis, key: Some(key) })
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -76,8 +82,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     // A validator's chain is not a development chain: no state edits, no impersonation.
     cfg.chain.dev = false;
     let alloc = home.genesis.alloc()?;
+    let who = match &home.key {
+        Some(key) => format!("validator {}", key.address()),
+        None => "full node".to_string(),
+    };
     if n == 1 {
-        let title = format!("Cairn validator {} (a set of one: Solo finality)", home.key.address());
+        let title = format!("Cairn {who} (a set of one: Solo finality)");
         return crate::dev::serve(cfg, alloc, None, &title, None, None).await;
     }
     let data = args.home.join("data");
@@ -85,18 +95,15 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let bft = cairn_consensus::BftConfig {
         chain_id: home.config.chain_id,
         validators: cairn_consensus::ValidatorSet::new(&home.genesis)?,
-        key: Some(home.key.clone()),
+        key: home.key.clone(),
         listen: home.config.p2p,
         peers: home.config.peers.clone(),
         wal: data.join("consensus.wal"),
         block_time: std::time::Duration::from_millis(home.config.block_time_ms),
-        moniker: format!("validator-{}", home.key.address()),
+        moniker: home.key.as_ref().map_or_else(|| "full-node".to_string(), |k| format!("validator-{}", k.address())),
     };
-    let title = format!(
-        "Cairn validator {} (one of {n}: BFT consensus on Malachite, P2P on {})",
-        home.key.address(),
-        home.config.p2p
-    );
+    let title =
+        format!("Cairn {who} (a set of {n} validators: BFT consensus on Malachite, P2P on {})", home.config.p2p);
     let relay = home.config.peer_rpc.clone();
     crate::dev::serve(cfg, alloc, None, &title, None, Some((bft, relay))).await
 }

@@ -63,6 +63,10 @@ pub struct InitArgs {
     /// the set's genesis.
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
+    /// Full-node homes to write too, `DIR/full-0` …: no validator key; JSON-RPC on
+    /// `P + N + j`, P2P on `P + 100 + N + j`.
+    #[arg(long, default_value_t = 0)]
+    pub full_nodes: usize,
 }
 
 /// A node's `config.toml`.
@@ -106,6 +110,14 @@ pub fn run(cmd: TestnetCommand) -> anyhow::Result<()> {
                     args.base_port as usize + 100 + i
                 );
             }
+            for j in 0..args.full_nodes {
+                let port = args.base_port as usize + homes.len() + j;
+                println!(
+                    "  {}  JSON-RPC http://127.0.0.1:{port}  P2P 127.0.0.1:{}  (full node)",
+                    args.out.join(format!("full-{j}")).display(),
+                    port + 100
+                );
+            }
             Ok(())
         }
         TestnetCommand::Run(args) => run_set(&args),
@@ -130,6 +142,7 @@ fn run_set(args: &RunArgs) -> anyhow::Result<()> {
             chain_id: args.chain_id,
             dev_accounts: 10,
             genesis: None,
+            full_nodes: 0,
         })?;
         println!("Wrote a set of {} validators in {}", args.validators, args.dir.display());
     }
@@ -211,7 +224,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
     if n == 0 || n > MAX_VALIDATORS {
         bail!("--validators must be between 1 and {MAX_VALIDATORS}");
     }
-    if args.base_port as usize + 100 + n > u16::MAX as usize {
+    if args.base_port as usize + 100 + n + args.full_nodes > u16::MAX as usize {
         bail!("--base-port {} leaves no room for {n} validators' ports", args.base_port);
     }
     if args.out.exists() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
@@ -230,7 +243,8 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
         }
         None => Default::default(),
     };
-    let genesis = NetworkGenesis { chain_id: args.chain_id, timestamp, validators, dev_accounts: args.dev_accounts, alloc };
+    let genesis =
+        NetworkGenesis { chain_id: args.chain_id, timestamp, validators, dev_accounts: args.dev_accounts, alloc };
     genesis.validate().context("the generated validator set")?;
     let genesis_json = serde_json::to_string_pretty(&genesis)? + "\n";
     let addr = |port: usize| SocketAddr::from(([127, 0, 0, 1], port as u16));
@@ -255,6 +269,23 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
         std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
         homes.push(home);
     }
+    for j in 0..args.full_nodes {
+        let home = args.out.join(format!("full-{j}"));
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        std::fs::write(home.join(GENESIS_FILE), &genesis_json)?;
+        let config = NodeConfig {
+            chain_id: args.chain_id,
+            rpc: addr(base + n + j),
+            p2p: addr(base + 100 + n + j),
+            peers: (0..n).map(|i| addr(base + 100 + i)).collect(),
+            peer_rpc: (0..n).map(|i| format!("http://{}", addr(base + i))).collect(),
+            genesis: PathBuf::from(GENESIS_FILE),
+            validator_key: None,
+            block_time_ms: 200,
+            fragment_interval_ms: cairn_sequencer::DEFAULT_FRAGMENT_INTERVAL.as_millis() as u64,
+        };
+        std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
+    }
     Ok(homes)
 }
 
@@ -266,7 +297,15 @@ mod tests {
     fn init_writes_one_consistent_home_per_validator() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("set");
-        let args = InitArgs { validators: 4, out: out.clone(), base_port: 9000, chain_id: 777, dev_accounts: 2, genesis: None };
+        let args = InitArgs {
+            validators: 4,
+            out: out.clone(),
+            base_port: 9000,
+            chain_id: 777,
+            dev_accounts: 2,
+            genesis: None,
+            full_nodes: 0,
+        };
         let homes = init(&args).expect("init");
         assert_eq!(homes.len(), 4);
         let genesis_bytes = std::fs::read(homes[0].join(GENESIS_FILE)).expect("genesis");

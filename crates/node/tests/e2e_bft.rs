@@ -24,7 +24,8 @@ fn free_base_port() -> u16 {
         let attempt = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         assert!(attempt < 200, "no free port range");
         let base = 20_000 + (seed.wrapping_mul(31).wrapping_add(attempt.wrapping_mul(211))) % 25_000;
-        let ports = (0..VALIDATORS as u16).flat_map(|i| [base + i, base + 100 + i]);
+        // The validators' ports, and one full node's after them.
+        let ports = (0..=VALIDATORS as u16).flat_map(|i| [base + i, base + 100 + i]);
         let listeners: Vec<_> = ports.map(|p| std::net::TcpListener::bind(("127.0.0.1", p))).collect();
         if listeners.iter().all(Result::is_ok) {
             return base;
@@ -46,15 +47,18 @@ impl Set {
         let base = free_base_port();
         let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(["testnet", "init", "--validators", &VALIDATORS.to_string(), "--base-port", &base.to_string()])
+            .args(["--full-nodes", "1"])
             .arg("--out")
             .arg(&out)
             .stdout(Stdio::null())
             .status()
             .expect("run init");
         assert!(status.success());
-        let homes = (0..VALIDATORS).map(|i| out.join(format!("node-{i}"))).collect();
-        let urls = (0..VALIDATORS).map(|i| format!("http://127.0.0.1:{}", base + i as u16)).collect();
-        Set { dir, homes, nodes: (0..VALIDATORS).map(|_| None).collect(), urls }
+        // Nodes 0..VALIDATORS are the validators; the last one is a full node.
+        let mut homes: Vec<PathBuf> = (0..VALIDATORS).map(|i| out.join(format!("node-{i}"))).collect();
+        homes.push(out.join("full-0"));
+        let urls = (0..=VALIDATORS).map(|i| format!("http://127.0.0.1:{}", base + i as u16)).collect();
+        Set { dir, homes, nodes: (0..=VALIDATORS).map(|_| None).collect(), urls }
     }
 
     fn log(&self, i: usize) -> PathBuf {
@@ -105,7 +109,7 @@ impl Set {
     /// The warnings and errors every node logged (for a failure's message).
     fn warnings(&self) -> String {
         let mut out = String::new();
-        for i in 0..VALIDATORS {
+        for i in 0..=VALIDATORS {
             let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
             for line in text.lines().filter(|l| {
                 l.contains("cairn_")
@@ -118,7 +122,7 @@ impl Set {
     }
 
     fn running(&self) -> Vec<usize> {
-        (0..VALIDATORS).filter(|i| self.nodes[*i].is_some()).collect()
+        (0..=VALIDATORS).filter(|i| self.nodes[*i].is_some()).collect()
     }
 }
 
@@ -456,4 +460,37 @@ async fn a_validator_stopped_for_ten_seconds_rejoins_without_a_fork() {
     wait_height(&client, &set, &[1], now, Duration::from_secs(60)).await;
     wait_height(&client, &set, &[0, 1, 2, 3], now + 2, Duration::from_secs(60)).await;
     same_chain(&client, &set, &[0, 1, 2, 3], now + 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_follows_the_set_and_relays_its_clients_transactions() {
+    const FULL: usize = VALIDATORS;
+    let client = reqwest::Client::new();
+    let mut set = Set::init();
+    for i in 0..=VALIDATORS {
+        set.start(i);
+    }
+    wait_height(&client, &set, &[0, 1, 2, 3, FULL], 2, Duration::from_secs(60)).await;
+    // Its clients' transactions reach the validators and are decided.
+    let to = alloy_primitives::Address::repeat_byte(0x45);
+    let txs = common::dev_transfers(2, to);
+    send_spread(&client, &set, &txs, &[FULL], FULL).await;
+    let upto = height(&client, &set.urls[0]).await.expect("height");
+    wait_height(&client, &set, &[0, 1, 2, 3, FULL], upto, Duration::from_secs(60)).await;
+    // Its blocks are the validators' (hashes, roots, sequencer blocks, certificates).
+    assert_eq!(same_chain(&client, &set, &[0, 1, 2, 3, FULL], upto).await, txs.len());
+    // It never proposes: every block was proposed by a validator.
+    let genesis: Value =
+        serde_json::from_slice(&std::fs::read(set.homes[0].join("genesis.json")).expect("genesis")).expect("json");
+    let validators: Vec<String> = genesis["validators"]
+        .as_array()
+        .expect("validators")
+        .iter()
+        .map(|v| v["address"].as_str().expect("address").to_lowercase())
+        .collect();
+    for n in 1..=upto {
+        let s =
+            rpc(&client, &set.urls[FULL], "cairn_getSequencerBlock", json!([format!("{n:#x}")])).await.expect("seq");
+        assert!(validators.contains(&s["proposer"].as_str().expect("proposer").to_lowercase()), "{s}");
+    }
 }

@@ -116,7 +116,13 @@ mod tests {
         let mut validators: Vec<Validator> =
             (0..n).map(|_| NetworkGenesis::validator_of(&PrivateKeySigner::random(), 1)).collect();
         validators.sort_by_key(|v| v.address);
-        NetworkGenesis { chain_id: 31337, timestamp: 1_700_000_000, validators, dev_accounts: 3, alloc: Default::default() }
+        NetworkGenesis {
+            chain_id: 31337,
+            timestamp: 1_700_000_000,
+            validators,
+            dev_accounts: 3,
+            alloc: Default::default(),
+        }
     }
 
     #[test]
