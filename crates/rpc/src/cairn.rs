@@ -78,7 +78,8 @@ pub fn preconfirmation_json(api: &EthApi, part: &FragmentPart, i: usize) -> Resu
         transaction_index: U64::from(u64::from(f.first_tx) + i as u64),
         receipt,
         fragment,
-        sequencer: api.chain.sequencer_address(),
+        // Who signed this promise (under a validator set, the proposer of the block).
+        sequencer: Some(part.signer),
     };
     serde_json::value::to_raw_value(&answer).map_err(|e| RpcError::Internal(e.to_string()))
 }

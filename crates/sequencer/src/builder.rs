@@ -473,6 +473,7 @@ impl BlockInProgress {
                     hook(record);
                 }
                 Some(Arc::new(FragmentPart {
+                    signer: preconf.signer.address(),
                     signed,
                     hash,
                     body: body.clone(),
@@ -633,7 +634,9 @@ impl BlockInProgress {
         }
         let next_nonce: HashMap<Address, u64> = txs.iter().map(|t| (t.signer(), t.nonce() + 1)).collect();
         let body = body_of(&txs);
+        let signer = signed.signer().map_err(|e| diverged(e.to_string()))?;
         let part = Arc::new(FragmentPart {
+            signer,
             hash: f.hash(),
             signed: signed.clone(),
             body: body.clone(),

@@ -28,6 +28,9 @@ pub struct Preconf {
 #[derive(Debug)]
 pub struct FragmentPart {
     pub signed: SignedFragment,
+    /// Who signed it: this node's key, or (under a validator set) the proposer whose
+    /// fragment this node executed.
+    pub signer: Address,
     /// [`Fragment::hash`] of `signed`.
     pub hash: B256,
     /// `(hash, sender, raw EIP-2718 bytes)` of its transactions, in order.
