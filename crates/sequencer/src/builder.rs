@@ -582,6 +582,39 @@ impl BlockInProgress {
         Arc::make_mut(&mut self.diff).extend(diff);
     }
 
+    /// Decodes `raw` transactions (senders recovered), executes them after what the block
+    /// holds (replay mode), and requires every one to be included; `diverged` words the
+    /// failure.
+    fn execute_all(
+        &self,
+        chain: &Chain,
+        raw: &[Bytes],
+        diverged: impl Fn(String) -> SequencerError,
+    ) -> Result<(Vec<RecoveredTx>, Vec<StoredReceipt>, cairn_executor::BlockOutput), SequencerError> {
+        let mut txs = Vec::with_capacity(raw.len());
+        for bytes in raw {
+            let tx =
+                TxEnvelope::decode_2718_exact(bytes).map_err(|e| diverged(format!("undecodable transaction: {e}")))?;
+            let sender = cairn_primitives::impersonation::recover_sender(&tx, chain.config.dev)
+                .map_err(|e| diverged(format!("bad signature: {e}")))?;
+            txs.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender));
+        }
+        let view = chain.pending_view().building(self.system);
+        let mut out = chain
+            .executor
+            .execute_from(&view, &self.ctx, &txs, Mode::Replay, self.offsets())
+            .map_err(|e| diverged(e.to_string()))?;
+        drop(view);
+        let receipts: Vec<StoredReceipt> = std::mem::take(&mut out.outcomes)
+            .into_iter()
+            .map(|o| match o {
+                TxOutcome::Included(r) => Ok(r),
+                TxOutcome::Skipped(s) => Err(diverged(format!("a transaction was skipped: {s:?}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((txs, receipts, out))
+    }
+
     /// Executes a logged fragment again (replay mode) and takes it in; its gas, receipts
     /// and state diff must be the ones it promised.
     /// With `update_pool`, the pool learns the nonces it used (a block of this node's own;
@@ -602,28 +635,7 @@ impl BlockInProgress {
                 logged.first_tx
             )));
         }
-        let mut txs = Vec::with_capacity(logged.txs.len());
-        for raw in &logged.txs {
-            let tx =
-                TxEnvelope::decode_2718_exact(raw).map_err(|e| diverged(format!("undecodable transaction: {e}")))?;
-            let sender = cairn_primitives::impersonation::recover_sender(&tx, chain.config.dev)
-                .map_err(|e| diverged(format!("bad signature: {e}")))?;
-            txs.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender));
-        }
-        let view = chain.pending_view().building(self.system);
-        let out = chain
-            .executor
-            .execute_from(&view, &self.ctx, &txs, Mode::Replay, self.offsets())
-            .map_err(|e| diverged(e.to_string()))?;
-        drop(view);
-        let receipts: Vec<StoredReceipt> = out
-            .outcomes
-            .into_iter()
-            .map(|o| match o {
-                TxOutcome::Included(r) => Ok(r),
-                TxOutcome::Skipped(s) => Err(diverged(format!("a transaction was skipped: {s:?}"))),
-            })
-            .collect::<Result<_, _>>()?;
+        let (txs, receipts, out) = self.execute_all(chain, &logged.txs, diverged)?;
         let signed = logged.signed(chain.config.chain_id);
         let f = &signed.fragment;
         if out.gas_used != f.gas_used
@@ -667,28 +679,7 @@ impl BlockInProgress {
     pub(crate) fn replay_txs(&mut self, chain: &Chain, raw: &[Bytes]) -> Result<(), SequencerError> {
         let height = self.ctx.number;
         let diverged = |reason: String| SequencerError::Diverged { height, index: 0, reason };
-        let mut txs = Vec::with_capacity(raw.len());
-        for bytes in raw {
-            let tx =
-                TxEnvelope::decode_2718_exact(bytes).map_err(|e| diverged(format!("undecodable transaction: {e}")))?;
-            let sender = cairn_primitives::impersonation::recover_sender(&tx, chain.config.dev)
-                .map_err(|e| diverged(format!("bad signature: {e}")))?;
-            txs.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender));
-        }
-        let view = chain.pending_view().building(self.system);
-        let out = chain
-            .executor
-            .execute_from(&view, &self.ctx, &txs, Mode::Replay, self.offsets())
-            .map_err(|e| diverged(e.to_string()))?;
-        drop(view);
-        let receipts: Vec<StoredReceipt> = out
-            .outcomes
-            .into_iter()
-            .map(|o| match o {
-                TxOutcome::Included(r) => Ok(r),
-                TxOutcome::Skipped(s) => Err(diverged(format!("a transaction was skipped: {s:?}"))),
-            })
-            .collect::<Result<_, _>>()?;
+        let (txs, receipts, out) = self.execute_all(chain, raw, diverged)?;
         let body = body_of(&txs);
         self.absorb(chain, body, receipts, out.diff, out.gas_used, false, None);
         Ok(())
