@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::codec::BftCodec;
 use crate::context::{Block, BlockId, CairnContext, FragmentPart, Height, ProposalPart, ValidatorAddress, Validators};
+use crate::evidence::{ConsensusEvidence, FragmentWatch};
 use crate::parts::{assemble, check, check_next, check_synced, preferred, Assembled, HeldFragment, Streams};
 use crate::scheme::{proposal_hash, PublicKey};
 use crate::signing::{Checker, Keys};
@@ -88,8 +89,28 @@ pub trait Host: Send + Sync + 'static {
     /// A decided block, its raw transactions and its certificate (value sync).
     fn decided(&self, height: u64) -> Result<Option<(SequencerBlock, Vec<Bytes>, Certificate)>, String>;
 
-    /// Consensus saw misbehaviour (double votes, double proposals).
-    fn misbehaviour(&self, height: u64, description: String);
+    /// This node saw a validator misbehave: two signed fragments that cannot both hold
+    /// (seen on the network), or a double vote or double proposal (found by
+    /// Malachite). Each is reported once per height.
+    fn misbehaviour(&self, evidence: Misbehaviour);
+}
+
+/// Misbehaviour a node saw, with the signed messages that prove it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Two fragments of one signer, the one seen first first (`find_equivocation`).
+    Fragments(Box<[FragmentRecord; 2]>),
+    /// A double vote or a double proposal.
+    Consensus(ConsensusEvidence),
+}
+
+/// Faults a validator can be told to commit, to test how the others react (`cairn node
+/// --fault`). Never set in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// After each block's first fragment, stream a second, different fragment signed
+    /// for the same position.
+    EquivocateFragments,
 }
 
 /// How to run one node of a validator set.
@@ -107,6 +128,8 @@ pub struct BftConfig {
     /// How long a proposer fills its block.
     pub block_time: Duration,
     pub moniker: String,
+    /// A fault this validator commits on purpose (tests only).
+    pub fault: Option<Fault>,
 }
 
 impl BftConfig {
@@ -259,10 +282,24 @@ pub async fn start(config: BftConfig, host: Arc<dyn Host>) -> Result<Engine, Con
         future: BTreeMap::new(),
         held: Vec::new(),
         progress: HashMap::new(),
+        watch: FragmentWatch::default(),
+        fault: config.fault,
         stream_counter: Arc::new(AtomicU64::new(0)),
     };
     let app = tokio::spawn(app.run(channels));
     Ok(Engine { actor: handle.actor, engine: handle.handle, app })
+}
+
+/// A fragment for the same position as `record` with other content, signed by `keys`
+/// ([`Fault::EquivocateFragments`]).
+fn conflicting(chain_id: u64, keys: &Keys, record: &FragmentRecord) -> Option<FragmentRecord> {
+    let mut other = record.clone();
+    other.state_diff_hash = keccak256(record.state_diff_hash);
+    let hash = other.signed(chain_id).fragment.hash();
+    let signature = keys.sign_proposal_hash(&hash).ok()?;
+    other.signature = Bytes::copy_from_slice(&signature.0);
+    tracing::warn!(height = record.height, index = record.index, "fault: streaming a conflicting fragment");
+    Some(other)
 }
 
 /// A decided block as value sync sends it.
@@ -318,6 +355,9 @@ struct App {
     held: Vec<HeldFragment>,
     /// Fragments checked and executed so far, per stream being received.
     progress: HashMap<(PeerId, StreamId), Vec<HeldFragment>>,
+    /// Every signed fragment seen for this height, to find equivocation.
+    watch: FragmentWatch,
+    fault: Option<Fault>,
     stream_counter: Arc<AtomicU64>,
 }
 
@@ -345,6 +385,32 @@ impl App {
             self.future.retain(|h, _| *h >= height);
             self.held.clear();
             self.progress.clear();
+            self.watch.clear();
+        }
+    }
+
+    /// Hands misbehaviour to the host (which stores it) off the consensus task.
+    fn report(&self, evidence: Misbehaviour) {
+        let host = self.host.clone();
+        tokio::task::spawn_blocking(move || host.misbehaviour(evidence));
+    }
+
+    /// Watches the fragments among `parts` (of a stream of this height) for
+    /// equivocation.
+    fn watch<'a>(&mut self, parts: impl IntoIterator<Item = &'a ProposalPart>) {
+        for part in parts {
+            let ProposalPart::Fragment(f) = part else { continue };
+            if f.0.height != self.height {
+                continue;
+            }
+            if let Some(pair) = self.watch.observe(self.chain_id, &self.validators, &f.0) {
+                tracing::warn!(
+                    height = self.height,
+                    index = pair[1].index,
+                    "a validator signed two conflicting fragments"
+                );
+                self.report(Misbehaviour::Fragments(Box::new(pair)));
+            }
         }
     }
 
@@ -377,6 +443,7 @@ impl App {
                 // Streams of this height that began before this node reached it.
                 for key in self.streams.keys() {
                     let prefix = self.streams.prefix(&key);
+                    self.watch(&prefix);
                     self.follow(&key, &prefix).await;
                 }
                 self.check_future(height.0).await;
@@ -420,10 +487,16 @@ impl App {
             AppMsg::Finalized { certificate, evidence, reply, .. } => {
                 let height = certificate.height.0;
                 for (address, proposals) in &evidence.proposals {
-                    self.host.misbehaviour(height, format!("{address} proposed twice: {proposals:?}"));
+                    tracing::warn!(height, %address, "a validator proposed twice in one round");
+                    for pair in proposals {
+                        self.report(Misbehaviour::Consensus(ConsensusEvidence::double_proposal(self.chain_id, pair)));
+                    }
                 }
                 for (address, votes) in &evidence.votes {
-                    self.host.misbehaviour(height, format!("{address} voted twice: {votes:?}"));
+                    tracing::warn!(height, %address, "a validator voted twice in one round");
+                    for pair in votes {
+                        self.report(Misbehaviour::Consensus(ConsensusEvidence::double_vote(self.chain_id, pair)));
+                    }
                 }
                 let (tip, _) = self.host.decided_tip();
                 let next = if tip >= height {
@@ -479,12 +552,19 @@ impl App {
         let sequence = Arc::new(AtomicU64::new(1));
         let published = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let (network, s, seq, out) = (self.network.clone(), stream.clone(), sequence.clone(), published.clone());
+        let (fault, chain_id, signer) = (self.fault, self.chain_id, keys.clone());
         let publish = Box::new(move |record: FragmentRecord| {
             out.lock().push(record.clone());
-            let part = ProposalPart::Fragment(FragmentPart(record));
-            let msg = StreamMessage::new(s.clone(), seq.fetch_add(1, Ordering::Relaxed), StreamContent::Data(part));
-            if let Err(e) = network.blocking_send(NetworkMsg::PublishProposalPart(msg)) {
-                tracing::error!("publishing a fragment failed: {e}");
+            let conflicting = match fault {
+                Some(Fault::EquivocateFragments) if record.index == 0 => conflicting(chain_id, &signer, &record),
+                _ => None,
+            };
+            for record in std::iter::once(record).chain(conflicting) {
+                let part = ProposalPart::Fragment(FragmentPart(record));
+                let msg = StreamMessage::new(s.clone(), seq.fetch_add(1, Ordering::Relaxed), StreamContent::Data(part));
+                if let Err(e) = network.blocking_send(NetworkMsg::PublishProposalPart(msg)) {
+                    tracing::error!("publishing a fragment failed: {e}");
+                }
             }
         });
         let slot = self.block_time.min(timeout / 2);
@@ -573,6 +653,9 @@ impl App {
             StreamContent::Data(p) => Some(p),
             StreamContent::Fin => None,
         };
+        if let Some(p) = &content {
+            self.watch(std::iter::once(p));
+        }
         let complete = match self.streams.insert(key.clone(), part.sequence, content) {
             Ok(complete) => complete,
             Err(e) => {

@@ -11,15 +11,19 @@
 mod app;
 mod codec;
 mod context;
+mod evidence;
 mod parts;
 mod scheme;
 mod signing;
 mod validators;
 
-pub use app::{start, BftConfig, Engine, Host, MAX_SYNC_BATCH};
+pub use app::{start, BftConfig, Engine, Fault, Host, Misbehaviour, MAX_SYNC_BATCH};
 pub use codec::{BftCodec, CodecError};
 pub use context::{
     Block, BlockId, CairnContext, FragmentPart, Height, Proposal, ProposalPart, ValidatorAddress, Validators, Vote,
+};
+pub use evidence::{
+    pair_id, ConsensusEvidence, ConsensusProof, FragmentWatch, SignedProposal, SignedVote, MAX_WATCHED,
 };
 pub use parts::{assemble, check as check_proposal, Assembled, Streams};
 pub use scheme::{domain, proposal_hash, vote_hash, EcdsaSignature, PublicKey, Secp256k1, PROPOSAL_TYPE, VOTE_TYPE};

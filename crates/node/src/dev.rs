@@ -85,10 +85,21 @@ pub(crate) async fn serve(
         Some(preconf),
     )?;
     let mut ingress = Ingress::new(chain.clone());
+    if let Some((bft, _)) = bft.as_ref() {
+        // Evidence is kept against the set's validators only.
+        chain.set_accountable(Some(bft.validators.validators().iter().map(|v| v.address).collect()));
+    }
     if let Some((_, peers)) = bft.as_ref().filter(|(_, peers)| !peers.is_empty()) {
         let (tx, rx) = tokio::sync::mpsc::channel(cairn_sequencer::RELAY_QUEUE);
         ingress = ingress.with_relay(tx);
         tokio::spawn(crate::relay::run(rx, peers.clone()));
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::relay::EVIDENCE_QUEUE);
+        chain.set_evidence_hook(Some(Box::new(move |record| {
+            if tx.try_send(record).is_err() {
+                tracing::warn!("the evidence gossip queue is full: a record is not gossiped");
+            }
+        })));
+        tokio::spawn(crate::relay::evidence(rx, peers.clone()));
     }
     let (addr, server) =
         cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default(), dev)

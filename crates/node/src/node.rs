@@ -21,6 +21,11 @@ pub struct NodeArgs {
     /// A home written by `cairn testnet init` (config.toml, genesis.json, validator.key).
     #[arg(long, value_name = "DIR")]
     pub home: PathBuf,
+    /// Test harness: this validator misbehaves on purpose, so that tests can check how
+    /// the others react (`equivocate`: it streams two different signed fragments for
+    /// the first position of each block it proposes). Never use it on a real chain.
+    #[arg(long, value_name = "FAULT", hide = true, value_parser = ["equivocate"])]
+    pub fault: Option<String>,
 }
 
 /// What a home says, checked.
@@ -101,7 +106,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         wal: data.join("consensus.wal"),
         block_time: std::time::Duration::from_millis(home.config.block_time_ms),
         moniker: home.key.as_ref().map_or_else(|| "full-node".to_string(), |k| format!("validator-{}", k.address())),
+        fault: args.fault.as_ref().map(|_| cairn_consensus::Fault::EquivocateFragments),
     };
+    if bft.fault.is_some() {
+        tracing::warn!("this validator runs with a fault (--fault): it misbehaves on purpose");
+    }
     let title =
         format!("Cairn {who} (a set of {n} validators: BFT consensus on Malachite, P2P on {})", home.config.p2p);
     let relay = home.config.peer_rpc.clone();

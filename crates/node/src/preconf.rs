@@ -4,7 +4,9 @@
 //! Inputs are JSON files: a signed fragment as Cairn publishes it (`cairn_fragments`,
 //! `cairn_sendRawTransactionPreconfirmed`), a block as `eth_getBlockByNumber` returns it,
 //! or one file holding a pair (`{"a": fragment, "b": fragment}` or
-//! `{"fragment": ..., "block": ...}`). Prints the verdict and evidence as JSON.
+//! `{"fragment": ..., "block": ...}`), or one evidence record as `cairn_getEvidence`
+//! serves it (two fragments, a double vote or a double proposal). Prints the verdict
+//! and evidence as JSON.
 //! Exit status: 0 no misbehaviour, 3 misbehaviour proven, 1 the input cannot be judged.
 
 use anyhow::{anyhow, bail, Context};
@@ -46,10 +48,19 @@ pub fn run(cmd: PreconfCommand) -> anyhow::Result<i32> {
     let (first, second) = match docs.len() {
         1 => {
             let doc = docs.remove(0);
+            let pair = doc.get("fragments").and_then(Value::as_array).filter(|f| f.len() == 2);
             match (doc.get("a"), doc.get("b"), doc.get("fragment"), doc.get("block")) {
                 (Some(a), Some(b), _, _) => (a.clone(), b.clone()),
                 (_, _, Some(f), Some(b)) => (f.clone(), b.clone()),
-                _ => bail!("a single file must hold {{\"a\", \"b\"}} or {{\"fragment\", \"block\"}}"),
+                _ if pair.is_some() => pair.map(|p| (p[0].clone(), p[1].clone())).unwrap_or_default(),
+                _ if doc.get("votes").is_some() || doc.get("proposals").is_some() => {
+                    let (verdict, proven) = judge_consensus(&doc, args.sequencer)?;
+                    println!("{}", serde_json::to_string_pretty(&verdict)?);
+                    return Ok(if proven { PROVEN } else { 0 });
+                }
+                _ => bail!(
+                    "a single file must hold {{\"a\", \"b\"}}, {{\"fragment\", \"block\"}}, or an evidence record (cairn_getEvidence)"
+                ),
             }
         }
         _ => {
@@ -86,6 +97,25 @@ pub fn judge(first: &Value, second: &Value, sequencer: Option<Address>) -> anyho
             })
         }
         (false, false) => bail!("neither input is a signed fragment (no \"signature\")"),
+    }
+}
+
+/// The verdict on a double vote or double proposal (`cairn_getEvidence`'s form): the
+/// signer is recovered from the two signatures, never read from the record.
+pub fn judge_consensus(doc: &Value, sequencer: Option<Address>) -> anyhow::Result<(Value, bool)> {
+    let evidence: cairn_consensus::ConsensusEvidence =
+        serde_json::from_value(doc.clone()).context("not a double vote or double proposal")?;
+    match evidence.check() {
+        Ok(proof) => {
+            if let Some(expected) = sequencer.filter(|s| *s != proof.signer) {
+                bail!("the messages are signed by {}, not by {expected}", proof.signer);
+            }
+            let id = proof.id();
+            let mut evidence = serde_json::to_value(&proof)?;
+            evidence["id"] = json!(id);
+            Ok((json!({ "verdict": "equivocation", "evidence": evidence }), true))
+        }
+        Err(reason) => Ok((json!({ "verdict": "notEvidence", "reason": reason }), false)),
     }
 }
 

@@ -67,11 +67,17 @@ impl Set {
 
     /// Starts validator `i`; returns once it serves JSON-RPC.
     fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// [`Set::start`] with more arguments for `cairn node`.
+    fn start_with(&mut self, i: usize, extra: &[&str]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(i)).expect("log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .arg("node")
             .arg("--home")
             .arg(&self.homes[i])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -131,6 +137,15 @@ impl Drop for Set {
         for child in self.nodes.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A failed test leaves its nodes' logs behind, in the system's temp directory.
+        if std::thread::panicking() {
+            let keep = std::env::temp_dir().join(format!("cairn-e2e-bft-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&keep);
+            for i in 0..=VALIDATORS {
+                let _ = std::fs::copy(self.log(i), keep.join(format!("node-{i}.log")));
+            }
+            eprintln!("the nodes' logs are in {}", keep.display());
         }
     }
 }
@@ -394,7 +409,16 @@ async fn killing_the_proposer_mid_block_keeps_every_preconfirmation() {
         let answer =
             rpc_raw(&client, &set.urls[entry], "cairn_sendRawTransactionPreconfirmed", json!([raw, 20_000])).await;
         let p = answer["result"].clone();
-        assert!(!p.is_null(), "trial {trial}: no preconfirmation from validator {entry}: {answer}");
+        if p.is_null() {
+            let mut seen = String::new();
+            for (i, url) in set.urls.iter().enumerate().take(VALIDATORS) {
+                let status = rpc_raw(&client, url, "cairn_getTransactionStatus", json!([tx.tx_hash()])).await;
+                let nonce =
+                    rpc_raw(&client, url, "eth_getTransactionCount", json!([signer.address(), "pending"])).await;
+                seen.push_str(&format!("node {i}: status {status}, pending nonce {nonce}\n"));
+            }
+            panic!("trial {trial}: no preconfirmation from validator {entry}: {answer}\n{seen}{}", set.warnings());
+        }
         let sequencer = p["sequencer"].as_str().expect("sequencer").to_lowercase();
         let victim = addresses.iter().position(|a| *a == sequencer).expect("a validator signed it");
         let survivors: Vec<usize> = (0..VALIDATORS).filter(|i| *i != victim).collect();
@@ -510,4 +534,129 @@ async fn a_full_node_follows_the_set_and_relays_its_clients_transactions() {
             rpc(&client, &set.urls[FULL], "cairn_getSequencerBlock", json!([format!("{n:#x}")])).await.expect("seq");
         assert!(validators.contains(&s["proposer"].as_str().expect("proposer").to_lowercase()), "{s}");
     }
+}
+
+/// Evidence every node of `nodes` keeps (`cairn_getEvidence`) against `signer` with
+/// `conflict`, polled until all have one (at most `within`, sending `keep_busy` meanwhile).
+async fn wait_evidence(
+    client: &reqwest::Client,
+    set: &Set,
+    nodes: &[usize],
+    signer: &str,
+    conflict: &str,
+    within: Duration,
+    mut keep_busy: impl FnMut() -> Option<String>,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut found = Vec::new();
+        for i in nodes {
+            let list = rpc(client, &set.urls[*i], "cairn_getEvidence", json!([])).await.unwrap_or(json!([]));
+            let record = list.as_array().into_iter().flatten().find(|e| {
+                e["conflict"] == conflict && e["signer"].as_str().map(str::to_lowercase).as_deref() == Some(signer)
+            });
+            if let Some(record) = record {
+                found.push(record.clone());
+            }
+        }
+        if found.len() == nodes.len() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of nodes {nodes:?} keep {conflict} evidence against {signer} after {within:?}\n{}",
+            found.len(),
+            set.warnings()
+        );
+        if let Some(raw) = keep_busy() {
+            let _ = rpc_raw(client, &set.urls[0], "eth_sendRawTransaction", json!([raw])).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_proposer_is_recorded_by_every_honest_node_and_evidence_is_gossiped() {
+    const BYZANTINE: usize = 3;
+    const FULL: usize = VALIDATORS;
+    let client = reqwest::Client::new();
+    let mut set = Set::init();
+    for i in 0..VALIDATORS {
+        if i == BYZANTINE {
+            set.start_with(i, &["--fault", "equivocate"]);
+        } else {
+            set.start(i);
+        }
+    }
+    set.start(FULL);
+    let addresses = set_addresses(&client, &set).await;
+    wait_height(&client, &set, &[0, 1, 2, FULL], 2, Duration::from_secs(60)).await;
+
+    // Transactions keep coming, so the byzantine validator's blocks have fragments: it
+    // streams two different signed fragments for the first position of each.
+    let to = alloy_primitives::Address::repeat_byte(0x46);
+    let txs = common::dev_transfers(40, to);
+    let mut next = txs.iter().map(|(_, raw)| raw.clone());
+    let honest = [0, 1, 2, FULL];
+    let found =
+        wait_evidence(&client, &set, &honest, &addresses[BYZANTINE], "samePosition", Duration::from_secs(90), || {
+            next.next()
+        })
+        .await;
+    let ids: std::collections::BTreeSet<String> =
+        found.iter().map(|e| e["id"].as_str().expect("id").to_string()).collect();
+    assert!(!ids.is_empty());
+    for e in &found {
+        assert_eq!(e["fragments"].as_array().map(Vec::len), Some(2), "{e}");
+    }
+
+    // Anyone can check a record with nothing but its signatures.
+    let file = set.dir.path().join("evidence.json");
+    std::fs::write(&file, serde_json::to_vec(&found[0]).expect("json")).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["preconf", "verify"])
+        .arg(&file)
+        .args(["--sequencer", &addresses[BYZANTINE]])
+        .output()
+        .expect("run verify");
+    let verdict: Value = serde_json::from_slice(&out.stdout).expect("verdict json");
+    assert_eq!(out.status.code(), Some(3), "{verdict}");
+    assert_eq!(verdict["verdict"], "equivocation");
+    assert_eq!(verdict["evidence"]["conflict"], "samePosition");
+
+    // The chain goes on: every honest node decides the same blocks, with the
+    // transactions of the byzantine validator's failed proposals.
+    let upto = height(&client, &set.urls[0]).await.expect("height");
+    wait_height(&client, &set, &honest, upto, Duration::from_secs(60)).await;
+    same_chain(&client, &set, &honest, upto).await;
+
+    // A double vote handed to one validator reaches every other (gossip to the
+    // validators a node relays to), and a node keeps evidence only against the set's
+    // validators.
+    let key: alloy_signer_local::PrivateKeySigner =
+        std::fs::read_to_string(set.homes[2].join("validator.key")).expect("key").trim().parse().expect("key");
+    let outsider = alloy_signer_local::PrivateKeySigner::random();
+    let vote = |key: &alloy_signer_local::PrivateKeySigner, value: alloy_primitives::B256| {
+        use alloy_signer::SignerSync;
+        let hash = cairn_consensus::vote_hash(31337, true, 9_999, 0, value);
+        let signature = key.sign_hash_sync(&hash).expect("sign");
+        json!({"kind": 1, "height": 9_999, "round": 0, "value": value, "signature": format!("0x{}", alloy_primitives::hex::encode(signature.as_bytes()))})
+    };
+    let (x, y) = (alloy_primitives::B256::repeat_byte(1), alloy_primitives::B256::repeat_byte(2));
+    let double = |key| json!({"conflict": "doubleVote", "chainId": 31337, "votes": [vote(key, x), vote(key, y)]});
+    let refused = rpc_raw(&client, &set.urls[0], "cairn_submitEvidence", json!([double(&outsider)])).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    assert!(refused["error"]["message"].as_str().expect("message").contains("not one"), "{refused}");
+    let kept = rpc_raw(&client, &set.urls[0], "cairn_submitEvidence", json!([double(&key)])).await;
+    assert_eq!(kept["result"]["conflict"], "doubleVote", "{kept}");
+    let gossiped =
+        wait_evidence(&client, &set, &[0, 1, 2, 3], &addresses[2], "doubleVote", Duration::from_secs(30), || None)
+            .await;
+    for e in &gossiped {
+        assert_eq!(e["id"], kept["result"]["id"], "{e}");
+        assert_eq!(e["votes"].as_array().map(Vec::len), Some(2), "{e}");
+    }
+    std::fs::write(&file, serde_json::to_vec(&gossiped[3]).expect("json")).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn")).args(["preconf", "verify"]).arg(&file).output().expect("run");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
 }

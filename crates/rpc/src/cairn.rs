@@ -140,8 +140,31 @@ impl EthApi {
         let hash = self.send_raw_transaction(raw).await?;
         self.chain.wait_preconfirmed(hash, wait).await.map_err(|e| match e {
             SequencerError::PreconfTimeout { hash, .. } => RpcError::Timeout { message: e.to_string(), hash },
+            SequencerError::DecidedWithoutFragment { hash, block } => {
+                RpcError::Decided { message: e.to_string(), hash, block }
+            }
             e => RpcError::Server(e.to_string()),
         })
+    }
+}
+
+/// `eth_sendRawTransactionSync`'s answer: the preconfirmed receipt, or, when the
+/// transaction was decided in a block this node got without its fragments (value sync),
+/// that block's receipt.
+async fn send_sync(api: &EthApi, raw: Bytes, wait: Duration) -> Result<Value, RpcError> {
+    match api.send_and_wait(raw, wait).await {
+        Ok((part, i)) => {
+            api.chain.note_receipt_height(part.fragment().height);
+            serde_json::to_value(fragment_receipt(&part, i)?).map_err(|e| RpcError::Internal(e.to_string()))
+        }
+        Err(RpcError::Decided { hash, block, .. }) => {
+            let chain = api.chain.clone();
+            tokio::task::spawn_blocking(move || chain.wait_sealed_for(block, crate::eth::SEAL_WAIT))
+                .await
+                .map_err(|e| RpcError::Internal(e.to_string()))?;
+            serde_json::to_value(api.receipt(hash, Duration::ZERO)?).map_err(|e| RpcError::Internal(e.to_string()))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -157,9 +180,7 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
     })?;
     m.register_async_method("eth_sendRawTransactionSync", |p, api, _| async move {
         let (raw, wait) = wait_param(&p)?;
-        let (part, i) = api.send_and_wait(raw, wait).await?;
-        api.chain.note_receipt_height(part.fragment().height);
-        fragment_receipt(&part, i)
+        send_sync(&api, raw, wait).await
     })?;
     m.register_method("cairn_getTransactionReceipt", |p, api, _| {
         api.preconfirmed_receipt(crate::params::Args::new(&p).next("transaction hash")?)
@@ -170,10 +191,20 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         Ok::<_, RpcError>(status.map(|s| status_json(&hash, &s)))
     })?;
     m.register_blocking_method("cairn_submitEvidence", |p, api, _| {
-        let mut args = crate::params::Args::new(&p);
-        let a: cairn_primitives::SignedFragment = args.next("first signed fragment")?;
-        let b: cairn_primitives::SignedFragment = args.next("second signed fragment")?;
-        let (id, proof) = api.chain.record_evidence(a, b).map_err(|e| match e {
+        let params: Vec<Value> = p.parse().map_err(|e| RpcError::InvalidParams(e.to_string()))?;
+        let evidence = match params.as_slice() {
+            [one] => cairn_sequencer::Evidence::from_json(one).map_err(RpcError::InvalidParams)?,
+            [a, b] => {
+                let parse = |v: &Value, what: &str| {
+                    serde_json::from_value::<cairn_primitives::SignedFragment>(v.clone())
+                        .map_err(|e| RpcError::InvalidParams(format!("invalid {what}: {e}")))
+                };
+                let pair = [parse(a, "first signed fragment")?, parse(b, "second signed fragment")?];
+                cairn_sequencer::Evidence::Fragments(Box::new(pair))
+            }
+            _ => return Err(RpcError::InvalidParams("expected one evidence object, or two signed fragments".into())),
+        };
+        let (id, proof, _) = api.chain.record_evidence(evidence).map_err(|e| match e {
             SequencerError::Invalid(m) => RpcError::InvalidParams(m),
             e => RpcError::Server(e.to_string()),
         })?;
@@ -183,16 +214,7 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
     })?;
     m.register_blocking_method("cairn_getEvidence", |_, api, _| {
         let all = api.chain.evidence().map_err(|e| RpcError::Internal(e.to_string()))?;
-        let list: Vec<Value> = all
-            .into_iter()
-            .map(|(id, proof, record)| {
-                let mut v = serde_json::to_value(&proof).unwrap_or_default();
-                v["id"] = json!(id);
-                v["fragments"] = json!(record.fragments);
-                v["recordedAt"] = json!(record.recorded_ms);
-                v
-            })
-            .collect();
+        let list: Vec<Value> = all.into_iter().map(|(id, proof, record)| record.to_json(id, &proof)).collect();
         Ok::<_, RpcError>(list)
     })?;
     m.register_blocking_method("cairn_getSequencerBlock", |p, api, _| {

@@ -26,13 +26,17 @@ pub enum RpcError {
     /// data is its hash.
     #[error("{message}")]
     Timeout { message: String, hash: alloy_primitives::B256 },
+    /// -32000: no preconfirmation can be given because the transaction is decided in
+    /// `block` already, which this node got without its fragments; the data is its hash.
+    #[error("{message}")]
+    Decided { message: String, hash: alloy_primitives::B256, block: u64 },
 }
 
 impl RpcError {
     pub fn code(&self) -> i32 {
         match self {
             Self::InvalidParams(_) => -32602,
-            Self::Server(_) => -32000,
+            Self::Server(_) | Self::Decided { .. } => -32000,
             Self::Reverted { .. } => 3,
             Self::Internal(_) => -32603,
             Self::LimitExceeded(_) => -32005,
@@ -55,7 +59,9 @@ impl From<RpcError> for ErrorObjectOwned {
         let message = e.to_string();
         match e {
             RpcError::Reverted { data, .. } => ErrorObjectOwned::owned(code, message, Some(data.to_string())),
-            RpcError::Timeout { hash, .. } => ErrorObjectOwned::owned(code, message, Some(hash)),
+            RpcError::Timeout { hash, .. } | RpcError::Decided { hash, .. } => {
+                ErrorObjectOwned::owned(code, message, Some(hash))
+            }
             _ => ErrorObjectOwned::owned(code, message, None::<()>),
         }
     }

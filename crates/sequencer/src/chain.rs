@@ -79,7 +79,17 @@ pub(crate) struct PreconfState {
     pub log: Mutex<FragmentLog>,
 }
 
-type Waiter = oneshot::Sender<Result<(Arc<FragmentPart>, usize), Arc<str>>>;
+type Waiter = oneshot::Sender<Result<(Arc<FragmentPart>, usize), WaitEnd>>;
+
+/// How a wait for a preconfirmation ends without one.
+#[derive(Debug, Clone)]
+enum WaitEnd {
+    /// The transaction left the pool: the reason.
+    Dropped(Arc<str>),
+    /// The transaction was decided in this block, and this node holds no fragment of
+    /// it (the block came by value sync).
+    Decided(u64),
+}
 
 /// Everything the node's parts share: store, pool, chain config, latest header, events.
 pub struct Chain {
@@ -113,10 +123,22 @@ pub struct Chain {
     /// Called with each fragment this node signs, once it is durable and before any
     /// client is answered (consensus sends it to the other validators).
     pub(crate) fragment_hook: Mutex<Option<FragmentHook>>,
+    /// Whose misbehaviour this node keeps evidence of, and who hears of new evidence.
+    pub(crate) evidence_gate: Mutex<EvidenceGate>,
 }
 
 /// Receives each fragment this node signs (see [`Chain::set_fragment_hook`]).
 pub type FragmentHook = Box<dyn Fn(crate::fragments::LoggedFragment) + Send + Sync>;
+
+/// Receives each new evidence record, in its `cairn_getEvidence` JSON form.
+pub type EvidenceHook = Box<dyn Fn(serde_json::Value) + Send + Sync>;
+
+/// See `Chain::set_accountable` and `Chain::set_evidence_hook`.
+#[derive(Default)]
+pub(crate) struct EvidenceGate {
+    pub accountable: Option<std::collections::HashSet<alloy_primitives::Address>>,
+    pub hook: Option<EvidenceHook>,
+}
 
 impl Chain {
     /// Opens the chain's state in `store` (writing genesis from `alloc` on first start),
@@ -198,6 +220,7 @@ impl Chain {
             dev: crate::devstate::DevControls::new(clock),
             finality: Mutex::new(Arc::new(Solo::after(head, sequencer_hash))),
             fragment_hook: Mutex::new(None),
+            evidence_gate: Mutex::new(EvidenceGate::default()),
         });
         // Re-admitted transactions keep the time they were first accepted.
         {
@@ -393,7 +416,12 @@ impl Chain {
         let known = self.status.lock().get(&hash);
         let result = match known {
             Some(TxStatus { fragment: Some(part), .. }) => part.find(&hash).map(|i| Ok((part.clone(), i))),
-            Some(TxStatus { tier: Tier::Dropped, reason, .. }) => Some(Err(reason.unwrap_or_default().into())),
+            Some(TxStatus { tier: Tier::Dropped, reason, .. }) => {
+                Some(Err(WaitEnd::Dropped(reason.unwrap_or_default().into())))
+            }
+            Some(TxStatus { tier: Tier::Sequenced | Tier::Sealed, block: Some(block), .. }) => {
+                Some(Err(WaitEnd::Decided(block)))
+            }
             _ => None,
         };
         let result = match result {
@@ -414,7 +442,8 @@ impl Chain {
         }
         match result {
             Some(Ok(found)) => Ok(found),
-            Some(Err(reason)) => Err(SequencerError::Dropped { hash, reason: reason.to_string() }),
+            Some(Err(WaitEnd::Dropped(reason))) => Err(SequencerError::Dropped { hash, reason: reason.to_string() }),
+            Some(Err(WaitEnd::Decided(block))) => Err(SequencerError::DecidedWithoutFragment { hash, block }),
             None => Err(SequencerError::PreconfTimeout { hash, ms: timeout.as_millis() }),
         }
     }
@@ -441,12 +470,34 @@ impl Chain {
     pub(crate) fn sequenced(&self, block: &ExecutedBlock) {
         let at_ms = now_ms();
         let tx_hashes: Vec<B256> = block.body.iter().map(|(h, _, _)| *h).collect();
+        // The fragment each transaction is in, when this node holds the block's fragments
+        // (it built or replayed them; a block that came by value sync has none).
+        let in_fragment = |position: usize| {
+            let part = block.fragments.iter().rev().find(|f| f.fragment().first_tx as usize <= position)?;
+            let i = position - part.fragment().first_tx as usize;
+            (i < part.body.len()).then(|| (part.clone(), i))
+        };
         {
             let mut status = self.status.lock();
             for (i, h) in tx_hashes.iter().enumerate() {
                 let s = status.advance(*h, Tier::Sequenced, at_ms);
                 s.block = Some(block.header.number);
                 s.position = Some(i as u64);
+                if s.fragment.is_none() {
+                    s.fragment = in_fragment(i).map(|(part, _)| part);
+                }
+            }
+        }
+        // Clients still waiting for a preconfirmation (this node did not execute the
+        // fragment as it streamed) get it now, or learn that the block is decided.
+        {
+            let mut waiters = self.waiters.lock();
+            if !waiters.is_empty() {
+                for (i, h) in tx_hashes.iter().enumerate() {
+                    for w in waiters.remove(h).into_iter().flatten() {
+                        let _ = w.send(in_fragment(i).ok_or(WaitEnd::Decided(block.header.number)));
+                    }
+                }
             }
         }
         self.publish(ChainEvent::Sequenced(Arc::new(SequencedBlock { number: block.header.number, tx_hashes, at_ms })));
@@ -484,7 +535,7 @@ impl Chain {
             let mut waiters = self.waiters.lock();
             for h in hashes {
                 for w in waiters.remove(h).into_iter().flatten() {
-                    let _ = w.send(Err(reason.clone()));
+                    let _ = w.send(Err(WaitEnd::Dropped(reason.clone())));
                 }
             }
         }

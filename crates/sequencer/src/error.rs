@@ -29,6 +29,10 @@ pub enum SequencerError {
     TooManyWaiters,
     #[error("transaction {hash} was not preconfirmed within {ms} ms (it stays in the pool)")]
     PreconfTimeout { hash: B256, ms: u128 },
+    #[error(
+        "transaction {hash} was decided in block {block} before this node held a fragment with it: its receipt is final (eth_getTransactionReceipt)"
+    )]
+    DecidedWithoutFragment { hash: B256, block: u64 },
     #[error("transaction {hash} was dropped: {reason}")]
     Dropped { hash: B256, reason: String },
     #[error(transparent)]

@@ -29,11 +29,11 @@ pub use builder::{
     DEFAULT_FRAGMENT_INTERVAL, SEALER_NICE,
 };
 pub use chain::{
-    Chain, ChainEvent, FragmentHook, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER,
+    Chain, ChainEvent, EvidenceHook, FragmentHook, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER,
     MAX_PRECONF_WAITERS,
 };
 pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
-pub use evidence::{evidence_id, EvidenceRecord};
+pub use evidence::{evidence_id, Evidence, EvidenceRecord, Proven};
 pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
 pub use genesis::requests_hash;
 pub use ingress::{Ingress, IngressError, RELAY_QUEUE};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use alloy_consensus::Transaction as _;
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256};
-use cairn_consensus::{Certificate, Host};
+use cairn_consensus::{Certificate, Host, Misbehaviour};
 use cairn_executor::BlockContext;
 use cairn_primitives::fragment::FragmentRecord;
 use cairn_primitives::{Executed, SequencerBlock, TxEnvelope};
@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use crate::builder::{next_prevrandao, BuilderConfig};
 use crate::chain::{Chain, SequencerError};
+use crate::evidence::Evidence;
 use crate::fragments::{now_secs, FragmentPart};
 use crate::pipeline::{BlockInProgress, Proposal};
 
@@ -50,6 +51,11 @@ pub struct Replica {
     refused: Mutex<Option<(B256, String)>>,
     /// This node's execution diverged from the set's: it takes no further part.
     halted: Mutex<Option<String>>,
+    /// The newest fragment this node signed, `(height, hash)`. Fragments carry no round:
+    /// all that one key signs for a height must form one chain, or they are evidence
+    /// against it. So this node signs no further fragment at a height whose chain to
+    /// extend leaves this one out.
+    signed: Mutex<Option<(u64, B256)>>,
 }
 
 struct Inflight {
@@ -104,6 +110,7 @@ impl Replica {
             inflight: Mutex::new(None),
             refused: Mutex::new(None),
             halted: Mutex::new(None),
+            signed: Mutex::new(None),
         })
     }
 
@@ -267,6 +274,11 @@ impl Replica {
         }
         let inherited_hashes: Vec<B256> =
             inherited.iter().map(|r| r.signed(chain.config.chain_id).fragment.hash()).collect();
+        let note_signed = |fragments: &[Arc<FragmentPart>]| {
+            if let Some(last) = fragments.iter().rev().find(|f| f.signer == self.proposer) {
+                *self.signed.lock() = Some((height, last.hash));
+            }
+        };
         let extends = |fragments: &[Arc<FragmentPart>]| {
             inherited_hashes.len() <= fragments.len()
                 && inherited_hashes.iter().zip(fragments).all(|(h, f)| *h == f.hash)
@@ -277,6 +289,9 @@ impl Replica {
             let mut c = self.candidates.lock();
             match c.own.filter(|(h, _)| *h == height) {
                 Some((_, hash)) => {
+                    if let Some(p) = c.by_hash.get(&hash) {
+                        note_signed(&p.fragments);
+                    }
                     let keep = c.by_hash.get(&hash).is_some_and(|p| extends(&p.fragments));
                     if keep {
                         c.by_hash.get(&hash).cloned()
@@ -284,6 +299,9 @@ impl Replica {
                         c.own = None;
                         if let Some(lost) = c.by_hash.remove(&hash) {
                             drop(c);
+                            // Its state leaves the pending view first: the pool takes
+                            // back transactions by the nonces that view gives.
+                            chain.clear_open(height);
                             self.return_to_pool(&lost.body, &std::collections::HashSet::new());
                         }
                         None
@@ -303,6 +321,10 @@ impl Replica {
         chain.clear_open(height);
         self.inflight.lock().take();
         let resumed = chain.take_resumed().filter(|b| b.number() == height);
+        if let Some(r) = &resumed {
+            note_signed(&r.fragments);
+        }
+        let signed_here = self.signed.lock().filter(|(h, _)| *h == height).map(|(_, last)| last);
         let mut block = match resumed {
             Some(resumed) if extends(&resumed.fragments) => {
                 let ctx = (resumed.ctx.prevrandao, resumed.ctx.beneficiary, resumed.ctx.gas_limit);
@@ -335,11 +357,27 @@ impl Replica {
                         );
                         block
                     }
-                    None => BlockInProgress::open(chain),
+                    None if signed_here.is_none() => BlockInProgress::open(chain),
+                    None => {
+                        return Err(SequencerError::Consensus(format!(
+                            "this node signed fragments at height {height} that it no longer holds: it proposes nothing"
+                        )))
+                    }
                 }
             }
         };
-        if !block.close_logged {
+        // A fragment this node signed at this height that the chain it extends leaves
+        // out: signing more would contradict it, so this block adds no fragment of its own.
+        let may_sign = signed_here.is_none_or(|last| block.fragments.iter().any(|f| f.hash == last));
+        if !may_sign {
+            tracing::warn!(
+                height,
+                round,
+                fragments = inherited.len(),
+                "the chain to extend leaves out a fragment this node signed: proposing it without new fragments"
+            );
+        }
+        if !block.close_logged && may_sign {
             chain.set_fragment_hook(Some(publish));
             let _guard = HookGuard(chain);
             let end = Instant::now() + slot;
@@ -359,6 +397,7 @@ impl Replica {
             .propose_as(chain, &self.config, round, self.proposer)?
             .ok_or_else(|| SequencerError::Consensus("an empty block was not proposed".into()))?;
         proposal.sequencer.executed = Some(self.executed_parent(height).map_err(SequencerError::Consensus)?);
+        note_signed(&proposal.fragments);
         let sequencer = proposal.sequencer.clone();
         let hash = self.keep(proposal);
         self.candidates.lock().own = Some((height, hash));
@@ -634,7 +673,18 @@ impl Host for Replica {
         Ok(Some((block, txs, certificate)))
     }
 
-    fn misbehaviour(&self, height: u64, description: String) {
-        tracing::warn!(height, "consensus misbehaviour: {description}");
+    fn misbehaviour(&self, evidence: Misbehaviour) {
+        let chain_id = self.chain.config.chain_id;
+        let evidence = match evidence {
+            Misbehaviour::Fragments(pair) => {
+                let [a, b] = *pair;
+                Evidence::Fragments(Box::new([a.signed(chain_id), b.signed(chain_id)]))
+            }
+            Misbehaviour::Consensus(c) => Evidence::Consensus(c),
+        };
+        match self.chain.record_evidence(evidence) {
+            Ok((id, proof, _)) => tracing::warn!(%id, signer = %proof.signer(), "evidence of misbehaviour kept"),
+            Err(e) => tracing::error!("evidence of misbehaviour not kept: {e}"),
+        }
     }
 }
