@@ -38,6 +38,9 @@ struct Set {
     homes: Vec<PathBuf>,
     nodes: Vec<Option<Child>>,
     urls: Vec<String>,
+    /// A command a node is started under (`ip netns exec NS`), per node.
+    wrap: Vec<Vec<String>>,
+    base: u16,
 }
 
 impl Set {
@@ -58,7 +61,8 @@ impl Set {
         let mut homes: Vec<PathBuf> = (0..VALIDATORS).map(|i| out.join(format!("node-{i}"))).collect();
         homes.push(out.join("full-0"));
         let urls = (0..=VALIDATORS).map(|i| format!("http://127.0.0.1:{}", base + i as u16)).collect();
-        Set { dir, homes, nodes: (0..=VALIDATORS).map(|_| None).collect(), urls }
+        let wrap = (0..=VALIDATORS).map(|_| Vec::new()).collect();
+        Set { dir, homes, nodes: (0..=VALIDATORS).map(|_| None).collect(), urls, wrap, base }
     }
 
     fn log(&self, i: usize) -> PathBuf {
@@ -73,7 +77,15 @@ impl Set {
     /// [`Set::start`] with more arguments for `cairn node`.
     fn start_with(&mut self, i: usize, extra: &[&str]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(i)).expect("log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let mut command = match self.wrap[i].split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_cairn"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_cairn")),
+        };
+        let mut child = command
             .arg("node")
             .arg("--home")
             .arg(&self.homes[i])
@@ -659,4 +671,143 @@ async fn an_equivocating_proposer_is_recorded_by_every_honest_node_and_evidence_
     std::fs::write(&file, serde_json::to_vec(&gossiped[3]).expect("json")).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_cairn")).args(["preconf", "verify"]).arg(&file).output().expect("run");
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A network namespace holding one validator, joined to the host by a veth pair: the
+/// host's end of the link can be taken down (the validator is cut off) and up again.
+/// The other nodes listen on an address of the host's loopback device, so that cutting
+/// the link cuts only this validator off. Removed on drop.
+struct Netns {
+    name: String,
+    host_link: String,
+    /// The host's address (on `lo`) and the namespace's.
+    host: String,
+    inside: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        let pid = std::process::id();
+        let x = pid % 250;
+        let ns = Netns {
+            name: format!("cairn-{pid}"),
+            host_link: format!("cv{pid}h"),
+            host: format!("10.213.{x}.1"),
+            inside: format!("10.213.{x}.2"),
+        };
+        let inner_link = format!("cv{pid}n");
+        let (host32, inside32) = (format!("{}/32", ns.host), format!("{}/32", ns.inside));
+        ip(&["netns", "add", &ns.name])?;
+        ip(&["link", "add", &ns.host_link, "type", "veth", "peer", "name", &inner_link])?;
+        ip(&["link", "set", &inner_link, "netns", &ns.name])?;
+        ip(&["addr", "add", &host32, "dev", "lo"])?;
+        ip(&["link", "set", &ns.host_link, "up"])?;
+        ns.route()?;
+        ip(&["netns", "exec", &ns.name, "ip", "addr", "add", &inside32, "dev", &inner_link])?;
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", &inner_link, "up"])?;
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"])?;
+        ip(&["netns", "exec", &ns.name, "ip", "route", "add", &host32, "dev", &inner_link])?;
+        Ok(ns)
+    }
+
+    fn route(&self) -> Result<(), String> {
+        let inside32 = format!("{}/32", self.inside);
+        ip(&["route", "replace", &inside32, "dev", &self.host_link, "src", &self.host])
+    }
+
+    /// Cuts the validator inside off the network.
+    fn cut(&self) {
+        ip(&["link", "set", &self.host_link, "down"]).expect("link down");
+    }
+
+    fn heal(&self) {
+        ip(&["link", "set", &self.host_link, "up"]).expect("link up");
+        self.route().expect("route");
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_link]);
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = ip(&["addr", "del", &format!("{}/32", self.host), "dev", "lo"]);
+    }
+}
+
+/// Where network namespaces can be made (root), one validator is cut off the network
+/// for 10 s under load and healed: the others go on deciding, it catches up, and every
+/// node has the same chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_cut_off_the_network_rejoins_without_a_fork() {
+    const CUT: usize = 3;
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(e) if !root => {
+            eprintln!("not root: no network namespace, so this test cannot cut a validator off ({e})");
+            return;
+        }
+        Err(e) => panic!("as root, a network namespace must be made: {e}"),
+    };
+    let client = reqwest::Client::new();
+    let mut set = Set::init();
+    // Validator CUT listens inside the namespace, the others on the host's address.
+    let cut_ports = [set.base + CUT as u16, set.base + 100 + CUT as u16];
+    for home in &set.homes {
+        let path = home.join("config.toml");
+        let mut config = std::fs::read_to_string(&path).expect("config");
+        for port in cut_ports {
+            config = config.replace(&format!("127.0.0.1:{port}"), &format!("{}:{port}", ns.inside));
+        }
+        std::fs::write(&path, config.replace("127.0.0.1:", &format!("{}:", ns.host))).expect("write");
+    }
+    for (i, url) in set.urls.iter_mut().enumerate() {
+        let host = if i == CUT { &ns.inside } else { &ns.host };
+        *url = url.replace("127.0.0.1", host);
+    }
+    set.wrap[CUT] = ["ip", "netns", "exec", &ns.name].map(String::from).to_vec();
+    for i in 0..VALIDATORS {
+        set.start(i);
+    }
+    wait_height(&client, &set, &[0, 1, 2, 3], 2, Duration::from_secs(60)).await;
+    let to = alloy_primitives::Address::repeat_byte(0x47);
+    let txs = common::dev_transfers(3, to);
+    send_spread(&client, &set, &txs[..10], &[0, 1, 2, 3], 0).await;
+
+    // Cut off: the others decide without it, its clients' transactions wait.
+    ns.cut();
+    let cut_at = Instant::now();
+    let at_cut = height(&client, &set.urls[0]).await.expect("height");
+    assert!(height(&client, &set.urls[CUT]).await.is_none(), "the validator is out of reach");
+    send_spread(&client, &set, &txs[10..20], &[0, 1, 2], 0).await;
+    wait_height(&client, &set, &[0, 1, 2], at_cut + 10, Duration::from_secs(60)).await;
+    // The cut lasts 10 s (its connections time out), while the others go on.
+    while cut_at.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before_heal = height(&client, &set.urls[0]).await.expect("height");
+    assert!(before_heal > at_cut + 10, "the others kept deciding: {at_cut} → {before_heal}");
+
+    // Healed: it catches up and has the same chain as the others.
+    ns.heal();
+    send_spread(&client, &set, &txs[20..], &[0, 1, 2, 3], 0).await;
+    let now = height(&client, &set.urls[0]).await.expect("height");
+    wait_height(&client, &set, &[0, 1, 2, 3], now + 2, Duration::from_secs(90)).await;
+    let included = same_chain(&client, &set, &[0, 1, 2, 3], now + 2).await;
+    assert_eq!(included, txs.len(), "every transaction is in exactly one decided block");
+    let balance = rpc(&client, &set.urls[CUT], "eth_getBalance", json!([to, "latest"])).await.expect("balance");
+    assert_eq!(hex_u64(&balance), txs.len() as u64, "the healed validator has the state");
+    drop(set);
+    drop(ns);
 }
