@@ -45,6 +45,10 @@ pub struct BftBenchArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Keep the validators' homes and logs (their path is printed) instead of removing
+    /// them; set `RUST_LOG` to choose what the validators log.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -296,6 +300,10 @@ pub async fn run(args: BftBenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&f)?)?;
     }
     drop(set);
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.keep {
+        println!("validators' homes and logs kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }

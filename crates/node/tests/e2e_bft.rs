@@ -170,6 +170,16 @@ async fn height(client: &reqwest::Client, url: &str) -> Option<u64> {
     rpc(client, url, "eth_blockNumber", json!([])).await.map(|v| hex_u64(&v))
 }
 
+/// The highest block any of `nodes` has sealed (nodes seal at their own pace, behind
+/// the set's decisions).
+async fn top(client: &reqwest::Client, set: &Set, nodes: &[usize]) -> u64 {
+    let mut best = 0;
+    for i in nodes {
+        best = best.max(height(client, &set.urls[*i]).await.unwrap_or(0));
+    }
+    best
+}
+
 /// Polls until every node of `nodes` is at `target` or above (at most `within`).
 async fn wait_height(client: &reqwest::Client, set: &Set, nodes: &[usize], target: u64, within: Duration) {
     let deadline = Instant::now() + within;
@@ -264,7 +274,7 @@ async fn four_validators_decide_the_same_blocks_and_a_killed_one_catches_up() {
 
     // Back: it catches up (value sync) and serves the same blocks.
     set.start(3);
-    let now = height(&client, &set.urls[0]).await.expect("height");
+    let now = top(&client, &set, &[0, 1, 2]).await;
     wait_height(&client, &set, &[0, 1, 2, 3], now + 2, Duration::from_secs(60)).await;
     let upto = now + 2;
     let included = same_chain(&client, &set, &[0, 1, 2, 3], upto).await;
@@ -528,7 +538,7 @@ async fn a_full_node_follows_the_set_and_relays_its_clients_transactions() {
     let to = alloy_primitives::Address::repeat_byte(0x45);
     let txs = common::dev_transfers(2, to);
     send_spread(&client, &set, &txs, &[FULL], FULL).await;
-    let upto = height(&client, &set.urls[0]).await.expect("height");
+    let upto = height(&client, &set.urls[FULL]).await.expect("height");
     wait_height(&client, &set, &[0, 1, 2, 3, FULL], upto, Duration::from_secs(60)).await;
     // Its blocks are the validators' (hashes, roots, sequencer blocks, certificates).
     assert_eq!(same_chain(&client, &set, &[0, 1, 2, 3, FULL], upto).await, txs.len());

@@ -29,6 +29,8 @@ use crate::pipeline::{BlockInProgress, Proposal};
 pub const MAX_CANDIDATES: usize = 32;
 /// How far ahead of this node's clock a proposed block's timestamp may be.
 pub const MAX_CLOCK_DRIFT_SECS: u64 = 5;
+/// Longest wait for the seal of a block whose result the next block carries.
+pub const SEAL_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct Candidates {
@@ -138,12 +140,15 @@ impl Replica {
         hash
     }
 
-    /// The execution result of block `height − 1` here: the newest sealed block (a
-    /// decision is answered only once it is sealed).
+    /// The execution result of block `height − 1` here, once it is sealed (a decision is
+    /// acknowledged as soon as its block is in the pipeline; the seal follows off the
+    /// ordering path, and is waited for here, at most [`SEAL_WAIT`]).
     fn executed_parent(&self, height: u64) -> Result<Executed, String> {
+        let parent = height.saturating_sub(1);
+        self.chain.wait_sealed_for(parent, SEAL_WAIT);
         let (header, hash) = self.chain.latest();
-        if header.number + 1 != height {
-            return Err(format!("block {} is not sealed yet (sealed: {})", height.saturating_sub(1), header.number));
+        if header.number != parent {
+            return Err(format!("block {parent} is not sealed (sealed: {})", header.number));
         }
         Ok(Executed { number: header.number, header_hash: hash, state_root: header.state_root })
     }
@@ -616,7 +621,10 @@ impl Replica {
                 *resumed = None;
             }
         }
-        chain.wait_sealed(number)?;
+        // Acknowledged once it is in the pipeline (durable in the set: a node that
+        // crashes before sealing it gets it back by value sync, its proposer's from its
+        // fragment log); the sealer commits it off the ordering path, and the next block,
+        // which carries its result, waits for that seal only when it closes.
         Ok(())
     }
 }
