@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # No file imports back up inside a crate.
-for crate in primitives storage executor trie mempool consensus sequencer rpc workload node; do
+for crate in primitives storage executor trie mempool consensus da sequencer rpc workload node; do
   python3 scripts/module-deps.py "crates/$crate/src" > /dev/null
 done
 ./scripts/test.sh "$@"
