@@ -96,11 +96,26 @@ pub struct DevArgs {
     /// [default: <datadir>/sequencer.key, created on first start].
     #[arg(long, value_name = "FILE")]
     pub sequencer_key: Option<PathBuf>,
+    /// Data-availability layer the decided blocks are posted to, in batches: `local` (a
+    /// file store under <datadir>/da, served over RPC: `cairn_getDaBatch`) or `none`
+    /// [default: local].
+    #[arg(long, value_name = "LAYER")]
+    pub da: Option<DaKind>,
     /// Benchmarks only: skip state commitment (headers carry a zero state root). Used by
     /// `cairn bench rpc --commit-compare` to measure what commitment costs.
     #[arg(long, hide = true)]
     #[serde(skip)]
     pub no_state_root: bool,
+}
+
+/// Where decided blocks are made available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DaKind {
+    /// The embedded file-backed store.
+    Local,
+    /// No DA layer.
+    None,
 }
 
 /// Which executor the builder uses.
@@ -141,6 +156,7 @@ pub struct DevConfig {
     pub sequencer_key: PathBuf,
     /// Benchmarks only: state commitment off.
     pub no_state_root: bool,
+    pub da: DaKind,
 }
 
 impl DevArgs {
@@ -170,6 +186,7 @@ impl DevArgs {
             cache_mb: self.cache_mb.or(other.cache_mb),
             fragment_interval: self.fragment_interval.or(other.fragment_interval),
             sequencer_key: self.sequencer_key.or(other.sequencer_key),
+            da: self.da.or(other.da),
             no_state_root: self.no_state_root,
         }
     }
@@ -248,6 +265,7 @@ impl DevArgs {
             state_history: args.state_history.unwrap_or(cairn_storage::DEFAULT_STATE_HISTORY),
             cache_bytes: args.cache_mb.map_or_else(cairn_storage::default_cache_bytes, |mb| mb << 20),
             no_state_root: args.no_state_root,
+            da: args.da.unwrap_or(DaKind::Local),
         })
     }
 }

@@ -123,6 +123,15 @@ pub(crate) async fn serve(
         }
     };
 
+    let poster = match cfg.da {
+        crate::config::DaKind::Local => {
+            let dir = cfg.datadir.join("da");
+            let store =
+                cairn_da::LocalDa::open(&dir).with_context(|| format!("opening the DA store {}", dir.display()))?;
+            Some(cairn_sequencer::DaPoster::start(chain.clone(), Arc::new(store), Default::default())?)
+        }
+        crate::config::DaKind::None => None,
+    };
     let (head, _) = chain.latest();
     println!("{title}");
     println!("  chain id     {}", chain.config.chain_id);
@@ -132,6 +141,12 @@ pub(crate) async fn serve(
     match cfg.fragment_interval {
         Some(i) => println!("  preconfs     a signed fragment every {} ms, sequencer {sequencer}", i.as_millis()),
         None => println!("  preconfs     off (--fragment-interval 0)"),
+    }
+    match cfg.da {
+        crate::config::DaKind::Local => {
+            println!("  DA           local, batches in {}", cfg.datadir.join("da").display())
+        }
+        crate::config::DaKind::None => println!("  DA           none (--da none)"),
     }
     if let Some(accounts) = listed {
         println!("\nAvailable accounts (10000 ETH each at genesis)");
@@ -153,6 +168,9 @@ pub(crate) async fn serve(
     }
     let _ = server.stop();
     server.stopped().await;
+    if let Some(poster) = poster {
+        tokio::task::spawn_blocking(move || poster.stop()).await?;
+    }
     tokio::task::spawn_blocking(move || builder.stop()).await?;
     Ok(())
 }

@@ -212,6 +212,26 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         out["id"] = json!(id);
         Ok::<_, RpcError>(out)
     })?;
+    m.register_method("cairn_daStatus", |_, api, _| {
+        Ok::<_, RpcError>(api.chain.da().map(|da| da.status.lock().clone()))
+    })?;
+    m.register_blocking_method("cairn_getDaBatch", |p, api, _| {
+        let height: alloy_primitives::U64 = crate::params::Args::new(&p).next("DA height")?;
+        let Some(da) = api.chain.da() else {
+            return Err(RpcError::Server("this node posts to no data-availability layer".into()));
+        };
+        let Some(bytes) = da.backend.fetch(height.to()).map_err(|e| RpcError::Server(e.to_string()))? else {
+            return Ok(Value::Null);
+        };
+        let (header, _) = cairn_da::Batch::read_header(&bytes).map_err(|e| RpcError::Server(e.to_string()))?;
+        Ok(json!({
+            "backend": da.backend.name(),
+            "height": height,
+            "commitment": alloy_primitives::keccak256(&bytes),
+            "header": header,
+            "data": Bytes::from(bytes),
+        }))
+    })?;
     m.register_blocking_method("cairn_getEvidence", |_, api, _| {
         let all = api.chain.evidence().map_err(|e| RpcError::Internal(e.to_string()))?;
         let list: Vec<Value> = all.into_iter().map(|(id, proof, record)| record.to_json(id, &proof)).collect();

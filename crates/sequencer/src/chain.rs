@@ -125,6 +125,8 @@ pub struct Chain {
     pub(crate) fragment_hook: Mutex<Option<FragmentHook>>,
     /// Whose misbehaviour this node keeps evidence of, and who hears of new evidence.
     pub(crate) evidence_gate: Mutex<EvidenceGate>,
+    /// The data-availability layer, once a poster runs.
+    da: Mutex<Option<crate::da::DaHandle>>,
 }
 
 /// Receives each fragment this node signs (see [`Chain::set_fragment_hook`]).
@@ -221,6 +223,7 @@ impl Chain {
             finality: Mutex::new(Arc::new(Solo::after(head, sequencer_hash))),
             fragment_hook: Mutex::new(None),
             evidence_gate: Mutex::new(EvidenceGate::default()),
+            da: Mutex::new(None),
         });
         // Re-admitted transactions keep the time they were first accepted.
         {
@@ -288,6 +291,16 @@ impl Chain {
         let block = Arc::new(proposal.decided(decision.certificate));
         self.push_executed(block.clone())?;
         Ok(block)
+    }
+
+    /// Sets (or clears) the data-availability layer RPC reads from.
+    pub fn set_da(&self, da: Option<crate::da::DaHandle>) {
+        *self.da.lock() = da;
+    }
+
+    /// The data-availability layer, if a poster runs.
+    pub fn da(&self) -> Option<crate::da::DaHandle> {
+        self.da.lock().clone()
     }
 
     /// Sets (or clears) what receives each fragment this node signs.

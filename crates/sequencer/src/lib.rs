@@ -11,6 +11,7 @@
 mod admission;
 mod builder;
 mod chain;
+mod da;
 mod devstate;
 mod devtools;
 mod error;
@@ -19,6 +20,7 @@ mod fragments;
 mod genesis;
 mod ingress;
 mod pipeline;
+mod poster;
 mod recovery;
 mod replica;
 mod sealer;
@@ -32,6 +34,7 @@ pub use chain::{
     Chain, ChainEvent, EvidenceHook, FragmentHook, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER,
     MAX_PRECONF_WAITERS,
 };
+pub use da::{DaHandle, DaStatus};
 pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
 pub use evidence::{evidence_id, Evidence, EvidenceRecord, Proven};
 pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
@@ -39,6 +42,7 @@ pub use genesis::requests_hash;
 pub use ingress::{Ingress, IngressError, RELAY_QUEUE};
 pub use pipeline::BlockInProgress;
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
+pub use poster::{DaPoster, PosterConfig};
 pub use replica::{Replica, MAX_CANDIDATES, MAX_CLOCK_DRIFT_SECS};
 pub use sealer::seal_next;
 pub use status::{StatusChange, Step, Tier, TxStatus, MAX_TRACKED};
