@@ -104,7 +104,10 @@ impl DaPoster {
                     let sealed = chain.latest().0.number;
                     if next > sealed {
                         waiting_since = None;
-                        chain.wait_sealed_for(next, Duration::from_millis(200));
+                        // Returns at once while the block is not even decided: no spin.
+                        if !chain.wait_sealed_for(next, Duration::from_millis(200)) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
                         continue;
                     }
                     let since = *waiting_since.get_or_insert_with(Instant::now);
