@@ -1,7 +1,8 @@
 //! `cairn dev` posts its decided blocks to the local DA store in batches (the default
 //! `--da local`): every block from 1 on is in exactly one batch, in order, with its
-//! transactions, whose namespace commitment proves each of them; after a `kill -9` and a
-//! restart the poster goes on with no gap and no duplicate.
+//! transactions, whose namespace commitment proves each of them; each batch is read back
+//! and its transactions become `firm`; after a `kill -9` and a restart the poster goes on
+//! with no gap and no duplicate, and what was firm stays firm.
 
 mod common;
 
@@ -39,6 +40,19 @@ async fn wait_posted(client: &reqwest::Client, url: &str, height: u64) -> Value 
             return status;
         }
         assert!(Instant::now() < deadline, "block {height} not posted within 30 s: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `cairn_getTransactionStatus` until `hash` is firm.
+async fn wait_firm(client: &reqwest::Client, url: &str, hash: &alloy_primitives::B256) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = rpc(client, url, "cairn_getTransactionStatus", json!([hash])).await.expect("status");
+        if s["status"] == "firm" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{hash} not firm within 30 s: {s}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -97,6 +111,13 @@ async fn decided_blocks_reach_the_local_da_store_with_no_gap_and_no_duplicate_ac
     for (hash, _) in &txs[..20] {
         assert!(carried.contains(hash), "{hash} is in a batch");
     }
+    // Read back and checked: firm, with the batch named, the step in its history.
+    let firm = wait_firm(&client, &node.http(), &txs[0].0).await;
+    assert!(firm["da"]["height"].as_u64().expect("DA height") >= 1, "{firm}");
+    assert_eq!(firm["da"]["backend"], "local");
+    let tiers: Vec<&str> =
+        firm["history"].as_array().expect("history").iter().filter_map(|s| s["tier"].as_str()).collect();
+    assert_eq!(tiers.last(), Some(&"firm"), "{firm}");
 
     // kill -9, restart on the same data: posting goes on after the last batch.
     common::kill_9_under_load(node, Vec::new()).await;
@@ -107,6 +128,10 @@ async fn decided_blocks_reach_the_local_da_store_with_no_gap_and_no_duplicate_ac
     let heights: Vec<u64> = all.iter().map(|(h, _)| *h).collect();
     assert_eq!(heights, (1..=heights.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate");
     assert!(*heights.last().expect("blocks") >= status["postedThrough"].as_u64().expect("through"));
+    // After the restart, a transaction of the first run is firm (from the store and the
+    // batches read back), and so is one of the second.
+    assert_eq!(wait_firm(&client, &node.http(), &txs[0].0).await["status"], "firm");
+    assert_eq!(wait_firm(&client, &node.http(), &txs[txs.len() - 1].0).await["status"], "firm");
     let carried: Vec<_> = all.iter().flat_map(|(_, t)| t.clone()).collect();
     for (hash, _) in &txs {
         assert_eq!(carried.iter().filter(|h| *h == hash).count(), 1, "{hash} is in exactly one batch");

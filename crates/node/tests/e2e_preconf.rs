@@ -109,7 +109,8 @@ async fn preconfirmations_keep_height_and_position_across_kill_9() {
         assert_eq!((quantity(&r["blockNumber"]), quantity(&r["transactionIndex"])), (*height, *position), "{hash}");
         assert!(!r["blockHash"].is_null(), "sealed");
         let status = call(&client, &url, "cairn_getTransactionStatus", json!([hash])).await.expect("status");
-        assert_eq!(status["status"], "sealed");
+        // Sealed, or firm already (its batch on the DA layer, read back).
+        assert!(status["status"] == "sealed" || status["status"] == "firm", "{status}");
     }
     eprintln!(
         "{} preconfirmed before kill -9, {} fragments, {} blocks: all kept",

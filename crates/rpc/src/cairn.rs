@@ -97,6 +97,7 @@ pub fn status_json(hash: &B256, s: &TxStatus) -> Value {
             "hash": p.hash,
         })),
         "reason": s.reason,
+        "da": s.da,
     })
 }
 

@@ -149,6 +149,11 @@ fn forward(sink: &mut SubscriptionSink, kind: &Kind, event: &ChainEvent) -> bool
                 try_send(sink, &status_change_json(h, Tier::Sealed, at, place, None))
             })
         }
+        (Kind::Status(_), ChainEvent::Firm(firm)) => {
+            firm.txs.iter().filter(|(h, _, _)| wants(h)).all(|(h, block, position)| {
+                try_send(sink, &status_change_json(h, Tier::Firm, firm.at_ms, Some((*block, *position)), None))
+            })
+        }
         (Kind::Status(_), ChainEvent::Dropped { hash, reason, at_ms }) if wants(hash) => {
             try_send(sink, &status_change_json(hash, Tier::Dropped, *at_ms, None, Some(reason)))
         }

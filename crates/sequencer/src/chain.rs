@@ -56,7 +56,23 @@ pub enum ChainEvent {
     Sequenced(Arc<SequencedBlock>),
     /// A transaction that was only received was retracted.
     Dropped { hash: B256, reason: Arc<str>, at_ms: u64 },
+    /// Blocks became firm: on the DA layer, read back and checked.
+    Firm(Arc<FirmBlocks>),
 }
+
+/// Blocks `first..=last`, firm in the batch `da`.
+#[derive(Debug, Clone)]
+pub struct FirmBlocks {
+    pub first: u64,
+    pub last: u64,
+    /// `(hash, block, position)` of their transactions.
+    pub txs: Vec<(B256, u64, u64)>,
+    pub da: cairn_da::DaRef,
+    pub at_ms: u64,
+}
+
+/// Most batches remembered for the status of older transactions.
+pub const MAX_FIRM_BATCHES: usize = 4_096;
 
 /// A transaction in an executed-but-unsealed block or in the open block.
 #[derive(Debug, Clone)]
@@ -127,7 +143,13 @@ pub struct Chain {
     pub(crate) evidence_gate: Mutex<EvidenceGate>,
     /// The data-availability layer, once a poster runs.
     da: Mutex<Option<crate::da::DaHandle>>,
+    /// The last firm block, and the batches of the newest firm blocks (bounded by
+    /// [`MAX_FIRM_BATCHES`]): `(first, last, batch)`.
+    firm: Mutex<FirmIndex>,
 }
+
+/// The last firm block, and `(first, last, batch)` of the newest firm batches.
+type FirmIndex = (u64, std::collections::VecDeque<(u64, u64, cairn_da::DaRef)>);
 
 /// Receives each fragment this node signs (see [`Chain::set_fragment_hook`]).
 pub type FragmentHook = Box<dyn Fn(crate::fragments::LoggedFragment) + Send + Sync>;
@@ -224,6 +246,7 @@ impl Chain {
             fragment_hook: Mutex::new(None),
             evidence_gate: Mutex::new(EvidenceGate::default()),
             da: Mutex::new(None),
+            firm: Mutex::new((0, std::collections::VecDeque::new())),
         });
         // Re-admitted transactions keep the time they were first accepted.
         {
@@ -394,6 +417,7 @@ impl Chain {
             position,
             fragment,
             reason: None,
+            da: None,
         };
         if let Some(u) = self.find_unsealed(hash) {
             let tier = if u.sequenced { Tier::Sequenced } else { Tier::Preconfirmed };
@@ -402,7 +426,53 @@ impl Chain {
         if self.pool.lock().contains(hash) {
             return Ok(Some(bare(Tier::Received, None, None, None)));
         }
-        Ok(self.snapshot().tx(*hash)?.map(|r| bare(Tier::Sealed, Some(r.block_number), Some(r.index), None)))
+        Ok(self.snapshot().tx(*hash)?.map(|r| {
+            let mut s = bare(Tier::Sealed, Some(r.block_number), Some(r.index), None);
+            let firm = self.firm.lock();
+            if r.block_number <= firm.0 {
+                s.tier = Tier::Firm;
+                s.da = firm.1.iter().find(|(a, b, _)| (*a..=*b).contains(&r.block_number)).map(|(_, _, d)| d.clone());
+            }
+            s
+        }))
+    }
+
+    /// The last block that is firm (0: none).
+    pub fn firm_through(&self) -> u64 {
+        self.firm.lock().0
+    }
+
+    /// Records that blocks `first..=last` are firm in batch `da` (read back from the DA
+    /// layer and checked against the store): their transactions' status, subscribers.
+    pub fn mark_firm(&self, first: u64, last: u64, da: cairn_da::DaRef) -> Result<(), SequencerError> {
+        let reader = self.snapshot();
+        let mut txs = Vec::new();
+        for number in first..=last {
+            for (i, h) in reader.block_tx_hashes(number)?.into_iter().enumerate() {
+                txs.push((h, number, i as u64));
+            }
+        }
+        {
+            let mut firm = self.firm.lock();
+            firm.0 = firm.0.max(last);
+            if firm.1.len() >= MAX_FIRM_BATCHES {
+                firm.1.pop_front();
+            }
+            firm.1.push_back((first, last, da.clone()));
+        }
+        let at_ms = now_ms();
+        {
+            let mut status = self.status.lock();
+            for (h, _, _) in &txs {
+                // Only the transactions still tracked; older ones are answered from the
+                // store and the firm watermark.
+                if status.get(h).is_some() {
+                    status.advance(*h, Tier::Firm, at_ms).da = Some(da.clone());
+                }
+            }
+        }
+        self.publish(ChainEvent::Firm(Arc::new(FirmBlocks { first, last, txs, da, at_ms })));
+        Ok(())
     }
 
     /// Waits until `hash` is in a published fragment; returns the fragment and the

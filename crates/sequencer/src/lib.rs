@@ -31,8 +31,8 @@ pub use builder::{
     DEFAULT_FRAGMENT_INTERVAL, SEALER_NICE,
 };
 pub use chain::{
-    Chain, ChainEvent, EvidenceHook, FragmentHook, NewBlock, SequencedBlock, SequencerError, UnsealedTx, EVENT_BUFFER,
-    MAX_PRECONF_WAITERS,
+    Chain, ChainEvent, EvidenceHook, FirmBlocks, FragmentHook, NewBlock, SequencedBlock, SequencerError, UnsealedTx,
+    EVENT_BUFFER, MAX_FIRM_BATCHES, MAX_PRECONF_WAITERS,
 };
 pub use da::{DaHandle, DaStatus};
 pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};

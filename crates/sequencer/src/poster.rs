@@ -9,6 +9,8 @@
 //!   from it, not queued).
 //! - After a restart the poster reads the newest batch back and goes on with the block
 //!   after its last one: no gap, no duplicate (a batch is posted whole or not at all).
+//! - Each posted batch is read back from the layer and checked against the store (the
+//!   same blocks and certificates, its commitments right): its blocks become `firm`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,6 +61,33 @@ fn resume_from(backend: &dyn DaBackend) -> Result<u64, SequencerError> {
     Ok(header.last_height + 1)
 }
 
+/// Reads batch `r` back from the layer and checks it against this node's store (every
+/// block and certificate the same, every namespace commitment right): its blocks are
+/// then firm. Returns their range.
+fn read_back(chain: &Chain, backend: &dyn DaBackend, r: &DaRef) -> Result<(u64, u64), SequencerError> {
+    let da = |e: cairn_da::DaError| SequencerError::Invalid(format!("DA: {e}"));
+    let bytes = backend
+        .fetch(r.height)
+        .map_err(da)?
+        .ok_or_else(|| SequencerError::Invalid(format!("DA: batch {} is not on the layer", r.height)))?;
+    if alloy_primitives::keccak256(&bytes) != r.commitment {
+        return Err(SequencerError::Invalid(format!("DA: batch {} is not the one posted", r.height)));
+    }
+    let (header, batch) = Batch::decode(&bytes).map_err(da)?;
+    let reader = chain.snapshot();
+    for b in &batch.blocks {
+        let block = b.block().map_err(da)?;
+        let stored = reader.sequencer_block(block.height)?;
+        if stored.as_ref().is_none_or(|(s, c)| *s != block || c.as_slice() != b.certificate.as_ref()) {
+            return Err(SequencerError::Invalid(format!(
+                "DA: batch {} holds a block {} that is not this node's",
+                r.height, block.height
+            )));
+        }
+    }
+    Ok((header.first_height, header.last_height))
+}
+
 /// Block `height` as a batch carries it, with the byte size of its transactions.
 fn batch_block(chain: &Chain, height: u64) -> Result<Option<(BatchBlock, usize)>, SequencerError> {
     let reader = chain.snapshot();
@@ -84,6 +113,11 @@ impl DaPoster {
     /// newest batch's last one.
     pub fn start(chain: Arc<Chain>, backend: Arc<dyn DaBackend>, config: PosterConfig) -> Result<Self, SequencerError> {
         let mut next = resume_from(backend.as_ref())?;
+        // What the layer holds from before is firm again once read back.
+        if let Some(latest) = backend.latest().map_err(|e| SequencerError::Invalid(format!("DA: {e}")))? {
+            let (first, last) = read_back(&chain, backend.as_ref(), &latest)?;
+            chain.mark_firm(first, last, latest)?;
+        }
         let status = Arc::new(Mutex::new(DaStatus {
             backend: backend.name().to_string(),
             latest: backend.latest().map_err(|e| SequencerError::Invalid(format!("DA: {e}")))?,
@@ -119,6 +153,11 @@ impl DaPoster {
                     match post_one(&chain, backend.as_ref(), next, sealed, &config) {
                         Ok((r, last)) => {
                             tracing::debug!(height = r.height, first = next, last, bytes = r.size, "batch posted");
+                            let firm = read_back(&chain, backend.as_ref(), &r)
+                                .and_then(|(first, last)| chain.mark_firm(first, last, r.clone()));
+                            if let Err(e) = firm {
+                                tracing::error!(height = r.height, "a posted batch does not read back: {e}");
+                            }
                             next = last + 1;
                             *shared.lock() = DaStatus {
                                 backend: backend.name().into(),

@@ -1,5 +1,6 @@
-//! Transaction status tiers: `received → preconfirmed → sequenced → sealed` (and
-//! `firm` once a data-availability layer exists), with the time each was reached.
+//! Transaction status tiers: `received → preconfirmed → sequenced → sealed → firm`
+//! (its block is on the data-availability layer, read back and checked), with the time
+//! each was reached.
 //! `dropped` is the explicit retraction of a transaction that was only received
 //! (replaced, evicted or found invalid); a preconfirmed transaction is never dropped.
 //!
@@ -28,6 +29,8 @@ pub enum Tier {
     Sequenced,
     /// Its block has a state root and is committed.
     Sealed,
+    /// Its block is on the data-availability layer, read back and checked.
+    Firm,
     /// Retracted before it was preconfirmed (replaced, evicted, invalid).
     Dropped,
 }
@@ -52,11 +55,21 @@ pub struct TxStatus {
     pub fragment: Option<Arc<FragmentPart>>,
     /// Why it was dropped.
     pub reason: Option<String>,
+    /// The batch its block is in, once firm.
+    pub da: Option<cairn_da::DaRef>,
 }
 
 impl TxStatus {
     fn new() -> Self {
-        Self { tier: Tier::Received, history: Vec::new(), block: None, position: None, fragment: None, reason: None }
+        Self {
+            tier: Tier::Received,
+            history: Vec::new(),
+            block: None,
+            position: None,
+            fragment: None,
+            reason: None,
+            da: None,
+        }
     }
 }
 
