@@ -186,6 +186,7 @@ mod tests {
             transactions: vec![B256::repeat_byte(8)],
             fragments: vec![],
             executed: None,
+            namespaces: None,
         })
     }
 

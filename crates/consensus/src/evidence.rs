@@ -268,8 +268,14 @@ mod tests {
 
     fn set(keys: &[&PrivateKeySigner]) -> Validators {
         let validators = keys.iter().map(|k| NetworkGenesis::validator_of(k, 1)).collect();
-        let genesis =
-            NetworkGenesis { chain_id: CHAIN, timestamp: 1, validators, dev_accounts: 0, alloc: Default::default() };
+        let genesis = NetworkGenesis {
+            chain_id: CHAIN,
+            timestamp: 1,
+            validators,
+            dev_accounts: 0,
+            alloc: Default::default(),
+            rollups: Vec::new(),
+        };
         Validators::new(ValidatorSet::new(&genesis).expect("set")).expect("validators")
     }
 

@@ -211,6 +211,7 @@ mod tests {
             transactions: vec![B256::repeat_byte(height as u8)],
             fragments: vec![],
             executed: None,
+            namespaces: None,
         }
     }
 
@@ -251,6 +252,7 @@ mod tests {
             validators,
             dev_accounts: 0,
             alloc: Default::default(),
+            rollups: Vec::new(),
         })
         .expect("set");
         let block = B256::repeat_byte(3);

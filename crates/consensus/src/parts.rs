@@ -304,6 +304,7 @@ mod tests {
             validators,
             dev_accounts: 0,
             alloc: Default::default(),
+            rollups: Vec::new(),
         })
         .expect("set");
         (keys, Validators::new(set).expect("keys"))
@@ -351,6 +352,7 @@ mod tests {
             transactions: vec![keccak256(b"a"), keccak256(b"b")],
             fragments: vec![f0.signed(CHAIN).fragment.hash(), f1.signed(CHAIN).fragment.hash()],
             executed: None,
+            namespaces: None,
         };
         let block = Block::new(block);
         let signature = EcdsaSignature::sign(&key, &proposal_hash(CHAIN, 5, round, -1, block.hash())).expect("sign");

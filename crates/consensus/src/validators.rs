@@ -76,6 +76,7 @@ mod tests {
             validators,
             dev_accounts: 0,
             alloc: Default::default(),
+            rollups: Vec::new(),
         })
         .expect("valid")
     }

@@ -32,6 +32,7 @@ fn block(height: u64, txs: &[Bytes]) -> BatchBlock {
         transactions: txs.iter().map(keccak256).collect(),
         fragments: Vec::new(),
         executed: None,
+        namespaces: None,
     };
     BatchBlock::new(&block, Bytes::from_static(b"certificate"), txs, |raw| u64::from(raw[0]))
 }

@@ -12,6 +12,8 @@
 //! else the lowest-tip ready tail. The newcomer wins if it is ready and the victim is
 //! not, or if its tip is higher; otherwise it is rejected with "txpool is full".
 
+pub mod lanes;
+
 use alloy_consensus::Transaction as _;
 use alloy_primitives::{Address, B256};
 use cairn_primitives::RecoveredTx;

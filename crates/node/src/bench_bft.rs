@@ -160,6 +160,7 @@ pub async fn run(args: BftBenchArgs) -> anyhow::Result<()> {
         dev_accounts: 10,
         genesis: Some(w.genesis.clone()),
         full_nodes: 0,
+        rollups: Vec::new(),
     })?;
     let set = start_set(&homes, &dir)?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;

@@ -28,7 +28,7 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     // `cairn dev` unlocks its development accounts and serves the test controls.
     let dev = cairn_rpc::DevMode { accounts: accounts.iter().map(|a| a.signer.clone()).collect() };
     let listed = cfg.genesis.is_none().then_some(accounts.as_slice());
-    serve(cfg, alloc, Some(dev), "Cairn dev sequencer", listed, None).await
+    serve(cfg, alloc, Some(dev), "Cairn dev sequencer", listed, None, None).await
 }
 
 /// Runs a sequencer on `cfg` from genesis `alloc` until a signal: store, chain, builder
@@ -43,6 +43,7 @@ pub(crate) async fn serve(
     title: &str,
     listed: Option<&[DevAccount]>,
     bft: Option<(cairn_consensus::BftConfig, Vec<String>)>,
+    follow: Option<crate::follower::Follow>,
 ) -> anyhow::Result<()> {
     let store = Store::open_with_cache(&cfg.datadir.join("cairn.redb"), cfg.cache_bytes)
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?
@@ -101,6 +102,11 @@ pub(crate) async fn serve(
         })));
         tokio::spawn(crate::relay::evidence(rx, peers.clone()));
     }
+    if let Some(f) = &follow {
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::follower::FORWARD_QUEUE);
+        ingress = ingress.with_forward(tx);
+        tokio::spawn(crate::follower::forward(rx, f.urls.clone()));
+    }
     let (addr, server) =
         cairn_rpc::start(cfg.listen, chain.clone(), ingress, RpcLimits::default(), ServerLimits::default(), dev)
             .await
@@ -112,6 +118,13 @@ pub(crate) async fn serve(
         ..BuilderConfig::default()
     };
     let (builder, engine) = match bft {
+        None if follow.is_some() => {
+            let builder = Builder::sealer_only(chain.clone(), false);
+            if let Some(f) = follow {
+                crate::follower::start(chain.clone(), f);
+            }
+            (builder, None)
+        }
         None => (Builder::start(chain.clone(), builder_config), None),
         Some((bft, _)) => {
             let builder = Builder::sealer_only(chain.clone(), cfg.fragment_interval.is_some());

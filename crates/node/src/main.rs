@@ -9,9 +9,12 @@ mod bench_preconf;
 mod benches;
 mod config;
 mod dev;
+mod follower;
 mod node;
 mod preconf;
 mod relay;
+mod rollup;
+mod shared;
 mod testnet;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +41,9 @@ enum Command {
     Preconf(preconf::PreconfCommand),
     /// Run a validator home written by `cairn testnet init`.
     Node(node::NodeArgs),
+    /// A follower node of one rollup of a shared set: executes the rollup's part of the
+    /// set's decided blocks and serves its JSON-RPC.
+    Rollup(rollup::RollupArgs),
     /// A local validator set: `init` writes one home per validator.
     #[command(subcommand)]
     Testnet(testnet::TestnetCommand),
@@ -59,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => runtime.block_on(dev::run(args.resolve()?)),
         Command::Bench(cmd) => runtime.block_on(benches::run(cmd)),
         Command::Node(args) => runtime.block_on(node::run(args)),
+        Command::Rollup(args) => runtime.block_on(rollup::run(args)),
         Command::Testnet(cmd) => testnet::run(cmd),
         Command::Preconf(cmd) => {
             let code = preconf::run(cmd)?;

@@ -91,13 +91,28 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         Some(key) => format!("validator {}", key.address()),
         None => "full node".to_string(),
     };
-    if n == 1 {
+    if n == 1 && !home.genesis.is_shared() {
         let title = format!("Cairn {who} (a set of one: Solo finality)");
-        return crate::dev::serve(cfg, alloc, None, &title, None, None).await;
+        return crate::dev::serve(cfg, alloc, None, &title, None, None, None).await;
     }
     let data = args.home.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let bft = cairn_consensus::BftConfig {
+    let bft = bft_config(&home, &data, &args)?;
+    if bft.fault.is_some() {
+        tracing::warn!("this validator runs with a fault (--fault): it misbehaves on purpose");
+    }
+    if home.genesis.is_shared() {
+        return crate::shared::run(home.genesis, home.config, home.key, &data, bft).await;
+    }
+    let title =
+        format!("Cairn {who} (a set of {n} validators: BFT consensus on Malachite, P2P on {})", home.config.p2p);
+    let relay = home.config.peer_rpc.clone();
+    crate::dev::serve(cfg, alloc, None, &title, None, Some((bft, relay)), None).await
+}
+
+/// The consensus settings of a home.
+fn bft_config(home: &Home, data: &std::path::Path, args: &NodeArgs) -> anyhow::Result<cairn_consensus::BftConfig> {
+    Ok(cairn_consensus::BftConfig {
         chain_id: home.config.chain_id,
         validators: cairn_consensus::ValidatorSet::new(&home.genesis)?,
         key: home.key.clone(),
@@ -107,12 +122,5 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         block_time: std::time::Duration::from_millis(home.config.block_time_ms),
         moniker: home.key.as_ref().map_or_else(|| "full-node".to_string(), |k| format!("validator-{}", k.address())),
         fault: args.fault.as_ref().map(|_| cairn_consensus::Fault::EquivocateFragments),
-    };
-    if bft.fault.is_some() {
-        tracing::warn!("this validator runs with a fault (--fault): it misbehaves on purpose");
-    }
-    let title =
-        format!("Cairn {who} (a set of {n} validators: BFT consensus on Malachite, P2P on {})", home.config.p2p);
-    let relay = home.config.peer_rpc.clone();
-    crate::dev::serve(cfg, alloc, None, &title, None, Some((bft, relay))).await
+    })
 }

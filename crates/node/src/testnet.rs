@@ -41,6 +41,10 @@ pub struct RunArgs {
     pub base_port: u16,
     #[arg(long, default_value_t = 31337)]
     pub chain_id: u64,
+    /// A shared set ordering these rollups (chain ids, `ID[:WEIGHT]`, comma-separated),
+    /// as `cairn testnet init --rollups`.
+    #[arg(long, value_name = "ID[:WEIGHT],…", value_delimiter = ',', value_parser = parse_rollup)]
+    pub rollups: Vec<cairn_primitives::network::Rollup>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -67,6 +71,20 @@ pub struct InitArgs {
     /// `P + N + j`, P2P on `P + 100 + N + j`.
     #[arg(long, default_value_t = 0)]
     pub full_nodes: usize,
+    /// A shared set: the chain ids of the rollups it orders (each `ID` or `ID:WEIGHT`,
+    /// weight 1 by default), comma-separated. Its validators order without executing;
+    /// each rollup's nodes run `cairn rollup` (docs/SHARED.md).
+    #[arg(long, value_name = "ID[:WEIGHT],…", value_delimiter = ',', value_parser = parse_rollup)]
+    pub rollups: Vec<cairn_primitives::network::Rollup>,
+}
+
+fn parse_rollup(s: &str) -> Result<cairn_primitives::network::Rollup, String> {
+    let (id, weight) = match s.split_once(':') {
+        Some((id, w)) => (id, w.trim().parse().map_err(|e| format!("weight {w:?}: {e}"))?),
+        None => (s, 1),
+    };
+    let chain_id = id.trim().parse().map_err(|e| format!("chain id {id:?}: {e}"))?;
+    Ok(cairn_primitives::network::Rollup { chain_id, weight, min_fee_per_gas: 0 })
 }
 
 /// A node's `config.toml`.
@@ -143,6 +161,7 @@ fn run_set(args: &RunArgs) -> anyhow::Result<()> {
             dev_accounts: 10,
             genesis: None,
             full_nodes: 0,
+            rollups: args.rollups.clone(),
         })?;
         println!("Wrote a set of {} validators in {}", args.validators, args.dir.display());
     }
@@ -243,8 +262,16 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
         }
         None => Default::default(),
     };
-    let genesis =
-        NetworkGenesis { chain_id: args.chain_id, timestamp, validators, dev_accounts: args.dev_accounts, alloc };
+    let mut rollups = args.rollups.clone();
+    rollups.sort_by_key(|r| r.chain_id);
+    let genesis = NetworkGenesis {
+        chain_id: args.chain_id,
+        timestamp,
+        validators,
+        dev_accounts: args.dev_accounts,
+        alloc,
+        rollups,
+    };
     genesis.validate().context("the generated validator set")?;
     let genesis_json = serde_json::to_string_pretty(&genesis)? + "\n";
     let addr = |port: usize| SocketAddr::from(([127, 0, 0, 1], port as u16));
@@ -305,6 +332,7 @@ mod tests {
             dev_accounts: 2,
             genesis: None,
             full_nodes: 0,
+            rollups: Vec::new(),
         };
         let homes = init(&args).expect("init");
         assert_eq!(homes.len(), 4);

@@ -9,6 +9,29 @@ use crate::genesis::{dev_accounts, GenesisAlloc, GenesisError, DEV_MNEMONIC};
 
 /// Most validators a set may have.
 pub const MAX_VALIDATORS: usize = 100;
+/// Most rollups (namespaces) one shared set orders.
+pub const MAX_ROLLUPS: usize = 64;
+/// Largest weight of one rollup in the block share.
+pub const MAX_WEIGHT: u32 = 1_000;
+
+/// A rollup a shared set orders: its namespace is its chain id. Each block gives it a
+/// share of the block's byte and gas budgets in proportion to `weight`
+/// (`docs/SHARED.md`), and refuses its transactions whose fee cap is below
+/// `min_fee_per_gas` (the sequencing fee floor: the set does not execute, so it cannot
+/// charge by gas used).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollup {
+    pub chain_id: u64,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub min_fee_per_gas: u64,
+}
+
+fn one() -> u32 {
+    1
+}
 
 /// One validator: its consensus key (secp256k1, compressed SEC1, 33 bytes), the
 /// Ethereum address of that key (what `ecrecover` gives for its signatures), and its
@@ -36,6 +59,12 @@ pub struct NetworkGenesis {
     /// example a benchmark's funded senders and contracts. The same in every home.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub alloc: std::collections::BTreeMap<Address, alloy_genesis::GenesisAccount>,
+    /// The rollups of a shared set, ordered by chain id. Empty: the set is one rollup's
+    /// (its validators execute). Not empty: the set orders these rollups' transactions
+    /// without executing them (lazy), and each rollup's follower nodes (`cairn rollup`)
+    /// execute its part; every rollup starts from the state `alloc` describes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollups: Vec<Rollup>,
 }
 
 /// Why a network genesis is not acceptable.
@@ -53,6 +82,14 @@ pub enum NetworkError {
     PowerOverflow,
     #[error("validator {address}: its public key {reason}")]
     BadKey { address: Address, reason: String },
+    #[error("{0} rollups, at most {MAX_ROLLUPS}")]
+    TooManyRollups(usize),
+    #[error("rollup {0} appears twice or out of order (rollups are ordered by chain id)")]
+    UnorderedRollup(u64),
+    #[error("rollup {chain_id} has weight {weight}; a weight is 1..={MAX_WEIGHT}")]
+    BadWeight { chain_id: u64, weight: u32 },
+    #[error("rollup {0} has the set's own chain id: a rollup needs a chain id of its own")]
+    RollupIsTheSet(u64),
 }
 
 impl NetworkGenesis {
@@ -86,7 +123,31 @@ impl NetworkGenesis {
                 return Err(bad(format!("belongs to {derived}")));
             }
         }
+        if self.rollups.len() > MAX_ROLLUPS {
+            return Err(NetworkError::TooManyRollups(self.rollups.len()));
+        }
+        for (i, r) in self.rollups.iter().enumerate() {
+            if i > 0 && self.rollups[i - 1].chain_id >= r.chain_id {
+                return Err(NetworkError::UnorderedRollup(r.chain_id));
+            }
+            if r.weight == 0 || r.weight > MAX_WEIGHT {
+                return Err(NetworkError::BadWeight { chain_id: r.chain_id, weight: r.weight });
+            }
+            if r.chain_id == self.chain_id {
+                return Err(NetworkError::RollupIsTheSet(r.chain_id));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the set orders several rollups without executing them.
+    pub fn is_shared(&self) -> bool {
+        !self.rollups.is_empty()
+    }
+
+    /// The registered rollup of `chain_id`.
+    pub fn rollup(&self, chain_id: u64) -> Option<&Rollup> {
+        self.rollups.iter().find(|r| r.chain_id == chain_id)
     }
 
     /// The validator entry of a consensus key.
@@ -122,6 +183,7 @@ mod tests {
             validators,
             dev_accounts: 3,
             alloc: Default::default(),
+            rollups: Vec::new(),
         }
     }
 
@@ -158,5 +220,30 @@ mod tests {
         g.validators[0].public_key = Bytes::from_static(&[2; 33]);
         assert!(matches!(g.validate(), Err(NetworkError::BadKey { .. })), "not a curve point");
         assert_eq!(genesis(MAX_VALIDATORS + 1).validate(), Err(NetworkError::TooManyValidators(MAX_VALIDATORS + 1)));
+    }
+
+    #[test]
+    fn rollups_are_ordered_weighted_and_distinct_from_the_set() {
+        let rollup = |chain_id, weight| Rollup { chain_id, weight, min_fee_per_gas: 0 };
+        let mut g = genesis(1);
+        assert!(!g.is_shared());
+        g.rollups = vec![rollup(31338, 1), rollup(31339, 3)];
+        g.validate().expect("valid");
+        assert!(g.is_shared());
+        assert_eq!(g.rollup(31339).map(|r| r.weight), Some(3));
+        let json = serde_json::to_string(&g).expect("json");
+        assert_eq!(serde_json::from_str::<NetworkGenesis>(&json).expect("parse"), g);
+        let parsed: Rollup = serde_json::from_str(r#"{"chainId":5}"#).expect("defaults");
+        assert_eq!(parsed, rollup(5, 1));
+        g.rollups.swap(0, 1);
+        assert_eq!(g.validate(), Err(NetworkError::UnorderedRollup(31338)));
+        g.rollups = vec![rollup(31338, 1), rollup(31338, 1)];
+        assert_eq!(g.validate(), Err(NetworkError::UnorderedRollup(31338)));
+        g.rollups = vec![rollup(31338, 0)];
+        assert!(matches!(g.validate(), Err(NetworkError::BadWeight { .. })));
+        g.rollups = vec![rollup(31337, 1)];
+        assert_eq!(g.validate(), Err(NetworkError::RollupIsTheSet(31337)));
+        g.rollups = (0..=MAX_ROLLUPS as u64).map(|i| rollup(40_000 + i, 1)).collect();
+        assert_eq!(g.validate(), Err(NetworkError::TooManyRollups(MAX_ROLLUPS + 1)));
     }
 }

@@ -50,6 +50,11 @@ pub struct SequencerBlock {
     /// its builder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executed: Option<Executed>,
+    /// In a shared set: the namespace (rollup chain id) of each transaction, in block
+    /// order, so that a rollup's node can tell which of the block's transactions are its
+    /// own from the block alone. `None` for a single rollup's chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<u64>>,
 }
 
 impl SequencerBlock {
@@ -86,6 +91,7 @@ mod tests {
             transactions: vec![B256::repeat_byte(4), B256::repeat_byte(5)],
             fragments: vec![B256::repeat_byte(6)],
             executed: None,
+            namespaces: None,
         }
     }
 
@@ -103,6 +109,16 @@ mod tests {
         assert_ne!(other.hash(), with.hash());
         let json = serde_json::to_value(&without).expect("json");
         assert!(json.get("executed").is_none(), "absent for a single sequencer: {json}");
+        let mut shared = block();
+        shared.namespaces = Some(vec![31338, 31339]);
+        assert_eq!(SequencerBlock::decode(&shared.encode()).expect("decodes"), shared);
+        assert_ne!(shared.hash(), without.hash());
+        assert_eq!(without.encode(), {
+            // The field is absent from a single rollup's blocks: their hashes are unchanged.
+            let mut b = block();
+            b.namespaces = None;
+            b.encode()
+        });
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod module;
 mod overrides;
 mod params;
 mod pubsub;
+mod shared;
 mod simulate;
 mod trace;
 mod txpool;
@@ -29,6 +30,7 @@ pub use error::RpcError;
 pub use eth::{EthApi, RpcLimits, MAX_PROOF_KEYS};
 pub use filter_store::{Filters, FILTER_TIMEOUT, MAX_FILTERS};
 pub use pubsub::MAX_STATUS_HASHES;
+pub use shared::{decided_json, SharedApi};
 pub use simulate::{MAX_SIMULATED_BLOCKS, MAX_SIMULATED_CALLS};
 pub use trace::{MAX_TRACE_FILTER_BLOCKS, MAX_TRACE_FILTER_RESULTS};
 pub use txpool::MAX_TXPOOL_CONTENT;
@@ -85,6 +87,31 @@ pub async fn start(
     server_limits: ServerLimits,
     dev: Option<DevMode>,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let mut api = EthApi::new(chain, ingress, limits);
+    if let Some(dev) = dev {
+        api = api.with_dev(dev);
+    }
+    let methods: jsonrpsee::Methods = api.into_module().map_err(|e| std::io::Error::other(e.to_string()))?.into();
+    serve(addr, methods, server_limits).await
+}
+
+/// Starts the JSON-RPC server of a shared set's node (`SharedApi`) on `addr`.
+pub async fn start_shared(
+    addr: SocketAddr,
+    lazy: Arc<cairn_sequencer::Lazy>,
+    genesis: serde_json::Value,
+    server_limits: ServerLimits,
+) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let methods: jsonrpsee::Methods =
+        SharedApi { lazy, genesis }.into_module().map_err(|e| std::io::Error::other(e.to_string()))?.into();
+    serve(addr, methods, server_limits).await
+}
+
+async fn serve(
+    addr: SocketAddr,
+    methods: jsonrpsee::Methods,
+    server_limits: ServerLimits,
+) -> std::io::Result<(SocketAddr, ServerHandle)> {
     let config = ServerConfig::builder()
         .max_request_body_size(server_limits.max_request_bytes)
         .max_response_body_size(server_limits.max_response_bytes)
@@ -102,11 +129,6 @@ pub async fn start(
         .build();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let mut api = EthApi::new(chain, ingress, limits);
-    if let Some(dev) = dev {
-        api = api.with_dev(dev);
-    }
-    let methods: jsonrpsee::Methods = api.into_module().map_err(|e| std::io::Error::other(e.to_string()))?.into();
     let services = Server::builder().set_config(config).to_service_builder();
     let budget = server_limits.unsent_bytes_per_connection;
     let calls = server_limits.calls_per_connection;

@@ -30,7 +30,7 @@ pub(crate) fn admission_record(received_ms: u64, raw: &[u8]) -> Vec<u8> {
 
 /// An admission record's acceptance time (if it has one) and raw transaction. Records
 /// of bare raw bytes (an older log, or transactions of unsealed blocks) have no time.
-fn parse_admission_record(record: &[u8]) -> (Option<u64>, &[u8]) {
+pub(crate) fn parse_admission_record(record: &[u8]) -> (Option<u64>, &[u8]) {
     match record.split_first() {
         Some((&TIMED_RECORD, rest)) if rest.len() > 8 => {
             let (ms, raw) = rest.split_at(8);

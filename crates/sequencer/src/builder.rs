@@ -576,6 +576,42 @@ impl BlockInProgress {
         Ok(fragment)
     }
 
+    /// A rollup follower's block: executes `txs`, ordered by the set, after what the
+    /// block holds (building mode) and takes in those that execute; the others are
+    /// skipped, every follower alike, and returned with the reason.
+    pub(crate) fn include_ordered(
+        &mut self,
+        chain: &Chain,
+        txs: Vec<RecoveredTx>,
+    ) -> Result<Vec<(B256, String)>, SequencerError> {
+        if txs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let view = chain.pending_view().building(self.system);
+        let output = chain.executor.execute_from(&view, &self.ctx, &txs, Mode::Building, self.offsets())?;
+        drop(view);
+        let mut included = Vec::with_capacity(txs.len());
+        let mut receipts = Vec::with_capacity(txs.len());
+        let mut rejected = Vec::new();
+        for (tx, outcome) in txs.into_iter().zip(output.outcomes) {
+            match outcome {
+                TxOutcome::Included(receipt) => {
+                    included.push(tx);
+                    receipts.push(receipt);
+                }
+                TxOutcome::Skipped(Skip::Invalid(reason)) | TxOutcome::Skipped(Skip::Later(reason)) => {
+                    rejected.push((*tx.tx_hash(), reason))
+                }
+                TxOutcome::Skipped(Skip::BlockFull { .. }) => {
+                    rejected.push((*tx.tx_hash(), "the block's gas limit is reached".to_string()))
+                }
+            }
+        }
+        let body = body_of(&included);
+        self.absorb(chain, body, receipts, output.diff, output.gas_used, false, None);
+        Ok(rejected)
+    }
+
     /// Takes a development state edit into the (otherwise empty) block: no fragment, no
     /// transaction, only state changes.
     pub(crate) fn absorb_edits(&mut self, diff: StateDiff) {
@@ -741,6 +777,7 @@ impl BlockInProgress {
             transactions: self.body.iter().map(|(h, _, _)| *h).collect(),
             fragments: self.fragments.iter().map(|f| f.hash).collect(),
             executed: None,
+            namespaces: None,
         };
         let full = self.full || self.body.len() >= config.max_block_txs;
         Ok(Some(Proposal {

@@ -627,6 +627,21 @@ impl Chain {
         }
     }
 
+    /// A follower skipped these transactions of sequencer block `height` as invalid at
+    /// execution (`(hash, reason)`).
+    pub(crate) fn rejected(&self, rejected: &[(B256, String)], height: u64) {
+        let at_ms = now_ms();
+        {
+            let mut status = self.status.lock();
+            for (h, reason) in rejected {
+                status.rejected(*h, reason, height, at_ms);
+            }
+        }
+        for (h, reason) in rejected {
+            self.publish(ChainEvent::Dropped { hash: *h, reason: format!("rejected: {reason}").into(), at_ms });
+        }
+    }
+
     /// Number of executed blocks waiting for their state root.
     pub fn unsealed_count(&self) -> usize {
         self.pipeline.lock().unsealed.len()

@@ -38,9 +38,17 @@ pub enum IngressError {
     InsufficientFunds { address: Address, have: U256, want: U256 },
     #[error(transparent)]
     Pool(#[from] PoolError),
+    #[error(transparent)]
+    Lane(#[from] cairn_mempool::lanes::LaneError),
     #[error("transaction could not be made durable: {0}")]
     Durability(String),
+    /// A rollup follower's sequencer set refused it (its message) or could not be reached.
+    #[error("{0}")]
+    Upstream(String),
 }
+
+/// A transaction to hand to the sequencer set, and where its answer goes.
+pub type Forward = (Bytes, tokio::sync::oneshot::Sender<Result<B256, String>>);
 
 /// Most admitted transactions waiting to be relayed to the other validators (more are
 /// not relayed; each validator still includes its own when it proposes).
@@ -52,11 +60,21 @@ pub struct Ingress {
     chain: Arc<Chain>,
     /// Under a validator set: where admitted transactions go to be relayed to the others.
     relay: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    /// A rollup follower: admitted transactions go to the sequencer set instead of the
+    /// pool (the set orders them; this node executes what it decides).
+    forward: Option<tokio::sync::mpsc::Sender<Forward>>,
 }
 
 impl Ingress {
     pub fn new(chain: Arc<Chain>) -> Self {
-        Self { chain, relay: None }
+        Self { chain, relay: None, forward: None }
+    }
+
+    /// A follower's ingress: transactions that pass every check here (state included) are
+    /// sent to the sequencer set through `forward`, and its answer is the client's.
+    pub fn with_forward(mut self, forward: tokio::sync::mpsc::Sender<Forward>) -> Self {
+        self.forward = Some(forward);
+        self
     }
 
     /// Every transaction a client submits is also handed to `relay` (bounded by the
@@ -130,6 +148,24 @@ impl Ingress {
             return Err(IngressError::InsufficientFunds { address: sender, have: account.balance, want });
         }
         let hash = *tx.tx_hash();
+        if let Some(forward) = &self.forward {
+            if tx.nonce() < account.nonce {
+                return Err(IngressError::Pool(PoolError::NonceTooLow {
+                    address: sender,
+                    tx: tx.nonce(),
+                    state: account.nonce,
+                }));
+            }
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            forward
+                .try_send((Bytes::copy_from_slice(raw), answer))
+                .map_err(|_| IngressError::Upstream("the queue to the sequencer set is full".into()))?;
+            return match answered.await {
+                Ok(Ok(_)) => Ok(hash),
+                Ok(Err(e)) => Err(IngressError::Upstream(e)),
+                Err(_) => Err(IngressError::Upstream("the sequencer set did not answer".into())),
+            };
+        }
         let recovered = alloy_consensus::transaction::Recovered::new_unchecked(tx, sender);
         let at_ms = crate::fragments::now_ms();
         let inserted = {

@@ -16,9 +16,11 @@ mod devstate;
 mod devtools;
 mod error;
 mod evidence;
+mod follow;
 mod fragments;
 mod genesis;
 mod ingress;
+mod lazy;
 mod pipeline;
 mod poster;
 mod recovery;
@@ -37,9 +39,14 @@ pub use chain::{
 pub use da::{DaHandle, DaStatus};
 pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
 pub use evidence::{evidence_id, Evidence, EvidenceRecord, Proven};
+pub use follow::{apply_decided, Applied};
 pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
 pub use genesis::requests_hash;
-pub use ingress::{Ingress, IngressError, RELAY_QUEUE};
+pub use ingress::{Forward, Ingress, IngressError, RELAY_QUEUE};
+pub use lazy::{
+    Lazy, LazyFragment, LazyStatus, SharedConfig, SharedEvent, ADMISSION_COMPACT_BYTES, MAX_LAZY_CANDIDATES,
+    SHARED_EVENT_BUFFER,
+};
 pub use pipeline::BlockInProgress;
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
 pub use poster::{DaPoster, PosterConfig};

@@ -33,6 +33,9 @@ pub enum Tier {
     Firm,
     /// Retracted before it was preconfirmed (replaced, evicted, invalid).
     Dropped,
+    /// A rollup follower (shared set): ordered by the set in a decided block, then found
+    /// invalid when executed (nonce, funds, gas) and skipped, on every follower alike.
+    Rejected,
 }
 
 /// One step of a transaction's history.
@@ -135,6 +138,13 @@ impl StatusTracker {
         }
         let s = self.advance(hash, Tier::Dropped, at);
         s.reason = Some(reason.to_string());
+    }
+
+    /// A follower skipped `hash`, ordered in sequencer block `height`, as invalid.
+    pub(crate) fn rejected(&mut self, hash: B256, reason: &str, height: u64, at: u64) {
+        let s = self.advance(hash, Tier::Rejected, at);
+        s.reason = Some(reason.to_string());
+        s.block = Some(height);
     }
 }
 

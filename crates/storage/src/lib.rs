@@ -9,6 +9,7 @@
 //! scan yields exactly the order the Merkle-Patricia trie needs.
 
 mod codec;
+pub mod order;
 mod reader;
 mod record_log;
 mod writer;

@@ -19,7 +19,7 @@ impl Node {
         if !extra.contains(&"--block-time") {
             cmd.args(["--block-time", "50"]);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn cairn");
+        let mut child = cmd.stdout(Stdio::piped()).stderr(test_log()).spawn().expect("spawn cairn");
         let addr = listening_on(&mut child).expect("cairn exited before listening");
         let port = addr.rsplit(':').next().expect("port").parse().expect("port number");
         Node { child, port, datadir: datadir.to_path_buf() }
@@ -47,6 +47,16 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Where a node's log goes: appended to `$CAIRN_TEST_LOGS/cairn.log` when that is set
+/// (to look into a failure), else nowhere.
+pub fn test_log() -> Stdio {
+    let Some(dir) = std::env::var_os("CAIRN_TEST_LOGS") else { return Stdio::null() };
+    match std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&dir).join("cairn.log")) {
+        Ok(f) => Stdio::from(f),
+        Err(_) => Stdio::null(),
     }
 }
 

@@ -1,0 +1,85 @@
+//! `cairn node --home DIR` for a home of a shared set (`cairn testnet init --rollups`):
+//! the validator orders the rollups' transactions without executing them
+//! (`cairn_sequencer::Lazy`, `docs/SHARED.md`) under the same Malachite consensus as a
+//! single rollup's set, and serves the shared node's JSON-RPC.
+
+use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+use cairn_mempool::lanes::LaneConfig;
+use cairn_sequencer::{Lazy, SharedConfig};
+
+use cairn_primitives::network::NetworkGenesis;
+
+use crate::testnet::NodeConfig;
+
+/// Largest accepted transaction, in bytes (as `cairn dev`'s default).
+const MAX_TX_SIZE: usize = 128 * 1024;
+/// Largest gas limit of one transaction (as `cairn dev`'s default).
+const TX_GAS_CAP: u64 = 30_000_000;
+
+/// Runs the node of a home whose genesis is `genesis`, config `node` and key `key`
+/// (`None`: a full node of the set).
+pub async fn run(
+    genesis: NetworkGenesis,
+    node: NodeConfig,
+    key: Option<alloy_signer_local::PrivateKeySigner>,
+    data: &Path,
+    bft: cairn_consensus::BftConfig,
+) -> anyhow::Result<()> {
+    let config = SharedConfig {
+        chain_id: genesis.chain_id,
+        rollups: genesis.rollups.clone(),
+        lanes: LaneConfig::default(),
+        max_tx_size: MAX_TX_SIZE,
+        tx_gas_cap: TX_GAS_CAP,
+        fragment_interval: Duration::from_millis(node.fragment_interval_ms.max(1)),
+    };
+    let dir = data.join("shared");
+    let lazy = Arc::new(
+        Lazy::open(&dir, config, key)
+            .with_context(|| format!("opening the shared node's data in {}", dir.display()))?,
+    );
+    if !node.peer_rpc.is_empty() {
+        let (tx, rx) = tokio::sync::mpsc::channel(cairn_sequencer::RELAY_QUEUE);
+        lazy.set_relay(tx);
+        tokio::spawn(crate::relay::run(rx, node.peer_rpc.clone()));
+    }
+    let (addr, server) =
+        cairn_rpc::start_shared(node.rpc, lazy.clone(), serde_json::to_value(&genesis)?, Default::default())
+            .await
+            .with_context(|| format!("binding JSON-RPC to {}", node.rpc))?;
+    let p2p = bft.listen;
+    let n = bft.validators.validators().len();
+    let engine =
+        cairn_consensus::start(bft, lazy.clone()).await.with_context(|| format!("starting consensus on {p2p}"))?;
+    let who = match lazy.address() {
+        Some(a) => format!("validator {a}"),
+        None => "full node".into(),
+    };
+    println!("Cairn {who} of a shared set of {n} (orders without executing; BFT on Malachite, P2P on {p2p})");
+    println!("  set chain id  {}", genesis.chain_id);
+    for r in &genesis.rollups {
+        println!(
+            "  rollup        chain id {} (weight {}, fee floor {} wei/gas)",
+            r.chain_id, r.weight, r.min_fee_per_gas
+        );
+    }
+    println!("  decided       height {}", lazy.decided_height());
+    println!("  data          {}", dir.display());
+    println!("\nListening on {addr} (HTTP and WebSocket)");
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+    engine.stop().await;
+    let _ = server.stop();
+    server.stopped().await;
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! A shared set: four real `cairn node` validators ordering two rollups (31338 and
+//! 31339) without executing them, and `cairn rollup` followers executing each rollup's
+//! part of the decided blocks: two followers of one rollup compute identical blocks and
+//! roots; a transaction invalid at execution is `rejected` with the same reason on both;
+//! a follower never sees the other rollup's transactions; a follower killed with
+//! `kill -9` catches up with no gap; the set goes on without one validator.
+
+mod common;
+
+use common::{rpc, rpc_raw, wait_receipt};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROLLUP_A: u64 = 31338;
+const ROLLUP_B: u64 = 31339;
+
+/// A running `cairn` process whose log goes to a file; killed on drop.
+struct Proc {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            eprintln!(
+                "--- {} ({}):\n{}",
+                self.url,
+                self.log.display(),
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            );
+        }
+    }
+}
+
+fn spawn(args: &[&str], log: &Path) -> Proc {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("spawn cairn");
+    let addr = common::listening_on(&mut child)
+        .unwrap_or_else(|| panic!("{args:?} exited: {}", std::fs::read_to_string(log).unwrap_or_default()));
+    Proc { child, url: format!("http://{addr}"), log: log.to_path_buf() }
+}
+
+/// A base port whose validator JSON-RPC (`P + i`) and P2P (`P + 100 + i`) ports are free.
+fn base_port() -> u16 {
+    let seed = std::process::id() as u16;
+    (0..200u16)
+        .map(|k| 21_000 + seed.wrapping_mul(17).wrapping_add(k.wrapping_mul(389)) % 24_000)
+        .find(|base| {
+            (0..4u16).all(|i| {
+                std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+            })
+        })
+        .expect("a free port range")
+}
+
+fn follower(dir: &Path, name: &str, chain: u64, sequencers: &[&str]) -> Proc {
+    let data = dir.join(name);
+    let log = dir.join(format!("{name}.log"));
+    let chain = chain.to_string();
+    let urls = sequencers.join(",");
+    let args = ["rollup", "--chain-id", &chain, "--sequencer", &urls, "--port", "0", "--datadir"];
+    let mut all: Vec<&str> = args.to_vec();
+    let data = data.to_string_lossy().to_string();
+    all.push(&data);
+    spawn(&all, &log)
+}
+
+/// ETH transfers of 1 wei to `to` on rollup `chain` from the ten development accounts,
+/// nonces `from..to_nonce` each: (hash, raw hex).
+fn transfers(chain: u64, nonces: std::ops::Range<u64>, to: alloy_primitives::Address) -> Vec<(Value, String)> {
+    use alloy_eips::eip2718::Encodable2718;
+    let f = cairn_workload::TxFactory::new(chain);
+    let accounts = cairn_primitives::dev_accounts(cairn_primitives::DEV_MNEMONIC, 10).expect("accounts");
+    let mut out = Vec::new();
+    for nonce in nonces {
+        for a in &accounts {
+            let tx = f.transfer_eth(&a.signer, nonce, to, alloy_primitives::U256::from(1)).expect("sign");
+            out.push((json!(tx.tx_hash()), alloy_primitives::hex::encode_prefixed(tx.encoded_2718())));
+        }
+    }
+    out
+}
+
+async fn send(client: &reqwest::Client, url: &str, txs: &[(Value, String)]) {
+    for (hash, raw) in txs {
+        let r = rpc_raw(client, url, "eth_sendRawTransaction", json!([raw])).await;
+        assert_eq!(&r["result"], hash, "{url}: {r}");
+    }
+}
+
+fn hex_u64(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).expect("hex")
+}
+
+async fn head(client: &reqwest::Client, url: &str) -> u64 {
+    hex_u64(&rpc(client, url, "eth_blockNumber", json!([])).await.expect("block number"))
+}
+
+/// Blocks 1..=upto of the two followers: same hash and state root at every height.
+async fn same_blocks(client: &reqwest::Client, a: &str, b: &str, upto: u64) {
+    for n in 1..=upto {
+        let x = rpc(client, a, "eth_getBlockByNumber", json!([format!("{n:#x}"), false])).await.expect("block");
+        let y = rpc(client, b, "eth_getBlockByNumber", json!([format!("{n:#x}"), false])).await.expect("block");
+        assert_eq!(x["hash"], y["hash"], "block {n} differs: {x} vs {y}");
+        assert_eq!(x["stateRoot"], y["stateRoot"], "block {n}");
+    }
+}
+
+async fn wait_head(client: &reqwest::Client, url: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while head(client, url).await < at_least {
+        assert!(Instant::now() < deadline, "{url} did not reach block {at_least}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_rejected(client: &reqwest::Client, url: &str, hash: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = rpc(client, url, "cairn_getTransactionStatus", json!([hash])).await.expect("status");
+        if s["status"] == "rejected" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{hash} not rejected by {url}: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rollups_on_four_validators_followers_agree_and_resume() {
+    let client = reqwest::Client::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = base_port();
+    let out = dir.path().join("set");
+    let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["testnet", "init", "--validators", "4", "--base-port", &base.to_string()])
+        .args(["--rollups", &format!("{ROLLUP_A},{ROLLUP_B}")])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("init");
+    assert!(status.success());
+    let mut validators: Vec<Option<Proc>> = (0..4)
+        .map(|i| {
+            let home = out.join(format!("node-{i}"));
+            let home = home.to_string_lossy().to_string();
+            Some(spawn(&["node", "--home", &home], &dir.path().join(format!("node-{i}.log"))))
+        })
+        .collect();
+    let v: Vec<String> = validators.iter().flatten().map(|p| p.url.clone()).collect();
+    let status = rpc(&client, &v[0], "cairn_sharedStatus", json!([])).await.expect("shared status");
+    assert_eq!(status["rollups"].as_array().map(Vec::len), Some(2), "{status}");
+
+    let a1 = follower(dir.path(), "a1", ROLLUP_A, &[&v[0], &v[1]]);
+    let mut a2 = follower(dir.path(), "a2", ROLLUP_A, &[&v[2]]);
+    let b1 = follower(dir.path(), "b1", ROLLUP_B, &[&v[3]]);
+    assert_eq!(rpc(&client, &a1.url, "eth_chainId", json!([])).await.expect("id"), json!("0x7a6a"));
+
+    let to_a = alloy_primitives::Address::repeat_byte(0xa1);
+    let to_b = alloy_primitives::Address::repeat_byte(0xb1);
+    let txs_a = transfers(ROLLUP_A, 0..3, to_a);
+    let txs_b = transfers(ROLLUP_B, 0..2, to_b);
+    // Rollup A's through the validators, one each in turn, and through a follower (which
+    // forwards them); rollup B's through a validator.
+    for (i, tx) in txs_a.iter().enumerate() {
+        let url = if i % 5 == 4 { a1.url.clone() } else { v[i % 4].clone() };
+        send(&client, &url, std::slice::from_ref(tx)).await;
+    }
+    send(&client, &v[1], &txs_b).await;
+    // Invalid at execution, which a lazy set cannot know: a nonce far ahead, and a sender
+    // without funds. The set orders them; every follower rejects them alike.
+    let accounts = cairn_primitives::dev_accounts(cairn_primitives::DEV_MNEMONIC, 1).expect("accounts");
+    let f = cairn_workload::TxFactory::new(ROLLUP_A);
+    let gap = f.transfer_eth(&accounts[0].signer, 1_000, to_a, alloy_primitives::U256::from(1)).expect("sign");
+    let poor = alloy_signer_local::PrivateKeySigner::random();
+    let broke = f.transfer_eth(&poor, 0, to_a, alloy_primitives::U256::from(1)).expect("sign");
+    let mut invalid = Vec::new();
+    for tx in [gap, broke] {
+        use alloy_eips::eip2718::Encodable2718;
+        let raw = alloy_primitives::hex::encode_prefixed(tx.encoded_2718());
+        invalid.push((json!(tx.tx_hash()), raw));
+    }
+    send(&client, &v[2], &invalid).await;
+    // The follower checks against its state what it can: a sender without funds is
+    // refused at its door, as by any node.
+    let refused = rpc_raw(&client, &a1.url, "eth_sendRawTransaction", json!([invalid[1].1])).await;
+    assert!(refused["error"]["message"].as_str().unwrap_or("").contains("insufficient funds"), "{refused}");
+
+    for (hash, _) in &txs_a {
+        for url in [&a1.url, &a2.url] {
+            let receipt = wait_receipt(&client, url, hash, Duration::from_secs(60)).await;
+            assert_eq!(receipt["status"], "0x1", "{receipt}");
+        }
+    }
+    for (hash, _) in &txs_b {
+        let receipt = wait_receipt(&client, &b1.url, hash, Duration::from_secs(60)).await;
+        assert_eq!(receipt["status"], "0x1", "{receipt}");
+    }
+    // Each rollup sees its own transactions only.
+    let balance = |url: String, who| {
+        let client = client.clone();
+        async move { rpc(&client, &url, "eth_getBalance", json!([who, "latest"])).await.expect("balance") }
+    };
+    assert_eq!(balance(a1.url.clone(), to_a).await, json!(format!("{:#x}", txs_a.len())));
+    assert_eq!(balance(a1.url.clone(), to_b).await, json!("0x0"));
+    assert_eq!(balance(b1.url.clone(), to_b).await, json!(format!("{:#x}", txs_b.len())));
+    assert_eq!(balance(b1.url.clone(), to_a).await, json!("0x0"));
+    // Rejected on both followers of A, for the same reason, at the same height.
+    for (hash, _) in &invalid {
+        let x = wait_rejected(&client, &a1.url, hash).await;
+        let y = wait_rejected(&client, &a2.url, hash).await;
+        assert_eq!(x["reason"], y["reason"], "{x} vs {y}");
+        assert_eq!(x["blockNumber"], y["blockNumber"], "{x} vs {y}");
+        assert!(x["reason"].as_str().is_some_and(|r| !r.is_empty()), "{x}");
+    }
+    let upto = head(&client, &a1.url).await.min(head(&client, &a2.url).await);
+    same_blocks(&client, &a1.url, &a2.url, upto).await;
+
+    // kill -9 of a follower; the set goes on (and without one validator too); the
+    // follower restarts and catches up with no gap.
+    a2.child.kill().expect("kill -9");
+    a2.child.wait().expect("wait");
+    validators[3] = None;
+    let more = transfers(ROLLUP_A, 3..5, to_a);
+    send(&client, &v[0], &more).await;
+    for (hash, _) in &more {
+        wait_receipt(&client, &a1.url, hash, Duration::from_secs(60)).await;
+    }
+    let a2 = follower(dir.path(), "a2", ROLLUP_A, &[&v[2], &v[1]]);
+    let target = head(&client, &a1.url).await;
+    wait_head(&client, &a2.url, target).await;
+    for (hash, _) in &more {
+        let receipt = wait_receipt(&client, &a2.url, hash, Duration::from_secs(60)).await;
+        assert_eq!(receipt["status"], "0x1");
+    }
+    same_blocks(&client, &a1.url, &a2.url, target).await;
+    assert_eq!(balance(a2.url.clone(), to_a).await, json!(format!("{:#x}", txs_a.len() + more.len())));
+    drop(validators);
+}

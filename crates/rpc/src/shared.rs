@@ -1,0 +1,247 @@
+//! JSON-RPC of a shared set's node (lazy: it orders many rollups and executes none, so
+//! it has no state to serve). Standard methods where they mean the same thing
+//! (`eth_sendRawTransaction`, `eth_chainId` is the set's own id, `net_version`,
+//! `web3_clientVersion`); the rest is `cairn_*` (`docs/RPC.md`, `docs/SHARED.md`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{Bytes, B256};
+use cairn_sequencer::{Lazy, LazyStatus, SharedEvent};
+use cairn_storage::order::DecidedBlock;
+use jsonrpsee::core::SubscriptionResult;
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::RpcModule;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::RpcError;
+use crate::params::Args;
+
+use crate::{DEFAULT_PRECONF_WAIT, MAX_PRECONF_WAIT};
+
+/// The RPC of a shared node: the node, and the client version it reports.
+#[derive(Clone)]
+pub struct SharedApi {
+    pub lazy: Arc<Lazy>,
+    /// The set's genesis (validators, rollups, accounts), served by `cairn_getGenesis`.
+    pub genesis: Value,
+}
+
+fn hex(n: u64) -> String {
+    format!("{n:#x}")
+}
+
+/// A decided block as `cairn_getSequencerBlock` and the `decided` stream give it: the
+/// whole sequencer block (every transaction's hash and namespace), its certificate, and
+/// the raw transactions of `namespace` (all of them without one).
+pub fn decided_json(d: &DecidedBlock, namespace: Option<u64>) -> Value {
+    let namespaces = d.block.namespaces.clone().unwrap_or_default();
+    let txs: Vec<&Bytes> = d
+        .txs
+        .iter()
+        .zip(namespaces.iter().map(Some).chain(std::iter::repeat(None)))
+        .filter(|(_, ns)| namespace.is_none() || ns.copied() == namespace)
+        .map(|(raw, _)| raw)
+        .collect();
+    json!({
+        "height": hex(d.block.height),
+        "hash": d.block.hash(),
+        "block": d.block,
+        "certificate": d.certificate,
+        "namespace": namespace.map(hex),
+        "transactions": txs,
+    })
+}
+
+fn status_json(hash: &B256, s: &LazyStatus) -> Value {
+    match s {
+        LazyStatus::Received { namespace, at_ms } => {
+            json!({"transactionHash": hash, "status": "received", "namespace": hex(*namespace), "receivedAt": at_ms})
+        }
+        LazyStatus::Preconfirmed { height, position, fragment } => json!({
+            "transactionHash": hash,
+            "status": "preconfirmed",
+            "height": hex(*height),
+            "position": hex(*position),
+            "fragment": fragment,
+        }),
+        LazyStatus::Decided { height, position } => {
+            json!({"transactionHash": hash, "status": "sequenced", "height": hex(*height), "position": hex(*position)})
+        }
+    }
+}
+
+impl SharedApi {
+    async fn submit(&self, raw: Bytes, relay: bool) -> Result<B256, RpcError> {
+        let lazy = self.lazy.clone();
+        tokio::task::spawn_blocking(move || lazy.submit(&raw, relay))
+            .await
+            .map_err(|e| RpcError::Internal(e.to_string()))?
+            .map_err(|e| RpcError::Server(e.to_string()))
+    }
+
+    fn status(&self, hash: &B256) -> Result<Option<LazyStatus>, RpcError> {
+        self.lazy.status(hash).map_err(|e| RpcError::Internal(e.to_string()))
+    }
+
+    /// Submits `raw` and waits (at most `wait`) until a signed fragment holds it.
+    async fn send_preconfirmed(&self, raw: Bytes, wait: Duration) -> Result<Value, RpcError> {
+        let mut events = self.lazy.subscribe();
+        let hash = self.submit(raw, true).await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(s @ (LazyStatus::Preconfirmed { .. } | LazyStatus::Decided { .. })) = self.status(&hash)? {
+                return Ok(status_json(&hash, &s));
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => {
+                    return Err(RpcError::Timeout {
+                        message: format!("transaction {hash} was admitted but not preconfirmed within {wait:?}"),
+                        hash,
+                    })
+                }
+                Ok(Err(RecvError::Closed)) => return Err(RpcError::Internal("the node is stopping".into())),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Registers the shared node's methods.
+    pub fn into_module(self) -> Result<RpcModule<SharedApi>, jsonrpsee::core::RegisterMethodError> {
+        let mut m = RpcModule::new(self);
+        m.register_method("eth_chainId", |_, api, _| Ok::<_, RpcError>(hex(api.lazy.config().chain_id)))?;
+        m.register_method("net_version", |_, api, _| Ok::<_, RpcError>(api.lazy.config().chain_id.to_string()))?;
+        m.register_method("web3_clientVersion", |_, _, _| {
+            Ok::<_, RpcError>(format!("cairn/v{}/shared", env!("CARGO_PKG_VERSION")))
+        })?;
+        m.register_async_method("eth_sendRawTransaction", |p, api, _| async move {
+            let raw: Bytes = Args::new(&p).next("raw transaction")?;
+            api.submit(raw, true).await
+        })?;
+        m.register_async_method("cairn_relayRawTransaction", |p, api, _| async move {
+            let raw: Bytes = Args::new(&p).next("raw transaction")?;
+            api.submit(raw, false).await
+        })?;
+        m.register_async_method("cairn_sendRawTransactionPreconfirmed", |p, api, _| async move {
+            let mut args = Args::new(&p);
+            let raw: Bytes = args.next("raw transaction")?;
+            let wait: Option<u64> = args.opt("timeout in milliseconds")?;
+            let wait = wait.map_or(DEFAULT_PRECONF_WAIT, Duration::from_millis).min(MAX_PRECONF_WAIT);
+            api.send_preconfirmed(raw, wait).await
+        })?;
+        m.register_method("cairn_getTransactionStatus", |p, api, _| {
+            let hash: B256 = Args::new(&p).next("transaction hash")?;
+            Ok::<_, RpcError>(api.status(&hash)?.map(|s| status_json(&hash, &s)))
+        })?;
+        m.register_blocking_method("cairn_getSequencerBlock", |p, api, _| {
+            let mut args = Args::new(&p);
+            let height: alloy_primitives::U64 = args.next("height")?;
+            let namespace: Option<alloy_primitives::U64> = args.opt("namespace")?;
+            let d = api.lazy.decided_block(height.to()).map_err(|e| RpcError::Internal(e.to_string()))?;
+            Ok::<_, RpcError>(d.map(|d| decided_json(&d, namespace.map(|n| n.to()))))
+        })?;
+        m.register_method("cairn_getGenesis", |_, api, _| Ok::<_, RpcError>(api.genesis.clone()))?;
+        m.register_method("cairn_sharedStatus", |_, api, _| {
+            let lazy = &api.lazy;
+            let rollups: Vec<Value> = lazy
+                .config()
+                .rollups
+                .iter()
+                .zip(lazy.pool_counts())
+                .map(|(r, (_, pooled))| {
+                    json!({"chainId": hex(r.chain_id), "weight": r.weight, "minFeePerGas": hex(r.min_fee_per_gas), "pooled": pooled})
+                })
+                .collect();
+            Ok::<_, RpcError>(json!({
+                "chainId": hex(lazy.config().chain_id),
+                "decidedHeight": hex(lazy.decided_height()),
+                "validator": lazy.address(),
+                "rollups": rollups,
+            }))
+        })?;
+        m.register_subscription(
+            "cairn_subscribeDecided",
+            "cairn_decided",
+            "cairn_unsubscribeDecided",
+            |p, pending, api, _| async move { decided_stream(p, pending, api).await },
+        )?;
+        Ok(m)
+    }
+}
+
+/// `cairn_subscribeDecided(namespace?, fromHeight?)`: every decided block from
+/// `fromHeight` on (the stored ones first, then each as it is decided), as
+/// [`decided_json`] gives it. A subscriber that falls behind by more than the event
+/// buffer is dropped; it resubscribes from the height it needs.
+async fn decided_stream(
+    p: jsonrpsee::types::Params<'static>,
+    pending: jsonrpsee::PendingSubscriptionSink,
+    api: Arc<SharedApi>,
+) -> SubscriptionResult {
+    let parsed = (|| {
+        let mut args = Args::new(&p);
+        let namespace: Option<alloy_primitives::U64> = args.opt("namespace")?;
+        let from: Option<alloy_primitives::U64> = args.opt("from height")?;
+        Ok::<_, RpcError>((namespace.map(|n| n.to::<u64>()), from.map(|f| f.to::<u64>())))
+    })();
+    let (namespace, from) = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            pending.reject(ErrorObjectOwned::from(e)).await;
+            return Ok(());
+        }
+    };
+    let mut events = api.lazy.subscribe();
+    let sink = pending.accept().await?;
+    let send = |v: Value| {
+        let msg = serde_json::value::to_raw_value(&v).map(jsonrpsee::SubscriptionMessage::from);
+        async {
+            match msg {
+                Ok(m) => sink.send(m).await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    let mut next = from.unwrap_or_else(|| api.lazy.decided_height() + 1).max(1);
+    // The stored blocks first (catch-up), bounded by what is decided now.
+    loop {
+        let d = match api.lazy.decided_block(next) {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(_) => return Ok(()),
+        };
+        if !send(decided_json(&d, namespace)).await {
+            return Ok(());
+        }
+        next += 1;
+    }
+    loop {
+        let event = tokio::select! {
+            _ = sink.closed() => break,
+            ev = events.recv() => ev,
+        };
+        match event {
+            Ok(SharedEvent::Decided(d)) => {
+                let h = d.block.height;
+                if h < next {
+                    continue;
+                }
+                // A block decided between the catch-up and the subscription: from the store.
+                while next < h {
+                    match api.lazy.decided_block(next) {
+                        Ok(Some(d)) if send(decided_json(&d, namespace)).await => next += 1,
+                        _ => return Ok(()),
+                    }
+                }
+                if !send(decided_json(&d, namespace)).await {
+                    break;
+                }
+                next = h + 1;
+            }
+            Ok(SharedEvent::Fragment(_)) => {}
+            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
+        }
+    }
+    Ok(())
+}

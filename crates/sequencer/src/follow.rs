@@ -1,0 +1,76 @@
+//! A rollup follower's chain (`cairn rollup`): the blocks of one rollup of a shared set,
+//! made by executing its transactions of each decided sequencer block, in the order the
+//! set decided them.
+//!
+//! Sequencer block `h` makes rollup block `h` (an empty one when the set decided none of
+//! the rollup's transactions), with the sequencer block's timestamp; base fee and
+//! prevrandao follow the rollup's own rules from its parent, so every follower of the
+//! rollup computes the same blocks and roots. A transaction that cannot execute (nonce,
+//! funds, gas) is skipped and gets the status `rejected` with its reason. Certificates
+//! are checked by the caller before a block comes here.
+
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{keccak256, Bytes, B256};
+use cairn_executor::BlockContext;
+use cairn_primitives::TxEnvelope;
+
+use crate::builder::{next_prevrandao, BuilderConfig};
+use crate::chain::{Chain, SequencerError};
+use crate::pipeline::BlockInProgress;
+
+/// What applying one decided block did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub number: u64,
+    pub included: usize,
+    /// `(hash, reason)` of the transactions skipped as invalid.
+    pub rejected: Vec<(B256, String)>,
+}
+
+/// Executes the rollup's transactions `txs` of decided sequencer block `height` (made at
+/// `timestamp`) as the rollup's block `height`, and hands it to the sealer. Blocks come
+/// in order: `height` is the one after the newest executed block.
+pub fn apply_decided(chain: &Chain, height: u64, timestamp: u64, txs: &[Bytes]) -> Result<Applied, SequencerError> {
+    let tip = chain.tip();
+    if height != tip.number + 1 {
+        return Err(SequencerError::Invalid(format!(
+            "decided block {height} does not follow the rollup's block {}",
+            tip.number
+        )));
+    }
+    let base_fee = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
+    let ctx = BlockContext::for_chain(
+        &chain.config,
+        height,
+        timestamp.max(tip.timestamp),
+        base_fee,
+        next_prevrandao(&tip, height),
+    );
+    let mut block = BlockInProgress::with_context(chain, ctx);
+    let mut rejected = Vec::new();
+    let mut decoded = Vec::with_capacity(txs.len());
+    for raw in txs {
+        let tx = match TxEnvelope::decode_2718_exact(raw) {
+            Ok(tx) => tx,
+            Err(e) => {
+                rejected.push((keccak256(raw), format!("undecodable: {e}")));
+                continue;
+            }
+        };
+        match cairn_primitives::impersonation::recover_sender(&tx, false) {
+            Ok(sender) => decoded.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender)),
+            Err(e) => rejected.push((*tx.tx_hash(), format!("invalid sender: {e}"))),
+        }
+    }
+    let total = decoded.len();
+    let skipped = block.include_ordered(chain, decoded)?;
+    let included = total - skipped.len();
+    rejected.extend(skipped);
+    let config = BuilderConfig { empty_blocks: true, ..BuilderConfig::default() };
+    let closed = block.close(chain, &config)?;
+    let number = closed.map_or(height, |b| b.header.number);
+    if !rejected.is_empty() {
+        chain.rejected(&rejected, height);
+    }
+    Ok(Applied { number, included, rejected })
+}

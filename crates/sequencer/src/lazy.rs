@@ -1,0 +1,744 @@
+//! A validator of a shared set: it orders the transactions of many rollups without
+//! executing them (lazy mode, `docs/SHARED.md`). It is the [`Host`] of the same Malachite
+//! application a single rollup's set runs.
+//!
+//! - **Admission** checks what needs no state: size, decoding, a chain id that is one of
+//!   the set's rollups (its namespace), the signature, the gas limit against the cap and
+//!   the intrinsic gas, tip ≤ fee cap, the rollup's fee floor, and the lanes' bounds
+//!   (per lane, per sender). The transaction is durable in the admission log before the
+//!   hash is returned, and relayed to the other validators.
+//! - **Proposing**: every fragment interval the proposer takes the next transactions out
+//!   of the lanes (each lane its share of the block, [`cairn_mempool::lanes`]), signs
+//!   them as a fragment (EIP-712, as a single rollup's fragments, with no execution
+//!   commitments: gas, receipts and state-diff hashes are zero), makes it durable in
+//!   the fragment log and sends it to the other validators before anyone is answered.
+//!   The block names each transaction's namespace.
+//! - **Checking** another proposer's block: every transaction passes admission's
+//!   stateless checks, its namespace is the one the block names, and the block's
+//!   context fields are the lazy ones.
+//! - **Committing**: the decided block, its certificate and its transactions are one
+//!   write to the order store; its transactions leave the lanes; followers hear of it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_consensus::transaction::SignerRecoverable;
+use alloy_consensus::Transaction as _;
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{keccak256, Address, Bytes, B256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use cairn_consensus::{Certificate, Host, Misbehaviour};
+use cairn_mempool::lanes::{BlockUsage, LaneConfig, LaneError, LaneTx, Lanes};
+use cairn_primitives::fragment::{FragmentRecord, SignedFragment};
+use cairn_primitives::network::Rollup;
+use cairn_primitives::{SequencerBlock, TxEnvelope};
+use cairn_storage::order::{DecidedBlock, OrderStore};
+use cairn_storage::RecordLog;
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+use crate::admission::{admission_record, parse_admission_record};
+use crate::chain::SequencerError;
+use crate::fragments::{now_ms, now_secs, FragmentLog};
+use crate::ingress::IngressError;
+
+/// Most undecided proposals kept.
+pub const MAX_LAZY_CANDIDATES: usize = 32;
+/// Events buffered for each subscriber (fragments and decided blocks).
+pub const SHARED_EVENT_BUFFER: usize = 4_096;
+/// The admission log is compacted to the live pool when it grows past this.
+pub const ADMISSION_COMPACT_BYTES: u64 = 64 << 20;
+/// How far ahead of this node's clock a proposed block's timestamp may be.
+const MAX_DRIFT_SECS: u64 = 5;
+
+/// A shared set's settings.
+#[derive(Debug, Clone)]
+pub struct SharedConfig {
+    /// The set's chain id (the fragments' EIP-712 domain).
+    pub chain_id: u64,
+    pub rollups: Vec<Rollup>,
+    pub lanes: LaneConfig,
+    pub max_tx_size: usize,
+    pub tx_gas_cap: u64,
+    pub fragment_interval: Duration,
+}
+
+/// A fragment of the open block, as this node holds it.
+#[derive(Debug)]
+pub struct LazyFragment {
+    pub signed: SignedFragment,
+    pub hash: B256,
+    pub record: FragmentRecord,
+    /// Each transaction's namespace.
+    pub namespaces: Vec<u64>,
+    pub at_ms: u64,
+}
+
+/// What subscribers of a shared node hear.
+#[derive(Debug, Clone)]
+pub enum SharedEvent {
+    /// A fragment of the open block (this node's own or a proposer's it received).
+    Fragment(Arc<LazyFragment>),
+    /// A decided block.
+    Decided(Arc<DecidedBlock>),
+}
+
+/// A transaction's place as a shared node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LazyStatus {
+    /// In this node's lanes.
+    Received { namespace: u64, at_ms: u64 },
+    /// In a signed fragment of the open block.
+    Preconfirmed { height: u64, position: u64, fragment: Arc<SignedFragment> },
+    /// In a decided block.
+    Decided { height: u64, position: u64 },
+}
+
+struct Candidate {
+    block: SequencerBlock,
+    txs: Vec<Bytes>,
+}
+
+#[derive(Default)]
+struct Open {
+    height: u64,
+    round: u32,
+    fragments: Vec<Arc<LazyFragment>>,
+}
+
+struct Head {
+    height: u64,
+    hash: B256,
+    timestamp: u64,
+}
+
+/// See the module documentation.
+pub struct Lazy {
+    config: SharedConfig,
+    signer: Option<PrivateKeySigner>,
+    store: OrderStore,
+    lanes: Mutex<Lanes>,
+    admission: Mutex<RecordLog>,
+    fragment_log: Mutex<FragmentLog>,
+    head: Mutex<Head>,
+    /// The newest fragment of this chain (the parent of the next one).
+    fragment_parent: Mutex<B256>,
+    candidates: Mutex<HashMap<B256, Candidate>>,
+    /// This node's proposal: `(height, hash)`.
+    own: Mutex<Option<(u64, B256)>>,
+    /// This node's fragments logged above the decided head before a restart.
+    resumed: Mutex<Option<(u64, Vec<FragmentRecord>)>>,
+    /// The newest fragment this node signed: `(height, hash)`.
+    signed: Mutex<Option<(u64, B256)>>,
+    open: Mutex<Open>,
+    events: broadcast::Sender<SharedEvent>,
+    relay: Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>,
+}
+
+/// A transaction that passed the stateless checks.
+struct Checked {
+    hash: B256,
+    namespace: u64,
+    sender: Address,
+    nonce: u64,
+    gas_limit: u64,
+    max_fee: u128,
+}
+
+impl Lazy {
+    /// Opens (or creates) a shared node's data in `dir`: the order store, the admission
+    /// log (its transactions not yet decided go back into the lanes) and the fragment
+    /// log (this node's fragments of an undecided block are proposed again).
+    pub fn open(dir: &Path, config: SharedConfig, signer: Option<PrivateKeySigner>) -> Result<Self, SequencerError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SequencerError::Invalid(format!("creating {}: {e}", dir.display())))?;
+        let store = OrderStore::open(&dir.join("order.redb"))?;
+        let height = store.head()?;
+        let head = match store.get(height)? {
+            Some(d) => Head { height, hash: d.block.hash(), timestamp: d.block.timestamp },
+            None => Head { height: 0, hash: B256::ZERO, timestamp: 0 },
+        };
+        let (fragment_log, parent, logged) = FragmentLog::open(&dir.join("fragments"), height, config.chain_id)?;
+        let resumed = logged.into_iter().find(|b| b.height == height + 1).map(|b| (b.height, b.fragments));
+        let (admission, records) = RecordLog::open(&dir.join("admission.wal"))?;
+        let namespaces: Vec<(u64, u32)> = config.rollups.iter().map(|r| (r.chain_id, r.weight)).collect();
+        let lazy = Self {
+            lanes: Mutex::new(Lanes::new(config.lanes, &namespaces)),
+            config,
+            signer,
+            store,
+            admission: Mutex::new(admission),
+            fragment_log: Mutex::new(fragment_log),
+            head: Mutex::new(head),
+            fragment_parent: Mutex::new(parent),
+            candidates: Mutex::new(HashMap::new()),
+            own: Mutex::new(None),
+            resumed: Mutex::new(resumed),
+            signed: Mutex::new(None),
+            open: Mutex::new(Open::default()),
+            events: broadcast::channel(SHARED_EVENT_BUFFER).0,
+            relay: Mutex::new(None),
+        };
+        let in_resumed: std::collections::HashSet<B256> = lazy
+            .resumed
+            .lock()
+            .iter()
+            .flat_map(|(_, fs)| fs.iter().flat_map(|f| f.txs.iter().map(keccak256)))
+            .collect();
+        let mut reloaded = 0usize;
+        for record in &records {
+            let (at, raw) = parse_admission_record(record);
+            let hash = keccak256(raw);
+            if in_resumed.contains(&hash) || lazy.store.locate(&hash)?.is_some() {
+                continue;
+            }
+            if let Ok(c) = lazy.check_tx(raw) {
+                if lazy.lanes.lock().insert(lane_tx(&c, raw, at.unwrap_or(0))).is_ok() {
+                    reloaded += 1;
+                }
+            }
+        }
+        if reloaded > 0 {
+            tracing::info!(reloaded, "transactions reloaded from the admission log");
+        }
+        Ok(lazy)
+    }
+
+    pub fn config(&self) -> &SharedConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &OrderStore {
+        &self.store
+    }
+
+    /// This validator's address (`None`: a full node of the set).
+    pub fn address(&self) -> Option<Address> {
+        self.signer.as_ref().map(|s| s.address())
+    }
+
+    /// Transactions clients submit here are also handed to `relay` (bounded; a full
+    /// channel drops the relay, never the transaction).
+    pub fn set_relay(&self, relay: tokio::sync::mpsc::Sender<Bytes>) {
+        *self.relay.lock() = Some(relay);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<SharedEvent> {
+        self.events.subscribe()
+    }
+
+    /// The newest decided height.
+    pub fn decided_height(&self) -> u64 {
+        self.head.lock().height
+    }
+
+    /// Transactions in the lanes, per namespace.
+    pub fn pool_counts(&self) -> Vec<(u64, usize)> {
+        let lanes = self.lanes.lock();
+        self.config.rollups.iter().map(|r| (r.chain_id, lanes.lane_len(r.chain_id))).collect()
+    }
+
+    /// The stateless checks (see the module documentation).
+    fn check_tx(&self, raw: &[u8]) -> Result<Checked, IngressError> {
+        if raw.len() > self.config.max_tx_size {
+            return Err(IngressError::Oversized { size: raw.len(), limit: self.config.max_tx_size });
+        }
+        let tx = TxEnvelope::decode_2718_exact(raw).map_err(|e| IngressError::Decode(e.to_string()))?;
+        if tx.is_eip4844() {
+            return Err(IngressError::BlobTx);
+        }
+        let namespace = tx.chain_id().ok_or(IngressError::Unprotected)?;
+        let Some(rollup) = self.config.rollups.iter().find(|r| r.chain_id == namespace) else {
+            return Err(IngressError::Lane(LaneError::UnknownNamespace(namespace)));
+        };
+        if tx.gas_limit() > self.config.tx_gas_cap {
+            return Err(IngressError::GasLimitTooHigh { cap: self.config.tx_gas_cap, gas: tx.gas_limit() });
+        }
+        let sender = tx.recover_signer().map_err(|e| IngressError::InvalidSignature(e.to_string()))?;
+        let needed =
+            cairn_executor::intrinsic_gas(&tx, sender, cairn_executor::spec_of(cairn_primitives::Hardfork::Prague));
+        if tx.gas_limit() < needed {
+            return Err(IngressError::IntrinsicGas { gas: tx.gas_limit(), needed });
+        }
+        let cap = tx.max_fee_per_gas();
+        let tip = tx.max_priority_fee_per_gas().unwrap_or(cap);
+        if tip > cap {
+            return Err(IngressError::TipAboveFeeCap { address: sender, tip, cap });
+        }
+        if cap < u128::from(rollup.min_fee_per_gas) {
+            return Err(IngressError::Underpriced { needed: u128::from(rollup.min_fee_per_gas), permitted: cap });
+        }
+        Ok(Checked {
+            hash: *tx.tx_hash(),
+            namespace,
+            sender,
+            nonce: tx.nonce(),
+            gas_limit: tx.gas_limit(),
+            max_fee: cap,
+        })
+    }
+
+    /// Checks and admits a raw transaction a client sent (`relay`: hand it to the other
+    /// validators) or another validator relayed. Durable in the admission log when it
+    /// returns `Ok`. Blocking (it syncs the log): call it off the async runtime.
+    pub fn submit(&self, raw: &[u8], relay: bool) -> Result<B256, IngressError> {
+        let checked = self.check_tx(raw)?;
+        if self.store.locate(&checked.hash).map_err(|e| IngressError::Durability(e.to_string()))?.is_some()
+            || self.in_open(&checked.hash)
+        {
+            return Err(IngressError::Pool(cairn_mempool::PoolError::AlreadyKnown));
+        }
+        let at_ms = now_ms();
+        let hash = checked.hash;
+        self.lanes.lock().insert(lane_tx(&checked, raw, at_ms))?;
+        if relay {
+            if let Some(r) = self.relay.lock().as_ref() {
+                let _ = r.try_send(Bytes::copy_from_slice(raw));
+            }
+        }
+        let record = admission_record(at_ms, raw);
+        if let Err(e) = self.admission.lock().append([record.as_slice()]) {
+            self.lanes.lock().remove(&hash);
+            return Err(IngressError::Durability(e.to_string()));
+        }
+        Ok(hash)
+    }
+
+    fn in_open(&self, hash: &B256) -> bool {
+        self.open.lock().fragments.iter().any(|f| f.signed.fragment.transactions.contains(hash))
+    }
+
+    /// Where transaction `hash` is, as this node knows it.
+    pub fn status(&self, hash: &B256) -> Result<Option<LazyStatus>, SequencerError> {
+        if let Some((height, position)) = self.store.locate(hash)? {
+            return Ok(Some(LazyStatus::Decided { height, position: u64::from(position) }));
+        }
+        {
+            let open = self.open.lock();
+            for f in &open.fragments {
+                if let Some(position) = f.signed.fragment.position_of(hash) {
+                    return Ok(Some(LazyStatus::Preconfirmed {
+                        height: open.height,
+                        position,
+                        fragment: Arc::new(f.signed.clone()),
+                    }));
+                }
+            }
+        }
+        Ok(self.lanes.lock().get(hash).map(|t| LazyStatus::Received { namespace: t.namespace, at_ms: t.received_ms }))
+    }
+
+    /// A decided block.
+    pub fn decided_block(&self, height: u64) -> Result<Option<DecidedBlock>, SequencerError> {
+        Ok(self.store.get(height)?)
+    }
+
+    /// Each transaction's namespace, checked statelessly.
+    fn namespaces_of(&self, txs: &[Bytes]) -> Result<Vec<u64>, String> {
+        txs.iter()
+            .enumerate()
+            .map(|(i, raw)| self.check_tx(raw).map(|c| c.namespace).map_err(|e| format!("transaction {i}: {e}")))
+            .collect()
+    }
+
+    fn lazy_record(&self, height: u64, timestamp: u64, index: u32, first_tx: u32, txs: Vec<Bytes>) -> FragmentRecord {
+        FragmentRecord {
+            height,
+            index,
+            parent: *self.fragment_parent.lock(),
+            timestamp,
+            base_fee: 0,
+            first_tx,
+            gas_used: 0,
+            receipts_hash: B256::ZERO,
+            state_diff_hash: B256::ZERO,
+            signature: Bytes::new(),
+            prevrandao: B256::ZERO,
+            beneficiary: Address::ZERO,
+            gas_limit: 0,
+            txs,
+        }
+    }
+
+    /// Takes `record` into the open block of (`height`, `round`) and tells subscribers.
+    fn publish_open(&self, height: u64, round: u32, record: &FragmentRecord, namespaces: Vec<u64>) {
+        let signed = record.signed(self.config.chain_id);
+        let hash = signed.fragment.hash();
+        let fragment = Arc::new(LazyFragment { signed, hash, record: record.clone(), namespaces, at_ms: now_ms() });
+        {
+            let mut open = self.open.lock();
+            if open.height != height || open.round != round || record.index == 0 {
+                *open = Open { height, round, fragments: Vec::new() };
+            }
+            open.fragments.push(fragment.clone());
+        }
+        *self.fragment_parent.lock() = hash;
+        let _ = self.events.send(SharedEvent::Fragment(fragment));
+    }
+
+    fn return_to_lanes(&self, txs: &[Bytes], keep: &std::collections::HashSet<B256>) {
+        let mut lanes = self.lanes.lock();
+        for raw in txs {
+            if keep.contains(&keccak256(raw)) {
+                continue;
+            }
+            if let Ok(c) = self.check_tx(raw) {
+                let _ = lanes.insert(lane_tx(&c, raw, now_ms()));
+            }
+        }
+    }
+
+    fn keep(&self, block: SequencerBlock, txs: Vec<Bytes>) -> B256 {
+        let hash = block.hash();
+        let mut c = self.candidates.lock();
+        if c.len() >= MAX_LAZY_CANDIDATES {
+            let own = self.own.lock().map(|(_, h)| h);
+            if let Some(victim) = c
+                .iter()
+                .filter(|(h, _)| Some(**h) != own)
+                .min_by_key(|(_, p)| (p.block.height, p.block.round))
+                .map(|(h, _)| *h)
+            {
+                c.remove(&victim);
+            }
+        }
+        c.insert(hash, Candidate { block, txs });
+        hash
+    }
+
+    fn build_block(
+        &self,
+        height: u64,
+        round: u32,
+        slot: Duration,
+        inherited: &[FragmentRecord],
+        publish: Box<dyn Fn(FragmentRecord) + Send + Sync>,
+    ) -> Result<SequencerBlock, String> {
+        let signer = self.signer.as_ref().ok_or("a full node does not propose")?;
+        let (tip, tip_hash, tip_ts) = {
+            let h = self.head.lock();
+            (h.height, h.hash, h.timestamp)
+        };
+        if tip + 1 != height {
+            return Err(format!("asked to build block {height} on block {tip}"));
+        }
+        let chain_id = self.config.chain_id;
+        let hash_of = |r: &FragmentRecord| r.signed(chain_id).fragment.hash();
+        let extends = |records: &[FragmentRecord]| {
+            inherited.len() <= records.len() && inherited.iter().zip(records).all(|(a, b)| hash_of(a) == hash_of(b))
+        };
+        // This node's block of an earlier round, proposed again if it extends what it
+        // must.
+        let own = self.own.lock().filter(|(h, _)| *h == height);
+        if let Some((_, hash)) = own {
+            let kept = self.candidates.lock().get(&hash).map(|c| (c.block.clone(), c.txs.clone()));
+            if let Some((block, txs)) = kept {
+                let records = self.records_of(&block, &txs);
+                if extends(&records) {
+                    for r in records {
+                        publish(r);
+                    }
+                    tracing::info!(height, round, block = %hash, "proposing this node's block again");
+                    return Ok(block);
+                }
+                *self.own.lock() = None;
+                self.candidates.lock().remove(&hash);
+                self.return_to_lanes(&txs, &std::collections::HashSet::new());
+            }
+        }
+        let mut records: Vec<FragmentRecord> = Vec::new();
+        let resumed = self.resumed.lock().take().filter(|(h, _)| *h == height).map(|(_, r)| r);
+        if let Some(r) = resumed.as_ref().filter(|r| !r.is_empty()) {
+            *self.signed.lock() = Some((height, hash_of(&r[r.len() - 1])));
+        }
+        let signed_here = self.signed.lock().filter(|(h, _)| *h == height).map(|(_, last)| last);
+        match resumed {
+            Some(r) if extends(&r) => records = r,
+            _ => {
+                for r in inherited {
+                    self.fragment_log.lock().append(r).map_err(|e| e.to_string())?;
+                    records.push(r.clone());
+                }
+            }
+        }
+        let timestamp = records.first().map_or_else(|| now_secs().max(tip_ts), |r| r.timestamp);
+        let mut usage = BlockUsage::default();
+        let mut namespaces: Vec<u64> = Vec::new();
+        for r in &records {
+            let ns = self.namespaces_of(&r.txs)?;
+            for raw in &r.txs {
+                let c = self.check_tx(raw).map_err(|e| e.to_string())?;
+                self.lanes.lock().remove(&c.hash);
+                usage.add(&lane_tx(&c, raw, 0));
+            }
+            self.publish_open(height, round, r, ns.clone());
+            namespaces.extend(ns);
+            publish(r.clone());
+        }
+        let may_sign = signed_here.is_none_or(|last| records.iter().any(|r| hash_of(r) == last));
+        if !may_sign {
+            tracing::warn!(
+                height,
+                round,
+                "the chain to extend leaves out a fragment this node signed: no new fragments"
+            );
+        }
+        let started = Instant::now();
+        let end = started + slot;
+        let interval = self.config.fragment_interval;
+        while may_sign && Instant::now() < end {
+            let borrow = started.elapsed() >= slot / 2;
+            let taken = self.lanes.lock().take(&mut usage, borrow);
+            if !taken.is_empty() {
+                let first_tx = records.iter().map(|r| r.txs.len()).sum::<usize>() as u32;
+                let mut record = self.lazy_record(
+                    height,
+                    timestamp,
+                    records.len() as u32,
+                    first_tx,
+                    taken.iter().map(|t| t.raw.clone()).collect(),
+                );
+                let hash = record.signed(chain_id).fragment.hash();
+                let signature = signer.sign_hash_sync(&hash).map_err(|e| e.to_string())?;
+                record.signature = Bytes::from(signature.as_bytes().to_vec());
+                let ns: Vec<u64> = taken.iter().map(|t| t.namespace).collect();
+                if let Err(e) = self.fragment_log.lock().append(&record) {
+                    // Not durable: not promised. Back to the lanes; the block goes on.
+                    tracing::error!(height, "fragment log write failed: {e}");
+                    self.return_to_lanes(&record.txs, &std::collections::HashSet::new());
+                } else {
+                    *self.signed.lock() = Some((height, hash));
+                    publish(record.clone());
+                    self.publish_open(height, round, &record, ns.clone());
+                    namespaces.extend(ns);
+                    records.push(record);
+                }
+            }
+            std::thread::sleep(interval.min(end.saturating_duration_since(Instant::now())));
+        }
+        let txs: Vec<Bytes> = records.iter().flat_map(|r| r.txs.iter().cloned()).collect();
+        let block = SequencerBlock {
+            chain_id,
+            height,
+            round,
+            parent: tip_hash,
+            proposer: signer.address(),
+            timestamp,
+            base_fee: 0,
+            gas_limit: 0,
+            prevrandao: B256::ZERO,
+            beneficiary: Address::ZERO,
+            transactions: txs.iter().map(keccak256).collect(),
+            fragments: records.iter().map(hash_of).collect(),
+            executed: None,
+            namespaces: Some(namespaces),
+        };
+        if !records.is_empty() {
+            self.fragment_log.lock().close(height).map_err(|e| e.to_string())?;
+        }
+        let hash = self.keep(block.clone(), txs);
+        *self.own.lock() = Some((height, hash));
+        Ok(block)
+    }
+
+    /// The fragment records of a kept block (its fragments as this node holds them).
+    fn records_of(&self, block: &SequencerBlock, _txs: &[Bytes]) -> Vec<FragmentRecord> {
+        let open = self.open.lock();
+        if open.height != block.height {
+            return Vec::new();
+        }
+        let hashes: Vec<B256> = open.fragments.iter().map(|f| f.hash).collect();
+        if hashes != block.fragments {
+            return Vec::new();
+        }
+        open.fragments.iter().map(|f| f.record.clone()).collect()
+    }
+
+    /// The context fields of a lazy block, checked against the decided head.
+    fn check_block(&self, block: &SequencerBlock, txs: &[Bytes]) -> Result<(), String> {
+        let (tip, tip_hash, tip_ts) = {
+            let h = self.head.lock();
+            (h.height, h.hash, h.timestamp)
+        };
+        if block.chain_id != self.config.chain_id {
+            return Err(format!("block for chain {}, this set is {}", block.chain_id, self.config.chain_id));
+        }
+        if block.height != tip + 1 || block.parent != tip_hash {
+            return Err(format!("block {} does not extend the last decided block {tip}", block.height));
+        }
+        if block.timestamp < tip_ts || block.timestamp > now_secs() + MAX_DRIFT_SECS {
+            return Err(format!("timestamp {} outside [{tip_ts}, now + {MAX_DRIFT_SECS} s]", block.timestamp));
+        }
+        if block.base_fee != 0
+            || block.gas_limit != 0
+            || block.prevrandao != B256::ZERO
+            || block.beneficiary != Address::ZERO
+            || block.executed.is_some()
+        {
+            return Err("a shared set's block carries no execution context".into());
+        }
+        let hashes: Vec<B256> = txs.iter().map(keccak256).collect();
+        if hashes != block.transactions {
+            return Err("the transactions are not the block's".into());
+        }
+        let namespaces = self.namespaces_of(txs)?;
+        if block.namespaces.as_ref() != Some(&namespaces) {
+            return Err("the block names other namespaces than its transactions have".into());
+        }
+        let mut seen = std::collections::HashSet::with_capacity(hashes.len());
+        if let Some(dup) = hashes.iter().find(|h| !seen.insert(**h)) {
+            return Err(format!("transaction {dup} appears twice"));
+        }
+        for h in &hashes {
+            if self.store.locate(h).map_err(|e| e.to_string())?.is_some() {
+                return Err(format!("transaction {h} was decided before"));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_block(&self, hash: B256, certificate: Certificate) -> Result<(), SequencerError> {
+        let Some(candidate) = self.candidates.lock().remove(&hash) else {
+            return Err(SequencerError::Consensus(format!("decided block {hash} was not checked here")));
+        };
+        let block = candidate.block;
+        let height = block.height;
+        self.store.put(&block, &certificate.encode(), &candidate.txs)?;
+        {
+            let mut head = self.head.lock();
+            *head = Head { height, hash, timestamp: block.timestamp };
+        }
+        let own = {
+            let mut own = self.own.lock();
+            match own.take() {
+                Some((h, o)) if h == height && o != hash => self.candidates.lock().remove(&o),
+                Some(other) if other.0 > height => {
+                    *own = Some(other);
+                    None
+                }
+                _ => None,
+            }
+        };
+        let decided: std::collections::HashSet<B256> = block.transactions.iter().copied().collect();
+        {
+            let mut lanes = self.lanes.lock();
+            for (raw, ns) in candidate.txs.iter().zip(block.namespaces.iter().flatten()) {
+                lanes.remove(&keccak256(raw));
+                if let Ok(tx) = TxEnvelope::decode_2718_exact(raw) {
+                    if let Ok(sender) = tx.recover_signer() {
+                        lanes.on_included(*ns, sender, tx.nonce());
+                    }
+                }
+            }
+        }
+        if let Some(own) = own {
+            self.return_to_lanes(&own.txs, &decided);
+        }
+        if let Some(last) = block.fragments.last() {
+            *self.fragment_parent.lock() = *last;
+        }
+        self.candidates.lock().retain(|_, c| c.block.height > height);
+        {
+            let mut open = self.open.lock();
+            if open.height <= height {
+                *open = Open::default();
+            }
+        }
+        if let Err(e) = self.fragment_log.lock().prune_below(height) {
+            tracing::warn!("pruning the fragment log: {e}");
+        }
+        self.compact_admission();
+        let _ = self.events.send(SharedEvent::Decided(Arc::new(DecidedBlock {
+            block,
+            certificate: certificate.encode().into(),
+            txs: candidate.txs,
+        })));
+        Ok(())
+    }
+
+    /// Rewrites the admission log to the transactions still in the lanes, once it is big.
+    fn compact_admission(&self) {
+        let mut log = self.admission.lock();
+        if log.len_bytes() < ADMISSION_COMPACT_BYTES {
+            return;
+        }
+        let records: Vec<Vec<u8>> = self.lanes.lock().all().map(|t| admission_record(t.received_ms, &t.raw)).collect();
+        if let Err(e) = log.rewrite(records.iter().map(|r| r.as_slice())) {
+            tracing::error!("compacting the admission log: {e}");
+        }
+    }
+}
+
+fn lane_tx(c: &Checked, raw: &[u8], at_ms: u64) -> LaneTx {
+    LaneTx {
+        hash: c.hash,
+        namespace: c.namespace,
+        sender: c.sender,
+        nonce: c.nonce,
+        gas_limit: c.gas_limit,
+        max_fee: c.max_fee,
+        raw: Bytes::copy_from_slice(raw),
+        received_ms: at_ms,
+    }
+}
+
+impl Host for Lazy {
+    fn decided_tip(&self) -> (u64, B256) {
+        let h = self.head.lock();
+        (h.height, h.hash)
+    }
+
+    fn build(
+        &self,
+        height: u64,
+        round: u32,
+        slot: Duration,
+        inherited: Vec<FragmentRecord>,
+        publish: Box<dyn Fn(FragmentRecord) + Send + Sync>,
+    ) -> Result<SequencerBlock, String> {
+        self.build_block(height, round, slot, &inherited, publish)
+    }
+
+    fn stream_fragment(&self, height: u64, round: u32, record: &FragmentRecord) -> Result<(), String> {
+        let namespaces = self.namespaces_of(&record.txs)?;
+        self.publish_open(height, round, record, namespaces);
+        Ok(())
+    }
+
+    fn check(&self, block: &SequencerBlock, fragments: &[FragmentRecord]) -> Result<(), String> {
+        let txs: Vec<Bytes> = fragments.iter().flat_map(|f| f.txs.iter().cloned()).collect();
+        self.check_block(block, &txs)?;
+        self.keep(block.clone(), txs);
+        Ok(())
+    }
+
+    fn check_synced(&self, block: &SequencerBlock, txs: &[Bytes]) -> Result<(), String> {
+        self.check_block(block, txs)?;
+        self.keep(block.clone(), txs.to_vec());
+        Ok(())
+    }
+
+    fn commit(&self, hash: B256, certificate: Certificate) -> Result<(), String> {
+        self.commit_block(hash, certificate).map_err(|e| e.to_string())
+    }
+
+    fn decided(&self, height: u64) -> Result<Option<(SequencerBlock, Vec<Bytes>, Certificate)>, String> {
+        let Some(d) = self.store.get(height).map_err(|e| e.to_string())? else { return Ok(None) };
+        let certificate = Certificate::decode(&d.certificate).map_err(|e| e.to_string())?;
+        Ok(Some((d.block, d.txs, certificate)))
+    }
+
+    fn misbehaviour(&self, evidence: Misbehaviour) {
+        match evidence {
+            Misbehaviour::Fragments(pair) => {
+                let [a, b] = *pair;
+                let (a, b) = (a.signed(self.config.chain_id), b.signed(self.config.chain_id));
+                tracing::warn!(first = %a.fragment.hash(), second = %b.fragment.hash(), "conflicting fragments of one signer seen");
+            }
+            Misbehaviour::Consensus(c) => tracing::warn!(?c, "consensus misbehaviour seen"),
+        }
+    }
+}
