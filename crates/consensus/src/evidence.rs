@@ -275,6 +275,8 @@ mod tests {
             dev_accounts: 0,
             alloc: Default::default(),
             rollups: Vec::new(),
+            block_bytes: None,
+            block_gas: None,
         };
         Validators::new(ValidatorSet::new(&genesis).expect("set")).expect("validators")
     }

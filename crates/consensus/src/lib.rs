@@ -253,6 +253,8 @@ mod tests {
             dev_accounts: 0,
             alloc: Default::default(),
             rollups: Vec::new(),
+            block_bytes: None,
+            block_gas: None,
         })
         .expect("set");
         let block = B256::repeat_byte(3);

@@ -305,6 +305,8 @@ mod tests {
             dev_accounts: 0,
             alloc: Default::default(),
             rollups: Vec::new(),
+            block_bytes: None,
+            block_gas: None,
         })
         .expect("set");
         (keys, Validators::new(set).expect("keys"))

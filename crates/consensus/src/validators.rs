@@ -77,6 +77,8 @@ mod tests {
             dev_accounts: 0,
             alloc: Default::default(),
             rollups: Vec::new(),
+            block_bytes: None,
+            block_gas: None,
         })
         .expect("valid")
     }

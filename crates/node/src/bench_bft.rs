@@ -161,6 +161,8 @@ pub async fn run(args: BftBenchArgs) -> anyhow::Result<()> {
         genesis: Some(w.genesis.clone()),
         full_nodes: 0,
         rollups: Vec::new(),
+        block_bytes: None,
+        block_gas: None,
     })?;
     let set = start_set(&homes, &dir)?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;

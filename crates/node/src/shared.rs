@@ -33,7 +33,14 @@ pub async fn run(
     let config = SharedConfig {
         chain_id: genesis.chain_id,
         rollups: genesis.rollups.clone(),
-        lanes: LaneConfig::default(),
+        lanes: {
+            let d = LaneConfig::default();
+            LaneConfig {
+                block_bytes: genesis.block_bytes.unwrap_or(d.block_bytes),
+                block_gas: genesis.block_gas.unwrap_or(d.block_gas),
+                ..d
+            }
+        },
         max_tx_size: MAX_TX_SIZE,
         tx_gas_cap: TX_GAS_CAP,
         fragment_interval: Duration::from_millis(node.fragment_interval_ms.max(1)),

@@ -76,6 +76,14 @@ pub struct InitArgs {
     /// each rollup's nodes run `cairn rollup` (docs/SHARED.md).
     #[arg(long, value_name = "ID[:WEIGHT],…", value_delimiter = ',', value_parser = parse_rollup)]
     pub rollups: Vec<cairn_primitives::network::Rollup>,
+    /// A shared set's byte budget per block, shared by the rollups' lanes by weight
+    /// [default: 4 MiB].
+    #[arg(long, value_name = "BYTES", requires = "rollups")]
+    pub block_bytes: Option<u64>,
+    /// A shared set's gas budget per block (sum of the transactions' gas limits), shared
+    /// by the rollups' lanes by weight [default: 2,000,000,000].
+    #[arg(long, value_name = "GAS", requires = "rollups")]
+    pub block_gas: Option<u64>,
 }
 
 fn parse_rollup(s: &str) -> Result<cairn_primitives::network::Rollup, String> {
@@ -162,6 +170,8 @@ fn run_set(args: &RunArgs) -> anyhow::Result<()> {
             genesis: None,
             full_nodes: 0,
             rollups: args.rollups.clone(),
+            block_bytes: None,
+            block_gas: None,
         })?;
         println!("Wrote a set of {} validators in {}", args.validators, args.dir.display());
     }
@@ -271,6 +281,8 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
         dev_accounts: args.dev_accounts,
         alloc,
         rollups,
+        block_bytes: args.block_bytes,
+        block_gas: args.block_gas,
     };
     genesis.validate().context("the generated validator set")?;
     let genesis_json = serde_json::to_string_pretty(&genesis)? + "\n";
@@ -333,6 +345,8 @@ mod tests {
             genesis: None,
             full_nodes: 0,
             rollups: Vec::new(),
+            block_bytes: None,
+            block_gas: None,
         };
         let homes = init(&args).expect("init");
         assert_eq!(homes.len(), 4);

@@ -252,3 +252,68 @@ async fn two_rollups_on_four_validators_followers_agree_and_resume() {
     assert_eq!(balance(a2.url.clone(), to_a).await, json!(format!("{:#x}", txs_a.len() + more.len())));
     drop(validators);
 }
+
+/// The decided height of `hash` on the set's node `url`, waiting for it.
+async fn decided_at(client: &reqwest::Client, url: &str, hash: &Value) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = rpc(client, url, "cairn_getTransactionStatus", json!([hash])).await.expect("status");
+        if s["status"] == "sequenced" {
+            return hex_u64(&s["height"]);
+        }
+        assert!(Instant::now() < deadline, "{hash} not decided: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_on_one_rollup_leaves_the_other_its_share_of_every_block() {
+    let client = reqwest::Client::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = base_port();
+    let out = dir.path().join("set");
+    // 3,000 bytes a block: 1,500 for each rollup, about a dozen transfers.
+    let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["testnet", "init", "--validators", "4", "--base-port", &base.to_string()])
+        .args(["--rollups", &format!("{ROLLUP_A},{ROLLUP_B}"), "--block-bytes", "3000"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("init");
+    assert!(status.success());
+    let validators: Vec<Proc> = (0..4)
+        .map(|i| {
+            let home = out.join(format!("node-{i}")).to_string_lossy().to_string();
+            spawn(&["node", "--home", &home], &dir.path().join(format!("node-{i}.log")))
+        })
+        .collect();
+    let flood = transfers(ROLLUP_A, 0..30, alloy_primitives::Address::repeat_byte(0xa1));
+    send(&client, &validators[0].url, &flood).await;
+    let sent_at = hex_u64(
+        &rpc(&client, &validators[1].url, "cairn_sharedStatus", json!([])).await.expect("status")["decidedHeight"],
+    );
+    let fair = transfers(ROLLUP_B, 0..2, alloy_primitives::Address::repeat_byte(0xb1));
+    send(&client, &validators[1].url, &fair).await;
+    let mut last_fair = 0;
+    for (hash, _) in &fair {
+        last_fair = last_fair.max(decided_at(&client, &validators[2].url, hash).await);
+    }
+    let mut last_flood = 0;
+    for (hash, _) in &flood {
+        last_flood = last_flood.max(decided_at(&client, &validators[2].url, hash).await);
+    }
+    // 20 transfers of B need two blocks of its share (and a relay hop): they are all in
+    // within a few blocks, while the flood of 300 takes ten or more.
+    assert!(last_fair <= sent_at + 5, "B's transactions decided by {last_fair}, sent after {sent_at}");
+    assert!(last_flood > last_fair + 3, "the flood ended at {last_flood}, B's at {last_fair}");
+    // No block gave B less than it asked for while the flood took more than its share.
+    for h in sent_at + 1..=last_fair {
+        let b = rpc(&client, &validators[2].url, "cairn_getSequencerBlock", json!([format!("{h:#x}")]))
+            .await
+            .expect("block");
+        let raws: Vec<String> = serde_json::from_value(b["transactions"].clone()).expect("raws");
+        let bytes: usize = raws.iter().map(|r| (r.len() - 2) / 2).sum();
+        assert!(bytes <= 3000 || raws.len() == 1, "block {h} holds {bytes} bytes");
+    }
+}

@@ -65,6 +65,13 @@ pub struct NetworkGenesis {
     /// execute its part; every rollup starts from the state `alloc` describes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollups: Vec<Rollup>,
+    /// A shared set's block budgets, which the rollups' lanes share by weight (raw
+    /// transaction bytes; the sum of the transactions' gas limits). `None`: the defaults
+    /// (`docs/SHARED.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_gas: Option<u64>,
 }
 
 /// Why a network genesis is not acceptable.
@@ -184,6 +191,8 @@ mod tests {
             dev_accounts: 3,
             alloc: Default::default(),
             rollups: Vec::new(),
+            block_bytes: None,
+            block_gas: None,
         }
     }
 
