@@ -146,6 +146,9 @@ pub struct Lanes {
     config: LaneConfig,
     lanes: BTreeMap<u64, Lane>,
     by_hash: HashMap<B256, (u64, u64)>,
+    bundles: std::collections::VecDeque<Arc<Bundle>>,
+    /// Transaction hash → the waiting bundle holding it.
+    bundled: HashMap<B256, B256>,
     next_seq: u64,
     total_weight: u64,
 }
@@ -162,7 +165,15 @@ impl Lanes {
             })
             .collect();
         let total_weight = lanes.values().map(|l| l.weight).sum::<u64>().max(1);
-        Self { config, lanes, by_hash: HashMap::new(), next_seq: 0, total_weight }
+        Self {
+            config,
+            lanes,
+            by_hash: HashMap::new(),
+            bundles: Default::default(),
+            bundled: HashMap::new(),
+            next_seq: 0,
+            total_weight,
+        }
     }
 
     pub fn config(&self) -> &LaneConfig {
@@ -206,7 +217,7 @@ impl Lanes {
     /// Adds `tx` to its lane. Returns the transaction it replaced (same sender and nonce,
     /// fee cap raised by at least the bump), if any.
     pub fn insert(&mut self, tx: LaneTx) -> Result<Option<Arc<LaneTx>>, LaneError> {
-        if self.by_hash.contains_key(&tx.hash) {
+        if self.by_hash.contains_key(&tx.hash) || self.bundled.contains_key(&tx.hash) {
             return Err(LaneError::AlreadyKnown);
         }
         let bump = self.config.price_bump_percent;
@@ -323,6 +334,127 @@ impl Lanes {
     }
 }
 
+/// Most transactions in one bundle.
+pub const MAX_BUNDLE_TXS: usize = 64;
+/// Most bundles waiting.
+pub const MAX_BUNDLES: usize = 1_024;
+
+/// Transactions of one or more namespaces to be included all in one block, one after
+/// another within each namespace, or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// keccak256 of the transactions' hashes in order.
+    pub hash: B256,
+    /// Grouped by namespace (stable within a namespace), as they go into the block.
+    pub txs: Vec<Arc<LaneTx>>,
+}
+
+impl Bundle {
+    /// A bundle of `txs` (their order kept within each namespace).
+    pub fn new(mut txs: Vec<LaneTx>) -> Self {
+        let hash = alloy_primitives::keccak256(txs.iter().flat_map(|t| t.hash.0).collect::<Vec<u8>>());
+        txs.sort_by_key(|t| t.namespace);
+        Self { hash, txs: txs.into_iter().map(Arc::new).collect() }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.txs.iter().map(|t| t.size()).sum()
+    }
+
+    pub fn gas(&self) -> u64 {
+        self.txs.iter().map(|t| t.gas_limit).sum()
+    }
+}
+
+/// Why a bundle was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("a bundle holds 1 to {MAX_BUNDLE_TXS} transactions, this one {0}")]
+    Size(usize),
+    #[error("bundle already known")]
+    AlreadyKnown,
+    #[error("transaction {0} is already pooled or in another bundle")]
+    TxKnown(B256),
+    #[error("too many bundles waiting ({MAX_BUNDLES})")]
+    Full,
+    #[error("the bundle needs {bytes} bytes and {gas} gas, more than a block holds")]
+    TooBig { bytes: u64, gas: u64 },
+}
+
+impl Lanes {
+    /// Queues `bundle` (its transactions must not be pooled or in another bundle).
+    pub fn insert_bundle(&mut self, bundle: Bundle) -> Result<(), BundleError> {
+        if bundle.txs.is_empty() || bundle.txs.len() > MAX_BUNDLE_TXS {
+            return Err(BundleError::Size(bundle.txs.len()));
+        }
+        if self.bundles.iter().any(|b| b.hash == bundle.hash) {
+            return Err(BundleError::AlreadyKnown);
+        }
+        if self.bundles.len() >= MAX_BUNDLES {
+            return Err(BundleError::Full);
+        }
+        if bundle.size() > self.config.block_bytes || bundle.gas() > self.config.block_gas {
+            return Err(BundleError::TooBig { bytes: bundle.size(), gas: bundle.gas() });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for t in &bundle.txs {
+            if !seen.insert(t.hash) || self.by_hash.contains_key(&t.hash) || self.bundled.contains_key(&t.hash) {
+                return Err(BundleError::TxKnown(t.hash));
+            }
+        }
+        for t in &bundle.txs {
+            self.bundled.insert(t.hash, bundle.hash);
+        }
+        self.bundles.push_back(Arc::new(bundle));
+        Ok(())
+    }
+
+    /// Whether `hash` is in a waiting bundle.
+    pub fn in_bundle(&self, hash: &B256) -> bool {
+        self.bundled.contains_key(hash)
+    }
+
+    pub fn bundle_count(&self) -> usize {
+        self.bundles.len()
+    }
+
+    /// Removes the waiting bundle holding `tx`, if any (one of its transactions was
+    /// decided elsewhere: the bundle can no longer be included whole).
+    pub fn drop_bundle_of(&mut self, tx: &B256) -> Option<Arc<Bundle>> {
+        let id = self.bundled.get(tx).copied()?;
+        let at = self.bundles.iter().position(|b| b.hash == id)?;
+        let bundle = self.bundles.remove(at)?;
+        for t in &bundle.txs {
+            self.bundled.remove(&t.hash);
+        }
+        Some(bundle)
+    }
+
+    /// Takes the waiting bundles that fit the block whole (in arrival order), counting
+    /// them in `usage`.
+    pub fn take_bundles(&mut self, usage: &mut BlockUsage) -> Vec<Arc<Bundle>> {
+        let mut out = Vec::new();
+        let c = self.config;
+        let mut kept = std::collections::VecDeque::with_capacity(self.bundles.len());
+        while let Some(b) = self.bundles.pop_front() {
+            let fits = usage.txs + b.txs.len() <= c.max_block_txs
+                && usage.bytes + b.size() <= c.block_bytes
+                && usage.gas.saturating_add(b.gas()) <= c.block_gas;
+            if fits {
+                for t in &b.txs {
+                    self.bundled.remove(&t.hash);
+                    usage.add(t);
+                }
+                out.push(b);
+            } else {
+                kept.push_back(b);
+            }
+        }
+        self.bundles = kept;
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +562,29 @@ mod tests {
         let stale = lanes.on_included(1, Address::repeat_byte(1), 1);
         assert_eq!(stale.len(), 2);
         assert_eq!(lanes.len(), 1);
+    }
+
+    #[test]
+    fn bundles_are_taken_whole_or_not_at_all() {
+        let mut lanes = Lanes::new(config(), &[(1, 1), (2, 1)]);
+        let bundle = Bundle::new(vec![tx(2, 5, 0, 100), tx(1, 6, 0, 100), tx(2, 5, 1, 100)]);
+        assert_eq!(bundle.txs.iter().map(|t| t.namespace).collect::<Vec<_>>(), vec![1, 2, 2], "grouped");
+        lanes.insert_bundle(bundle.clone()).expect("bundle");
+        assert_eq!(lanes.insert_bundle(bundle.clone()), Err(BundleError::AlreadyKnown));
+        assert_eq!(lanes.insert(tx(1, 6, 0, 100)), Err(LaneError::AlreadyKnown), "its transactions are taken");
+        let big = Bundle::new(vec![tx(1, 7, 0, 600), tx(2, 8, 0, 600)]);
+        assert!(matches!(lanes.insert_bundle(big), Err(BundleError::TooBig { .. })));
+        let mut usage = BlockUsage { bytes: 800, ..BlockUsage::default() };
+        assert!(lanes.take_bundles(&mut usage).is_empty(), "300 bytes do not fit in 200");
+        let mut usage = BlockUsage::default();
+        let taken = lanes.take_bundles(&mut usage);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(usage.bytes, 300);
+        assert_eq!(lanes.bundle_count(), 0);
+        lanes.insert_bundle(Bundle::new(vec![tx(1, 9, 0, 10), tx(2, 9, 0, 10)])).expect("another");
+        assert!(lanes.drop_bundle_of(&tx(2, 9, 0, 10).hash).is_some());
+        assert_eq!(lanes.bundle_count(), 0);
+        lanes.insert(tx(2, 9, 0, 10)).expect("free again");
     }
 
     proptest! {

@@ -55,8 +55,11 @@ fn spawn(args: &[&str], log: &Path) -> Proc {
 
 /// A base port whose validator JSON-RPC (`P + i`) and P2P (`P + 100 + i`) ports are free.
 fn base_port() -> u16 {
+    // The tests of this file run at once: each starts its search elsewhere.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let seed = std::process::id() as u16;
-    (0..200u16)
+    let start = NEXT.fetch_add(53, std::sync::atomic::Ordering::Relaxed);
+    (start..start + 200)
         .map(|k| 21_000 + seed.wrapping_mul(17).wrapping_add(k.wrapping_mul(389)) % 24_000)
         .find(|base| {
             (0..4u16).all(|i| {
@@ -315,5 +318,106 @@ async fn a_flood_on_one_rollup_leaves_the_other_its_share_of_every_block() {
         let raws: Vec<String> = serde_json::from_value(b["transactions"].clone()).expect("raws");
         let bytes: usize = raws.iter().map(|r| (r.len() - 2) / 2).sum();
         assert!(bytes <= 3000 || raws.len() == 1, "block {h} holds {bytes} bytes");
+    }
+}
+
+/// The signer of the signed fragment in an answer (the proposer that promised it).
+fn fragment_signer(answer: &Value) -> alloy_primitives::Address {
+    let f: cairn_primitives::SignedFragment = serde_json::from_value(answer["fragment"].clone()).expect("fragment");
+    f.signer().expect("signature")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_across_two_rollups_are_included_whole_even_when_their_proposer_is_killed() {
+    let client = reqwest::Client::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = base_port();
+    let out = dir.path().join("set");
+    let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["testnet", "init", "--validators", "4", "--base-port", &base.to_string()])
+        .args(["--rollups", &format!("{ROLLUP_A},{ROLLUP_B}")])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("init");
+    assert!(status.success());
+    let mut validators: Vec<Option<Proc>> = (0..4)
+        .map(|i| {
+            let home = out.join(format!("node-{i}")).to_string_lossy().to_string();
+            Some(spawn(&["node", "--home", &home], &dir.path().join(format!("node-{i}.log"))))
+        })
+        .collect();
+    let mut addresses = Vec::new();
+    for v in validators.iter().flatten() {
+        let s = rpc(&client, &v.url, "cairn_sharedStatus", json!([])).await.expect("status");
+        addresses.push(serde_json::from_value::<alloy_primitives::Address>(s["validator"].clone()).expect("address"));
+    }
+    let accounts = cairn_primitives::dev_accounts(cairn_primitives::DEV_MNEMONIC, 10).expect("accounts");
+    let (fa, fb) = (cairn_workload::TxFactory::new(ROLLUP_A), cairn_workload::TxFactory::new(ROLLUP_B));
+    let to = alloy_primitives::Address::repeat_byte(0xbb);
+    let mut promised: Vec<(Vec<Value>, u64, Vec<u64>)> = Vec::new();
+    let mut killed = None;
+    for trial in 0..24u64 {
+        use alloy_eips::eip2718::Encodable2718;
+        let signer = &accounts[(trial % 10) as usize].signer;
+        let nonce = trial / 10;
+        let parts = [
+            fa.transfer_eth(signer, nonce, to, alloy_primitives::U256::from(1)).expect("a"),
+            fb.transfer_eth(signer, nonce, to, alloy_primitives::U256::from(1)).expect("b"),
+        ];
+        let raws: Vec<String> =
+            parts.iter().map(|t| alloy_primitives::hex::encode_prefixed(t.encoded_2718())).collect();
+        let live: Vec<&Proc> = validators.iter().flatten().collect();
+        let url = live[trial as usize % live.len()].url.clone();
+        let answer = rpc_raw(&client, &url, "cairn_sendBundle", json!([{"txs": raws}, 10_000])).await;
+        let answer = answer.get("result").cloned().unwrap_or_else(|| panic!("trial {trial}: {answer}"));
+        let height = hex_u64(&answer["height"]);
+        let positions: Vec<u64> =
+            answer["transactions"].as_array().expect("parts").iter().map(|t| hex_u64(&t["position"])).collect();
+        assert_eq!(positions.len(), 2, "{answer}");
+        assert_eq!(positions[1], positions[0] + 1, "one part after the other: {answer}");
+        promised.push((parts.iter().map(|t| json!(t.tx_hash())).collect(), height, positions));
+        // Half-way, the proposer that just promised a bundle is killed, mid-block.
+        if trial == 12 && answer["status"] == "preconfirmed" {
+            let signer = fragment_signer(&answer);
+            let i = addresses.iter().position(|a| *a == signer).expect("a validator signed");
+            validators[i] = None;
+            killed = Some(i);
+        }
+    }
+    let live: Vec<String> = validators.iter().flatten().map(|p| p.url.clone()).collect();
+    // Every bundle is decided whole, at the height and positions it was promised.
+    for (hashes, height, positions) in &promised {
+        let mut got = Vec::new();
+        for h in hashes {
+            got.push(decided_at_place(&client, &live[0], h).await);
+        }
+        assert_eq!(got[0].0, got[1].0, "both parts in one block: {hashes:?} {got:?}");
+        assert_eq!((got[0].0, got[0].1, got[1].1), (*height, positions[0], positions[1]), "as promised: {hashes:?}");
+    }
+    // The set's nodes agree on the blocks.
+    let top = promised.iter().map(|p| p.1).max().expect("bundles");
+    for h in 1..=top {
+        let mut seen = Vec::new();
+        for url in &live {
+            let b = rpc(&client, url, "cairn_getSequencerBlock", json!([format!("{h:#x}")])).await.expect("block");
+            seen.push(b["hash"].clone());
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "block {h}: {seen:?}");
+    }
+    eprintln!("killed validator: {killed:?}");
+}
+
+/// `(height, position)` at which `hash` was decided, as the set's node `url` says.
+async fn decided_at_place(client: &reqwest::Client, url: &str, hash: &Value) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = rpc(client, url, "cairn_getTransactionStatus", json!([hash])).await.expect("status");
+        if s["status"] == "sequenced" {
+            return (hex_u64(&s["height"]), hex_u64(&s["position"]));
+        }
+        assert!(Instant::now() < deadline, "{hash} not decided: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

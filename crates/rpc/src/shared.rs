@@ -72,7 +72,63 @@ fn status_json(hash: &B256, s: &LazyStatus) -> Value {
     }
 }
 
+/// `cairn_sendBundle`'s parameter.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleParam {
+    txs: Vec<Bytes>,
+}
+
 impl SharedApi {
+    /// Queues a bundle and waits (at most `wait`) until one signed fragment holds all of
+    /// it: that fragment is the bundle's preconfirmation.
+    async fn send_bundle(&self, txs: Vec<Bytes>, wait: Duration) -> Result<Value, RpcError> {
+        let hashes: Vec<B256> = txs.iter().map(alloy_primitives::keccak256).collect();
+        let mut events = self.lazy.subscribe();
+        let lazy = self.lazy.clone();
+        let bundle = tokio::task::spawn_blocking(move || lazy.submit_bundle(&txs, true))
+            .await
+            .map_err(|e| RpcError::Internal(e.to_string()))?
+            .map_err(|e| RpcError::Server(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let statuses: Vec<Option<LazyStatus>> = hashes.iter().map(|h| self.status(h)).collect::<Result<_, _>>()?;
+            let places: Option<Vec<(u64, u64)>> = statuses
+                .iter()
+                .map(|s| match s {
+                    Some(
+                        LazyStatus::Preconfirmed { height, position, .. } | LazyStatus::Decided { height, position },
+                    ) => Some((*height, *position)),
+                    _ => None,
+                })
+                .collect();
+            if let Some(places) = places {
+                let fragment = statuses.iter().find_map(|s| match s {
+                    Some(LazyStatus::Preconfirmed { fragment, .. }) => Some(fragment.clone()),
+                    _ => None,
+                });
+                let status = if fragment.is_some() { "preconfirmed" } else { "sequenced" };
+                return Ok(json!({
+                    "bundleHash": bundle,
+                    "status": status,
+                    "height": hex(places[0].0),
+                    "transactions": hashes.iter().zip(&places).map(|(h, (_, p))| json!({"hash": h, "position": hex(*p)})).collect::<Vec<_>>(),
+                    "fragment": fragment,
+                }));
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => {
+                    return Err(RpcError::Timeout {
+                        message: format!("bundle {bundle} was admitted but not preconfirmed within {wait:?}"),
+                        hash: bundle,
+                    })
+                }
+                Ok(Err(RecvError::Closed)) => return Err(RpcError::Internal("the node is stopping".into())),
+                Ok(_) => {}
+            }
+        }
+    }
+
     async fn submit(&self, raw: Bytes, relay: bool) -> Result<B256, RpcError> {
         let lazy = self.lazy.clone();
         tokio::task::spawn_blocking(move || lazy.submit(&raw, relay))
@@ -121,7 +177,18 @@ impl SharedApi {
         })?;
         m.register_async_method("cairn_relayRawTransaction", |p, api, _| async move {
             let raw: Bytes = Args::new(&p).next("raw transaction")?;
-            api.submit(raw, false).await
+            let lazy = api.lazy.clone();
+            tokio::task::spawn_blocking(move || lazy.submit_relayed(&raw))
+                .await
+                .map_err(|e| RpcError::Internal(e.to_string()))?
+                .map_err(|e| RpcError::Server(e.to_string()))
+        })?;
+        m.register_async_method("cairn_sendBundle", |p, api, _| async move {
+            let mut args = Args::new(&p);
+            let bundle: BundleParam = args.next("bundle")?;
+            let wait: Option<u64> = args.opt("timeout in milliseconds")?;
+            let wait = wait.map_or(DEFAULT_PRECONF_WAIT, Duration::from_millis).min(MAX_PRECONF_WAIT);
+            api.send_bundle(bundle.txs, wait).await
         })?;
         m.register_async_method("cairn_sendRawTransactionPreconfirmed", |p, api, _| async move {
             let mut args = Args::new(&p);

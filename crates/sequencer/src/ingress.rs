@@ -40,6 +40,8 @@ pub enum IngressError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Lane(#[from] cairn_mempool::lanes::LaneError),
+    #[error(transparent)]
+    Bundle(#[from] cairn_mempool::lanes::BundleError),
     #[error("transaction could not be made durable: {0}")]
     Durability(String),
     /// A rollup follower's sequencer set refused it (its message) or could not be reached.

@@ -31,7 +31,7 @@ use alloy_primitives::{keccak256, Address, Bytes, B256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use cairn_consensus::{Certificate, Host, Misbehaviour};
-use cairn_mempool::lanes::{BlockUsage, LaneConfig, LaneError, LaneTx, Lanes};
+use cairn_mempool::lanes::{BlockUsage, Bundle, LaneConfig, LaneError, LaneTx, Lanes};
 use cairn_primitives::fragment::{FragmentRecord, SignedFragment};
 use cairn_primitives::network::Rollup;
 use cairn_primitives::{SequencerBlock, TxEnvelope};
@@ -53,6 +53,25 @@ pub const SHARED_EVENT_BUFFER: usize = 4_096;
 pub const ADMISSION_COMPACT_BYTES: u64 = 64 << 20;
 /// How far ahead of this node's clock a proposed block's timestamp may be.
 const MAX_DRIFT_SECS: u64 = 5;
+/// First byte of a bundle's admission record (and of a relayed bundle): `0xb1 ‖ RLP
+/// list of raw transactions`. No transaction starts with it (typed ones start below
+/// 0x80, legacy RLP lists at 0xc0 and above).
+pub const BUNDLE_RECORD: u8 = 0xb1;
+
+/// A bundle's record: [`BUNDLE_RECORD`] then the RLP list of its raw transactions.
+pub fn bundle_record(raws: &[Bytes]) -> Vec<u8> {
+    let mut out = vec![BUNDLE_RECORD];
+    alloy_rlp::Encodable::encode(&raws.to_vec(), &mut out);
+    out
+}
+
+fn parse_bundle_record(record: &[u8]) -> Option<Vec<Bytes>> {
+    let (&kind, mut rest) = record.split_first()?;
+    if kind != BUNDLE_RECORD {
+        return None;
+    }
+    <Vec<Bytes> as alloy_rlp::Decodable>::decode(&mut rest).ok()
+}
 
 /// A shared set's settings.
 #[derive(Debug, Clone)]
@@ -136,6 +155,9 @@ pub struct Lazy {
     open: Mutex<Open>,
     events: broadcast::Sender<SharedEvent>,
     relay: Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>,
+    /// Bundles in this node's undecided proposals, by transaction: returned whole if the
+    /// proposal loses.
+    own_bundles: Mutex<HashMap<B256, Arc<Bundle>>>,
 }
 
 /// A transaction that passed the stateless checks.
@@ -181,6 +203,7 @@ impl Lazy {
             open: Mutex::new(Open::default()),
             events: broadcast::channel(SHARED_EVENT_BUFFER).0,
             relay: Mutex::new(None),
+            own_bundles: Mutex::new(HashMap::new()),
         };
         let in_resumed: std::collections::HashSet<B256> = lazy
             .resumed
@@ -190,6 +213,12 @@ impl Lazy {
             .collect();
         let mut reloaded = 0usize;
         for record in &records {
+            if let Some(raws) = parse_bundle_record(record) {
+                if lazy.readmit_bundle(&raws, &in_resumed).unwrap_or(false) {
+                    reloaded += raws.len();
+                }
+                continue;
+            }
             let (at, raw) = parse_admission_record(record);
             let hash = keccak256(raw);
             if in_resumed.contains(&hash) || lazy.store.locate(&hash)?.is_some() {
@@ -307,6 +336,63 @@ impl Lazy {
         Ok(hash)
     }
 
+    /// Checks and queues a bundle: transactions of one or more rollups, included all in
+    /// one block, one after another within each rollup, or none (each transaction as
+    /// [`Self::submit`] checks it). Durable when it returns `Ok` (the bundle's hash).
+    /// Blocking.
+    pub fn submit_bundle(&self, raws: &[Bytes], relay: bool) -> Result<B256, IngressError> {
+        let mut txs = Vec::with_capacity(raws.len());
+        let at_ms = now_ms();
+        for raw in raws {
+            let c = self.check_tx(raw)?;
+            if self.store.locate(&c.hash).map_err(|e| IngressError::Durability(e.to_string()))?.is_some()
+                || self.in_open(&c.hash)
+            {
+                return Err(IngressError::Pool(cairn_mempool::PoolError::AlreadyKnown));
+            }
+            txs.push(lane_tx(&c, raw, at_ms));
+        }
+        let bundle = Bundle::new(txs);
+        let hash = bundle.hash;
+        self.lanes.lock().insert_bundle(bundle)?;
+        let record = bundle_record(raws);
+        if relay {
+            if let Some(r) = self.relay.lock().as_ref() {
+                let _ = r.try_send(Bytes::from(record.clone()));
+            }
+        }
+        if let Err(e) = self.admission.lock().append([record.as_slice()]) {
+            if let Some(first) = raws.first() {
+                self.lanes.lock().drop_bundle_of(&keccak256(first));
+            }
+            return Err(IngressError::Durability(e.to_string()));
+        }
+        Ok(hash)
+    }
+
+    /// A relayed item: a raw transaction, or a bundle record ([`BUNDLE_RECORD`]).
+    pub fn submit_relayed(&self, bytes: &[u8]) -> Result<B256, IngressError> {
+        match parse_bundle_record(bytes) {
+            Some(raws) => self.submit_bundle(&raws, false),
+            None => self.submit(bytes, false),
+        }
+    }
+
+    /// A bundle of the admission log, queued again unless a transaction of it is
+    /// decided or in the block being resumed.
+    fn readmit_bundle(&self, raws: &[Bytes], skip: &std::collections::HashSet<B256>) -> Result<bool, SequencerError> {
+        let mut txs = Vec::with_capacity(raws.len());
+        for raw in raws {
+            let hash = keccak256(raw);
+            if skip.contains(&hash) || self.store.locate(&hash)?.is_some() {
+                return Ok(false);
+            }
+            let Ok(c) = self.check_tx(raw) else { return Ok(false) };
+            txs.push(lane_tx(&c, raw, 0));
+        }
+        Ok(self.lanes.lock().insert_bundle(Bundle::new(txs)).is_ok())
+    }
+
     fn in_open(&self, hash: &B256) -> bool {
         self.open.lock().fragments.iter().any(|f| f.signed.fragment.transactions.contains(hash))
     }
@@ -380,9 +466,23 @@ impl Lazy {
     }
 
     fn return_to_lanes(&self, txs: &[Bytes], keep: &std::collections::HashSet<B256>) {
+        // Lock order: lanes, then bundles (as everywhere).
         let mut lanes = self.lanes.lock();
+        let mut own = self.own_bundles.lock();
         for raw in txs {
-            if keep.contains(&keccak256(raw)) {
+            let hash = keccak256(raw);
+            if let Some(bundle) = own.remove(&hash) {
+                // A bundle goes back whole, unless a part of it was decided.
+                for t in &bundle.txs {
+                    own.remove(&t.hash);
+                }
+                if bundle.txs.iter().all(|t| !keep.contains(&t.hash)) {
+                    let txs = bundle.txs.iter().map(|t| (**t).clone()).collect();
+                    let _ = lanes.insert_bundle(Bundle::new(txs));
+                }
+                continue;
+            }
+            if keep.contains(&hash) {
                 continue;
             }
             if let Ok(c) = self.check_tx(raw) {
@@ -471,7 +571,12 @@ impl Lazy {
             let ns = self.namespaces_of(&r.txs)?;
             for raw in &r.txs {
                 let c = self.check_tx(raw).map_err(|e| e.to_string())?;
-                self.lanes.lock().remove(&c.hash);
+                {
+                    // In the block already: neither in a lane nor in a waiting bundle.
+                    let mut lanes = self.lanes.lock();
+                    lanes.remove(&c.hash);
+                    lanes.drop_bundle_of(&c.hash);
+                }
                 usage.add(&lane_tx(&c, raw, 0));
             }
             self.publish_open(height, round, r, ns.clone());
@@ -491,7 +596,20 @@ impl Lazy {
         let interval = self.config.fragment_interval;
         while may_sign && Instant::now() < end {
             let borrow = started.elapsed() >= slot / 2;
-            let taken = self.lanes.lock().take(&mut usage, borrow);
+            let taken: Vec<Arc<LaneTx>> = {
+                let mut lanes = self.lanes.lock();
+                let bundles = lanes.take_bundles(&mut usage);
+                let mut own = self.own_bundles.lock();
+                let mut taken: Vec<Arc<LaneTx>> = Vec::new();
+                for b in bundles {
+                    for t in &b.txs {
+                        own.insert(t.hash, b.clone());
+                    }
+                    taken.extend(b.txs.iter().cloned());
+                }
+                taken.extend(lanes.take(&mut usage, borrow));
+                taken
+            };
             if !taken.is_empty() {
                 let first_tx = records.iter().map(|r| r.txs.len()).sum::<usize>() as u32;
                 let mut record = self.lazy_record(
@@ -625,8 +743,12 @@ impl Lazy {
         let decided: std::collections::HashSet<B256> = block.transactions.iter().copied().collect();
         {
             let mut lanes = self.lanes.lock();
+            let mut own = self.own_bundles.lock();
             for (raw, ns) in candidate.txs.iter().zip(block.namespaces.iter().flatten()) {
-                lanes.remove(&keccak256(raw));
+                let hash = keccak256(raw);
+                lanes.remove(&hash);
+                lanes.drop_bundle_of(&hash);
+                own.remove(&hash);
                 if let Ok(tx) = TxEnvelope::decode_2718_exact(raw) {
                     if let Ok(sender) = tx.recover_signer() {
                         lanes.on_included(*ns, sender, tx.nonce());

@@ -44,8 +44,8 @@ pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
 pub use genesis::requests_hash;
 pub use ingress::{Forward, Ingress, IngressError, RELAY_QUEUE};
 pub use lazy::{
-    Lazy, LazyFragment, LazyStatus, SharedConfig, SharedEvent, ADMISSION_COMPACT_BYTES, MAX_LAZY_CANDIDATES,
-    SHARED_EVENT_BUFFER,
+    bundle_record, Lazy, LazyFragment, LazyStatus, SharedConfig, SharedEvent, ADMISSION_COMPACT_BYTES, BUNDLE_RECORD,
+    MAX_LAZY_CANDIDATES, SHARED_EVENT_BUFFER,
 };
 pub use pipeline::BlockInProgress;
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
