@@ -72,7 +72,7 @@ struct Figures {
 
 /// User + system CPU time of a process so far.
 #[allow(unsafe_code)]
-fn cpu_time(pid: u32) -> Duration {
+pub(crate) fn cpu_time(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
     let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return Duration::ZERO };
     let fields: Vec<&str> = after.split_whitespace().collect();

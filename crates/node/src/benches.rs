@@ -21,6 +21,10 @@ pub enum BenchCommand {
     /// over the validators: send → preconfirmation and send → decided latency, included
     /// tx/s, CPU per included transaction per validator.
     Bft(crate::bench_bft::BftBenchArgs),
+    /// A shared set of validators ordering several rollups (lazy) with a follower
+    /// executing one: ordered bytes and tx/s, send → soft latency, follower gas per CPU
+    /// second.
+    Shared(crate::bench_shared::SharedBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -30,5 +34,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Commit(args) => tokio::task::spawn_blocking(move || crate::bench_commit::run(args)).await?,
         BenchCommand::Preconf(args) => crate::bench_preconf::run(args).await,
         BenchCommand::Bft(args) => crate::bench_bft::run(args).await,
+        BenchCommand::Shared(args) => crate::bench_shared::run(args).await,
     }
 }

@@ -6,6 +6,7 @@ mod bench_bft;
 mod bench_commit;
 mod bench_exec;
 mod bench_preconf;
+mod bench_shared;
 mod benches;
 mod config;
 mod dev;
