@@ -121,6 +121,7 @@ pub(crate) async fn serve(
         None if follow.is_some() => {
             let builder = Builder::sealer_only(chain.clone(), false);
             if let Some(f) = follow {
+                crate::follower::start_firm(chain.clone(), f.clone(), cfg.datadir.clone());
                 crate::follower::start(chain.clone(), f);
             }
             (builder, None)

@@ -27,6 +27,8 @@ pub struct Follow {
     pub namespace: u64,
     pub set_chain_id: u64,
     pub validators: Arc<ValidatorSet>,
+    /// Read the set's blocks from its DA layer only, not from its decided stream.
+    pub from_da: bool,
 }
 
 pub fn http_url(url: &str) -> String {
@@ -50,6 +52,23 @@ struct Checked {
 fn check(f: &Follow, expected: u64, msg: &Value) -> Result<Checked, String> {
     let block: SequencerBlock =
         serde_json::from_value(msg["block"].clone()).map_err(|e| format!("undecodable block: {e}"))?;
+    let cert_bytes: Bytes =
+        serde_json::from_value(msg["certificate"].clone()).map_err(|e| format!("undecodable certificate: {e}"))?;
+    let txs: Vec<Bytes> =
+        serde_json::from_value(msg["transactions"].clone()).map_err(|e| format!("undecodable transactions: {e}"))?;
+    check_block(f, expected, block, &cert_bytes, txs)
+}
+
+/// Checks decided block `block` for height `expected`: the certificate is a commit of
+/// the set for exactly this block, and `txs` are the block's transactions of the
+/// namespace, in order.
+fn check_block(
+    f: &Follow,
+    expected: u64,
+    block: SequencerBlock,
+    cert_bytes: &[u8],
+    txs: Vec<Bytes>,
+) -> Result<Checked, String> {
     if block.height != expected {
         return Err(format!("block {} where {expected} was next", block.height));
     }
@@ -57,9 +76,7 @@ fn check(f: &Follow, expected: u64, msg: &Value) -> Result<Checked, String> {
         return Err(format!("block of chain {}, the set is {}", block.chain_id, f.set_chain_id));
     }
     let hash = block.hash();
-    let cert_bytes: Bytes =
-        serde_json::from_value(msg["certificate"].clone()).map_err(|e| format!("undecodable certificate: {e}"))?;
-    match Certificate::decode(&cert_bytes).map_err(|e| e.to_string())? {
+    match Certificate::decode(cert_bytes).map_err(|e| e.to_string())? {
         Certificate::Commit(c) => {
             if c.height != block.height || B256::from(c.block) != hash {
                 return Err(format!(
@@ -72,8 +89,6 @@ fn check(f: &Follow, expected: u64, msg: &Value) -> Result<Checked, String> {
         }
         Certificate::Solo { .. } => return Err("a shared set's block needs a commit certificate".into()),
     }
-    let txs: Vec<Bytes> =
-        serde_json::from_value(msg["transactions"].clone()).map_err(|e| format!("undecodable transactions: {e}"))?;
     let namespaces = block.namespaces.as_ref().ok_or("the block names no namespaces")?;
     if namespaces.len() != block.transactions.len() {
         return Err("the block names a namespace for some of its transactions only".into());
@@ -85,6 +100,138 @@ fn check(f: &Follow, expected: u64, msg: &Value) -> Result<Checked, String> {
         return Err(format!("{} transactions sent for the {} the block holds of this rollup", got.len(), ours.len()));
     }
     Ok(Checked { height: block.height, timestamp: block.timestamp, txs })
+}
+
+/// A DA batch read from the set's nodes: where it is, its bytes decoded and checked (the
+/// payload hash and every namespace commitment), and its blocks checked as decided
+/// blocks of the set with this rollup's transactions.
+struct DaBatch {
+    reference: cairn_da::DaRef,
+    first: u64,
+    last: u64,
+    blocks: Vec<Checked>,
+}
+
+/// Batch `n` of the set's DA layer as `url` serves it (`None`: not there yet).
+async fn fetch_batch(client: &reqwest::Client, f: &Follow, url: &str, n: u64) -> Result<Option<DaBatch>, String> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "cairn_getDaBatch", "params": [format!("{n:#x}")]});
+    let r: Value = client
+        .post(http_url(url))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(e) = r.get("error") {
+        return Err(format!("cairn_getDaBatch: {e}"));
+    }
+    if r["result"].is_null() {
+        return Ok(None);
+    }
+    let data: Bytes = serde_json::from_value(r["result"]["data"].clone()).map_err(|e| format!("batch data: {e}"))?;
+    let backend = r["result"]["backend"].as_str().unwrap_or("local").to_string();
+    let (header, batch) = cairn_da::Batch::decode(&data).map_err(|e| format!("DA batch {n}: {e}"))?;
+    let mut blocks = Vec::with_capacity(batch.blocks.len());
+    for (i, b) in batch.blocks.iter().enumerate() {
+        let block = b.block().map_err(|e| e.to_string())?;
+        let txs = b.groups.iter().filter(|g| g.namespace == f.namespace).flat_map(|g| g.txs.clone()).collect();
+        let checked = check_block(f, header.first_height + i as u64, block, &b.certificate, txs)
+            .map_err(|e| format!("DA batch {n}: {e}"))?;
+        blocks.push(checked);
+    }
+    let reference = cairn_da::DaRef { backend, height: n, commitment: keccak256(&data), size: data.len() as u64 };
+    Ok(Some(DaBatch { reference, first: header.first_height, last: header.last_height, blocks }))
+}
+
+/// The DA height to read next, kept in the data directory across restarts.
+fn progress_file(datadir: &std::path::Path) -> std::path::PathBuf {
+    datadir.join("da-progress")
+}
+
+/// Reads the set's DA batches in order and marks the rollup's blocks they hold `firm`
+/// once this follower executed them and they are the same: each block's transactions
+/// executed here must be, in order, among the batch's transactions of the namespace (the
+/// rest were rejected). A difference is a retraction: logged as an error with both
+/// sides, and nothing after it becomes firm.
+pub fn start_firm(chain: Arc<Chain>, f: Follow, datadir: std::path::PathBuf) {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+        let progress = progress_file(&datadir);
+        let mut n: u64 = std::fs::read_to_string(&progress).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1);
+        let mut turn = 0usize;
+        loop {
+            let url = f.urls[turn % f.urls.len()].clone();
+            let batch = match fetch_batch(&client, &f, &url, n).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(%url, da_height = n, "reading the DA layer: {e}");
+                    turn += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            while chain.tip().number < batch.last {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let reader = chain.snapshot();
+            for b in &batch.blocks {
+                let executed = reader.block_tx_hashes(b.height).unwrap_or_default();
+                let ordered: Vec<B256> = b.txs.iter().map(keccak256).collect();
+                let mut it = ordered.iter();
+                if !executed.iter().all(|h| it.any(|o| o == h)) {
+                    tracing::error!(
+                        height = b.height,
+                        ?executed,
+                        ?ordered,
+                        "RETRACTION: the block executed here differs from the one on the DA layer; nothing after it becomes firm"
+                    );
+                    return;
+                }
+            }
+            if let Err(e) = chain.mark_firm(batch.first, batch.last, batch.reference.clone()) {
+                tracing::error!("marking blocks firm: {e}");
+            }
+            n += 1;
+            let _ = std::fs::write(&progress, n.to_string());
+        }
+    });
+}
+
+/// Follows the set from its DA layer alone (no decided stream): batch after batch, from
+/// the one holding the block after this follower's newest.
+async fn follow_da(
+    f: &Follow,
+    url: &str,
+    next: &mut u64,
+    apply: &tokio::sync::mpsc::Sender<Checked>,
+) -> Result<(), String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+    let mut n = 1u64;
+    loop {
+        let Some(batch) = fetch_batch(&client, f, url, n).await? else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        n += 1;
+        for b in batch.blocks {
+            if b.height < *next {
+                continue;
+            }
+            if b.height > *next {
+                return Err(format!("the DA layer skips from block {} to {}", *next, b.height));
+            }
+            if apply.send(b).await.is_err() {
+                return Ok(());
+            }
+            *next += 1;
+        }
+    }
 }
 
 /// Starts following: a task reads and checks decided blocks, a thread executes them.
@@ -120,7 +267,12 @@ pub fn start(chain: Arc<Chain>, f: Follow) {
         loop {
             let url = ws_url(&f.urls[turn % f.urls.len()]);
             turn += 1;
-            match follow_one(&f, &url, &mut next, &tx).await {
+            let followed = if f.from_da {
+                follow_da(&f, &url, &mut next, &tx).await
+            } else {
+                follow_one(&f, &url, &mut next, &tx).await
+            };
+            match followed {
                 Ok(()) => return,
                 Err(e) => tracing::warn!(%url, next, "following the set: {e}; trying again"),
             }

@@ -48,6 +48,10 @@ pub struct RollupArgs {
     /// the first sequencer URL on first start and kept in the data directory].
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
+    /// Follow the set from its data-availability layer alone (the batches the sequencer
+    /// URLs serve), not from its decided stream: slower (a batch a second), same blocks.
+    #[arg(long)]
+    pub from_da: bool,
 }
 
 async fn fetch_genesis(url: &str) -> anyhow::Result<NetworkGenesis> {
@@ -97,8 +101,13 @@ pub async fn run(args: RollupArgs) -> anyhow::Result<()> {
     .resolve()?;
     cfg.chain.dev = false;
     let alloc = genesis.alloc()?;
-    let follow =
-        Follow { urls: args.sequencer.clone(), namespace: args.chain_id, set_chain_id: genesis.chain_id, validators };
+    let follow = Follow {
+        urls: args.sequencer.clone(),
+        namespace: args.chain_id,
+        set_chain_id: genesis.chain_id,
+        validators,
+        from_da: args.from_da,
+    };
     let title = format!(
         "Cairn rollup follower: chain {} of the shared set {} ({} validators), following {}",
         args.chain_id,

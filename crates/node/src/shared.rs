@@ -59,6 +59,11 @@ pub async fn run(
         cairn_rpc::start_shared(node.rpc, lazy.clone(), serde_json::to_value(&genesis)?, Default::default())
             .await
             .with_context(|| format!("binding JSON-RPC to {}", node.rpc))?;
+    // Decided blocks go to the local DA store in batches (served by `cairn_getDaBatch`).
+    let da_dir = dir.join("da");
+    let store =
+        cairn_da::LocalDa::open(&da_dir).with_context(|| format!("opening the DA store {}", da_dir.display()))?;
+    let poster = cairn_sequencer::DaPoster::start(lazy.clone(), Arc::new(store), Default::default())?;
     let p2p = bft.listen;
     let n = bft.validators.validators().len();
     let engine =
@@ -77,6 +82,7 @@ pub async fn run(
     }
     println!("  decided       height {}", lazy.decided_height());
     println!("  data          {}", dir.display());
+    println!("  DA            local, batches in {}", da_dir.display());
     println!("\nListening on {addr} (HTTP and WebSocket)");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -88,5 +94,6 @@ pub async fn run(
     engine.stop().await;
     let _ = server.stop();
     server.stopped().await;
+    tokio::task::spawn_blocking(move || poster.stop()).await?;
     Ok(())
 }

@@ -132,13 +132,18 @@ async fn wait_head(client: &reqwest::Client, url: &str, at_least: u64) {
 }
 
 async fn wait_rejected(client: &reqwest::Client, url: &str, hash: &Value) -> Value {
+    wait_status(client, url, hash, "rejected").await
+}
+
+/// Polls `cairn_getTransactionStatus` of `hash` on `url` until it is `status`.
+async fn wait_status(client: &reqwest::Client, url: &str, hash: &Value, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = rpc(client, url, "cairn_getTransactionStatus", json!([hash])).await.expect("status");
-        if s["status"] == "rejected" {
+        if s["status"] == status {
             return s;
         }
-        assert!(Instant::now() < deadline, "{hash} not rejected by {url}: {s}");
+        assert!(Instant::now() < deadline, "{hash} not {status} on {url}: {s}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -234,6 +239,29 @@ async fn two_rollups_on_four_validators_followers_agree_and_resume() {
     let upto = head(&client, &a1.url).await.min(head(&client, &a2.url).await);
     same_blocks(&client, &a1.url, &a2.url, upto).await;
 
+    // Firm: the set posts its decided blocks to its DA layer; the follower reads its
+    // namespace back, checks it against what it executed, and marks it firm; the
+    // validator reports the same.
+    let last_a = &txs_a[txs_a.len() - 1].0;
+    let firm = wait_status(&client, &a1.url, last_a, "firm").await;
+    assert!(firm["da"]["height"].as_u64().unwrap_or(0) >= 1, "{firm}");
+    let on_set = wait_status(&client, &v[0], last_a, "firm").await;
+    assert_eq!(on_set["da"]["commitment"], firm["da"]["commitment"], "{on_set} vs {firm}");
+    // A follower with no decided stream, from the DA layer alone, reaches the same state.
+    let c1 = {
+        let data = dir.path().join("c1").to_string_lossy().to_string();
+        let chain = ROLLUP_A.to_string();
+        spawn(
+            &["rollup", "--chain-id", &chain, "--sequencer", &v[1], "--from-da", "--port", "0", "--datadir", &data],
+            &dir.path().join("c1.log"),
+        )
+    };
+    let at =
+        hex_u64(&rpc(&client, &a1.url, "eth_getTransactionByHash", json!([last_a])).await.expect("tx")["blockNumber"]);
+    wait_head(&client, &c1.url, at).await;
+    same_blocks(&client, &a1.url, &c1.url, at).await;
+    drop(c1);
+
     // kill -9 of a follower; the set goes on (and without one validator too); the
     // follower restarts and catches up with no gap.
     a2.child.kill().expect("kill -9");
@@ -261,7 +289,7 @@ async fn decided_at(client: &reqwest::Client, url: &str, hash: &Value) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = rpc(client, url, "cairn_getTransactionStatus", json!([hash])).await.expect("status");
-        if s["status"] == "sequenced" {
+        if s["status"] == "sequenced" || s["status"] == "firm" {
             return hex_u64(&s["height"]);
         }
         assert!(Instant::now() < deadline, "{hash} not decided: {s}");
@@ -414,7 +442,7 @@ async fn decided_at_place(client: &reqwest::Client, url: &str, hash: &Value) -> 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = rpc(client, url, "cairn_getTransactionStatus", json!([hash])).await.expect("status");
-        if s["status"] == "sequenced" {
+        if s["status"] == "sequenced" || s["status"] == "firm" {
             return (hex_u64(&s["height"]), hex_u64(&s["position"]));
         }
         assert!(Instant::now() < deadline, "{hash} not decided: {s}");

@@ -169,6 +169,24 @@ async fn send_sync(api: &EthApi, raw: Bytes, wait: Duration) -> Result<Value, Rp
     }
 }
 
+/// `cairn_getDaBatch`'s answer: the batch at `height` of `da`, with its header.
+pub(crate) fn da_batch_json(da: Option<&cairn_sequencer::DaHandle>, height: u64) -> Result<Value, RpcError> {
+    let Some(da) = da else {
+        return Err(RpcError::Server("this node posts to no data-availability layer".into()));
+    };
+    let Some(bytes) = da.backend.fetch(height).map_err(|e| RpcError::Server(e.to_string()))? else {
+        return Ok(Value::Null);
+    };
+    let (header, _) = cairn_da::Batch::read_header(&bytes).map_err(|e| RpcError::Server(e.to_string()))?;
+    Ok(json!({
+        "backend": da.backend.name(),
+        "height": alloy_primitives::U64::from(height),
+        "commitment": alloy_primitives::keccak256(&bytes),
+        "header": header,
+        "data": Bytes::from(bytes),
+    }))
+}
+
 pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("cairn_relayRawTransaction", |p, api, _| async move {
         let raw: Bytes = crate::params::Args::new(&p).next("raw transaction")?;
@@ -218,20 +236,7 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
     })?;
     m.register_blocking_method("cairn_getDaBatch", |p, api, _| {
         let height: alloy_primitives::U64 = crate::params::Args::new(&p).next("DA height")?;
-        let Some(da) = api.chain.da() else {
-            return Err(RpcError::Server("this node posts to no data-availability layer".into()));
-        };
-        let Some(bytes) = da.backend.fetch(height.to()).map_err(|e| RpcError::Server(e.to_string()))? else {
-            return Ok(Value::Null);
-        };
-        let (header, _) = cairn_da::Batch::read_header(&bytes).map_err(|e| RpcError::Server(e.to_string()))?;
-        Ok(json!({
-            "backend": da.backend.name(),
-            "height": height,
-            "commitment": alloy_primitives::keccak256(&bytes),
-            "header": header,
-            "data": Bytes::from(bytes),
-        }))
+        da_batch_json(api.chain.da().as_ref(), height.to())
     })?;
     m.register_blocking_method("cairn_getEvidence", |_, api, _| {
         let all = api.chain.evidence().map_err(|e| RpcError::Internal(e.to_string()))?;

@@ -66,9 +66,13 @@ fn status_json(hash: &B256, s: &LazyStatus) -> Value {
             "position": hex(*position),
             "fragment": fragment,
         }),
-        LazyStatus::Decided { height, position } => {
-            json!({"transactionHash": hash, "status": "sequenced", "height": hex(*height), "position": hex(*position)})
-        }
+        LazyStatus::Decided { height, position, da } => json!({
+            "transactionHash": hash,
+            "status": if da.is_some() { "firm" } else { "sequenced" },
+            "height": hex(*height),
+            "position": hex(*position),
+            "da": da,
+        }),
     }
 }
 
@@ -97,7 +101,8 @@ impl SharedApi {
                 .iter()
                 .map(|s| match s {
                     Some(
-                        LazyStatus::Preconfirmed { height, position, .. } | LazyStatus::Decided { height, position },
+                        LazyStatus::Preconfirmed { height, position, .. }
+                        | LazyStatus::Decided { height, position, .. },
                     ) => Some((*height, *position)),
                     _ => None,
                 })
@@ -207,6 +212,13 @@ impl SharedApi {
             let namespace: Option<alloy_primitives::U64> = args.opt("namespace")?;
             let d = api.lazy.decided_block(height.to()).map_err(|e| RpcError::Internal(e.to_string()))?;
             Ok::<_, RpcError>(d.map(|d| decided_json(&d, namespace.map(|n| n.to()))))
+        })?;
+        m.register_method("cairn_daStatus", |_, api, _| {
+            Ok::<_, RpcError>(api.lazy.da().map(|da| da.status.lock().clone()))
+        })?;
+        m.register_blocking_method("cairn_getDaBatch", |p, api, _| {
+            let height: alloy_primitives::U64 = Args::new(&p).next("DA height")?;
+            crate::cairn::da_batch_json(api.lazy.da().as_ref(), height.to())
         })?;
         m.register_method("cairn_getGenesis", |_, api, _| Ok::<_, RpcError>(api.genesis.clone()))?;
         m.register_method("cairn_sharedStatus", |_, api, _| {

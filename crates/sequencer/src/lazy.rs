@@ -112,8 +112,9 @@ pub enum LazyStatus {
     Received { namespace: u64, at_ms: u64 },
     /// In a signed fragment of the open block.
     Preconfirmed { height: u64, position: u64, fragment: Arc<SignedFragment> },
-    /// In a decided block.
-    Decided { height: u64, position: u64 },
+    /// In a decided block; `da`: the DA batch holding it, once read back and checked
+    /// (firm).
+    Decided { height: u64, position: u64, da: Option<cairn_da::DaRef> },
 }
 
 struct Candidate {
@@ -158,7 +159,15 @@ pub struct Lazy {
     /// Bundles in this node's undecided proposals, by transaction: returned whole if the
     /// proposal loses.
     own_bundles: Mutex<HashMap<B256, Arc<Bundle>>>,
+    /// The DA layer and poster status, for RPC.
+    da: Mutex<Option<crate::da::DaHandle>>,
+    /// The newest firm height and the newest batches' ranges (at most
+    /// [`crate::chain::MAX_FIRM_BATCHES`]).
+    firm: Mutex<FirmRanges>,
 }
+
+/// The newest firm height, and `(first, last, batch)` of the newest batches.
+type FirmRanges = (u64, std::collections::VecDeque<(u64, u64, cairn_da::DaRef)>);
 
 /// A transaction that passed the stateless checks.
 struct Checked {
@@ -204,6 +213,8 @@ impl Lazy {
             events: broadcast::channel(SHARED_EVENT_BUFFER).0,
             relay: Mutex::new(None),
             own_bundles: Mutex::new(HashMap::new()),
+            da: Mutex::new(None),
+            firm: Mutex::new((0, Default::default())),
         };
         let in_resumed: std::collections::HashSet<B256> = lazy
             .resumed
@@ -400,7 +411,11 @@ impl Lazy {
     /// Where transaction `hash` is, as this node knows it.
     pub fn status(&self, hash: &B256) -> Result<Option<LazyStatus>, SequencerError> {
         if let Some((height, position)) = self.store.locate(hash)? {
-            return Ok(Some(LazyStatus::Decided { height, position: u64::from(position) }));
+            let da = {
+                let firm = self.firm.lock();
+                firm.1.iter().find(|(a, b, _)| (*a..=*b).contains(&height)).map(|(_, _, r)| r.clone())
+            };
+            return Ok(Some(LazyStatus::Decided { height, position: u64::from(position), da }));
         }
         {
             let open = self.open.lock();
@@ -791,6 +806,58 @@ impl Lazy {
         if let Err(e) = log.rewrite(records.iter().map(|r| r.as_slice())) {
             tracing::error!("compacting the admission log: {e}");
         }
+    }
+}
+
+impl Lazy {
+    /// The DA layer this node posts to, if any.
+    pub fn da(&self) -> Option<crate::da::DaHandle> {
+        self.da.lock().clone()
+    }
+
+    /// The newest decided height that is firm (on the DA layer, read back, checked).
+    pub fn firm_through(&self) -> u64 {
+        self.firm.lock().0
+    }
+}
+
+impl crate::poster::PostSource for Lazy {
+    fn ready_through(&self) -> u64 {
+        self.decided_height()
+    }
+
+    fn wait_ready(&self, height: u64, timeout: Duration) -> bool {
+        if self.decided_height() < height {
+            std::thread::sleep(timeout.min(Duration::from_millis(50)));
+        }
+        self.decided_height() >= height
+    }
+
+    fn batch_block(&self, height: u64) -> Result<Option<(cairn_da::BatchBlock, usize)>, SequencerError> {
+        let Some(d) = self.store.get(height)? else { return Ok(None) };
+        let namespaces: HashMap<B256, u64> =
+            d.block.transactions.iter().copied().zip(d.block.namespaces.iter().flatten().copied()).collect();
+        let size = d.txs.iter().map(|t| t.len()).sum();
+        let namespace_of = |raw: &Bytes| namespaces.get(&keccak256(raw)).copied().unwrap_or(self.config.chain_id);
+        Ok(Some((cairn_da::BatchBlock::new(&d.block, d.certificate.clone(), &d.txs, namespace_of), size)))
+    }
+
+    fn stored(&self, height: u64) -> Result<Option<(SequencerBlock, Vec<u8>)>, SequencerError> {
+        Ok(self.store.get(height)?.map(|d| (d.block, d.certificate.to_vec())))
+    }
+
+    fn firm(&self, first: u64, last: u64, da: cairn_da::DaRef) -> Result<(), SequencerError> {
+        let mut firm = self.firm.lock();
+        firm.0 = firm.0.max(last);
+        if firm.1.len() >= crate::chain::MAX_FIRM_BATCHES {
+            firm.1.pop_front();
+        }
+        firm.1.push_back((first, last, da));
+        Ok(())
+    }
+
+    fn set_da(&self, handle: crate::da::DaHandle) {
+        *self.da.lock() = Some(handle);
     }
 }
 

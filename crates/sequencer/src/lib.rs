@@ -49,7 +49,7 @@ pub use lazy::{
 };
 pub use pipeline::BlockInProgress;
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
-pub use poster::{DaPoster, PosterConfig};
+pub use poster::{DaPoster, PostSource, PosterConfig};
 pub use replica::{Replica, MAX_CANDIDATES, MAX_CLOCK_DRIFT_SECS};
 pub use sealer::seal_next;
 pub use status::{StatusChange, Step, Tier, TxStatus, MAX_TRACKED};

@@ -26,6 +26,49 @@ use crate::chain::Chain;
 use crate::da::{DaHandle, DaStatus};
 use crate::error::SequencerError;
 
+/// Where the poster takes decided blocks from and reports what became firm: a rollup's
+/// chain (its sealed blocks) or a shared set's order store (its decided blocks).
+pub trait PostSource: Send + Sync + 'static {
+    /// The newest block ready to post.
+    fn ready_through(&self) -> u64;
+    /// Waits at most `timeout` for block `height` to be ready; whether it is.
+    fn wait_ready(&self, height: u64, timeout: Duration) -> bool;
+    /// Block `height` as a batch carries it, with its transactions' byte size.
+    fn batch_block(&self, height: u64) -> Result<Option<(BatchBlock, usize)>, SequencerError>;
+    /// The stored decided block `height` and its certificate's bytes.
+    fn stored(&self, height: u64) -> Result<Option<(cairn_primitives::SequencerBlock, Vec<u8>)>, SequencerError>;
+    /// Blocks `first..=last` are on the layer, read back and checked.
+    fn firm(&self, first: u64, last: u64, da: DaRef) -> Result<(), SequencerError>;
+    /// The layer and the poster's status, for RPC.
+    fn set_da(&self, handle: DaHandle);
+}
+
+impl PostSource for Chain {
+    fn ready_through(&self) -> u64 {
+        self.latest().0.number
+    }
+
+    fn wait_ready(&self, height: u64, timeout: Duration) -> bool {
+        self.wait_sealed_for(height, timeout)
+    }
+
+    fn batch_block(&self, height: u64) -> Result<Option<(BatchBlock, usize)>, SequencerError> {
+        batch_block(self, height)
+    }
+
+    fn stored(&self, height: u64) -> Result<Option<(cairn_primitives::SequencerBlock, Vec<u8>)>, SequencerError> {
+        Ok(self.snapshot().sequencer_block(height)?)
+    }
+
+    fn firm(&self, first: u64, last: u64, da: DaRef) -> Result<(), SequencerError> {
+        self.mark_firm(first, last, da)
+    }
+
+    fn set_da(&self, handle: DaHandle) {
+        Chain::set_da(self, Some(handle));
+    }
+}
+
 /// How batches are cut.
 #[derive(Debug, Clone)]
 pub struct PosterConfig {
@@ -64,7 +107,7 @@ fn resume_from(backend: &dyn DaBackend) -> Result<u64, SequencerError> {
 /// Reads batch `r` back from the layer and checks it against this node's store (every
 /// block and certificate the same, every namespace commitment right): its blocks are
 /// then firm. Returns their range.
-fn read_back(chain: &Chain, backend: &dyn DaBackend, r: &DaRef) -> Result<(u64, u64), SequencerError> {
+fn read_back(source: &dyn PostSource, backend: &dyn DaBackend, r: &DaRef) -> Result<(u64, u64), SequencerError> {
     let da = |e: cairn_da::DaError| SequencerError::Invalid(format!("DA: {e}"));
     let bytes = backend
         .fetch(r.height)
@@ -74,10 +117,9 @@ fn read_back(chain: &Chain, backend: &dyn DaBackend, r: &DaRef) -> Result<(u64, 
         return Err(SequencerError::Invalid(format!("DA: batch {} is not the one posted", r.height)));
     }
     let (header, batch) = Batch::decode(&bytes).map_err(da)?;
-    let reader = chain.snapshot();
     for b in &batch.blocks {
         let block = b.block().map_err(da)?;
-        let stored = reader.sequencer_block(block.height)?;
+        let stored = source.stored(block.height)?;
         if stored.as_ref().is_none_or(|(s, c)| *s != block || c.as_slice() != b.certificate.as_ref()) {
             return Err(SequencerError::Invalid(format!(
                 "DA: batch {} holds a block {} that is not this node's",
@@ -111,12 +153,16 @@ fn batch_block(chain: &Chain, height: u64) -> Result<Option<(BatchBlock, usize)>
 impl DaPoster {
     /// Starts posting the chain's sealed blocks to `backend`, from the block after the
     /// newest batch's last one.
-    pub fn start(chain: Arc<Chain>, backend: Arc<dyn DaBackend>, config: PosterConfig) -> Result<Self, SequencerError> {
+    pub fn start<S: PostSource>(
+        chain: Arc<S>,
+        backend: Arc<dyn DaBackend>,
+        config: PosterConfig,
+    ) -> Result<Self, SequencerError> {
         let mut next = resume_from(backend.as_ref())?;
         // What the layer holds from before is firm again once read back.
         if let Some(latest) = backend.latest().map_err(|e| SequencerError::Invalid(format!("DA: {e}")))? {
-            let (first, last) = read_back(&chain, backend.as_ref(), &latest)?;
-            chain.mark_firm(first, last, latest)?;
+            let (first, last) = read_back(chain.as_ref(), backend.as_ref(), &latest)?;
+            chain.firm(first, last, latest)?;
         }
         let status = Arc::new(Mutex::new(DaStatus {
             backend: backend.name().to_string(),
@@ -135,11 +181,11 @@ impl DaPoster {
                 let mut waiting_since: Option<Instant> = None;
                 let mut backoff = Duration::from_secs(1);
                 while !flag.load(Ordering::Relaxed) {
-                    let sealed = chain.latest().0.number;
+                    let sealed = chain.ready_through();
                     if next > sealed {
                         waiting_since = None;
                         // Returns at once while the block is not even decided: no spin.
-                        if !chain.wait_sealed_for(next, Duration::from_millis(200)) {
+                        if !chain.wait_ready(next, Duration::from_millis(200)) {
                             std::thread::sleep(Duration::from_millis(50));
                         }
                         continue;
@@ -150,11 +196,11 @@ impl DaPoster {
                         std::thread::sleep(Duration::from_millis(50));
                         continue;
                     }
-                    match post_one(&chain, backend.as_ref(), next, sealed, &config) {
+                    match post_one(chain.as_ref(), backend.as_ref(), next, sealed, &config) {
                         Ok((r, last)) => {
                             tracing::debug!(height = r.height, first = next, last, bytes = r.size, "batch posted");
-                            let firm = read_back(&chain, backend.as_ref(), &r)
-                                .and_then(|(first, last)| chain.mark_firm(first, last, r.clone()));
+                            let firm = read_back(chain.as_ref(), backend.as_ref(), &r)
+                                .and_then(|(first, last)| chain.firm(first, last, r.clone()));
                             if let Err(e) = firm {
                                 tracing::error!(height = r.height, "a posted batch does not read back: {e}");
                             }
@@ -181,7 +227,7 @@ impl DaPoster {
                 }
             })
             .map_err(|e| SequencerError::Invalid(format!("starting the DA poster: {e}")))?;
-        chain_for_rpc.set_da(Some(DaHandle { backend: backend_for_rpc, status: status.clone() }));
+        chain_for_rpc.set_da(DaHandle { backend: backend_for_rpc, status: status.clone() });
         Ok(Self { stop, thread: Some(thread), status })
     }
 
@@ -209,7 +255,7 @@ impl Drop for DaPoster {
 
 /// Posts blocks `first..` (up to `sealed`, within the batch bounds) as one batch.
 fn post_one(
-    chain: &Chain,
+    chain: &dyn PostSource,
     backend: &dyn DaBackend,
     first: u64,
     sealed: u64,
@@ -218,7 +264,7 @@ fn post_one(
     let mut blocks = Vec::new();
     let mut bytes = 0usize;
     for height in first..=sealed {
-        let Some((block, size)) = batch_block(chain, height)? else {
+        let Some((block, size)) = chain.batch_block(height)? else {
             return Err(SequencerError::Invalid(format!("sealed block {height} has no sequencer block")));
         };
         if !blocks.is_empty() && (blocks.len() >= config.max_blocks || bytes + size > config.max_bytes) {
