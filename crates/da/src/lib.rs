@@ -4,16 +4,19 @@
 //! - [`codec`]: the batch format (versioned, compressed, a commitment per namespace).
 //! - [`merkle`]: the per-namespace commitments and their inclusion proofs.
 //! - [`DaBackend`]: where batches go. [`LocalDa`] is the embedded default, a
-//!   file-backed store the node serves over its RPC.
+//!   file-backed store the node serves over its RPC; [`EthereumDa`] posts to an L1 as
+//!   blob (or calldata) transactions.
 //!
 //! Nothing here depends on the sequencer or on consensus: a batch carries certificates
 //! as opaque bytes, and backends move bytes.
 
 pub mod codec;
+pub mod ethereum;
 mod local;
 pub mod merkle;
 
 pub use codec::{verify_inclusion, Batch, BatchBlock, BatchHeader, NamespaceCommitment, NamespaceTxs};
+pub use ethereum::{EthereumConfig, EthereumDa, PostMode};
 pub use local::LocalDa;
 
 use alloy_primitives::B256;

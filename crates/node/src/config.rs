@@ -101,6 +101,25 @@ pub struct DevArgs {
     /// [default: local].
     #[arg(long, value_name = "LAYER")]
     pub da: Option<DaKind>,
+    /// With `--da ethereum`: the L1's JSON-RPC URL (`http://`).
+    #[arg(long = "da.l1-rpc", value_name = "URL")]
+    #[serde(rename = "da.l1-rpc")]
+    pub da_l1_rpc: Option<String>,
+    /// With `--da ethereum`: the private key (hex) of the L1 account that pays for the
+    /// batch transactions, or a file holding it.
+    #[arg(long = "da.l1-key", value_name = "KEY|FILE")]
+    #[serde(rename = "da.l1-key")]
+    pub da_l1_key: Option<String>,
+    /// With `--da ethereum`: the address batch transactions are sent to
+    /// [default: 0x00000000000000000000000000000000ca1d0da0].
+    #[arg(long = "da.inbox", value_name = "ADDRESS")]
+    #[serde(rename = "da.inbox")]
+    pub da_inbox: Option<Address>,
+    /// With `--da ethereum`: `blob` (EIP-4844 blobs, calldata when a batch does not fit or
+    /// the L1 refuses blobs) or `calldata` [default: blob].
+    #[arg(long = "da.mode", value_name = "MODE")]
+    #[serde(rename = "da.mode")]
+    pub da_mode: Option<DaModeArg>,
     /// Benchmarks only: skip state commitment (headers carry a zero state root). Used by
     /// `cairn bench rpc --commit-compare` to measure what commitment costs.
     #[arg(long, hide = true)]
@@ -116,7 +135,29 @@ pub enum DaKind {
     Local,
     /// No DA layer.
     None,
+    /// An Ethereum L1 (`--da.l1-rpc`, `--da.l1-key`): blob transactions.
+    Ethereum,
 }
+
+/// How batches go to an Ethereum L1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DaModeArg {
+    Blob,
+    Calldata,
+}
+
+/// `--da ethereum`'s settings, checked.
+#[derive(Debug, Clone)]
+pub struct EthereumDaConfig {
+    pub rpc: String,
+    pub key: alloy_signer_local::PrivateKeySigner,
+    pub inbox: Address,
+    pub mode: cairn_da::PostMode,
+}
+
+/// The default inbox of batch transactions.
+pub const DEFAULT_INBOX: Address = alloy_primitives::address!("00000000000000000000000000000000ca1d0da0");
 
 /// Which executor the builder uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -157,6 +198,8 @@ pub struct DevConfig {
     /// Benchmarks only: state commitment off.
     pub no_state_root: bool,
     pub da: DaKind,
+    /// With `--da ethereum`.
+    pub ethereum: Option<EthereumDaConfig>,
 }
 
 impl DevArgs {
@@ -187,6 +230,10 @@ impl DevArgs {
             fragment_interval: self.fragment_interval.or(other.fragment_interval),
             sequencer_key: self.sequencer_key.or(other.sequencer_key),
             da: self.da.or(other.da),
+            da_l1_rpc: self.da_l1_rpc.or(other.da_l1_rpc),
+            da_l1_key: self.da_l1_key.or(other.da_l1_key),
+            da_inbox: self.da_inbox.or(other.da_inbox),
+            da_mode: self.da_mode.or(other.da_mode),
             no_state_root: self.no_state_root,
         }
     }
@@ -248,6 +295,27 @@ impl DevArgs {
             None => Some(cairn_sequencer::DEFAULT_FRAGMENT_INTERVAL),
         };
         let sequencer_key = args.sequencer_key.unwrap_or_else(|| datadir.join("sequencer.key"));
+        let ethereum = match args.da {
+            Some(DaKind::Ethereum) => {
+                let rpc = args.da_l1_rpc.clone().context("--da ethereum needs --da.l1-rpc (the L1's JSON-RPC URL)")?;
+                let key =
+                    args.da_l1_key.clone().context("--da ethereum needs --da.l1-key (a key or a file holding it)")?;
+                let text = match std::fs::read_to_string(&key) {
+                    Ok(t) => t,
+                    Err(_) => key.clone(),
+                };
+                let key: alloy_signer_local::PrivateKeySigner = text
+                    .trim()
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--da.l1-key is not a secp256k1 private key: {e}"))?;
+                let mode = match args.da_mode.unwrap_or(DaModeArg::Blob) {
+                    DaModeArg::Blob => cairn_da::PostMode::Blob,
+                    DaModeArg::Calldata => cairn_da::PostMode::Calldata,
+                };
+                Some(EthereumDaConfig { rpc, key, inbox: args.da_inbox.unwrap_or(DEFAULT_INBOX), mode })
+            }
+            _ => None,
+        };
         Ok(DevConfig {
             fragment_interval,
             sequencer_key,
@@ -266,6 +334,7 @@ impl DevArgs {
             cache_bytes: args.cache_mb.map_or_else(cairn_storage::default_cache_bytes, |mb| mb << 20),
             no_state_root: args.no_state_root,
             da: args.da.unwrap_or(DaKind::Local),
+            ethereum,
         })
     }
 }

@@ -144,6 +144,21 @@ pub(crate) async fn serve(
                 cairn_da::LocalDa::open(&dir).with_context(|| format!("opening the DA store {}", dir.display()))?;
             Some(cairn_sequencer::DaPoster::start(chain.clone(), Arc::new(store), Default::default())?)
         }
+        crate::config::DaKind::Ethereum => {
+            let e = cfg.ethereum.clone().context("--da ethereum settings")?;
+            let dir = cfg.datadir.join("da-ethereum");
+            let config = cairn_da::EthereumConfig { rpc: e.rpc.clone(), key: e.key, inbox: e.inbox, mode: e.mode, dir };
+            let backend = tokio::task::spawn_blocking(move || cairn_da::EthereumDa::open(config))
+                .await?
+                .with_context(|| format!("connecting to the L1 at {}", e.rpc))?;
+            // A batch must fit in one L1 transaction's blobs.
+            let poster = cairn_sequencer::PosterConfig { max_bytes: 512 * 1024, ..Default::default() };
+            let chain = chain.clone();
+            Some(
+                tokio::task::spawn_blocking(move || cairn_sequencer::DaPoster::start(chain, Arc::new(backend), poster))
+                    .await??,
+            )
+        }
         crate::config::DaKind::None => None,
     };
     let (head, _) = chain.latest();
@@ -161,6 +176,10 @@ pub(crate) async fn serve(
             println!("  DA           local, batches in {}", cfg.datadir.join("da").display())
         }
         crate::config::DaKind::None => println!("  DA           none (--da none)"),
+        crate::config::DaKind::Ethereum => {
+            let e = cfg.ethereum.as_ref().map(|e| (e.rpc.clone(), e.inbox)).unwrap_or_default();
+            println!("  DA           ethereum, L1 {} (inbox {})", e.0, e.1)
+        }
     }
     if let Some(accounts) = listed {
         println!("\nAvailable accounts (10000 ETH each at genesis)");

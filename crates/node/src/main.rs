@@ -61,7 +61,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Blocking RPC calls may decode DA blobs (KZG, 128 KiB blobs): more than the default
+    // 2 MiB of stack.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(16 << 20).build()?;
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args.resolve()?)),
         Command::Bench(cmd) => runtime.block_on(benches::run(cmd)),

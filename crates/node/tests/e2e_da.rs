@@ -137,3 +137,68 @@ async fn decided_blocks_reach_the_local_da_store_with_no_gap_and_no_duplicate_ac
         assert_eq!(carried.iter().filter(|h| *h == hash).count(), 1, "{hash} is in exactly one batch");
     }
 }
+
+/// Anvil's development account 9, which pays for the batch transactions.
+const L1_KEY: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+/// Account 8, for the calldata run.
+const L1_KEY_2: &str = "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97";
+
+/// The L1 transaction of DA batch `n` as the node's index records it.
+fn l1_tx(datadir: &std::path::Path, n: usize) -> Value {
+    let text = std::fs::read_to_string(datadir.join("da-ethereum/index.jsonl")).expect("index");
+    serde_json::from_str(text.lines().nth(n - 1).expect("line")).expect("entry")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_round_trip_through_anvil_blobs_and_calldata_across_a_kill() {
+    let client = reqwest::Client::new();
+    let anvil = common::Anvil::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let to = alloy_primitives::Address::repeat_byte(0x52);
+    let txs = common::dev_transfers(3, to);
+    let flags = ["--da", "ethereum", "--da.l1-rpc", &anvil.url, "--da.l1-key", L1_KEY];
+
+    let node = Node::start(dir.path(), &flags);
+    let top = send_all(&client, &node.http(), &txs[..15]).await;
+    let status = wait_posted(&client, &node.http(), top).await;
+    assert_eq!(status["backend"], "ethereum", "{status}");
+    let firm = wait_firm(&client, &node.http(), &txs[0].0).await;
+    assert_eq!(firm["da"]["backend"], "ethereum", "{firm}");
+    // On the L1: a blob transaction (type 3) to the inbox, from the poster's account.
+    let entry = l1_tx(dir.path(), 1);
+    assert_eq!(entry["kind"], "blob");
+    let l1 = rpc(&client, &anvil.url, "eth_getTransactionByHash", json!([entry["tx"]])).await.expect("L1 tx");
+    assert_eq!(l1["type"], "0x3", "{l1}");
+    assert_eq!(l1["to"].as_str().map(str::to_lowercase).as_deref(), Some("0x00000000000000000000000000000000ca1d0da0"));
+    assert!(!l1["blobVersionedHashes"].as_array().expect("hashes").is_empty());
+
+    // kill -9, restart: posting goes on after the last batch on the L1.
+    common::kill_9_under_load(node, Vec::new()).await;
+    let node = Node::start(dir.path(), &flags);
+    let top = send_all(&client, &node.http(), &txs[15..]).await;
+    let status = wait_posted(&client, &node.http(), top).await;
+    let all = all_batches(&client, &node.http(), status["latest"]["height"].as_u64().expect("height")).await;
+    let heights: Vec<u64> = all.iter().map(|(h, _)| *h).collect();
+    assert_eq!(heights, (1..=heights.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate");
+    let carried: Vec<_> = all.iter().flat_map(|(_, t)| t.clone()).collect();
+    for (hash, _) in &txs {
+        assert_eq!(carried.iter().filter(|h| *h == hash).count(), 1, "{hash} is in exactly one batch");
+    }
+    assert_eq!(wait_firm(&client, &node.http(), &txs[txs.len() - 1].0).await["da"]["backend"], "ethereum");
+    drop(node);
+
+    // Calldata: the same batches as an ordinary transaction's input.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let flags = ["--da", "ethereum", "--da.l1-rpc", &anvil.url, "--da.l1-key", L1_KEY_2, "--da.mode", "calldata"];
+    let node = Node::start(dir2.path(), &flags);
+    let top = send_all(&client, &node.http(), &txs[..5]).await;
+    wait_posted(&client, &node.http(), top).await;
+    wait_firm(&client, &node.http(), &txs[0].0).await;
+    let entry = l1_tx(dir2.path(), 1);
+    assert_eq!(entry["kind"], "calldata");
+    let l1 = rpc(&client, &anvil.url, "eth_getTransactionByHash", json!([entry["tx"]])).await.expect("L1 tx");
+    assert_eq!(l1["type"], "0x2", "{l1}");
+    let input: alloy_primitives::Bytes = serde_json::from_value(l1["input"].clone()).expect("input");
+    assert_eq!(json!(alloy_primitives::keccak256(&input)), entry["commitment"]);
+    all_batches(&client, &node.http(), 1).await;
+}

@@ -176,6 +176,9 @@ impl DaPoster {
         let (backend_for_rpc, chain_for_rpc) = (backend.clone(), chain.clone());
         let thread = std::thread::Builder::new()
             .name("cairn-da-poster".into())
+            // Blob encoding and KZG commitments (the `ethereum` backend) need more than
+            // the default 2 MiB of stack.
+            .stack_size(32 << 20)
             .spawn(move || {
                 crate::builder::lower_priority(crate::builder::SEALER_NICE);
                 let mut waiting_since: Option<Instant> = None;
