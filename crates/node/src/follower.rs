@@ -156,6 +156,7 @@ fn progress_file(datadir: &std::path::Path) -> std::path::PathBuf {
 /// rest were rejected). A difference is a retraction: logged as an error with both
 /// sides, and nothing after it becomes firm.
 pub fn start_firm(chain: Arc<Chain>, f: Follow, datadir: std::path::PathBuf) {
+    chain.track_firm();
     tokio::spawn(async move {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
         let progress = progress_file(&datadir);

@@ -245,6 +245,12 @@ async fn two_rollups_on_four_validators_followers_agree_and_resume() {
     let last_a = &txs_a[txs_a.len() - 1].0;
     let firm = wait_status(&client, &a1.url, last_a, "firm").await;
     assert!(firm["da"]["height"].as_u64().unwrap_or(0) >= 1, "{firm}");
+    // The `finalized` tag names the newest firm block; `latest` may be ahead of it.
+    let firm_block = hex_u64(&firm["blockNumber"]);
+    let finalized =
+        rpc(&client, &a1.url, "eth_getBlockByNumber", json!(["finalized", false])).await.expect("finalized block");
+    assert!(hex_u64(&finalized["number"]) >= firm_block, "{finalized}");
+    assert!(hex_u64(&finalized["number"]) <= head(&client, &a1.url).await);
     let on_set = wait_status(&client, &v[0], last_a, "firm").await;
     assert_eq!(on_set["da"]["commitment"], firm["da"]["commitment"], "{on_set} vs {firm}");
     // A follower with no decided stream, from the DA layer alone, reaches the same state.

@@ -129,6 +129,10 @@ impl EthApi {
         Ok(match id {
             BlockId::Hash(h) => reader.block_number(h.block_hash)?,
             BlockId::Number(BlockNumberOrTag::Earliest) => Some(0),
+            // `finalized`: on the DA layer, read back and checked (where blocks become
+            // firm); `safe`, `latest`: the newest sealed block, decided by the chain's
+            // finality (docs/SHARED.md).
+            BlockId::Number(BlockNumberOrTag::Finalized) => Some(self.chain.finalized_through(head)),
             BlockId::Number(BlockNumberOrTag::Number(n)) => (n <= head).then_some(n),
             BlockId::Number(_) => Some(head),
         })

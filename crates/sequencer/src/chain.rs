@@ -143,6 +143,9 @@ pub struct Chain {
     pub(crate) evidence_gate: Mutex<EvidenceGate>,
     /// The data-availability layer, once a poster runs.
     da: Mutex<Option<crate::da::DaHandle>>,
+    /// Blocks become firm here (a DA poster runs, or a follower reads the set's DA
+    /// layer back): the `finalized` tag names the newest firm block.
+    tracks_firm: std::sync::atomic::AtomicBool,
     /// The last firm block, and the batches of the newest firm blocks (bounded by
     /// [`MAX_FIRM_BATCHES`]): `(first, last, batch)`.
     firm: Mutex<FirmIndex>,
@@ -246,6 +249,7 @@ impl Chain {
             fragment_hook: Mutex::new(None),
             evidence_gate: Mutex::new(EvidenceGate::default()),
             da: Mutex::new(None),
+            tracks_firm: std::sync::atomic::AtomicBool::new(false),
             firm: Mutex::new((0, std::collections::VecDeque::new())),
         });
         // Re-admitted transactions keep the time they were first accepted.
@@ -318,7 +322,26 @@ impl Chain {
 
     /// Sets (or clears) the data-availability layer RPC reads from.
     pub fn set_da(&self, da: Option<crate::da::DaHandle>) {
+        if da.is_some() {
+            self.track_firm();
+        }
         *self.da.lock() = da;
+    }
+
+    /// Blocks of this chain become firm (see [`Self::finalized_through`]).
+    pub fn track_firm(&self) {
+        self.tracks_firm.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The block the `finalized` tag names when the sealed head is `head`: the newest
+    /// firm block where blocks become firm (on the DA layer, read back and checked), else
+    /// the head (a decided block is final under its finality).
+    pub fn finalized_through(&self, head: u64) -> u64 {
+        if self.tracks_firm.load(std::sync::atomic::Ordering::Relaxed) {
+            self.firm_through().min(head)
+        } else {
+            head
+        }
     }
 
     /// The data-availability layer, if a poster runs.
