@@ -19,7 +19,12 @@ impl Node {
         if !extra.contains(&"--block-time") {
             cmd.args(["--block-time", "50"]);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(test_log()).spawn().expect("spawn cairn");
+        let log = node_log(datadir);
+        let stderr = match std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+            Ok(f) if std::env::var_os("CAIRN_TEST_LOGS").is_none() => Stdio::from(f),
+            _ => test_log(),
+        };
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn cairn");
         let addr = listening_on(&mut child).expect("cairn exited before listening");
         let port = addr.rsplit(':').next().expect("port").parse().expect("port number");
         Node { child, port, datadir: datadir.to_path_buf() }
@@ -43,10 +48,29 @@ impl Node {
     }
 }
 
+/// The node's log: beside its data directory (a test's data directory is a temporary
+/// one), kept and printed when the test fails, removed when it passes.
+fn node_log(datadir: &Path) -> PathBuf {
+    let name = datadir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    datadir.with_file_name(format!("{name}.cairn.log"))
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let log = node_log(&self.datadir);
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "--- the last lines of the node's log ({}):\n{}",
+                log.display(),
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        } else {
+            let _ = std::fs::remove_file(log);
+        }
     }
 }
 
