@@ -259,12 +259,15 @@ pub async fn run(args: SharedBenchArgs) -> anyhow::Result<()> {
         w.await?;
     }
     let accepted = total - refused.load(Ordering::Relaxed);
-    // Wait until the set has ordered everything accepted (its lanes are empty).
+    // Wait until the set has ordered everything accepted (every validator's lanes empty).
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut ordered_at = Instant::now();
     loop {
-        let s = rpc_call(&client, &urls[0], "cairn_sharedStatus", json!([])).await?;
-        let pooled: u64 = s["rollups"].as_array().into_iter().flatten().filter_map(|r| r["pooled"].as_u64()).sum();
+        let mut pooled = 0u64;
+        for url in &urls {
+            let s = rpc_call(&client, url, "cairn_sharedStatus", json!([])).await?;
+            pooled += s["rollups"].as_array().into_iter().flatten().filter_map(|r| r["pooled"].as_u64()).sum::<u64>();
+        }
         if pooled == 0 {
             break;
         }

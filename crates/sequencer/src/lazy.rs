@@ -164,12 +164,20 @@ pub struct Lazy {
     /// The newest firm height and the newest batches' ranges (at most
     /// [`crate::chain::MAX_FIRM_BATCHES`]).
     firm: Mutex<FirmRanges>,
+    /// Checked transactions by hash, oldest first out (at most [`CHECKED_CACHE`]).
+    checked: Mutex<(HashMap<B256, Checked>, std::collections::VecDeque<B256>)>,
 }
 
 /// The newest firm height, and `(first, last, batch)` of the newest batches.
 type FirmRanges = (u64, std::collections::VecDeque<(u64, u64, cairn_da::DaRef)>);
 
+/// Transactions whose checks are remembered (by the keccak256 of their bytes), so that
+/// a transaction seen at admission is not recovered again when its fragment, its block
+/// and its decision come.
+pub const CHECKED_CACHE: usize = 262_144;
+
 /// A transaction that passed the stateless checks.
+#[derive(Clone, Copy)]
 struct Checked {
     hash: B256,
     namespace: u64,
@@ -215,6 +223,7 @@ impl Lazy {
             own_bundles: Mutex::new(HashMap::new()),
             da: Mutex::new(None),
             firm: Mutex::new((0, Default::default())),
+            checked: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
         };
         let in_resumed: std::collections::HashSet<B256> = lazy
             .resumed
@@ -282,7 +291,26 @@ impl Lazy {
     }
 
     /// The stateless checks (see the module documentation).
+    /// [`Self::check_raw`], remembered: the signature of a transaction is recovered once.
     fn check_tx(&self, raw: &[u8]) -> Result<Checked, IngressError> {
+        let hash = keccak256(raw);
+        if let Some(c) = self.checked.lock().0.get(&hash) {
+            return Ok(*c);
+        }
+        let c = self.check_raw(raw)?;
+        let mut cache = self.checked.lock();
+        if cache.0.insert(hash, c).is_none() {
+            cache.1.push_back(hash);
+            if cache.1.len() > CHECKED_CACHE {
+                if let Some(old) = cache.1.pop_front() {
+                    cache.0.remove(&old);
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    fn check_raw(&self, raw: &[u8]) -> Result<Checked, IngressError> {
         if raw.len() > self.config.max_tx_size {
             return Err(IngressError::Oversized { size: raw.len(), limit: self.config.max_tx_size });
         }
@@ -764,10 +792,8 @@ impl Lazy {
                 lanes.remove(&hash);
                 lanes.drop_bundle_of(&hash);
                 own.remove(&hash);
-                if let Ok(tx) = TxEnvelope::decode_2718_exact(raw) {
-                    if let Ok(sender) = tx.recover_signer() {
-                        lanes.on_included(*ns, sender, tx.nonce());
-                    }
+                if let Ok(c) = self.check_tx(raw) {
+                    lanes.on_included(*ns, c.sender, c.nonce);
                 }
             }
         }
