@@ -287,6 +287,34 @@ async fn two_rollups_on_four_validators_followers_agree_and_resume() {
     }
     same_blocks(&client, &a1.url, &a2.url, target).await;
     assert_eq!(balance(a2.url.clone(), to_a).await, json!(format!("{:#x}", txs_a.len() + more.len())));
+
+    // The validator killed with kill -9 comes back (its order store, fragment and
+    // admission logs reopened), catches up by value sync, and holds the same blocks.
+    let home = out.join("node-3").to_string_lossy().to_string();
+    validators[3] = Some(spawn(&["node", "--home", &home], &dir.path().join("node-3.log")));
+    let height = |url: String| {
+        let client = client.clone();
+        async move { hex_u64(&rpc(&client, &url, "cairn_sharedStatus", json!([])).await.expect("status")["decidedHeight"]) }
+    };
+    let target = height(v[0].clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while height(v[3].clone()).await < target {
+        assert!(Instant::now() < deadline, "validator 3 did not catch up to {target}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for h in [1, target / 2, target] {
+        let block = |url: String| {
+            let client = client.clone();
+            async move {
+                rpc(&client, &url, "cairn_getSequencerBlock", json!([format!("{h:#x}")])).await.expect("block")["hash"]
+                    .clone()
+            }
+        };
+        assert_eq!(block(v[0].clone()).await, block(v[3].clone()).await, "block {h}");
+    }
+    for (hash, _) in &more {
+        decided_at(&client, &v[3], hash).await;
+    }
     drop(validators);
 }
 
