@@ -70,6 +70,30 @@ fn base_port() -> u16 {
         .expect("a free port range")
 }
 
+/// `cairn testnet init` of four validators ordering rollups A and B (with `extra` init
+/// flags) in `dir/set`, and the four validators started; returns the set's folder and
+/// the running validators.
+fn start_set(dir: &Path, extra: &[&str]) -> (PathBuf, Vec<Option<Proc>>) {
+    let out = dir.join("set");
+    let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["testnet", "init", "--validators", "4", "--base-port", &base_port().to_string()])
+        .args(["--rollups", &format!("{ROLLUP_A},{ROLLUP_B}")])
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("init");
+    assert!(status.success());
+    let validators = (0..4)
+        .map(|i| {
+            let home = out.join(format!("node-{i}")).to_string_lossy().to_string();
+            Some(spawn(&["node", "--home", &home], &dir.join(format!("node-{i}.log"))))
+        })
+        .collect();
+    (out, validators)
+}
+
 fn follower(dir: &Path, name: &str, chain: u64, sequencers: &[&str]) -> Proc {
     let data = dir.join(name);
     let log = dir.join(format!("{name}.log"));
@@ -152,24 +176,7 @@ async fn wait_status(client: &reqwest::Client, url: &str, hash: &Value, status: 
 async fn two_rollups_on_four_validators_followers_agree_and_resume() {
     let client = reqwest::Client::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let base = base_port();
-    let out = dir.path().join("set");
-    let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["testnet", "init", "--validators", "4", "--base-port", &base.to_string()])
-        .args(["--rollups", &format!("{ROLLUP_A},{ROLLUP_B}")])
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .expect("init");
-    assert!(status.success());
-    let mut validators: Vec<Option<Proc>> = (0..4)
-        .map(|i| {
-            let home = out.join(format!("node-{i}"));
-            let home = home.to_string_lossy().to_string();
-            Some(spawn(&["node", "--home", &home], &dir.path().join(format!("node-{i}.log"))))
-        })
-        .collect();
+    let (out, mut validators) = start_set(dir.path(), &[]);
     let v: Vec<String> = validators.iter().flatten().map(|p| p.url.clone()).collect();
     let status = rpc(&client, &v[0], "cairn_sharedStatus", json!([])).await.expect("shared status");
     assert_eq!(status["rollups"].as_array().map(Vec::len), Some(2), "{status}");
@@ -335,24 +342,9 @@ async fn decided_at(client: &reqwest::Client, url: &str, hash: &Value) -> u64 {
 async fn a_flood_on_one_rollup_leaves_the_other_its_share_of_every_block() {
     let client = reqwest::Client::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let base = base_port();
-    let out = dir.path().join("set");
     // 3,000 bytes a block: 1,500 for each rollup, about a dozen transfers.
-    let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["testnet", "init", "--validators", "4", "--base-port", &base.to_string()])
-        .args(["--rollups", &format!("{ROLLUP_A},{ROLLUP_B}"), "--block-bytes", "3000"])
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .expect("init");
-    assert!(status.success());
-    let validators: Vec<Proc> = (0..4)
-        .map(|i| {
-            let home = out.join(format!("node-{i}")).to_string_lossy().to_string();
-            spawn(&["node", "--home", &home], &dir.path().join(format!("node-{i}.log")))
-        })
-        .collect();
+    let (_, validators) = start_set(dir.path(), &["--block-bytes", "3000"]);
+    let validators: Vec<Proc> = validators.into_iter().flatten().collect();
     let flood = transfers(ROLLUP_A, 0..30, alloy_primitives::Address::repeat_byte(0xa1));
     send(&client, &validators[0].url, &flood).await;
     let sent_at = hex_u64(
@@ -393,23 +385,7 @@ fn fragment_signer(answer: &Value) -> alloy_primitives::Address {
 async fn bundles_across_two_rollups_are_included_whole_even_when_their_proposer_is_killed() {
     let client = reqwest::Client::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let base = base_port();
-    let out = dir.path().join("set");
-    let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["testnet", "init", "--validators", "4", "--base-port", &base.to_string()])
-        .args(["--rollups", &format!("{ROLLUP_A},{ROLLUP_B}")])
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .expect("init");
-    assert!(status.success());
-    let mut validators: Vec<Option<Proc>> = (0..4)
-        .map(|i| {
-            let home = out.join(format!("node-{i}")).to_string_lossy().to_string();
-            Some(spawn(&["node", "--home", &home], &dir.path().join(format!("node-{i}.log"))))
-        })
-        .collect();
+    let (_, mut validators) = start_set(dir.path(), &[]);
     let mut addresses = Vec::new();
     for v in validators.iter().flatten() {
         let s = rpc(&client, &v.url, "cairn_sharedStatus", json!([])).await.expect("status");
