@@ -31,24 +31,14 @@ pub async fn run(mut cfg: DevConfig) -> anyhow::Result<()> {
     serve(cfg, alloc, Some(dev), "Cairn dev sequencer", listed, None, None).await
 }
 
-/// Runs a sequencer on `cfg` from genesis `alloc` until a signal: store, chain, builder
-/// and RPC (with the development controls when `dev` is given). Prints `title`, the
-/// accounts `listed`, and the address it listens on. With `bft`, the node is a
-/// validator of a set: Malachite decides, and the chain builds only when consensus
-/// asks it to (no slot loop).
-pub(crate) async fn serve(
-    cfg: DevConfig,
-    alloc: GenesisAlloc,
-    dev: Option<cairn_rpc::DevMode>,
-    title: &str,
-    listed: Option<&[DevAccount]>,
-    bft: Option<(cairn_consensus::BftConfig, Vec<String>)>,
-    follow: Option<crate::follower::Follow>,
-) -> anyhow::Result<()> {
+/// A rollup's store, executor and state committer.
+pub(crate) type ChainParts = (Store, Arc<dyn Executor>, Arc<dyn StateCommitter>);
+
+/// A rollup's store, executor and state committer as `cfg` sets them.
+pub(crate) fn open_parts(cfg: &DevConfig) -> anyhow::Result<ChainParts> {
     let store = Store::open_with_cache(&cfg.datadir.join("cairn.redb"), cfg.cache_bytes)
         .with_context(|| format!("opening the store in {}", cfg.datadir.display()))?
         .with_state_history(cfg.state_history);
-    let pool = PoolConfig { max_txs: cfg.pool_size, ..PoolConfig::default() };
     let executor: Arc<dyn Executor> = if cfg.exec_threads > 1 {
         // The builder waits for these threads: same priority as the builder.
         Arc::new(ParallelExecutor::with_thread_start(cfg.exec_threads, cairn_sequencer::builder_priority))
@@ -69,6 +59,25 @@ pub(crate) async fn serve(
             cairn_sequencer::lower_priority(cairn_sequencer::SEALER_NICE)
         })?)
     };
+    Ok((store, executor, committer))
+}
+
+/// Runs a sequencer on `cfg` from genesis `alloc` until a signal: store, chain, builder
+/// and RPC (with the development controls when `dev` is given). Prints `title`, the
+/// accounts `listed`, and the address it listens on. With `bft`, the node is a
+/// validator of a set: Malachite decides, and the chain builds only when consensus
+/// asks it to (no slot loop).
+pub(crate) async fn serve(
+    cfg: DevConfig,
+    alloc: GenesisAlloc,
+    dev: Option<cairn_rpc::DevMode>,
+    title: &str,
+    listed: Option<&[DevAccount]>,
+    bft: Option<(cairn_consensus::BftConfig, Vec<String>)>,
+    follow: Option<crate::follower::Follow>,
+) -> anyhow::Result<()> {
+    let (store, executor, committer) = open_parts(&cfg)?;
+    let pool = PoolConfig { max_txs: cfg.pool_size, ..PoolConfig::default() };
     let signer = load_or_create_key(&cfg.sequencer_key)?;
     let sequencer = signer.address();
     // The fragment log is always opened (and replayed), even with fragments off now:

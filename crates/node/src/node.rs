@@ -26,6 +26,12 @@ pub struct NodeArgs {
     /// the first position of each block it proposes). Never use it on a real chain.
     #[arg(long, value_name = "FAULT", hide = true, value_parser = ["equivocate"])]
     pub fault: Option<String>,
+    /// A validator of a shared set also executes these rollups (chain ids,
+    /// comma-separated), as a follower does: a bundle wholly within them is
+    /// revert-protected and answered with an execution preconfirmation
+    /// (`docs/SHARED.md`).
+    #[arg(long, value_delimiter = ',', value_name = "CHAIN_ID,…")]
+    pub execute: Vec<u64>,
 }
 
 /// What a home says, checked.
@@ -102,7 +108,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         tracing::warn!("this validator runs with a fault (--fault): it misbehaves on purpose");
     }
     if home.genesis.is_shared() {
-        return crate::shared::run(home.genesis, home.config, home.key, &data, bft).await;
+        return crate::shared::run(home.genesis, home.config, home.key, &data, bft, &args.execute).await;
+    }
+    if !args.execute.is_empty() {
+        bail!("--execute names rollups of a shared set, and this home's set orders a single rollup (it executes it)");
     }
     let title =
         format!("Cairn {who} (a set of {n} validators: BFT consensus on Malachite, P2P on {})", home.config.p2p);

@@ -29,7 +29,14 @@ pub async fn run(
     key: Option<alloy_signer_local::PrivateKeySigner>,
     data: &Path,
     bft: cairn_consensus::BftConfig,
+    execute: &[u64],
 ) -> anyhow::Result<()> {
+    for ns in execute {
+        if genesis.rollup(*ns).is_none() {
+            let known: Vec<u64> = genesis.rollups.iter().map(|r| r.chain_id).collect();
+            anyhow::bail!("--execute {ns}: not a rollup of this set (its rollups: {known:?})");
+        }
+    }
     let config = SharedConfig {
         chain_id: genesis.chain_id,
         rollups: genesis.rollups.clone(),
@@ -50,6 +57,21 @@ pub async fn run(
         Lazy::open(&dir, config, key)
             .with_context(|| format!("opening the shared node's data in {}", dir.display()))?,
     );
+    // The rollups this validator executes: a chain each, fed every decided block.
+    let mut sealers = Vec::new();
+    if !execute.is_empty() {
+        let alloc = genesis.alloc()?;
+        let mut chains = Vec::new();
+        for &ns in execute {
+            let (chain, sealer) = open_executed(&dir.join("exec").join(ns.to_string()), ns, &alloc)?;
+            chains.push((ns, chain));
+            sealers.push(sealer);
+        }
+        let lazy = lazy.clone();
+        tokio::task::spawn_blocking(move || lazy.set_executors(chains))
+            .await?
+            .context("catching the executed rollups up with the decided blocks")?;
+    }
     if !node.peer_rpc.is_empty() {
         let (tx, rx) = tokio::sync::mpsc::channel(cairn_sequencer::RELAY_QUEUE);
         lazy.set_relay(tx);
@@ -83,6 +105,9 @@ pub async fn run(
     println!("  decided       height {}", lazy.decided_height());
     println!("  data          {}", dir.display());
     println!("  DA            local, batches in {}", da_dir.display());
+    if !execute.is_empty() {
+        println!("  executes      rollups {:?} (bundles within them are revert-protected)", lazy.executed());
+    }
     println!("\nListening on {addr} (HTTP and WebSocket)");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -95,5 +120,43 @@ pub async fn run(
     let _ = server.stop();
     server.stopped().await;
     tokio::task::spawn_blocking(move || poster.stop()).await?;
+    for sealer in sealers {
+        tokio::task::spawn_blocking(move || sealer.stop()).await?;
+    }
     Ok(())
+}
+
+/// The chain of rollup `chain_id` that a validator started with `--execute` keeps in
+/// `dir` (as a follower's: the set's accounts at genesis, no development controls), with
+/// its sealer.
+fn open_executed(
+    dir: &Path,
+    chain_id: u64,
+    alloc: &cairn_primitives::GenesisAlloc,
+) -> anyhow::Result<(Arc<cairn_sequencer::Chain>, cairn_sequencer::Builder)> {
+    let mut cfg = crate::config::DevArgs {
+        datadir: Some(dir.to_path_buf()),
+        chain_id: Some(chain_id),
+        fragment_interval: Some(0),
+        da: Some(crate::config::DaKind::None),
+        ..Default::default()
+    }
+    .resolve()?;
+    cfg.chain.dev = false;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (store, executor, committer) = crate::dev::open_parts(&cfg)?;
+    let pool = cairn_mempool::PoolConfig::default();
+    let chain = cairn_sequencer::Chain::open(
+        store,
+        &dir.join("pool.wal"),
+        cfg.chain.clone(),
+        alloc,
+        pool,
+        executor,
+        committer,
+        None,
+    )
+    .with_context(|| format!("opening rollup {chain_id}'s chain in {}", dir.display()))?;
+    let sealer = cairn_sequencer::Builder::sealer_only(chain.clone(), false);
+    Ok((chain, sealer))
 }

@@ -71,9 +71,9 @@ fn base_port() -> u16 {
 }
 
 /// `cairn testnet init` of four validators ordering rollups A and B (with `extra` init
-/// flags) in `dir/set`, and the four validators started; returns the set's folder and
-/// the running validators.
-fn start_set(dir: &Path, extra: &[&str]) -> (PathBuf, Vec<Option<Proc>>) {
+/// flags) in `dir/set`, and the four validators started (validator 0 with `first`
+/// node flags); returns the set's folder and the running validators.
+fn start_set(dir: &Path, extra: &[&str], first: &[&str]) -> (PathBuf, Vec<Option<Proc>>) {
     let out = dir.join("set");
     let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["testnet", "init", "--validators", "4", "--base-port", &base_port().to_string()])
@@ -88,7 +88,11 @@ fn start_set(dir: &Path, extra: &[&str]) -> (PathBuf, Vec<Option<Proc>>) {
     let validators = (0..4)
         .map(|i| {
             let home = out.join(format!("node-{i}")).to_string_lossy().to_string();
-            Some(spawn(&["node", "--home", &home], &dir.join(format!("node-{i}.log"))))
+            let mut args = vec!["node", "--home", &home];
+            if i == 0 {
+                args.extend_from_slice(first);
+            }
+            Some(spawn(&args, &dir.join(format!("node-{i}.log"))))
         })
         .collect();
     (out, validators)
@@ -176,7 +180,7 @@ async fn wait_status(client: &reqwest::Client, url: &str, hash: &Value, status: 
 async fn two_rollups_on_four_validators_followers_agree_and_resume() {
     let client = reqwest::Client::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (out, mut validators) = start_set(dir.path(), &[]);
+    let (out, mut validators) = start_set(dir.path(), &[], &[]);
     let v: Vec<String> = validators.iter().flatten().map(|p| p.url.clone()).collect();
     let status = rpc(&client, &v[0], "cairn_sharedStatus", json!([])).await.expect("shared status");
     assert_eq!(status["rollups"].as_array().map(Vec::len), Some(2), "{status}");
@@ -343,7 +347,7 @@ async fn a_flood_on_one_rollup_leaves_the_other_its_share_of_every_block() {
     let client = reqwest::Client::new();
     let dir = tempfile::tempdir().expect("tempdir");
     // 3,000 bytes a block: 1,500 for each rollup, about a dozen transfers.
-    let (_, validators) = start_set(dir.path(), &["--block-bytes", "3000"]);
+    let (_, validators) = start_set(dir.path(), &["--block-bytes", "3000"], &[]);
     let validators: Vec<Proc> = validators.into_iter().flatten().collect();
     let flood = transfers(ROLLUP_A, 0..30, alloy_primitives::Address::repeat_byte(0xa1));
     send(&client, &validators[0].url, &flood).await;
@@ -385,7 +389,7 @@ fn fragment_signer(answer: &Value) -> alloy_primitives::Address {
 async fn bundles_across_two_rollups_are_included_whole_even_when_their_proposer_is_killed() {
     let client = reqwest::Client::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, mut validators) = start_set(dir.path(), &[]);
+    let (_, mut validators) = start_set(dir.path(), &[], &[]);
     let mut addresses = Vec::new();
     for v in validators.iter().flatten() {
         let s = rpc(&client, &v.url, "cairn_sharedStatus", json!([])).await.expect("status");
@@ -457,5 +461,142 @@ async fn decided_at_place(client: &reqwest::Client, url: &str, hash: &Value) -> 
         }
         assert!(Instant::now() < deadline, "{hash} not decided: {s}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A receipt's commitment as a fragment's `receiptsHash` takes it: keccak256 of its
+/// EIP-2718 encoding.
+fn receipt_leaf(receipt: &Value) -> alloy_primitives::B256 {
+    use alloy_eips::eip2718::Encodable2718;
+    let r: alloy_rpc_types_eth::TransactionReceipt = serde_json::from_value(receipt.clone()).expect("receipt");
+    let envelope = r.inner.map_logs(|l| l.inner);
+    alloy_primitives::keccak256(envelope.encoded_2718())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_on_a_validator_that_executes_both_rollups_are_revert_protected() {
+    use alloy_eips::eip2718::Encodable2718;
+    use alloy_primitives::U256;
+    let client = reqwest::Client::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let executes = format!("{ROLLUP_A},{ROLLUP_B}");
+    let (out, mut validators) = start_set(dir.path(), &[], &["--execute", &executes]);
+    let urls: Vec<String> = validators.iter().flatten().map(|p| p.url.clone()).collect();
+    let a1 = follower(dir.path(), "a1", ROLLUP_A, &[&urls[1], &urls[2]]);
+    let b1 = follower(dir.path(), "b1", ROLLUP_B, &[&urls[2], &urls[3]]);
+    let accounts = cairn_primitives::dev_accounts(cairn_primitives::DEV_MNEMONIC, 10).expect("accounts");
+    let (fa, fb) = (cairn_workload::TxFactory::new(ROLLUP_A), cairn_workload::TxFactory::new(ROLLUP_B));
+    let raw = |t: &cairn_primitives::TxEnvelope| alloy_primitives::hex::encode_prefixed(t.encoded_2718());
+    // A token on each rollup (same deployer and nonce: same address), sent the usual way.
+    let artifacts = cairn_workload::Artifacts::load_default().expect("artifacts");
+    let deployer = &accounts[0].signer;
+    let token = deployer.address().create(0);
+    for (f, follower) in [(&fa, &a1), (&fb, &b1)] {
+        let tx = f.create(deployer, 0, artifacts.token_deploy("T", "T"), 2_000_000).expect("deploy");
+        send(&client, &urls[1], &[(json!(tx.tx_hash()), raw(&tx))]).await;
+        let r = wait_receipt(&client, &follower.url, &json!(tx.tx_hash()), Duration::from_secs(60)).await;
+        assert_eq!(r["status"], "0x1", "{r}");
+    }
+    let mint = |f: &cairn_workload::TxFactory, k: usize, nonce: u64, amount: u64| {
+        let to = accounts[k].signer.address();
+        f.call(&accounts[k].signer, nonce, token, cairn_workload::mint_call(to, U256::from(amount)), 200_000)
+            .expect("mint")
+    };
+    // Bundles that succeed: a mint on each rollup, answered with every part's receipt.
+    let mut executed = Vec::new();
+    for k in 1..=5usize {
+        let parts = [mint(&fa, k, 0, 100 + k as u64), mint(&fb, k, 0, 200 + k as u64)];
+        let answer = rpc_raw(
+            &client,
+            &urls[0],
+            "cairn_sendBundle",
+            json!([{"txs": parts.iter().map(raw).collect::<Vec<_>>()}, 20_000]),
+        )
+        .await;
+        let answer = answer.get("result").cloned().unwrap_or_else(|| panic!("bundle {k}: {answer}"));
+        assert_eq!(answer["executed"], true, "{answer}");
+        let got: Vec<Value> = answer["transactions"].as_array().expect("parts").clone();
+        assert_eq!(got.len(), 2, "{answer}");
+        for (part, tx) in got.iter().zip(&parts) {
+            assert_eq!(part["hash"], json!(tx.tx_hash()), "parts in block order (A, then B): {answer}");
+            assert_eq!(part["receipt"]["status"], "0x1", "{answer}");
+            assert_eq!(part["receipt"]["logs"].as_array().map(Vec::len), Some(1), "a Transfer log: {answer}");
+        }
+        executed.push(answer);
+    }
+    // Bundles that cannot all succeed are never included: a part that reverts (a
+    // transfer of tokens the sender does not have), a part with a nonce gap.
+    let reverting = [
+        mint(&fa, 6, 0, 1),
+        fb.call(&accounts[6].signer, 0, token, cairn_workload::transfer_call(token, U256::from(5)), 200_000)
+            .expect("transfer"),
+    ];
+    let gap = [mint(&fa, 7, 0, 1), mint(&fb, 7, 3, 1)];
+    for (parts, why) in [(&reverting, "reverted"), (&gap, "cannot be included")] {
+        let answer = rpc_raw(
+            &client,
+            &urls[0],
+            "cairn_sendBundle",
+            json!([{"txs": parts.iter().map(raw).collect::<Vec<_>>()}, 20_000]),
+        )
+        .await;
+        let message = answer["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains(why) && message.contains("dropped"), "{why}: {answer}");
+    }
+    // The same accounts' nonce 0 on A is still free: a later transaction with it is
+    // included (sent the usual way, to another validator).
+    let later = [mint(&fa, 6, 0, 9), mint(&fa, 7, 0, 9)];
+    send(&client, &urls[2], &later.iter().map(|t| (json!(t.tx_hash()), raw(t))).collect::<Vec<_>>()).await;
+    for t in &later {
+        let r = wait_receipt(&client, &a1.url, &json!(t.tx_hash()), Duration::from_secs(60)).await;
+        assert_eq!(r["status"], "0x1", "{r}");
+    }
+    for (t, url) in [(&reverting[0], &a1.url), (&reverting[1], &b1.url), (&gap[0], &a1.url), (&gap[1], &b1.url)] {
+        let r = rpc_raw(&client, url, "eth_getTransactionReceipt", json!([t.tx_hash()])).await;
+        assert!(r["result"].is_null(), "a part of a dropped bundle was included: {r}");
+    }
+    // The executing validator is killed with `kill -9` and restarted: its rollups'
+    // chains catch up with the decided blocks, and it protects bundles again.
+    validators[0] = None;
+    let home = out.join("node-0").to_string_lossy().to_string();
+    let restarted = spawn(&["node", "--home", &home, "--execute", &executes], &dir.path().join("node-0.restarted.log"));
+    let parts = [mint(&fa, 8, 0, 8), mint(&fb, 8, 0, 8)];
+    let answer = rpc_raw(
+        &client,
+        &restarted.url,
+        "cairn_sendBundle",
+        json!([{"txs": parts.iter().map(raw).collect::<Vec<_>>()}, 30_000]),
+    )
+    .await;
+    let answer = answer.get("result").cloned().unwrap_or_else(|| panic!("after the restart: {answer}"));
+    assert_eq!(answer["executed"], true, "{answer}");
+    executed.push(answer);
+    // The followers of each rollup find what the executing validator promised: the
+    // same receipts, in the promised block, and the signed fragment's receipts
+    // commitment recomputed from the followers' receipts.
+    for answer in &executed {
+        let height = hex_u64(&answer["height"]);
+        let mut leaves = Vec::new();
+        for part in answer["transactions"].as_array().expect("parts") {
+            let url = if hex_u64(&part["namespace"]) == ROLLUP_A { &a1.url } else { &b1.url };
+            let r = wait_receipt(&client, url, &part["hash"], Duration::from_secs(60)).await;
+            assert_eq!(hex_u64(&r["blockNumber"]), height, "{r}");
+            for field in ["status", "gasUsed", "cumulativeGasUsed", "from", "effectiveGasPrice"] {
+                assert_eq!(r[field], part["receipt"][field], "{field}: {r} vs {part}");
+            }
+            let logs = r["logs"].as_array().expect("logs");
+            let promised = part["receipt"]["logs"].as_array().expect("logs");
+            assert_eq!(logs.len(), promised.len());
+            for (l, p) in logs.iter().zip(promised) {
+                for field in ["address", "topics", "data", "logIndex"] {
+                    assert_eq!(l[field], p[field], "log {field}: {l} vs {p}");
+                }
+            }
+            leaves.push(receipt_leaf(&r));
+        }
+        let fragment: cairn_primitives::SignedFragment =
+            serde_json::from_value(answer["fragment"].clone()).expect("fragment");
+        assert_eq!(fragment.fragment.receipts_hash, cairn_primitives::fragment::hash_list(&leaves), "{answer}");
+        assert_eq!(fragment.fragment.height, height);
     }
 }

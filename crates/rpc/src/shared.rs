@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::{Bytes, B256};
-use cairn_sequencer::{Lazy, LazyStatus, SharedEvent};
+use cairn_sequencer::{BundleOutcome, ExecutedPart, Lazy, LazyStatus, SharedEvent};
 use cairn_storage::order::DecidedBlock;
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::types::ErrorObjectOwned;
@@ -83,7 +83,79 @@ struct BundleParam {
     txs: Vec<Bytes>,
 }
 
+/// A part of an executed bundle: its place and receipt (the fields of
+/// `eth_getTransactionReceipt` that do not depend on the rollup's block hash).
+fn part_json(p: &ExecutedPart) -> Value {
+    let r = &p.receipt;
+    let first_log = r.first_log_index;
+    json!({
+        "hash": p.hash,
+        "namespace": hex(p.namespace),
+        "position": hex(p.position),
+        "receipt": {
+            "transactionHash": p.hash,
+            "status": if r.success { "0x1" } else { "0x0" },
+            "type": hex(u64::from(r.tx_type)),
+            "from": r.from,
+            "gasUsed": hex(r.gas_used),
+            "cumulativeGasUsed": hex(r.cumulative_gas_used),
+            "effectiveGasPrice": format!("{:#x}", r.effective_gas_price),
+            "contractAddress": r.created(),
+            "logs": r.logs.iter().enumerate().map(|(i, l)| json!({
+                "address": l.address,
+                "topics": l.topics(),
+                "data": l.data.data,
+                "logIndex": hex(first_log + i as u64),
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
 impl SharedApi {
+    /// Queues a revert-protected bundle (this node executes all its rollups) and waits
+    /// (at most `wait`, which is also the bundle's deadline) for its outcome: the signed
+    /// fragment holding it with every part's receipt, or why it was dropped.
+    async fn send_protected(&self, txs: Vec<Bytes>, wait: Duration) -> Result<Value, RpcError> {
+        let mut events = self.lazy.subscribe();
+        let lazy = self.lazy.clone();
+        let deadline_ms = cairn_sequencer::now_ms() + wait.as_millis() as u64;
+        let bundle = tokio::task::spawn_blocking(move || lazy.submit_protected(&txs, deadline_ms))
+            .await
+            .map_err(|e| RpcError::Internal(e.to_string()))?
+            .map_err(|e| RpcError::Server(e.to_string()))?;
+        // The node drops the bundle at its deadline when it builds or decides a block;
+        // a little longer here, so that the answer is that outcome.
+        let deadline = tokio::time::Instant::now() + wait + Duration::from_secs(2);
+        loop {
+            match self.lazy.bundle_outcome(&bundle) {
+                Some(BundleOutcome::Executed { height, fragment, parts }) => {
+                    return Ok(json!({
+                        "bundleHash": bundle,
+                        "status": "preconfirmed",
+                        "executed": true,
+                        "height": hex(height),
+                        "transactions": parts.iter().map(part_json).collect::<Vec<_>>(),
+                        "fragment": fragment,
+                    }))
+                }
+                Some(BundleOutcome::Dropped(reason)) => {
+                    return Err(RpcError::Server(format!("bundle {bundle} dropped: {reason}")))
+                }
+                None => {}
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => {
+                    return Err(RpcError::Timeout {
+                        message: format!("bundle {bundle} was admitted but not executed within {wait:?}"),
+                        hash: bundle,
+                    })
+                }
+                Ok(Err(RecvError::Closed)) => return Err(RpcError::Internal("the node is stopping".into())),
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// Queues a bundle and waits (at most `wait`) until one signed fragment holds all of
     /// it: that fragment is the bundle's preconfirmation.
     async fn send_bundle(&self, txs: Vec<Bytes>, wait: Duration) -> Result<Value, RpcError> {
@@ -193,6 +265,9 @@ impl SharedApi {
             let bundle: BundleParam = args.next("bundle")?;
             let wait: Option<u64> = args.opt("timeout in milliseconds")?;
             let wait = wait.map_or(DEFAULT_PRECONF_WAIT, Duration::from_millis).min(MAX_PRECONF_WAIT);
+            if api.lazy.executes_all(&bundle.txs) {
+                return api.send_protected(bundle.txs, wait).await;
+            }
             api.send_bundle(bundle.txs, wait).await
         })?;
         m.register_async_method("cairn_sendRawTransactionPreconfirmed", |p, api, _| async move {
@@ -318,7 +393,7 @@ async fn decided_stream(
                 }
                 next = h + 1;
             }
-            Ok(SharedEvent::Fragment(_)) => {}
+            Ok(SharedEvent::Fragment(_) | SharedEvent::Bundle(_)) => {}
             Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
         }
     }

@@ -612,6 +612,16 @@ impl BlockInProgress {
         Ok(rejected)
     }
 
+    /// Executes `txs` after what the block holds, in building mode, without taking them
+    /// in: each one's outcome.
+    pub(crate) fn outcomes(&self, chain: &Chain, txs: &[RecoveredTx]) -> Result<Vec<TxOutcome>, SequencerError> {
+        if txs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let view = chain.pending_view().building(self.system);
+        Ok(chain.executor.execute_from(&view, &self.ctx, txs, Mode::Building, self.offsets())?.outcomes)
+    }
+
     /// Takes a development state edit into the (otherwise empty) block: no fragment, no
     /// transaction, only state changes.
     pub(crate) fn absorb_edits(&mut self, diff: StateDiff) {

@@ -11,8 +11,8 @@
 
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{keccak256, Bytes, B256};
-use cairn_executor::BlockContext;
-use cairn_primitives::TxEnvelope;
+use cairn_executor::{BlockContext, Skip, TxOutcome};
+use cairn_primitives::{RecoveredTx, StoredReceipt, TxEnvelope};
 
 use crate::builder::{next_prevrandao, BuilderConfig};
 use crate::chain::{Chain, SequencerError};
@@ -38,15 +38,38 @@ pub fn apply_decided(chain: &Chain, height: u64, timestamp: u64, txs: &[Bytes]) 
             tip.number
         )));
     }
+    let mut block = BlockInProgress::with_context(chain, decided_context(chain, height, timestamp));
+    let (decoded, mut rejected) = decode(txs);
+    let total = decoded.len();
+    let skipped = block.include_ordered(chain, decoded)?;
+    let included = total - skipped.len();
+    rejected.extend(skipped);
+    let config = BuilderConfig { empty_blocks: true, ..BuilderConfig::default() };
+    let closed = block.close(chain, &config)?;
+    let number = closed.map_or(height, |b| b.header.number);
+    if !rejected.is_empty() {
+        chain.rejected(&rejected, height);
+    }
+    Ok(Applied { number, included, rejected })
+}
+
+/// The context of the rollup's block `height` made from a sequencer block of
+/// `timestamp`, on top of the newest executed block.
+fn decided_context(chain: &Chain, height: u64, timestamp: u64) -> BlockContext {
+    let tip = chain.tip();
     let base_fee = chain.config.next_base_fee(tip.gas_used, tip.gas_limit, tip.base_fee);
-    let ctx = BlockContext::for_chain(
+    BlockContext::for_chain(
         &chain.config,
         height,
         timestamp.max(tip.timestamp),
         base_fee,
         next_prevrandao(&tip, height),
-    );
-    let mut block = BlockInProgress::with_context(chain, ctx);
+    )
+}
+
+/// Decodes raw transactions and recovers their senders; `(hash, reason)` of those that
+/// cannot be.
+fn decode(txs: &[Bytes]) -> (Vec<RecoveredTx>, Vec<(B256, String)>) {
     let mut rejected = Vec::new();
     let mut decoded = Vec::with_capacity(txs.len());
     for raw in txs {
@@ -62,15 +85,44 @@ pub fn apply_decided(chain: &Chain, height: u64, timestamp: u64, txs: &[Bytes]) 
             Err(e) => rejected.push((*tx.tx_hash(), format!("invalid sender: {e}"))),
         }
     }
-    let total = decoded.len();
-    let skipped = block.include_ordered(chain, decoded)?;
-    let included = total - skipped.len();
-    rejected.extend(skipped);
-    let config = BuilderConfig { empty_blocks: true, ..BuilderConfig::default() };
-    let closed = block.close(chain, &config)?;
-    let number = closed.map_or(height, |b| b.header.number);
-    if !rejected.is_empty() {
-        chain.rejected(&rejected, height);
+    (decoded, rejected)
+}
+
+/// What executing `parts` after `prior` in the rollup's block `height` (made from a
+/// sequencer block of `timestamp`) gives, exactly as [`apply_decided`] will execute them
+/// if the decided block holds `prior` then `parts` in this rollup: each part's receipt,
+/// or why it cannot be included. Nothing is kept. The rollup's newest executed block
+/// must be `height - 1`.
+pub fn simulate_parts(
+    chain: &Chain,
+    height: u64,
+    timestamp: u64,
+    prior: &[Bytes],
+    parts: &[Bytes],
+) -> Result<Vec<Result<StoredReceipt, String>>, SequencerError> {
+    let tip = chain.tip().number;
+    if height != tip + 1 {
+        return Err(SequencerError::Invalid(format!(
+            "the rollup's newest executed block is {tip}, not {}",
+            height.saturating_sub(1)
+        )));
     }
-    Ok(Applied { number, included, rejected })
+    let block = BlockInProgress::with_context(chain, decided_context(chain, height, timestamp));
+    let (mut txs, _) = decode(prior);
+    let first = txs.len();
+    let (decoded, bad) = decode(parts);
+    if let Some((hash, reason)) = bad.first() {
+        return Err(SequencerError::Invalid(format!("bundle transaction {hash}: {reason}")));
+    }
+    txs.extend(decoded);
+    let outcomes = block.outcomes(chain, &txs)?;
+    Ok(outcomes
+        .into_iter()
+        .skip(first)
+        .map(|o| match o {
+            TxOutcome::Included(receipt) => Ok(receipt),
+            TxOutcome::Skipped(Skip::Invalid(reason) | Skip::Later(reason)) => Err(reason),
+            TxOutcome::Skipped(Skip::BlockFull { .. }) => Err("the block's gas limit is reached".to_string()),
+        })
+        .collect())
 }

@@ -34,16 +34,20 @@ use cairn_consensus::{Certificate, Host, Misbehaviour};
 use cairn_mempool::lanes::{BlockUsage, Bundle, LaneConfig, LaneError, LaneTx, Lanes};
 use cairn_primitives::fragment::{FragmentRecord, SignedFragment};
 use cairn_primitives::network::Rollup;
-use cairn_primitives::{SequencerBlock, TxEnvelope};
+use cairn_primitives::{SequencerBlock, StoredReceipt, TxEnvelope};
 use cairn_storage::order::{DecidedBlock, OrderStore};
 use cairn_storage::RecordLog;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::admission::{admission_record, parse_admission_record};
-use crate::chain::SequencerError;
+use crate::chain::{Chain, SequencerError};
 use crate::fragments::{now_ms, now_secs, FragmentLog};
 use crate::ingress::IngressError;
+use crate::protect::{
+    dropped_record, execute_bundle, parse_dropped_record, parse_protected_record, BundleOutcome, ExecutedPart,
+    Protected, Verdict, MAX_OUTCOMES, MAX_PROTECTED,
+};
 
 /// Most undecided proposals kept.
 pub const MAX_LAZY_CANDIDATES: usize = 32;
@@ -103,6 +107,8 @@ pub enum SharedEvent {
     Fragment(Arc<LazyFragment>),
     /// A decided block.
     Decided(Arc<DecidedBlock>),
+    /// A protected bundle's outcome is known ([`Lazy::bundle_outcome`]).
+    Bundle(B256),
 }
 
 /// A transaction's place as a shared node knows it.
@@ -166,6 +172,14 @@ pub struct Lazy {
     firm: Mutex<FirmRanges>,
     /// Checked transactions by hash, oldest first out (at most [`CHECKED_CACHE`]).
     checked: Mutex<(HashMap<B256, Checked>, std::collections::VecDeque<B256>)>,
+    /// The rollups this node executes (`--execute`), each fed every decided block.
+    executors: parking_lot::RwLock<Arc<HashMap<u64, Arc<Chain>>>>,
+    /// Revert-protected bundles waiting for this node's turn (at most [`MAX_PROTECTED`]).
+    protected: Mutex<std::collections::VecDeque<Arc<Protected>>>,
+    /// Protected bundles in this node's undecided proposals, by transaction.
+    protected_taken: Mutex<HashMap<B256, Arc<Protected>>>,
+    /// Protected bundles' outcomes, oldest first out (at most [`MAX_OUTCOMES`]).
+    outcomes: Mutex<(HashMap<B256, BundleOutcome>, std::collections::VecDeque<B256>)>,
 }
 
 /// The newest firm height, and `(first, last, batch)` of the newest batches.
@@ -224,6 +238,10 @@ impl Lazy {
             da: Mutex::new(None),
             firm: Mutex::new((0, Default::default())),
             checked: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
+            executors: parking_lot::RwLock::new(Arc::default()),
+            protected: Mutex::new(Default::default()),
+            protected_taken: Mutex::new(HashMap::new()),
+            outcomes: Mutex::new(Default::default()),
         };
         let in_resumed: std::collections::HashSet<B256> = lazy
             .resumed
@@ -232,7 +250,19 @@ impl Lazy {
             .flat_map(|(_, fs)| fs.iter().flat_map(|f| f.txs.iter().map(keccak256)))
             .collect();
         let mut reloaded = 0usize;
+        let dropped: std::collections::HashSet<B256> = records.iter().filter_map(|r| parse_dropped_record(r)).collect();
+        let now = now_ms();
         for record in &records {
+            if parse_dropped_record(record).is_some() {
+                continue;
+            }
+            if let Some((deadline_ms, hash, raws)) = parse_protected_record(record) {
+                let live = deadline_ms > now && !dropped.contains(&hash);
+                if live && lazy.requeue_protected(hash, &raws, deadline_ms, &in_resumed)? {
+                    reloaded += raws.len();
+                }
+                continue;
+            }
             if let Some(raws) = parse_bundle_record(record) {
                 if lazy.readmit_bundle(&raws, &in_resumed).unwrap_or(false) {
                     reloaded += raws.len();
@@ -417,6 +447,248 @@ impl Lazy {
         }
     }
 
+    /// Whether this node executes every rollup of `raws` (a bundle it then protects:
+    /// [`Self::submit_protected`]).
+    pub fn executes_all(&self, raws: &[Bytes]) -> bool {
+        let executors = self.executors.read().clone();
+        !executors.is_empty()
+            && !raws.is_empty()
+            && raws.iter().all(|raw| self.check_tx(raw).is_ok_and(|c| executors.contains_key(&c.namespace)))
+    }
+
+    /// Checks and queues a revert-protected bundle (see [`crate::protect`]): kept on this
+    /// node, not relayed, executed when this node proposes, included only if every part
+    /// succeeds, dropped at `deadline_ms` if not included by then. Its outcome comes as
+    /// [`SharedEvent::Bundle`]. Durable when it returns `Ok` (the bundle's hash).
+    /// Blocking.
+    pub fn submit_protected(&self, raws: &[Bytes], deadline_ms: u64) -> Result<B256, IngressError> {
+        use cairn_mempool::lanes::{BundleError, MAX_BUNDLE_TXS};
+        if raws.is_empty() || raws.len() > MAX_BUNDLE_TXS {
+            return Err(BundleError::Size(raws.len()).into());
+        }
+        let mut txs = Vec::with_capacity(raws.len());
+        let mut usage = BlockUsage::default();
+        let mut seen = std::collections::HashSet::new();
+        for raw in raws {
+            let c = self.check_tx(raw)?;
+            let known = self.store.locate(&c.hash).map_err(|e| IngressError::Durability(e.to_string()))?.is_some()
+                || self.in_open(&c.hash)
+                || self.protected_taken.lock().contains_key(&c.hash)
+                || {
+                    let lanes = self.lanes.lock();
+                    lanes.contains(&c.hash) || lanes.in_bundle(&c.hash)
+                };
+            if known || !seen.insert(c.hash) {
+                return Err(BundleError::TxKnown(c.hash).into());
+            }
+            usage.add(&lane_tx(&c, raw, 0));
+            txs.push((raw.clone(), c.namespace));
+        }
+        let limits = self.config.lanes;
+        if usage.bytes > limits.block_bytes || usage.gas > limits.block_gas || usage.txs > limits.max_block_txs {
+            return Err(BundleError::TooBig { bytes: usage.bytes, gas: usage.gas }.into());
+        }
+        let bundle = Arc::new(Protected::new(txs, deadline_ms));
+        {
+            let mut queue = self.protected.lock();
+            if queue.iter().any(|p| p.hash == bundle.hash) {
+                return Err(BundleError::AlreadyKnown.into());
+            }
+            if queue.iter().any(|p| p.tx_hashes().any(|h| seen.contains(&h))) {
+                return Err(BundleError::TxKnown(bundle.tx_hashes().next().unwrap_or_default()).into());
+            }
+            if queue.len() >= MAX_PROTECTED {
+                return Err(BundleError::Full.into());
+            }
+            if let Err(e) = self.admission.lock().append([bundle.record().as_slice()]) {
+                return Err(IngressError::Durability(e.to_string()));
+            }
+            queue.push_back(bundle.clone());
+        }
+        self.outcomes.lock().0.remove(&bundle.hash);
+        Ok(bundle.hash)
+    }
+
+    /// A protected bundle's outcome, once known (the newest [`MAX_OUTCOMES`]).
+    pub fn bundle_outcome(&self, hash: &B256) -> Option<BundleOutcome> {
+        self.outcomes.lock().0.get(hash).cloned()
+    }
+
+    fn set_outcome(&self, hash: B256, outcome: BundleOutcome) {
+        {
+            let mut o = self.outcomes.lock();
+            if o.0.insert(hash, outcome).is_none() {
+                o.1.push_back(hash);
+                if o.1.len() > MAX_OUTCOMES {
+                    if let Some(old) = o.1.pop_front() {
+                        o.0.remove(&old);
+                    }
+                }
+            }
+        }
+        let _ = self.events.send(SharedEvent::Bundle(hash));
+    }
+
+    /// Drops a protected bundle for good: its outcome, and a record so that a restart
+    /// does not queue it again.
+    fn drop_protected(&self, bundle: &Protected, reason: String) {
+        tracing::info!(bundle = %bundle.hash, "protected bundle dropped: {reason}");
+        if let Err(e) = self.admission.lock().append([dropped_record(&bundle.hash).as_slice()]) {
+            tracing::warn!("recording a dropped bundle: {e}");
+        }
+        self.set_outcome(bundle.hash, BundleOutcome::Dropped(reason));
+    }
+
+    /// A protected bundle of the admission log (or of a lost proposal), queued again
+    /// unless a transaction of it is decided or in `skip`.
+    fn requeue_protected(
+        &self,
+        hash: B256,
+        raws: &[Bytes],
+        deadline_ms: u64,
+        skip: &std::collections::HashSet<B256>,
+    ) -> Result<bool, SequencerError> {
+        let mut txs = Vec::with_capacity(raws.len());
+        for raw in raws {
+            let h = keccak256(raw);
+            if skip.contains(&h) || self.store.locate(&h)?.is_some() {
+                return Ok(false);
+            }
+            let Ok(c) = self.check_tx(raw) else { return Ok(false) };
+            txs.push((raw.clone(), c.namespace));
+        }
+        let mut bundle = Protected::new(txs, deadline_ms);
+        bundle.hash = hash;
+        let mut queue = self.protected.lock();
+        if queue.len() >= MAX_PROTECTED || queue.iter().any(|p| p.hash == hash) {
+            return Ok(false);
+        }
+        queue.push_front(Arc::new(bundle));
+        Ok(true)
+    }
+
+    /// The rollups this node executes, each with its chain (opened by the caller): every
+    /// decided block this node holds and the chain does not is executed first, then
+    /// each new one as it is decided.
+    pub fn set_executors(&self, chains: Vec<(u64, Arc<Chain>)>) -> Result<(), SequencerError> {
+        for (ns, _) in &chains {
+            if !self.config.rollups.iter().any(|r| r.chain_id == *ns) {
+                return Err(SequencerError::Invalid(format!("rollup {ns} is not one of this set's rollups")));
+            }
+        }
+        *self.executors.write() = Arc::new(chains.into_iter().collect());
+        self.execute_through(self.decided_height());
+        Ok(())
+    }
+
+    /// The rollups this node executes.
+    pub fn executed(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.executors.read().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Executes every decided block through `height` on each executed rollup's chain. A
+    /// rollup whose execution fails is no longer executed (logged).
+    fn execute_through(&self, height: u64) {
+        let executors = self.executors.read().clone();
+        for (ns, chain) in executors.iter() {
+            let mut next = chain.tip().number + 1;
+            while next <= height {
+                let result = self.store.get(next).map_err(SequencerError::from).and_then(|d| {
+                    let Some(d) = d else { return Ok(false) };
+                    let txs: Vec<Bytes> = d
+                        .txs
+                        .iter()
+                        .zip(d.block.namespaces.iter().flatten())
+                        .filter(|(_, n)| **n == *ns)
+                        .map(|(raw, _)| raw.clone())
+                        .collect();
+                    crate::follow::apply_decided(chain, next, d.block.timestamp, &txs).map(|_| true)
+                });
+                match result {
+                    Ok(true) => next += 1,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::error!(
+                            rollup = ns,
+                            height = next,
+                            "executing a decided block failed: {e}; this node stops executing the rollup"
+                        );
+                        let mut map = (**self.executors.read()).clone();
+                        map.remove(ns);
+                        *self.executors.write() = Arc::new(map);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next protected bundle that executes in block `height` after `block` (its
+    /// transactions so far with their namespaces), with its parts' receipts; bundles
+    /// past their deadline or failing are dropped on the way. `None` when none is ready
+    /// or fits in `usage` now.
+    fn next_protected(
+        &self,
+        height: u64,
+        timestamp: u64,
+        block: &[(Bytes, u64)],
+        usage: &BlockUsage,
+    ) -> Option<(Arc<Protected>, Vec<StoredReceipt>)> {
+        let executors = self.executors.read().clone();
+        let limits = self.config.lanes;
+        loop {
+            let bundle = self.protected.lock().front().cloned()?;
+            let take = |p: &Arc<Protected>| self.protected.lock().retain(|q| q.hash != p.hash);
+            if bundle.deadline_ms <= now_ms() {
+                take(&bundle);
+                self.drop_protected(&bundle, "not included before its deadline".into());
+                continue;
+            }
+            let mut needs = BlockUsage::default();
+            for raw in &bundle.raws {
+                if let Ok(c) = self.check_tx(raw) {
+                    needs.add(&lane_tx(&c, raw, 0));
+                }
+            }
+            if usage.bytes + needs.bytes > limits.block_bytes
+                || usage.gas.saturating_add(needs.gas) > limits.block_gas
+                || usage.txs + needs.txs > limits.max_block_txs
+            {
+                return None;
+            }
+            match execute_bundle(&executors, height, timestamp, block, &bundle) {
+                Ok(receipts) => {
+                    take(&bundle);
+                    return Some((bundle, receipts));
+                }
+                Err(Verdict::NotReady(why)) => {
+                    tracing::debug!(bundle = %bundle.hash, "protected bundle not executed now: {why}");
+                    return None;
+                }
+                Err(Verdict::Refused(why)) => {
+                    take(&bundle);
+                    self.drop_protected(&bundle, why);
+                }
+            }
+        }
+    }
+
+    /// Drops the protected bundles past their deadline.
+    fn expire_protected(&self) {
+        let now = now_ms();
+        let expired: Vec<Arc<Protected>> = {
+            let mut queue = self.protected.lock();
+            let gone: Vec<Arc<Protected>> = queue.iter().filter(|p| p.deadline_ms <= now).cloned().collect();
+            queue.retain(|p| p.deadline_ms > now);
+            gone
+        };
+        for p in expired {
+            self.drop_protected(&p, "not included before its deadline".into());
+        }
+    }
+
     /// A bundle of the admission log, queued again unless a transaction of it is
     /// decided or in the block being resumed.
     fn readmit_bundle(&self, raws: &[Bytes], skip: &std::collections::HashSet<B256>) -> Result<bool, SequencerError> {
@@ -509,6 +781,27 @@ impl Lazy {
     }
 
     fn return_to_lanes(&self, txs: &[Bytes], keep: &std::collections::HashSet<B256>) {
+        // A protected bundle of a lost proposal goes back to its queue (executed again
+        // when this node next proposes), never to the lanes.
+        let mut rest = Vec::with_capacity(txs.len());
+        for raw in txs {
+            let hash = keccak256(raw);
+            let bundle = self.protected_taken.lock().remove(&hash);
+            let Some(bundle) = bundle else {
+                rest.push(raw.clone());
+                continue;
+            };
+            {
+                let mut taken = self.protected_taken.lock();
+                for h in bundle.tx_hashes() {
+                    taken.remove(&h);
+                }
+            }
+            if bundle.tx_hashes().all(|h| !keep.contains(&h)) {
+                let _ = self.requeue_protected(bundle.hash, &bundle.raws, bundle.deadline_ms, keep);
+            }
+        }
+        let txs = rest.as_slice();
         // Lock order: lanes, then bundles (as everywhere).
         let mut lanes = self.lanes.lock();
         let mut own = self.own_bundles.lock();
@@ -639,6 +932,53 @@ impl Lazy {
         let interval = self.config.fragment_interval;
         while may_sign && Instant::now() < end {
             let borrow = started.elapsed() >= slot / 2;
+            // Revert-protected bundles first, each a fragment of its own.
+            while !self.protected.lock().is_empty() {
+                let so_far: Vec<(Bytes, u64)> =
+                    records.iter().flat_map(|r| r.txs.iter().cloned()).zip(namespaces.iter().copied()).collect();
+                let Some((bundle, receipts)) = self.next_protected(height, timestamp, &so_far, &usage) else { break };
+                let first_tx = so_far.len() as u64;
+                let hash_receipts = cairn_primitives::fragment::receipts_hash(&receipts);
+                let signed = self.sign_fragment(
+                    signer,
+                    (height, round, timestamp),
+                    &mut records,
+                    &mut namespaces,
+                    (bundle.raws.clone(), bundle.namespaces.clone()),
+                    hash_receipts,
+                    &publish,
+                )?;
+                let Some(fragment) = signed else {
+                    self.protected.lock().push_front(bundle);
+                    break;
+                };
+                for raw in &bundle.raws {
+                    if let Ok(c) = self.check_tx(raw) {
+                        usage.add(&lane_tx(&c, raw, 0));
+                    }
+                }
+                {
+                    let mut taken = self.protected_taken.lock();
+                    for h in bundle.tx_hashes() {
+                        taken.insert(h, bundle.clone());
+                    }
+                }
+                let parts = bundle
+                    .raws
+                    .iter()
+                    .zip(&bundle.namespaces)
+                    .zip(receipts)
+                    .enumerate()
+                    .map(|(i, ((raw, ns), receipt))| ExecutedPart {
+                        hash: keccak256(raw),
+                        namespace: *ns,
+                        position: first_tx + i as u64,
+                        receipt,
+                    })
+                    .collect();
+                tracing::info!(height, bundle = %bundle.hash, "protected bundle executed and preconfirmed");
+                self.set_outcome(bundle.hash, BundleOutcome::Executed { height, fragment, parts });
+            }
             let taken: Vec<Arc<LaneTx>> = {
                 let mut lanes = self.lanes.lock();
                 let bundles = lanes.take_bundles(&mut usage);
@@ -654,28 +994,21 @@ impl Lazy {
                 taken
             };
             if !taken.is_empty() {
-                let first_tx = records.iter().map(|r| r.txs.len()).sum::<usize>() as u32;
-                let mut record = self.lazy_record(
-                    height,
-                    timestamp,
-                    records.len() as u32,
-                    first_tx,
-                    taken.iter().map(|t| t.raw.clone()).collect(),
-                );
-                let hash = record.signed(chain_id).fragment.hash();
-                let signature = signer.sign_hash_sync(&hash).map_err(|e| e.to_string())?;
-                record.signature = Bytes::from(signature.as_bytes().to_vec());
-                let ns: Vec<u64> = taken.iter().map(|t| t.namespace).collect();
-                if let Err(e) = self.fragment_log.lock().append(&record) {
+                let txs = taken.iter().map(|t| t.raw.clone()).collect();
+                let ns = taken.iter().map(|t| t.namespace).collect();
+                let signed = self.sign_fragment(
+                    signer,
+                    (height, round, timestamp),
+                    &mut records,
+                    &mut namespaces,
+                    (txs, ns),
+                    B256::ZERO,
+                    &publish,
+                )?;
+                if signed.is_none() {
                     // Not durable: not promised. Back to the lanes; the block goes on.
-                    tracing::error!(height, "fragment log write failed: {e}");
-                    self.return_to_lanes(&record.txs, &std::collections::HashSet::new());
-                } else {
-                    *self.signed.lock() = Some((height, hash));
-                    publish(record.clone());
-                    self.publish_open(height, round, &record, ns.clone());
-                    namespaces.extend(ns);
-                    records.push(record);
+                    let txs: Vec<Bytes> = taken.iter().map(|t| t.raw.clone()).collect();
+                    self.return_to_lanes(&txs, &std::collections::HashSet::new());
                 }
             }
             std::thread::sleep(interval.min(end.saturating_duration_since(Instant::now())));
@@ -703,6 +1036,41 @@ impl Lazy {
         let hash = self.keep(block.clone(), txs);
         *self.own.lock() = Some((height, hash));
         Ok(block)
+    }
+
+    /// Signs `txs` (with their namespaces) as the next fragment of the open block
+    /// (`height`, `round`, `timestamp`) after `records`, `receipts` its receipts
+    /// commitment (zero: none), logs it, hands it to `publish` and to subscribers, and
+    /// appends it to `records` and `namespaces`. `None` when the fragment log could not
+    /// make it durable (nothing is promised then).
+    #[allow(clippy::too_many_arguments)]
+    fn sign_fragment(
+        &self,
+        signer: &PrivateKeySigner,
+        (height, round, timestamp): (u64, u32, u64),
+        records: &mut Vec<FragmentRecord>,
+        namespaces: &mut Vec<u64>,
+        (txs, ns): (Vec<Bytes>, Vec<u64>),
+        receipts: B256,
+        publish: &(dyn Fn(FragmentRecord) + Send + Sync),
+    ) -> Result<Option<Arc<SignedFragment>>, String> {
+        let first_tx = records.iter().map(|r| r.txs.len()).sum::<usize>() as u32;
+        let mut record = self.lazy_record(height, timestamp, records.len() as u32, first_tx, txs);
+        record.receipts_hash = receipts;
+        let hash = record.signed(self.config.chain_id).fragment.hash();
+        let signature = signer.sign_hash_sync(&hash).map_err(|e| e.to_string())?;
+        record.signature = Bytes::from(signature.as_bytes().to_vec());
+        if let Err(e) = self.fragment_log.lock().append(&record) {
+            tracing::error!(height, "fragment log write failed: {e}");
+            return Ok(None);
+        }
+        *self.signed.lock() = Some((height, hash));
+        publish(record.clone());
+        self.publish_open(height, round, &record, ns.clone());
+        namespaces.extend(ns);
+        let signed = Arc::new(record.signed(self.config.chain_id));
+        records.push(record);
+        Ok(Some(signed))
     }
 
     /// The fragment records of a kept block (its fragments as this node holds them).
@@ -792,6 +1160,7 @@ impl Lazy {
                 lanes.remove(&hash);
                 lanes.drop_bundle_of(&hash);
                 own.remove(&hash);
+                self.protected_taken.lock().remove(&hash);
                 if let Ok(c) = self.check_tx(raw) {
                     lanes.on_included(*ns, c.sender, c.nonce);
                 }
@@ -819,6 +1188,8 @@ impl Lazy {
             certificate: certificate.encode().into(),
             txs: candidate.txs,
         })));
+        self.execute_through(height);
+        self.expire_protected();
         Ok(())
     }
 
@@ -828,7 +1199,9 @@ impl Lazy {
         if log.len_bytes() < ADMISSION_COMPACT_BYTES {
             return;
         }
-        let records: Vec<Vec<u8>> = self.lanes.lock().all().map(|t| admission_record(t.received_ms, &t.raw)).collect();
+        let mut records: Vec<Vec<u8>> =
+            self.lanes.lock().all().map(|t| admission_record(t.received_ms, &t.raw)).collect();
+        records.extend(self.protected.lock().iter().map(|p| p.record()));
         if let Err(e) = log.rewrite(records.iter().map(|r| r.as_slice())) {
             tracing::error!("compacting the admission log: {e}");
         }

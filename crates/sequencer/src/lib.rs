@@ -23,6 +23,7 @@ mod ingress;
 mod lazy;
 mod pipeline;
 mod poster;
+mod protect;
 mod recovery;
 mod replica;
 mod sealer;
@@ -39,7 +40,7 @@ pub use chain::{
 pub use da::{DaHandle, DaStatus};
 pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};
 pub use evidence::{evidence_id, Evidence, EvidenceRecord, Proven};
-pub use follow::{apply_decided, Applied};
+pub use follow::{apply_decided, simulate_parts, Applied};
 pub use fragments::{now_ms, FragmentPart, OpenBlock, Preconf};
 pub use genesis::requests_hash;
 pub use ingress::{Forward, Ingress, IngressError, RELAY_QUEUE};
@@ -50,6 +51,7 @@ pub use lazy::{
 pub use pipeline::BlockInProgress;
 pub use pipeline::{ExecutedBlock, PendingView, Tip, MAX_UNSEALED};
 pub use poster::{DaPoster, PostSource, PosterConfig};
+pub use protect::{BundleOutcome, ExecutedPart, Protected, MAX_OUTCOMES, MAX_PROTECTED};
 pub use replica::{Replica, MAX_CANDIDATES, MAX_CLOCK_DRIFT_SECS};
 pub use sealer::seal_next;
 pub use status::{StatusChange, Step, Tier, TxStatus, MAX_TRACKED};
