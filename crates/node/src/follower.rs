@@ -153,8 +153,10 @@ fn progress_file(datadir: &std::path::Path) -> std::path::PathBuf {
 /// Reads the set's DA batches in order and marks the rollup's blocks they hold `firm`
 /// once this follower executed them and they are the same: each block's transactions
 /// executed here must be, in order, among the batch's transactions of the namespace (the
-/// rest were rejected). A difference is a retraction: logged as an error with both
-/// sides, and nothing after it becomes firm.
+/// rest were rejected). A difference is a retraction ([`Chain::retract`]): the
+/// transactions of the block and every later sealed one become `retracted`, status
+/// subscribers hear it, `cairn_getRetractions` lists it, and nothing from it on becomes
+/// firm.
 pub fn start_firm(chain: Arc<Chain>, f: Follow, datadir: std::path::PathBuf) {
     chain.track_firm();
     tokio::spawn(async move {
@@ -177,21 +179,24 @@ pub fn start_firm(chain: Arc<Chain>, f: Follow, datadir: std::path::PathBuf) {
                     continue;
                 }
             };
-            while chain.tip().number < batch.last {
+            // Compared once sealed (the snapshot holds the sealed blocks).
+            while chain.latest().0.number < batch.last {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let reader = chain.snapshot();
             for b in &batch.blocks {
-                let executed = reader.block_tx_hashes(b.height).unwrap_or_default();
+                let executed = match reader.block_tx_hashes(b.height) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!(height = b.height, "reading an executed block: {e}; firm status stops");
+                        return;
+                    }
+                };
                 let ordered: Vec<B256> = b.txs.iter().map(keccak256).collect();
-                let mut it = ordered.iter();
-                if !executed.iter().all(|h| it.any(|o| o == h)) {
-                    tracing::error!(
-                        height = b.height,
-                        ?executed,
-                        ?ordered,
-                        "RETRACTION: the block executed here differs from the one on the DA layer; nothing after it becomes firm"
-                    );
+                if let Err(reason) = executed_matches(&executed, &ordered) {
+                    if let Err(e) = chain.retract(b.height, batch.reference.clone(), reason) {
+                        tracing::error!(height = b.height, "recording a retraction: {e}");
+                    }
                     return;
                 }
             }
@@ -202,6 +207,20 @@ pub fn start_firm(chain: Arc<Chain>, f: Follow, datadir: std::path::PathBuf) {
             let _ = std::fs::write(&progress, n.to_string());
         }
     });
+}
+
+/// Whether the transactions `executed` in a block are, in order, among those the DA
+/// layer's batch `ordered` in it (the others were rejected at execution); else what
+/// differs.
+pub fn executed_matches(executed: &[B256], ordered: &[B256]) -> Result<(), String> {
+    let mut it = ordered.iter();
+    match executed.iter().find(|h| !it.any(|o| o == *h)) {
+        None => Ok(()),
+        Some(h) => Err(format!(
+            "transaction {h} was executed here but is not, in that order, among the block's {} transactions on the DA layer",
+            ordered.len()
+        )),
+    }
 }
 
 /// Follows the set from its DA layer alone (no decided stream): batch after batch, from
@@ -344,5 +363,20 @@ pub async fn forward(mut queue: tokio::sync::mpsc::Receiver<Forward>, urls: Vec<
             }
         }
         let _ = answer.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executed_transactions_must_be_an_ordered_subset_of_the_batch() {
+        let h = |b: u8| B256::repeat_byte(b);
+        assert!(executed_matches(&[h(1), h(3)], &[h(1), h(2), h(3)]).is_ok(), "the second was rejected");
+        assert!(executed_matches(&[], &[h(1)]).is_ok());
+        assert!(executed_matches(&[h(3), h(1)], &[h(1), h(2), h(3)]).is_err(), "out of order");
+        let e = executed_matches(&[h(1), h(4)], &[h(1), h(2)]).expect_err("not in the batch");
+        assert!(e.contains(&h(4).to_string()), "{e}");
     }
 }

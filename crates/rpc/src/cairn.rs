@@ -234,6 +234,24 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
     m.register_method("cairn_daStatus", |_, api, _| {
         Ok::<_, RpcError>(api.chain.da().map(|da| da.status.lock().clone()))
     })?;
+    m.register_method("cairn_getRetractions", |_, api, _| {
+        let list: Vec<Value> = api
+            .chain
+            .retractions()
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "block": format!("{:#x}", r.block),
+                    "through": format!("{:#x}", r.through),
+                    "da": r.da,
+                    "reason": r.reason,
+                    "transactions": r.txs.iter().map(|(h, _, _)| h).collect::<Vec<_>>(),
+                    "at": r.at_ms,
+                })
+            })
+            .collect();
+        Ok::<_, RpcError>(list)
+    })?;
     m.register_blocking_method("cairn_getDaBatch", |p, api, _| {
         let height: alloy_primitives::U64 = crate::params::Args::new(&p).next("DA height")?;
         da_batch_json(api.chain.da().as_ref(), height.to())

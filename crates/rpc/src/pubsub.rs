@@ -154,6 +154,12 @@ fn forward(sink: &mut SubscriptionSink, kind: &Kind, event: &ChainEvent) -> bool
                 try_send(sink, &status_change_json(h, Tier::Firm, firm.at_ms, Some((*block, *position)), None))
             })
         }
+        (Kind::Status(_), ChainEvent::Retracted(r)) => {
+            r.txs.iter().filter(|(h, _, _)| wants(h)).all(|(h, block, position)| {
+                let place = Some((*block, *position));
+                try_send(sink, &status_change_json(h, Tier::Retracted, r.at_ms, place, Some(&r.reason)))
+            })
+        }
         (Kind::Status(_), ChainEvent::Dropped { hash, reason, at_ms }) if wants(hash) => {
             try_send(sink, &status_change_json(hash, Tier::Dropped, *at_ms, None, Some(reason)))
         }

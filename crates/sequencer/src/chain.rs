@@ -58,7 +58,30 @@ pub enum ChainEvent {
     Dropped { hash: B256, reason: Arc<str>, at_ms: u64 },
     /// Blocks became firm: on the DA layer, read back and checked.
     Firm(Arc<FirmBlocks>),
+    /// What this node executed differs from the DA layer from a block on: its
+    /// transactions (and every later block's) are retracted.
+    Retracted(Arc<Retraction>),
 }
+
+/// A difference between the soft chain (executed here) and the DA layer.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retraction {
+    /// The first block that differs; nothing from it on becomes firm.
+    pub block: u64,
+    /// The newest block executed here when the difference was found.
+    pub through: u64,
+    /// The batch that differs.
+    pub da: cairn_da::DaRef,
+    pub reason: String,
+    /// `(hash, block, position)` of the retracted transactions.
+    #[serde(skip)]
+    pub txs: Vec<(B256, u64, u64)>,
+    pub at_ms: u64,
+}
+
+/// Most retractions remembered.
+pub const MAX_RETRACTIONS: usize = 64;
 
 /// Blocks `first..=last`, firm in the batch `da`.
 #[derive(Debug, Clone)]
@@ -149,6 +172,9 @@ pub struct Chain {
     /// The last firm block, and the batches of the newest firm blocks (bounded by
     /// [`MAX_FIRM_BATCHES`]): `(first, last, batch)`.
     firm: Mutex<FirmIndex>,
+    /// Differences found between what was executed here and the DA layer (the newest
+    /// [`MAX_RETRACTIONS`]).
+    retractions: Mutex<std::collections::VecDeque<Arc<Retraction>>>,
 }
 
 /// The last firm block, and `(first, last, batch)` of the newest firm batches.
@@ -251,6 +277,7 @@ impl Chain {
             da: Mutex::new(None),
             tracks_firm: std::sync::atomic::AtomicBool::new(false),
             firm: Mutex::new((0, std::collections::VecDeque::new())),
+            retractions: Mutex::new(std::collections::VecDeque::new()),
         });
         // Re-admitted transactions keep the time they were first accepted.
         {
@@ -496,6 +523,51 @@ impl Chain {
         }
         self.publish(ChainEvent::Firm(Arc::new(FirmBlocks { first, last, txs, da, at_ms })));
         Ok(())
+    }
+
+    /// Records that blocks `block..=` executed here differ from the DA layer's batch
+    /// `da`: every transaction of those blocks is `retracted` with `reason`, subscribers
+    /// hear of it ([`ChainEvent::Retracted`]), and [`Self::retractions`] lists it. Blocks
+    /// already firm are not touched (they matched their batch).
+    pub fn retract(&self, block: u64, da: cairn_da::DaRef, reason: String) -> Result<Arc<Retraction>, SequencerError> {
+        let reader = self.snapshot();
+        // The sealed blocks: a caller compares sealed blocks with the DA layer.
+        let through = reader.head()?;
+        let from = block.max(self.firm_through() + 1);
+        let mut txs = Vec::new();
+        for number in from..=through {
+            for (i, h) in reader.block_tx_hashes(number)?.into_iter().enumerate() {
+                txs.push((h, number, i as u64));
+            }
+        }
+        let at_ms = now_ms();
+        {
+            let mut status = self.status.lock();
+            for (h, _, _) in &txs {
+                status.retracted(*h, &reason, at_ms);
+            }
+        }
+        let retraction = Arc::new(Retraction { block, through, da, reason, txs, at_ms });
+        {
+            let mut r = self.retractions.lock();
+            if r.len() >= MAX_RETRACTIONS {
+                r.pop_front();
+            }
+            r.push_back(retraction.clone());
+        }
+        tracing::error!(
+            block,
+            through,
+            reason = %retraction.reason,
+            "RETRACTION: the blocks executed here differ from the DA layer; nothing from this block on becomes firm"
+        );
+        self.publish(ChainEvent::Retracted(retraction.clone()));
+        Ok(retraction)
+    }
+
+    /// The retractions this node found, oldest first.
+    pub fn retractions(&self) -> Vec<Arc<Retraction>> {
+        self.retractions.lock().iter().cloned().collect()
     }
 
     /// Waits until `hash` is in a published fragment; returns the fragment and the

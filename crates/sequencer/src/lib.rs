@@ -34,8 +34,8 @@ pub use builder::{
     DEFAULT_FRAGMENT_INTERVAL, SEALER_NICE,
 };
 pub use chain::{
-    Chain, ChainEvent, EvidenceHook, FirmBlocks, FragmentHook, NewBlock, SequencedBlock, SequencerError, UnsealedTx,
-    EVENT_BUFFER, MAX_FIRM_BATCHES, MAX_PRECONF_WAITERS,
+    Chain, ChainEvent, EvidenceHook, FirmBlocks, FragmentHook, NewBlock, Retraction, SequencedBlock, SequencerError,
+    UnsealedTx, EVENT_BUFFER, MAX_FIRM_BATCHES, MAX_PRECONF_WAITERS, MAX_RETRACTIONS,
 };
 pub use da::{DaHandle, DaStatus};
 pub use devstate::{DevEdit, MAX_IMPERSONATED, MAX_PENDING_EDITS};

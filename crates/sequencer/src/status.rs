@@ -36,6 +36,9 @@ pub enum Tier {
     /// A rollup follower (shared set): ordered by the set in a decided block, then found
     /// invalid when executed (nonce, funds, gas) and skipped, on every follower alike.
     Rejected,
+    /// Its block, as executed here (soft), differs from the data-availability layer
+    /// (firm): what was answered for it may not hold.
+    Retracted,
 }
 
 /// One step of a transaction's history.
@@ -137,6 +140,12 @@ impl StatusTracker {
             return;
         }
         let s = self.advance(hash, Tier::Dropped, at);
+        s.reason = Some(reason.to_string());
+    }
+
+    /// `hash`'s block differs from the DA layer.
+    pub(crate) fn retracted(&mut self, hash: B256, reason: &str, at: u64) {
+        let s = self.advance(hash, Tier::Retracted, at);
         s.reason = Some(reason.to_string());
     }
 
