@@ -15,4 +15,10 @@ if ! cmp -s tools/requirements.txt tools/python/.installed-requirements 2>/dev/n
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target tools/python -r tools/requirements.txt
   cp tools/requirements.txt tools/python/.installed-requirements
 fi
+# The `celestia` DA backend is behind a cargo feature (it cannot run here): compiled,
+# linted and its unit tests run, with the node's wiring checked.
+if [ $# -eq 0 ]; then
+  cargo test -p cairn-da --features celestia --locked --lib
+  cargo clippy -p cairn-da -p cairn-node --features celestia --locked -- -D warnings
+fi
 cargo test --workspace --locked "$@"

@@ -10,11 +10,15 @@
 //! Nothing here depends on the sequencer or on consensus: a batch carries certificates
 //! as opaque bytes, and backends move bytes.
 
+#[cfg(feature = "celestia")]
+pub mod celestia;
 pub mod codec;
 pub mod ethereum;
 mod local;
 pub mod merkle;
 
+#[cfg(feature = "celestia")]
+pub use celestia::{CelestiaConfig, CelestiaDa};
 pub use codec::{verify_inclusion, Batch, BatchBlock, BatchHeader, NamespaceCommitment, NamespaceTxs};
 pub use ethereum::{EthereumConfig, EthereumDa, PostMode};
 pub use local::LocalDa;

@@ -120,6 +120,28 @@ pub struct DevArgs {
     #[arg(long = "da.mode", value_name = "MODE")]
     #[serde(rename = "da.mode")]
     pub da_mode: Option<DaModeArg>,
+    /// With `--da celestia`: a Celestia node's JSON-RPC URL (`ws://…:26658`).
+    #[arg(long = "da.celestia-rpc", value_name = "URL")]
+    #[serde(rename = "da.celestia-rpc")]
+    pub da_celestia_rpc: Option<String>,
+    /// With `--da celestia`: a consensus node's gRPC URL (`http://…:9090`), to pay for
+    /// blobs.
+    #[arg(long = "da.celestia-grpc", value_name = "URL")]
+    #[serde(rename = "da.celestia-grpc")]
+    pub da_celestia_grpc: Option<String>,
+    /// With `--da celestia`: the paying account's private key (hex), or a file holding it.
+    #[arg(long = "da.celestia-key", value_name = "KEY|FILE")]
+    #[serde(rename = "da.celestia-key")]
+    pub da_celestia_key: Option<String>,
+    /// With `--da celestia`: the Celestia node's auth token, if it needs one.
+    #[arg(long = "da.celestia-token", value_name = "TOKEN")]
+    #[serde(rename = "da.celestia-token")]
+    pub da_celestia_token: Option<String>,
+    /// With `--da celestia`: the namespace's 10 bytes, hex [default: "cairn" then the
+    /// chain id's low 5 bytes].
+    #[arg(long = "da.celestia-namespace", value_name = "HEX")]
+    #[serde(rename = "da.celestia-namespace")]
+    pub da_celestia_namespace: Option<String>,
     /// Benchmarks only: skip state commitment (headers carry a zero state root). Used by
     /// `cairn bench rpc --commit-compare` to measure what commitment costs.
     #[arg(long, hide = true)]
@@ -137,6 +159,21 @@ pub enum DaKind {
     None,
     /// An Ethereum L1 (`--da.l1-rpc`, `--da.l1-key`): blob transactions.
     Ethereum,
+    /// Celestia (`--da.celestia-rpc`, `--da.celestia-grpc`, `--da.celestia-key`): one blob
+    /// per batch. Needs a `cairn` built with `--features celestia`.
+    Celestia,
+}
+
+/// `--da celestia`'s settings, checked (read only when built with `--features
+/// celestia`).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "celestia"), allow(dead_code))]
+pub struct CelestiaDaConfig {
+    pub rpc: String,
+    pub grpc: String,
+    pub key_hex: String,
+    pub token: Option<String>,
+    pub namespace: Vec<u8>,
 }
 
 /// How batches go to an Ethereum L1.
@@ -200,6 +237,8 @@ pub struct DevConfig {
     pub da: DaKind,
     /// With `--da ethereum`.
     pub ethereum: Option<EthereumDaConfig>,
+    /// With `--da celestia`.
+    pub celestia: Option<CelestiaDaConfig>,
 }
 
 impl DevArgs {
@@ -234,6 +273,11 @@ impl DevArgs {
             da_l1_key: self.da_l1_key.or(other.da_l1_key),
             da_inbox: self.da_inbox.or(other.da_inbox),
             da_mode: self.da_mode.or(other.da_mode),
+            da_celestia_rpc: self.da_celestia_rpc.or(other.da_celestia_rpc),
+            da_celestia_grpc: self.da_celestia_grpc.or(other.da_celestia_grpc),
+            da_celestia_key: self.da_celestia_key.or(other.da_celestia_key),
+            da_celestia_token: self.da_celestia_token.or(other.da_celestia_token),
+            da_celestia_namespace: self.da_celestia_namespace.or(other.da_celestia_namespace),
             no_state_root: self.no_state_root,
         }
     }
@@ -316,6 +360,32 @@ impl DevArgs {
             }
             _ => None,
         };
+        let celestia = match args.da {
+            Some(DaKind::Celestia) => {
+                if !cfg!(feature = "celestia") {
+                    bail!("--da celestia: this cairn was built without Celestia support (build it with `cargo build --release --features celestia`)");
+                }
+                let need =
+                    |v: &Option<String>, flag: &str| v.clone().with_context(|| format!("--da celestia needs {flag}"));
+                let rpc = need(&args.da_celestia_rpc, "--da.celestia-rpc (a Celestia node's JSON-RPC URL)")?;
+                let grpc = need(&args.da_celestia_grpc, "--da.celestia-grpc (a consensus node's gRPC URL)")?;
+                let key = need(&args.da_celestia_key, "--da.celestia-key (a key or a file holding it)")?;
+                let key_hex = std::fs::read_to_string(&key).unwrap_or(key).trim().to_string();
+                let namespace = match &args.da_celestia_namespace {
+                    Some(h) => {
+                        let bytes = alloy_primitives::hex::decode(h)
+                            .map_err(|e| anyhow::anyhow!("--da.celestia-namespace is not hex: {e}"))?;
+                        if bytes.is_empty() || bytes.len() > 10 {
+                            bail!("--da.celestia-namespace holds 1 to 10 bytes, not {}", bytes.len());
+                        }
+                        bytes
+                    }
+                    None => [&b"cairn"[..], &chain.chain_id.to_be_bytes()[3..]].concat(),
+                };
+                Some(CelestiaDaConfig { rpc, grpc, key_hex, token: args.da_celestia_token.clone(), namespace })
+            }
+            _ => None,
+        };
         Ok(DevConfig {
             fragment_interval,
             sequencer_key,
@@ -335,6 +405,7 @@ impl DevArgs {
             no_state_root: args.no_state_root,
             da: args.da.unwrap_or(DaKind::Local),
             ethereum,
+            celestia,
         })
     }
 }
@@ -342,6 +413,34 @@ impl DevArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn celestia_flags_are_checked() {
+        let args = |ns: Option<&str>| DevArgs {
+            chain_id: Some(0x0102_0304_0506),
+            da: Some(DaKind::Celestia),
+            da_celestia_rpc: Some("ws://127.0.0.1:26658".into()),
+            da_celestia_grpc: Some("http://127.0.0.1:9090".into()),
+            da_celestia_key: Some("0x01".into()),
+            da_celestia_namespace: ns.map(String::from),
+            ..Default::default()
+        };
+        if cfg!(feature = "celestia") {
+            let cfg = args(None).resolve().expect("resolve");
+            let c = cfg.celestia.expect("celestia settings");
+            assert_eq!(c.namespace, [&b"cairn"[..], &[0x02, 0x03, 0x04, 0x05, 0x06]].concat());
+            assert_eq!(c.key_hex, "0x01");
+            let c = args(Some("00ff")).resolve().expect("resolve").celestia.expect("settings");
+            assert_eq!(c.namespace, vec![0, 0xff]);
+            let e = args(Some("00112233445566778899aa")).resolve().expect_err("11 bytes");
+            assert!(e.to_string().contains("1 to 10 bytes"), "{e}");
+            let missing = DevArgs { da_celestia_grpc: None, ..args(None) }.resolve().expect_err("no gRPC");
+            assert!(missing.to_string().contains("--da.celestia-grpc"), "{missing}");
+        } else {
+            let e = args(None).resolve().expect_err("not built in");
+            assert!(e.to_string().contains("--features celestia"), "{e}");
+        }
+    }
 
     #[test]
     fn flags_override_file_which_overrides_defaults() {

@@ -62,6 +62,36 @@ pub(crate) fn open_parts(cfg: &DevConfig) -> anyhow::Result<ChainParts> {
     Ok((store, executor, committer))
 }
 
+/// The poster to Celestia (`--da celestia`, built with `--features celestia`).
+#[cfg(feature = "celestia")]
+async fn start_celestia(
+    cfg: &DevConfig,
+    chain: Arc<cairn_sequencer::Chain>,
+) -> anyhow::Result<cairn_sequencer::DaPoster> {
+    let c = cfg.celestia.clone().context("--da celestia settings")?;
+    let config = cairn_da::CelestiaConfig {
+        rpc: c.rpc.clone(),
+        auth_token: c.token,
+        grpc: c.grpc,
+        key_hex: c.key_hex,
+        namespace: c.namespace,
+        dir: cfg.datadir.join("da-celestia"),
+    };
+    let backend = tokio::task::spawn_blocking(move || cairn_da::CelestiaDa::open(config))
+        .await?
+        .with_context(|| format!("connecting to Celestia at {}", c.rpc))?;
+    let poster =
+        cairn_sequencer::PosterConfig { max_bytes: cairn_da::celestia::MAX_CELESTIA_BATCH, ..Default::default() };
+    Ok(tokio::task::spawn_blocking(move || cairn_sequencer::DaPoster::start(chain, Arc::new(backend), poster))
+        .await??)
+}
+
+/// Without the `celestia` feature, `--da celestia` is refused when the flags are read.
+#[cfg(not(feature = "celestia"))]
+async fn start_celestia(_: &DevConfig, _: Arc<cairn_sequencer::Chain>) -> anyhow::Result<cairn_sequencer::DaPoster> {
+    anyhow::bail!("this cairn was built without Celestia support (`--features celestia`)")
+}
+
 /// Runs a sequencer on `cfg` from genesis `alloc` until a signal: store, chain, builder
 /// and RPC (with the development controls when `dev` is given). Prints `title`, the
 /// accounts `listed`, and the address it listens on. With `bft`, the node is a
@@ -168,6 +198,7 @@ pub(crate) async fn serve(
                     .await??,
             )
         }
+        crate::config::DaKind::Celestia => Some(start_celestia(&cfg, chain.clone()).await?),
         crate::config::DaKind::None => None,
     };
     let (head, _) = chain.latest();
@@ -185,6 +216,10 @@ pub(crate) async fn serve(
             println!("  DA           local, batches in {}", cfg.datadir.join("da").display())
         }
         crate::config::DaKind::None => println!("  DA           none (--da none)"),
+        crate::config::DaKind::Celestia => {
+            let c = cfg.celestia.as_ref().map(|c| c.rpc.clone()).unwrap_or_default();
+            println!("  DA           celestia, node {c}")
+        }
         crate::config::DaKind::Ethereum => {
             let e = cfg.ethereum.as_ref().map(|e| (e.rpc.clone(), e.inbox)).unwrap_or_default();
             println!("  DA           ethereum, L1 {} (inbox {})", e.0, e.1)
