@@ -167,7 +167,7 @@ pub(crate) fn start_cairn(genesis: &Path, datadir: &Path, extra: &[&str]) -> any
 
 /// npm's `.bin/anvil` is a Node.js launcher; run (and later kill) the native binary it
 /// wraps instead.
-fn native_anvil() -> PathBuf {
+pub(crate) fn native_anvil() -> PathBuf {
     let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("../../tools/node_modules/@foundry-rs/anvil-linux-{arch}/bin/anvil"))
@@ -177,13 +177,19 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start_anvil(bin: &Path, genesis: &Path, block_time: Option<&str>) -> anyhow::Result<Target> {
+pub(crate) async fn start_anvil(
+    bin: &Path,
+    genesis: Option<&Path>,
+    block_time: Option<&str>,
+) -> anyhow::Result<Target> {
     let port = free_port()?;
     let mut cmd = Command::new(bin);
-    cmd.args(["--port", &port.to_string(), "--hardfork", "prague", "--gas-limit", "1000000000", "--silent", "--init"])
-        .arg(genesis)
+    cmd.args(["--port", &port.to_string(), "--hardfork", "prague", "--gas-limit", "1000000000", "--silent"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    if let Some(genesis) = genesis {
+        cmd.arg("--init").arg(genesis);
+    }
     if let Some(bt) = block_time {
         cmd.args(["--block-time", bt]);
     }
@@ -236,14 +242,34 @@ pub(crate) async fn watch_blocks(
     stop: &Arc<AtomicBool>,
     included: &Arc<Mutex<HashMap<B256, Instant>>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let start_block = rpc_call(client, url, "eth_blockNumber", json!([])).await?;
-    let start_block = u64::from_str_radix(start_block.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)?;
+    watch_tag(client, url, "latest", stop, included).await
+}
+
+/// The number of the block `tag` names on `url`.
+async fn tagged_number(client: &reqwest::Client, url: &str, tag: &str) -> anyhow::Result<u64> {
+    let n = if tag == "latest" {
+        rpc_call(client, url, "eth_blockNumber", json!([])).await?
+    } else {
+        rpc_call(client, url, "eth_getBlockByNumber", json!([tag, false])).await?["number"].clone()
+    };
+    Ok(u64::from_str_radix(n.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)?)
+}
+
+/// As [`watch_blocks`], for the block `tag` names (`latest`, `finalized`): when it
+/// moves, the transactions of every block up to it are stamped.
+pub(crate) async fn watch_tag(
+    client: &reqwest::Client,
+    url: &str,
+    tag: &'static str,
+    stop: &Arc<AtomicBool>,
+    included: &Arc<Mutex<HashMap<B256, Instant>>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let start_block = tagged_number(client, url, tag).await?;
     let (client, url, stop, included) = (client.clone(), url.to_string(), stop.clone(), included.clone());
     Ok(tokio::spawn(async move {
         let mut seen = start_block;
         while !stop.load(Ordering::Relaxed) {
-            let Ok(head) = rpc_call(&client, &url, "eth_blockNumber", json!([])).await else { continue };
-            let head = u64::from_str_radix(head.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(seen);
+            let Ok(head) = tagged_number(&client, &url, tag).await else { continue };
             if head <= seen {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
@@ -425,7 +451,7 @@ pub(crate) async fn rpc(args: RpcBenchArgs) -> anyhow::Result<()> {
         let bin = args.anvil.clone().unwrap_or_else(native_anvil);
         for (label, bt) in [("anvil (automine)", None), ("anvil (--block-time 0.2)", Some("0.2"))] {
             let anvil =
-                start_anvil(&bin, &w.genesis, bt).await.with_context(|| format!("starting {}", bin.display()))?;
+                start_anvil(&bin, Some(&w.genesis), bt).await.with_context(|| format!("starting {}", bin.display()))?;
             let f = measure(label, &anvil.url, &w, &args).await?;
             print(&f);
             results.push(f);

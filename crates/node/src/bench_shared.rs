@@ -59,7 +59,25 @@ pub struct SharedBenchArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Post the set's batches to anvil (from npm) as an Ethereum L1 mining a block every
+    /// this many seconds (validator 0 posts, the others post nothing: `[da]` tables in
+    /// their homes), instead of the validators' local DA stores.
+    #[arg(long, value_name = "SECS")]
+    pub l1_block_time: Option<u64>,
 }
+
+/// Anvil's development accounts 1 to 9: validator `i` pays for its batches with key `i`.
+const L1_KEYS: [&str; 9] = [
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+];
 
 #[derive(Debug, serde::Serialize)]
 struct Figures {
@@ -74,6 +92,10 @@ struct Figures {
     ordered_bytes_per_sec: f64,
     soft_p50_ms: f64,
     soft_p99_ms: f64,
+    /// `local` or `anvil, N s blocks`.
+    da: String,
+    firm_p50_ms: f64,
+    firm_p99_ms: f64,
     follower_mgas_per_cpu_sec: f64,
     cpu_ms_per_ordered_tx: Vec<f64>,
 }
@@ -176,6 +198,33 @@ pub async fn run(args: SharedBenchArgs) -> anyhow::Result<()> {
         block_bytes: None,
         block_gas: None,
     })?;
+    let l1 = match args.l1_block_time {
+        None => None,
+        Some(secs) => {
+            if args.validators > L1_KEYS.len() {
+                bail!("--l1-block-time: at most {} validators (one anvil account each)", L1_KEYS.len());
+            }
+            let bt = secs.max(1).to_string();
+            let anvil = crate::bench::start_anvil(&crate::bench::native_anvil(), None, Some(&bt)).await?;
+            // One poster (validator 0, which the follower reads from): each validator
+            // posting its own copy would take a multiple of the L1's blob space.
+            for (i, (home, key)) in homes.iter().zip(L1_KEYS).enumerate() {
+                let path = home.join(crate::testnet::CONFIG_FILE);
+                let mut config = std::fs::read_to_string(&path)?;
+                if i == 0 {
+                    config.push_str(&format!(
+                        "\n[da]\nlayer = \"ethereum\"\nl1-rpc = \"{}\"\nl1-key = \"{key}\"\n",
+                        anvil.url
+                    ));
+                } else {
+                    config.push_str("\n[da]\nlayer = \"none\"\n");
+                }
+                std::fs::write(&path, config)?;
+            }
+            Some(anvil)
+        }
+    };
+    let da = args.l1_block_time.map_or_else(|| "local".to_string(), |s| format!("anvil, {s} s blocks"));
     let mut procs = Procs(Vec::new());
     let mut urls = Vec::new();
     for (i, home) in homes.iter().enumerate() {
@@ -220,6 +269,8 @@ pub async fn run(args: SharedBenchArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let soft_at: Arc<Mutex<HashMap<B256, Instant>>> = Arc::default();
     let watcher = watch_blocks(&client, &follower_url, &stop, &soft_at).await?;
+    let firm_at: Arc<Mutex<HashMap<B256, Instant>>> = Arc::default();
+    let firm_watcher = crate::bench::watch_tag(&client, &follower_url, "finalized", &stop, &firm_at).await?;
     let status = rpc_call(&client, &urls[0], "cairn_sharedStatus", json!([])).await?;
     let first_height = hex_u64(&status["decidedHeight"]) + 1;
     let cpu_before: Vec<Duration> = procs.0.iter().map(|c| cpu_time(c.id())).collect();
@@ -296,8 +347,23 @@ pub async fn run(args: SharedBenchArgs) -> anyhow::Result<()> {
     while Instant::now() < deadline && soft_at.lock().expect("lock").len() < mine {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Firm: the follower's `finalized` block (read back from the DA layer and checked).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline && firm_at.lock().expect("lock").len() < mine {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     watcher.await.context("block watcher")?;
+    firm_watcher.await.context("firm watcher")?;
+    let firm_at = firm_at.lock().expect("lock").clone();
+    let mut firm = Vec::new();
+    for (i, h) in hashes.iter().enumerate() {
+        if let (Some(sent), Some(done)) = (*sent_at[i].lock().expect("lock"), firm_at.get(h)) {
+            firm.push(done.saturating_duration_since(sent).as_secs_f64() * 1e3);
+        }
+    }
+    let firm_count = firm.len();
+    let (f50, f99, _) = percentiles(firm);
     let follower_cpu = cpu_time(follower_pid).saturating_sub(cpu_before[procs.0.len() - 1]);
     let soft_at = soft_at.lock().expect("lock").clone();
     let mut soft = Vec::new();
@@ -328,6 +394,9 @@ pub async fn run(args: SharedBenchArgs) -> anyhow::Result<()> {
         ordered_bytes_per_sec: bytes as f64 / seconds,
         soft_p50_ms: s50,
         soft_p99_ms: s99,
+        da,
+        firm_p50_ms: f50,
+        firm_p99_ms: f99,
         follower_mgas_per_cpu_sec: executed_gas / 1e6 / follower_cpu.as_secs_f64().max(1e-3),
         cpu_ms_per_ordered_tx,
     };
@@ -344,6 +413,7 @@ pub async fn run(args: SharedBenchArgs) -> anyhow::Result<()> {
         f.ordered_bytes_per_sec / 1e6
     );
     println!("send -> soft (follower of rollup {FIRST_ROLLUP} sealed)  p50 {s50:>7.1} ms  p99 {s99:>7.1} ms");
+    println!("send -> firm ({}; {firm_count} of {mine} firm)  p50 {f50:>7.1} ms  p99 {f99:>7.1} ms", f.da);
     println!("follower: {:.1} Mgas per CPU second", f.follower_mgas_per_cpu_sec);
     let cpu: Vec<String> = f.cpu_ms_per_ordered_tx.iter().map(|c| format!("{c:.3}")).collect();
     println!("CPU ms per ordered transaction, per validator: {}", cpu.join(", "));
@@ -351,6 +421,11 @@ pub async fn run(args: SharedBenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&f)?)?;
     }
     drop(procs);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(l1);
+    if std::env::var_os("CAIRN_BENCH_KEEP").is_some() {
+        println!("logs kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }

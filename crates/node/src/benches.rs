@@ -25,11 +25,15 @@ pub enum BenchCommand {
     /// executing one: ordered bytes and tx/s, send → soft latency, follower gas per CPU
     /// second.
     Shared(crate::bench_shared::SharedBenchArgs),
+    /// A rollup follower replaying a stream of decided blocks against the parallel
+    /// executor alone on the same blocks: Mgas/s of each and their ratio.
+    Follow(crate::bench_follow::FollowBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Rpc(args) => crate::bench::rpc(args).await,
+        BenchCommand::Follow(args) => tokio::task::spawn_blocking(move || crate::bench_follow::run(args)).await?,
         BenchCommand::Exec(args) => tokio::task::spawn_blocking(move || crate::bench_exec::run(args)).await?,
         BenchCommand::Commit(args) => tokio::task::spawn_blocking(move || crate::bench_commit::run(args)).await?,
         BenchCommand::Preconf(args) => crate::bench_preconf::run(args).await,

@@ -150,7 +150,7 @@ pub struct DevArgs {
 }
 
 /// Where decided blocks are made available.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DaKind {
     /// The embedded file-backed store.
@@ -177,7 +177,7 @@ pub struct CelestiaDaConfig {
 }
 
 /// How batches go to an Ethereum L1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DaModeArg {
     Blob,

@@ -62,12 +62,40 @@ pub(crate) fn open_parts(cfg: &DevConfig) -> anyhow::Result<ChainParts> {
     Ok((store, executor, committer))
 }
 
-/// The poster to Celestia (`--da celestia`, built with `--features celestia`).
-#[cfg(feature = "celestia")]
-async fn start_celestia(
+/// Starts the DA poster `cfg.da` names for `source` (a chain's sealed blocks or a shared
+/// set's decided ones): `local` in `local_dir`, `ethereum`, `celestia`, or none.
+pub(crate) async fn start_poster<S: cairn_sequencer::PostSource + 'static>(
     cfg: &DevConfig,
-    chain: Arc<cairn_sequencer::Chain>,
-) -> anyhow::Result<cairn_sequencer::DaPoster> {
+    source: Arc<S>,
+    local_dir: std::path::PathBuf,
+) -> anyhow::Result<Option<cairn_sequencer::DaPoster>> {
+    let (backend, poster): (Arc<dyn cairn_da::DaBackend>, cairn_sequencer::PosterConfig) = match cfg.da {
+        crate::config::DaKind::None => return Ok(None),
+        crate::config::DaKind::Local => {
+            let store = cairn_da::LocalDa::open(&local_dir)
+                .with_context(|| format!("opening the DA store {}", local_dir.display()))?;
+            (Arc::new(store), Default::default())
+        }
+        crate::config::DaKind::Ethereum => {
+            let e = cfg.ethereum.clone().context("--da ethereum settings")?;
+            let dir = cfg.datadir.join("da-ethereum");
+            let config = cairn_da::EthereumConfig { rpc: e.rpc.clone(), key: e.key, inbox: e.inbox, mode: e.mode, dir };
+            let backend = tokio::task::spawn_blocking(move || cairn_da::EthereumDa::open(config))
+                .await?
+                .with_context(|| format!("connecting to the L1 at {}", e.rpc))?;
+            // A batch must fit in one L1 transaction's blobs.
+            (Arc::new(backend), cairn_sequencer::PosterConfig { max_bytes: 512 * 1024, ..Default::default() })
+        }
+        crate::config::DaKind::Celestia => celestia_backend(cfg).await?,
+    };
+    Ok(Some(tokio::task::spawn_blocking(move || cairn_sequencer::DaPoster::start(source, backend, poster)).await??))
+}
+
+/// The Celestia backend (`--da celestia`, built with `--features celestia`).
+#[cfg(feature = "celestia")]
+async fn celestia_backend(
+    cfg: &DevConfig,
+) -> anyhow::Result<(Arc<dyn cairn_da::DaBackend>, cairn_sequencer::PosterConfig)> {
     let c = cfg.celestia.clone().context("--da celestia settings")?;
     let config = cairn_da::CelestiaConfig {
         rpc: c.rpc.clone(),
@@ -82,13 +110,14 @@ async fn start_celestia(
         .with_context(|| format!("connecting to Celestia at {}", c.rpc))?;
     let poster =
         cairn_sequencer::PosterConfig { max_bytes: cairn_da::celestia::MAX_CELESTIA_BATCH, ..Default::default() };
-    Ok(tokio::task::spawn_blocking(move || cairn_sequencer::DaPoster::start(chain, Arc::new(backend), poster))
-        .await??)
+    Ok((Arc::new(backend), poster))
 }
 
 /// Without the `celestia` feature, `--da celestia` is refused when the flags are read.
 #[cfg(not(feature = "celestia"))]
-async fn start_celestia(_: &DevConfig, _: Arc<cairn_sequencer::Chain>) -> anyhow::Result<cairn_sequencer::DaPoster> {
+async fn celestia_backend(
+    _: &DevConfig,
+) -> anyhow::Result<(Arc<dyn cairn_da::DaBackend>, cairn_sequencer::PosterConfig)> {
     anyhow::bail!("this cairn was built without Celestia support (`--features celestia`)")
 }
 
@@ -176,31 +205,7 @@ pub(crate) async fn serve(
         }
     };
 
-    let poster = match cfg.da {
-        crate::config::DaKind::Local => {
-            let dir = cfg.datadir.join("da");
-            let store =
-                cairn_da::LocalDa::open(&dir).with_context(|| format!("opening the DA store {}", dir.display()))?;
-            Some(cairn_sequencer::DaPoster::start(chain.clone(), Arc::new(store), Default::default())?)
-        }
-        crate::config::DaKind::Ethereum => {
-            let e = cfg.ethereum.clone().context("--da ethereum settings")?;
-            let dir = cfg.datadir.join("da-ethereum");
-            let config = cairn_da::EthereumConfig { rpc: e.rpc.clone(), key: e.key, inbox: e.inbox, mode: e.mode, dir };
-            let backend = tokio::task::spawn_blocking(move || cairn_da::EthereumDa::open(config))
-                .await?
-                .with_context(|| format!("connecting to the L1 at {}", e.rpc))?;
-            // A batch must fit in one L1 transaction's blobs.
-            let poster = cairn_sequencer::PosterConfig { max_bytes: 512 * 1024, ..Default::default() };
-            let chain = chain.clone();
-            Some(
-                tokio::task::spawn_blocking(move || cairn_sequencer::DaPoster::start(chain, Arc::new(backend), poster))
-                    .await??,
-            )
-        }
-        crate::config::DaKind::Celestia => Some(start_celestia(&cfg, chain.clone()).await?),
-        crate::config::DaKind::None => None,
-    };
+    let poster = start_poster(&cfg, chain.clone(), cfg.datadir.join("da")).await?;
     let (head, _) = chain.latest();
     println!("{title}");
     println!("  chain id     {}", chain.config.chain_id);

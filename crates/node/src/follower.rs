@@ -166,6 +166,7 @@ pub fn start_firm(chain: Arc<Chain>, f: Follow, datadir: std::path::PathBuf) {
         let mut turn = 0usize;
         loop {
             let url = f.urls[turn % f.urls.len()].clone();
+            let fetch_started = std::time::Instant::now();
             let batch = match fetch_batch(&client, &f, &url, n).await {
                 Ok(Some(b)) => b,
                 Ok(None) => {
@@ -203,6 +204,13 @@ pub fn start_firm(chain: Arc<Chain>, f: Follow, datadir: std::path::PathBuf) {
             if let Err(e) = chain.mark_firm(batch.first, batch.last, batch.reference.clone()) {
                 tracing::error!("marking blocks firm: {e}");
             }
+            tracing::debug!(
+                da_height = n,
+                first = batch.first,
+                last = batch.last,
+                ms = fetch_started.elapsed().as_millis() as u64,
+                "blocks firm"
+            );
             n += 1;
             let _ = std::fs::write(&progress, n.to_string());
         }

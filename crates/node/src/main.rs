@@ -5,6 +5,7 @@ mod bench;
 mod bench_bft;
 mod bench_commit;
 mod bench_exec;
+mod bench_follow;
 mod bench_preconf;
 mod bench_shared;
 mod benches;

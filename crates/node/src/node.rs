@@ -79,15 +79,18 @@ pub fn load(home: &std::path::Path) -> anyhow::Result<Home> {
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let home = load(&args.home)?;
     let n = home.genesis.validators.len();
-    let resolved = crate::config::DevArgs {
+    let mut dev_args = crate::config::DevArgs {
         datadir: Some(args.home.join("data")),
         chain_id: Some(home.config.chain_id),
         block_time: Some(home.config.block_time_ms),
         fragment_interval: Some(home.config.fragment_interval_ms),
         sequencer_key: home.config.validator_key.as_ref().map(|k| args.home.join(k)),
         ..Default::default()
+    };
+    if let Some(da) = &home.config.da {
+        da.apply(&mut dev_args, &args.home);
     }
-    .resolve()?;
+    let resolved = dev_args.resolve().context("the home's [da] settings")?;
     let mut cfg = resolved;
     cfg.listen = home.config.rpc;
     // A validator's chain is not a development chain: no state edits, no impersonation.
@@ -108,7 +111,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         tracing::warn!("this validator runs with a fault (--fault): it misbehaves on purpose");
     }
     if home.genesis.is_shared() {
-        return crate::shared::run(home.genesis, home.config, home.key, &data, bft, &args.execute).await;
+        return crate::shared::run(home.genesis, home.config, home.key, &cfg, bft, &args.execute).await;
     }
     if !args.execute.is_empty() {
         bail!("--execute names rollups of a shared set, and this home's set orders a single rollup (it executes it)");

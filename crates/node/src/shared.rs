@@ -27,7 +27,7 @@ pub async fn run(
     genesis: NetworkGenesis,
     node: NodeConfig,
     key: Option<alloy_signer_local::PrivateKeySigner>,
-    data: &Path,
+    cfg: &crate::config::DevConfig,
     bft: cairn_consensus::BftConfig,
     execute: &[u64],
 ) -> anyhow::Result<()> {
@@ -52,7 +52,7 @@ pub async fn run(
         tx_gas_cap: TX_GAS_CAP,
         fragment_interval: Duration::from_millis(node.fragment_interval_ms.max(1)),
     };
-    let dir = data.join("shared");
+    let dir = cfg.datadir.join("shared");
     let lazy = Arc::new(
         Lazy::open(&dir, config, key)
             .with_context(|| format!("opening the shared node's data in {}", dir.display()))?,
@@ -81,11 +81,10 @@ pub async fn run(
         cairn_rpc::start_shared(node.rpc, lazy.clone(), serde_json::to_value(&genesis)?, Default::default())
             .await
             .with_context(|| format!("binding JSON-RPC to {}", node.rpc))?;
-    // Decided blocks go to the local DA store in batches (served by `cairn_getDaBatch`).
+    // Decided blocks go to the DA layer in batches (served by `cairn_getDaBatch`): the
+    // home's `[da]`, by default the local store.
     let da_dir = dir.join("da");
-    let store =
-        cairn_da::LocalDa::open(&da_dir).with_context(|| format!("opening the DA store {}", da_dir.display()))?;
-    let poster = cairn_sequencer::DaPoster::start(lazy.clone(), Arc::new(store), Default::default())?;
+    let poster = crate::dev::start_poster(cfg, lazy.clone(), da_dir.clone()).await?;
     let p2p = bft.listen;
     let n = bft.validators.validators().len();
     let engine =
@@ -104,7 +103,13 @@ pub async fn run(
     }
     println!("  decided       height {}", lazy.decided_height());
     println!("  data          {}", dir.display());
-    println!("  DA            local, batches in {}", da_dir.display());
+    match lazy.da() {
+        Some(da) if da.status.lock().backend == "local" => {
+            println!("  DA            local, batches in {}", da_dir.display())
+        }
+        Some(da) => println!("  DA            {}", da.status.lock().backend),
+        None => println!("  DA            none"),
+    }
     if !execute.is_empty() {
         println!("  executes      rollups {:?} (bundles within them are revert-protected)", lazy.executed());
     }
@@ -119,7 +124,9 @@ pub async fn run(
     engine.stop().await;
     let _ = server.stop();
     server.stopped().await;
-    tokio::task::spawn_blocking(move || poster.stop()).await?;
+    if let Some(poster) = poster {
+        tokio::task::spawn_blocking(move || poster.stop()).await?;
+    }
     for sealer in sealers {
         tokio::task::spawn_blocking(move || sealer.stop()).await?;
     }

@@ -117,6 +117,63 @@ pub struct NodeConfig {
     pub validator_key: Option<PathBuf>,
     pub block_time_ms: u64,
     pub fragment_interval_ms: u64,
+    /// The data-availability layer this node posts decided blocks to (`[da]`; absent:
+    /// `local`, under the home's data directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub da: Option<NodeDa>,
+}
+
+/// A node's `[da]` table: the same settings as `cairn dev`'s `--da` flags, e.g.
+/// `layer = "ethereum"`, `l1-rpc = "http://127.0.0.1:8545"`, `l1-key = "l1.key"` (a file
+/// relative to the home, or the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeDa {
+    pub layer: crate::config::DaKind,
+    #[serde(default)]
+    pub l1_rpc: Option<String>,
+    #[serde(default)]
+    pub l1_key: Option<String>,
+    #[serde(default)]
+    pub inbox: Option<alloy_primitives::Address>,
+    #[serde(default)]
+    pub mode: Option<crate::config::DaModeArg>,
+    #[serde(default)]
+    pub celestia_rpc: Option<String>,
+    #[serde(default)]
+    pub celestia_grpc: Option<String>,
+    #[serde(default)]
+    pub celestia_key: Option<String>,
+    #[serde(default)]
+    pub celestia_token: Option<String>,
+    #[serde(default)]
+    pub celestia_namespace: Option<String>,
+}
+
+impl NodeDa {
+    /// Sets `args`' DA flags from this table; key files are relative to `home`.
+    pub fn apply(&self, args: &mut crate::config::DevArgs, home: &std::path::Path) {
+        let in_home = |k: &Option<String>| {
+            k.as_ref().map(|k| {
+                let path = home.join(k);
+                if path.exists() {
+                    path.to_string_lossy().to_string()
+                } else {
+                    k.clone()
+                }
+            })
+        };
+        args.da = Some(self.layer);
+        args.da_l1_rpc = self.l1_rpc.clone();
+        args.da_l1_key = in_home(&self.l1_key);
+        args.da_inbox = self.inbox;
+        args.da_mode = self.mode;
+        args.da_celestia_rpc = self.celestia_rpc.clone();
+        args.da_celestia_grpc = self.celestia_grpc.clone();
+        args.da_celestia_key = in_home(&self.celestia_key);
+        args.da_celestia_token = self.celestia_token.clone();
+        args.da_celestia_namespace = self.celestia_namespace.clone();
+    }
 }
 
 pub const GENESIS_FILE: &str = "genesis.json";
@@ -304,6 +361,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
             validator_key: Some(PathBuf::from(KEY_FILE)),
             block_time_ms: 200,
             fragment_interval_ms: cairn_sequencer::DEFAULT_FRAGMENT_INTERVAL.as_millis() as u64,
+            da: None,
         };
         std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
         homes.push(home);
@@ -322,6 +380,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
             validator_key: None,
             block_time_ms: 200,
             fragment_interval_ms: cairn_sequencer::DEFAULT_FRAGMENT_INTERVAL.as_millis() as u64,
+            da: None,
         };
         std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
     }

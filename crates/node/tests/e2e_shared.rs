@@ -74,6 +74,13 @@ fn base_port() -> u16 {
 /// flags) in `dir/set`, and the four validators started (validator 0 with `first`
 /// node flags); returns the set's folder and the running validators.
 fn start_set(dir: &Path, extra: &[&str], first: &[&str]) -> (PathBuf, Vec<Option<Proc>>) {
+    let out = init_set(dir, extra);
+    let validators = start_validators(dir, &out, first);
+    (out, validators)
+}
+
+/// `cairn testnet init` of four validators ordering rollups A and B in `dir/set`.
+fn init_set(dir: &Path, extra: &[&str]) -> PathBuf {
     let out = dir.join("set");
     let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["testnet", "init", "--validators", "4", "--base-port", &base_port().to_string()])
@@ -85,7 +92,12 @@ fn start_set(dir: &Path, extra: &[&str], first: &[&str]) -> (PathBuf, Vec<Option
         .status()
         .expect("init");
     assert!(status.success());
-    let validators = (0..4)
+    out
+}
+
+/// The four validators of the set in `out` started (validator 0 with `first` flags).
+fn start_validators(dir: &Path, out: &Path, first: &[&str]) -> Vec<Option<Proc>> {
+    (0..4)
         .map(|i| {
             let home = out.join(format!("node-{i}")).to_string_lossy().to_string();
             let mut args = vec!["node", "--home", &home];
@@ -94,8 +106,7 @@ fn start_set(dir: &Path, extra: &[&str], first: &[&str]) -> (PathBuf, Vec<Option
             }
             Some(spawn(&args, &dir.join(format!("node-{i}.log"))))
         })
-        .collect();
-    (out, validators)
+        .collect()
 }
 
 fn follower(dir: &Path, name: &str, chain: u64, sequencers: &[&str]) -> Proc {
@@ -598,5 +609,67 @@ async fn bundles_on_a_validator_that_executes_both_rollups_are_revert_protected(
             serde_json::from_value(answer["fragment"].clone()).expect("fragment");
         assert_eq!(fragment.fragment.receipts_hash, cairn_primitives::fragment::hash_list(&leaves), "{answer}");
         assert_eq!(fragment.fragment.height, height);
+    }
+}
+
+/// Anvil's development accounts 1 to 4: validator `i` pays for its batches with key `i`.
+const L1_KEYS: [&str; 4] = [
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_set_posts_to_an_ethereum_l1_and_its_follower_finds_blocks_firm_there() {
+    let client = reqwest::Client::new();
+    let anvil = common::Anvil::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = init_set(dir.path(), &[]);
+    // Each validator's home names the L1 in its `[da]` table, with its own paying key
+    // (in a file for validator 0, inline for the others).
+    for (i, key) in L1_KEYS.iter().enumerate() {
+        let home = out.join(format!("node-{i}"));
+        let key = if i == 0 {
+            std::fs::write(home.join("l1.key"), key).expect("key file");
+            "l1.key".to_string()
+        } else {
+            key.to_string()
+        };
+        let table = format!("\n[da]\nlayer = \"ethereum\"\nl1-rpc = \"{}\"\nl1-key = \"{key}\"\n", anvil.url);
+        let mut config = std::fs::read_to_string(home.join("config.toml")).expect("config");
+        config.push_str(&table);
+        std::fs::write(home.join("config.toml"), config).expect("config");
+    }
+    let validators = start_validators(dir.path(), &out, &[]);
+    let urls: Vec<String> = validators.iter().flatten().map(|p| p.url.clone()).collect();
+    let a1 = follower(dir.path(), "a1", ROLLUP_A, &[&urls[1], &urls[2]]);
+    let txs = transfers(ROLLUP_A, 0..1, alloy_primitives::Address::repeat_byte(0x61));
+    send(&client, &urls[0], &txs).await;
+    for (hash, _) in &txs {
+        let r = wait_receipt(&client, &a1.url, hash, Duration::from_secs(60)).await;
+        assert_eq!(r["status"], "0x1", "{r}");
+    }
+    // Firm on the follower, from batches on the L1 (read through the validators).
+    let firm = wait_status(&client, &a1.url, &txs[0].0, "firm").await;
+    assert_eq!(firm["da"]["backend"], "ethereum", "{firm}");
+    for url in &urls {
+        let da = rpc(&client, url, "cairn_daStatus", json!([])).await.expect("DA status");
+        assert_eq!(da["backend"], "ethereum", "{url}: {da}");
+    }
+    // Every validator posted with its own account: blob transactions on the L1.
+    for key in L1_KEYS {
+        let signer: alloy_signer_local::PrivateKeySigner = key.parse().expect("key");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = rpc(&client, &anvil.url, "eth_getTransactionCount", json!([signer.address(), "latest"]))
+                .await
+                .expect("nonce");
+            if hex_u64(&n) > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} posted nothing to the L1", signer.address());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -25,6 +25,12 @@ pub struct Applied {
     pub included: usize,
     /// `(hash, reason)` of the transactions skipped as invalid.
     pub rejected: Vec<(B256, String)>,
+    /// Gas the block used.
+    pub gas_used: u64,
+    /// Time spent decoding the transactions and recovering their senders.
+    pub recover: std::time::Duration,
+    /// Time spent executing them (the executor, and taking its output in).
+    pub execute: std::time::Duration,
 }
 
 /// Executes the rollup's transactions `txs` of decided sequencer block `height` (made at
@@ -39,9 +45,14 @@ pub fn apply_decided(chain: &Chain, height: u64, timestamp: u64, txs: &[Bytes]) 
         )));
     }
     let mut block = BlockInProgress::with_context(chain, decided_context(chain, height, timestamp));
+    let started = std::time::Instant::now();
     let (decoded, mut rejected) = decode(txs);
+    let recover = started.elapsed();
     let total = decoded.len();
+    let started = std::time::Instant::now();
     let skipped = block.include_ordered(chain, decoded)?;
+    let execute = started.elapsed();
+    let gas_used = block.gas_used;
     let included = total - skipped.len();
     rejected.extend(skipped);
     let config = BuilderConfig { empty_blocks: true, ..BuilderConfig::default() };
@@ -50,7 +61,7 @@ pub fn apply_decided(chain: &Chain, height: u64, timestamp: u64, txs: &[Bytes]) 
     if !rejected.is_empty() {
         chain.rejected(&rejected, height);
     }
-    Ok(Applied { number, included, rejected })
+    Ok(Applied { number, included, rejected, gas_used, recover, execute })
 }
 
 /// The context of the rollup's block `height` made from a sequencer block of
@@ -67,26 +78,37 @@ fn decided_context(chain: &Chain, height: u64, timestamp: u64) -> BlockContext {
     )
 }
 
-/// Decodes raw transactions and recovers their senders; `(hash, reason)` of those that
-/// cannot be.
+/// Decodes raw transactions and recovers their senders (on every core for a large
+/// block: recovery costs more than executing a simple transfer); `(hash, reason)` of
+/// those that cannot be. Order is kept.
 fn decode(txs: &[Bytes]) -> (Vec<RecoveredTx>, Vec<(B256, String)>) {
+    use rayon::prelude::*;
+    let one = |raw: &Bytes| -> Result<RecoveredTx, (B256, String)> {
+        let tx = TxEnvelope::decode_2718_exact(raw).map_err(|e| (keccak256(raw), format!("undecodable: {e}")))?;
+        match cairn_primitives::impersonation::recover_sender(&tx, false) {
+            Ok(sender) => Ok(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender)),
+            Err(e) => Err((*tx.tx_hash(), format!("invalid sender: {e}"))),
+        }
+    };
+    let results: Vec<Result<RecoveredTx, (B256, String)>> = if txs.len() >= PARALLEL_RECOVERY_FROM {
+        txs.par_iter().with_min_len(32).map(one).collect()
+    } else {
+        txs.iter().map(one).collect()
+    };
     let mut rejected = Vec::new();
     let mut decoded = Vec::with_capacity(txs.len());
-    for raw in txs {
-        let tx = match TxEnvelope::decode_2718_exact(raw) {
-            Ok(tx) => tx,
-            Err(e) => {
-                rejected.push((keccak256(raw), format!("undecodable: {e}")));
-                continue;
-            }
-        };
-        match cairn_primitives::impersonation::recover_sender(&tx, false) {
-            Ok(sender) => decoded.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, sender)),
-            Err(e) => rejected.push((*tx.tx_hash(), format!("invalid sender: {e}"))),
+    for r in results {
+        match r {
+            Ok(tx) => decoded.push(tx),
+            Err(bad) => rejected.push(bad),
         }
     }
     (decoded, rejected)
 }
+
+/// Blocks with at least this many transactions have their senders recovered in
+/// parallel.
+const PARALLEL_RECOVERY_FROM: usize = 64;
 
 /// What executing `parts` after `prior` in the rollup's block `height` (made from a
 /// sequencer block of `timestamp`) gives, exactly as [`apply_decided`] will execute them
