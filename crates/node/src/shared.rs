@@ -72,10 +72,19 @@ pub async fn run(
             .await?
             .context("catching the executed rollups up with the decided blocks")?;
     }
+    // Evidence is kept against the set's validators only, and gossiped to the others.
+    lazy.set_accountable(Some(bft.validators.validators().iter().map(|v| v.address).collect()));
     if !node.peer_rpc.is_empty() {
         let (tx, rx) = tokio::sync::mpsc::channel(cairn_sequencer::RELAY_QUEUE);
         lazy.set_relay(tx);
         tokio::spawn(crate::relay::run(rx, node.peer_rpc.clone()));
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::relay::EVIDENCE_QUEUE);
+        lazy.set_evidence_hook(Some(Box::new(move |record| {
+            if tx.try_send(record).is_err() {
+                tracing::warn!("the evidence gossip queue is full: a record is not gossiped");
+            }
+        })));
+        tokio::spawn(crate::relay::evidence(rx, node.peer_rpc.clone()));
     }
     let (addr, server) =
         cairn_rpc::start_shared(node.rpc, lazy.clone(), serde_json::to_value(&genesis)?, Default::default())

@@ -673,3 +673,78 @@ async fn a_shared_set_posts_to_an_ethereum_l1_and_its_follower_finds_blocks_firm
         }
     }
 }
+
+/// Polls `cairn_getEvidence` of every node in `urls` until each keeps a `conflict`
+/// record against `signer`, sending `keep_busy`'s transactions meanwhile; the records.
+async fn wait_evidence(
+    client: &reqwest::Client,
+    urls: &[String],
+    signer: alloy_primitives::Address,
+    conflict: &str,
+    mut keep_busy: impl FnMut() -> Option<(Value, String)>,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let signer = signer.to_string().to_lowercase();
+    loop {
+        let mut found = Vec::new();
+        for url in urls {
+            let list = rpc(client, url, "cairn_getEvidence", json!([])).await.unwrap_or(json!([]));
+            let record = list.as_array().into_iter().flatten().find(|e| {
+                e["conflict"] == conflict && e["signer"].as_str().map(str::to_lowercase).as_deref() == Some(&signer)
+            });
+            found.extend(record.cloned());
+        }
+        if found.len() == urls.len() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{} of {urls:?} keep {conflict} evidence against {signer}", found.len());
+        if let Some((_, raw)) = keep_busy() {
+            let _ = rpc_raw(client, &urls[0], "eth_sendRawTransaction", json!([raw])).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_validator_that_equivocates_is_recorded_by_every_honest_one_and_evidence_is_gossiped() {
+    let client = reqwest::Client::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Validator 0 streams two different signed fragments for the first position of
+    // each block it proposes.
+    let (out, validators) = start_set(dir.path(), &[], &["--fault", "equivocate"]);
+    let urls: Vec<String> = validators.iter().flatten().map(|p| p.url.clone()).collect();
+    let mut addresses = Vec::new();
+    for url in &urls {
+        let s = rpc(&client, url, "cairn_sharedStatus", json!([])).await.expect("status");
+        addresses.push(serde_json::from_value::<alloy_primitives::Address>(s["validator"].clone()).expect("address"));
+    }
+    let honest = urls[1..].to_vec();
+    let mut txs = transfers(ROLLUP_A, 0..20, alloy_primitives::Address::repeat_byte(0x47)).into_iter();
+    let found = wait_evidence(&client, &honest, addresses[0], "samePosition", || txs.next()).await;
+    for e in &found {
+        assert_eq!(e["fragments"].as_array().map(Vec::len), Some(2), "{e}");
+        assert_eq!(e["chainId"], 31337, "fragments of the set's chain: {e}");
+    }
+
+    // A double vote handed to one validator reaches the others; evidence against a
+    // key outside the set is refused.
+    let key: alloy_signer_local::PrivateKeySigner =
+        std::fs::read_to_string(out.join("node-2/validator.key")).expect("key").trim().parse().expect("key");
+    let outsider = alloy_signer_local::PrivateKeySigner::random();
+    let vote = |key: &alloy_signer_local::PrivateKeySigner, value: alloy_primitives::B256| {
+        use alloy_signer::SignerSync;
+        let hash = cairn_consensus::vote_hash(31337, true, 9_999, 0, value);
+        let signature = key.sign_hash_sync(&hash).expect("sign");
+        json!({"kind": 1, "height": 9_999, "round": 0, "value": value, "signature": format!("0x{}", alloy_primitives::hex::encode(signature.as_bytes()))})
+    };
+    let (x, y) = (alloy_primitives::B256::repeat_byte(1), alloy_primitives::B256::repeat_byte(2));
+    let double = |key| json!({"conflict": "doubleVote", "chainId": 31337, "votes": [vote(key, x), vote(key, y)]});
+    let refused = rpc_raw(&client, &urls[1], "cairn_submitEvidence", json!([double(&outsider)])).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    let kept = rpc_raw(&client, &urls[1], "cairn_submitEvidence", json!([double(&key)])).await;
+    assert_eq!(kept["result"]["conflict"], "doubleVote", "{kept}");
+    let gossiped = wait_evidence(&client, &urls, addresses[2], "doubleVote", || None).await;
+    for e in &gossiped {
+        assert_eq!(e["id"], kept["result"]["id"], "{e}");
+    }
+}

@@ -210,26 +210,7 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         Ok::<_, RpcError>(status.map(|s| status_json(&hash, &s)))
     })?;
     m.register_blocking_method("cairn_submitEvidence", |p, api, _| {
-        let params: Vec<Value> = p.parse().map_err(|e| RpcError::InvalidParams(e.to_string()))?;
-        let evidence = match params.as_slice() {
-            [one] => cairn_sequencer::Evidence::from_json(one).map_err(RpcError::InvalidParams)?,
-            [a, b] => {
-                let parse = |v: &Value, what: &str| {
-                    serde_json::from_value::<cairn_primitives::SignedFragment>(v.clone())
-                        .map_err(|e| RpcError::InvalidParams(format!("invalid {what}: {e}")))
-                };
-                let pair = [parse(a, "first signed fragment")?, parse(b, "second signed fragment")?];
-                cairn_sequencer::Evidence::Fragments(Box::new(pair))
-            }
-            _ => return Err(RpcError::InvalidParams("expected one evidence object, or two signed fragments".into())),
-        };
-        let (id, proof, _) = api.chain.record_evidence(evidence).map_err(|e| match e {
-            SequencerError::Invalid(m) => RpcError::InvalidParams(m),
-            e => RpcError::Server(e.to_string()),
-        })?;
-        let mut out = serde_json::to_value(&proof).map_err(|e| RpcError::Internal(e.to_string()))?;
-        out["id"] = json!(id);
-        Ok::<_, RpcError>(out)
+        evidence_answer(api.chain.record_evidence(evidence_param(&p)?))
     })?;
     m.register_method("cairn_daStatus", |_, api, _| {
         Ok::<_, RpcError>(api.chain.da().map(|da| da.status.lock().clone()))
@@ -312,4 +293,34 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         }))
     })?;
     Ok(())
+}
+
+/// `cairn_submitEvidence`'s parameters: one evidence object, or two signed fragments.
+pub(crate) fn evidence_param(p: &jsonrpsee::types::Params<'_>) -> Result<cairn_sequencer::Evidence, RpcError> {
+    let params: Vec<Value> = p.parse().map_err(|e| RpcError::InvalidParams(e.to_string()))?;
+    match params.as_slice() {
+        [one] => cairn_sequencer::Evidence::from_json(one).map_err(RpcError::InvalidParams),
+        [a, b] => {
+            let parse = |v: &Value, what: &str| {
+                serde_json::from_value::<cairn_primitives::SignedFragment>(v.clone())
+                    .map_err(|e| RpcError::InvalidParams(format!("invalid {what}: {e}")))
+            };
+            let pair = [parse(a, "first signed fragment")?, parse(b, "second signed fragment")?];
+            Ok(cairn_sequencer::Evidence::Fragments(Box::new(pair)))
+        }
+        _ => Err(RpcError::InvalidParams("expected one evidence object, or two signed fragments".into())),
+    }
+}
+
+/// `cairn_submitEvidence`'s answer: what the evidence proves, and its id.
+pub(crate) fn evidence_answer(
+    recorded: Result<(B256, cairn_sequencer::Proven, bool), SequencerError>,
+) -> Result<Value, RpcError> {
+    let (id, proof, _) = recorded.map_err(|e| match e {
+        SequencerError::Invalid(m) => RpcError::InvalidParams(m),
+        e => RpcError::Server(e.to_string()),
+    })?;
+    let mut out = serde_json::to_value(&proof).map_err(|e| RpcError::Internal(e.to_string()))?;
+    out["id"] = json!(id);
+    Ok(out)
 }

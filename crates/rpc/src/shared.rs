@@ -288,6 +288,14 @@ impl SharedApi {
             let d = api.lazy.decided_block(height.to()).map_err(|e| RpcError::Internal(e.to_string()))?;
             Ok::<_, RpcError>(d.map(|d| decided_json(&d, namespace.map(|n| n.to()))))
         })?;
+        m.register_blocking_method("cairn_getEvidence", |_, api, _| {
+            let all = api.lazy.evidence().map_err(|e| RpcError::Internal(e.to_string()))?;
+            let list: Vec<Value> = all.into_iter().map(|(id, proof, record)| record.to_json(id, &proof)).collect();
+            Ok::<_, RpcError>(list)
+        })?;
+        m.register_blocking_method("cairn_submitEvidence", |p, api, _| {
+            crate::cairn::evidence_answer(api.lazy.record_evidence(crate::cairn::evidence_param(&p)?))
+        })?;
         m.register_method("cairn_daStatus", |_, api, _| {
             Ok::<_, RpcError>(api.lazy.da().map(|da| da.status.lock().clone()))
         })?;

@@ -138,67 +138,119 @@ impl EvidenceRecord {
     }
 }
 
+/// Where evidence records are kept: a rollup's store, or a shared set's order store.
+pub(crate) trait EvidenceStore {
+    fn stored(&self) -> Result<Vec<(B256, Vec<u8>)>, SequencerError>;
+    fn count(&self) -> Result<u64, SequencerError>;
+    fn put(&self, id: B256, bytes: &[u8]) -> Result<(), SequencerError>;
+}
+
+impl EvidenceStore for Chain {
+    fn stored(&self) -> Result<Vec<(B256, Vec<u8>)>, SequencerError> {
+        Ok(self.store.reader()?.evidence()?)
+    }
+
+    fn count(&self) -> Result<u64, SequencerError> {
+        Ok(self.store.reader()?.evidence_count()?)
+    }
+
+    fn put(&self, id: B256, bytes: &[u8]) -> Result<(), SequencerError> {
+        let mut w = self.store.writer()?;
+        w.put_evidence(id, bytes)?;
+        w.commit()?;
+        Ok(())
+    }
+}
+
+impl EvidenceStore for cairn_storage::order::OrderStore {
+    fn stored(&self) -> Result<Vec<(B256, Vec<u8>)>, SequencerError> {
+        Ok(self.evidence()?)
+    }
+
+    fn count(&self) -> Result<u64, SequencerError> {
+        Ok(self.evidence_count()?)
+    }
+
+    fn put(&self, id: B256, bytes: &[u8]) -> Result<(), SequencerError> {
+        Ok(self.put_evidence(id, bytes)?)
+    }
+}
+
+/// Checks that `evidence` proves its signer misbehaved on chain `chain_id` (and, when
+/// `gate` knows the accountable keys, that the signer is one) and keeps it in `store`.
+/// Returns the id, the proof, and whether it is new; recording the same evidence again
+/// keeps the first record. A new record goes to the gate's hook.
+pub(crate) fn record_in(
+    store: &dyn EvidenceStore,
+    gate: &parking_lot::Mutex<crate::chain::EvidenceGate>,
+    chain_id: u64,
+    evidence: Evidence,
+) -> Result<(B256, Proven, bool), SequencerError> {
+    let invalid = |m: String| SequencerError::Invalid(m);
+    let proof = evidence.prove().map_err(|e| invalid(format!("not evidence: {e}")))?;
+    if proof.chain_id() != chain_id {
+        return Err(invalid(format!(
+            "not evidence for this chain: it is for chain {}, this is chain {chain_id}",
+            proof.chain_id()
+        )));
+    }
+    let signer = proof.signer();
+    if gate.lock().accountable.as_ref().is_some_and(|keys| !keys.contains(&signer)) {
+        return Err(invalid(format!("not evidence against this chain's validators: {signer} is not one")));
+    }
+    let id = proof.id();
+    if store.stored()?.iter().any(|(k, _)| *k == id) {
+        return Ok((id, proof, false));
+    }
+    if store.count()? >= cairn_storage::MAX_EVIDENCE {
+        return Err(invalid(format!("the evidence store is full ({} records)", cairn_storage::MAX_EVIDENCE)));
+    }
+    let mut record = EvidenceRecord { fragments: None, consensus: None, recorded_ms: crate::fragments::now_ms() };
+    match evidence {
+        Evidence::Fragments(pair) => {
+            let [a, b] = *pair;
+            let first = matches!(&proof, Proven::Fragments(e) if a.fragment.hash() == e.first);
+            record.fragments = Some(if first { [a, b] } else { [b, a] });
+        }
+        Evidence::Consensus(c) => record.consensus = Some(c),
+    }
+    let bytes = serde_json::to_vec(&record).map_err(|e| invalid(e.to_string()))?;
+    store.put(id, &bytes)?;
+    tracing::warn!(%signer, %id, "misbehaviour evidence recorded");
+    if let Some(hook) = gate.lock().hook.as_ref() {
+        hook(record.to_json(id, &proof));
+    }
+    Ok((id, proof, true))
+}
+
+/// Every evidence record in `store`, each checked again as it is read.
+pub(crate) fn read_all(store: &dyn EvidenceStore) -> Result<Vec<(B256, Proven, EvidenceRecord)>, SequencerError> {
+    let mut out = Vec::new();
+    for (id, bytes) in store.stored()? {
+        let corrupt =
+            |reason: String| SequencerError::Store(cairn_storage::StoreError::Corrupt { what: "evidence", reason });
+        let record: EvidenceRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let proof = record
+            .evidence()
+            .and_then(|e| e.prove())
+            .map_err(|e| corrupt(format!("record {id} no longer proves anything: {e}")))?;
+        out.push((id, proof, record));
+    }
+    Ok(out)
+}
+
 impl Chain {
     /// Checks that `evidence` proves its signer misbehaved on this chain (and, when the
     /// chain knows its accountable keys, that the signer is one) and keeps it. Returns
     /// the id, the proof, and whether it is new; recording the same evidence again keeps
     /// the first record. A new record goes to the evidence hook.
     pub fn record_evidence(&self, evidence: Evidence) -> Result<(B256, Proven, bool), SequencerError> {
-        let invalid = |m: String| SequencerError::Invalid(m);
-        let proof = evidence.prove().map_err(|e| invalid(format!("not evidence: {e}")))?;
-        if proof.chain_id() != self.config.chain_id {
-            return Err(invalid(format!(
-                "not evidence for this chain: it is for chain {}, this is chain {}",
-                proof.chain_id(),
-                self.config.chain_id
-            )));
-        }
-        let signer = proof.signer();
-        if self.evidence_gate.lock().accountable.as_ref().is_some_and(|keys| !keys.contains(&signer)) {
-            return Err(invalid(format!("not evidence against this chain's validators: {signer} is not one")));
-        }
-        let id = proof.id();
-        let reader = self.store.reader()?;
-        if reader.evidence().map(|all| all.iter().any(|(k, _)| *k == id))? {
-            return Ok((id, proof, false));
-        }
-        if reader.evidence_count()? >= cairn_storage::MAX_EVIDENCE {
-            return Err(invalid(format!("the evidence store is full ({} records)", cairn_storage::MAX_EVIDENCE)));
-        }
-        let mut record = EvidenceRecord { fragments: None, consensus: None, recorded_ms: crate::fragments::now_ms() };
-        match evidence {
-            Evidence::Fragments(pair) => {
-                let [a, b] = *pair;
-                let first = matches!(&proof, Proven::Fragments(e) if a.fragment.hash() == e.first);
-                record.fragments = Some(if first { [a, b] } else { [b, a] });
-            }
-            Evidence::Consensus(c) => record.consensus = Some(c),
-        }
-        let bytes = serde_json::to_vec(&record).map_err(|e| invalid(e.to_string()))?;
-        let mut w = self.store.writer()?;
-        w.put_evidence(id, &bytes)?;
-        w.commit()?;
-        tracing::warn!(%signer, %id, "misbehaviour evidence recorded");
-        if let Some(hook) = self.evidence_gate.lock().hook.as_ref() {
-            hook(record.to_json(id, &proof));
-        }
-        Ok((id, proof, true))
+        record_in(self, &self.evidence_gate, self.config.chain_id, evidence)
     }
 
     /// Every evidence record kept, each checked again as it is read.
     pub fn evidence(&self) -> Result<Vec<(B256, Proven, EvidenceRecord)>, SequencerError> {
-        let mut out = Vec::new();
-        for (id, bytes) in self.store.reader()?.evidence()? {
-            let corrupt =
-                |reason: String| SequencerError::Store(cairn_storage::StoreError::Corrupt { what: "evidence", reason });
-            let record: EvidenceRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-            let proof = record
-                .evidence()
-                .and_then(|e| e.prove())
-                .map_err(|e| corrupt(format!("record {id} no longer proves anything: {e}")))?;
-            out.push((id, proof, record));
-        }
-        Ok(out)
+        read_all(self)
     }
 
     /// Keeps evidence only against these keys (a validator set's); `None` keeps

@@ -180,6 +180,8 @@ pub struct Lazy {
     protected_taken: Mutex<HashMap<B256, Arc<Protected>>>,
     /// Protected bundles' outcomes, oldest first out (at most [`MAX_OUTCOMES`]).
     outcomes: Mutex<(HashMap<B256, BundleOutcome>, std::collections::VecDeque<B256>)>,
+    /// Whose misbehaviour is kept, and who hears of new evidence.
+    evidence_gate: Mutex<crate::chain::EvidenceGate>,
 }
 
 /// The newest firm height, and `(first, last, batch)` of the newest batches.
@@ -242,6 +244,7 @@ impl Lazy {
             protected: Mutex::new(Default::default()),
             protected_taken: Mutex::new(HashMap::new()),
             outcomes: Mutex::new(Default::default()),
+            evidence_gate: Mutex::new(Default::default()),
         };
         let in_resumed: std::collections::HashSet<B256> = lazy
             .resumed
@@ -1209,6 +1212,34 @@ impl Lazy {
 }
 
 impl Lazy {
+    /// Checks and keeps evidence of misbehaviour against this set (signed fragments of
+    /// the set's chain id, or consensus messages), as a rollup's node does
+    /// ([`Chain::record_evidence`]): in the order store, handed to the evidence hook.
+    pub fn record_evidence(
+        &self,
+        evidence: crate::evidence::Evidence,
+    ) -> Result<(B256, crate::evidence::Proven, bool), SequencerError> {
+        crate::evidence::record_in(&self.store, &self.evidence_gate, self.config.chain_id, evidence)
+    }
+
+    /// Every evidence record kept, each checked again as it is read.
+    #[allow(clippy::type_complexity)]
+    pub fn evidence(
+        &self,
+    ) -> Result<Vec<(B256, crate::evidence::Proven, crate::evidence::EvidenceRecord)>, SequencerError> {
+        crate::evidence::read_all(&self.store)
+    }
+
+    /// Keeps evidence only against these keys (the set's validators).
+    pub fn set_accountable(&self, keys: Option<std::collections::HashSet<Address>>) {
+        self.evidence_gate.lock().accountable = keys;
+    }
+
+    /// Sets what receives each new evidence record (in its `cairn_getEvidence` form).
+    pub fn set_evidence_hook(&self, hook: Option<crate::chain::EvidenceHook>) {
+        self.evidence_gate.lock().hook = hook;
+    }
+
     /// The DA layer this node posts to, if any.
     pub fn da(&self) -> Option<crate::da::DaHandle> {
         self.da.lock().clone()
@@ -1320,13 +1351,17 @@ impl Host for Lazy {
     }
 
     fn misbehaviour(&self, evidence: Misbehaviour) {
-        match evidence {
+        let chain_id = self.config.chain_id;
+        let evidence = match evidence {
             Misbehaviour::Fragments(pair) => {
                 let [a, b] = *pair;
-                let (a, b) = (a.signed(self.config.chain_id), b.signed(self.config.chain_id));
-                tracing::warn!(first = %a.fragment.hash(), second = %b.fragment.hash(), "conflicting fragments of one signer seen");
+                crate::evidence::Evidence::Fragments(Box::new([a.signed(chain_id), b.signed(chain_id)]))
             }
-            Misbehaviour::Consensus(c) => tracing::warn!(?c, "consensus misbehaviour seen"),
+            Misbehaviour::Consensus(c) => crate::evidence::Evidence::Consensus(c),
+        };
+        match self.record_evidence(evidence) {
+            Ok((id, proof, _)) => tracing::warn!(%id, signer = %proof.signer(), "evidence of misbehaviour kept"),
+            Err(e) => tracing::error!("evidence of misbehaviour not kept: {e}"),
         }
     }
 }

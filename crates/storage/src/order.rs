@@ -59,6 +59,7 @@ impl OrderStore {
         txn.open_table(DECIDED).map_err(|e| open(e.to_string()))?;
         txn.open_table(TX_INDEX).map_err(|e| open(e.to_string()))?;
         txn.open_table(META).map_err(|e| open(e.to_string()))?;
+        txn.open_table(crate::EVIDENCE).map_err(|e| open(e.to_string()))?;
         txn.commit().map_err(|e| open(e.to_string()))?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -108,6 +109,35 @@ impl OrderStore {
         let record = <Record as alloy_rlp::Decodable>::decode(&mut v.value()).map_err(|e| corrupt(e.to_string()))?;
         let block = SequencerBlock::decode(&record.block).map_err(|e| corrupt(e.to_string()))?;
         Ok(Some(DecidedBlock { block, certificate: record.certificate, txs: record.txs }))
+    }
+
+    /// Every stored evidence record: id and bytes (at most [`crate::MAX_EVIDENCE`], which
+    /// the caller enforces with [`Self::evidence_count`]).
+    pub fn evidence(&self) -> Result<Vec<(B256, Vec<u8>)>> {
+        let txn = self.db.begin_read().map_err(io("begin read"))?;
+        let table = txn.open_table(crate::EVIDENCE).map_err(io("open evidence"))?;
+        let mut out = Vec::new();
+        for entry in redb::ReadableTable::iter(&table).map_err(io("read evidence"))? {
+            let (k, v) = entry.map_err(io("read evidence"))?;
+            out.push((B256::from(k.value()), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn evidence_count(&self) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(io("begin read"))?;
+        let table = txn.open_table(crate::EVIDENCE).map_err(io("open evidence"))?;
+        redb::ReadableTableMetadata::len(&table).map_err(io("count evidence"))
+    }
+
+    /// Stores one evidence record (durable when it returns).
+    pub fn put_evidence(&self, id: B256, record: &[u8]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(io("begin write"))?;
+        txn.open_table(crate::EVIDENCE)
+            .map_err(io("open evidence"))?
+            .insert(id.0, record)
+            .map_err(io("write evidence"))?;
+        txn.commit().map_err(io("commit evidence"))
     }
 
     /// Where transaction `hash` was decided: `(height, position)`.
