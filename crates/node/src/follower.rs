@@ -346,32 +346,43 @@ async fn follow_one(
 
 /// Sends each forwarded transaction to the set's nodes in turn until one answers.
 pub async fn forward(mut queue: tokio::sync::mpsc::Receiver<Forward>, urls: Vec<String>) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-    while let Some((raw, answer)) = queue.recv().await {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": [raw]});
-        let mut result = Err("no sequencer node could be reached".to_string());
-        for url in &urls {
-            let r = match client.post(http_url(url)).json(&body).send().await {
-                Ok(r) => r.json::<Value>().await,
-                Err(e) => {
-                    tracing::debug!(%url, "forwarding a transaction: {e}");
-                    continue;
-                }
-            };
-            match r {
-                Ok(v) if v.get("result").is_some() => {
-                    result = serde_json::from_value::<B256>(v["result"].clone()).map_err(|e| e.to_string());
-                    break;
-                }
-                Ok(v) => {
-                    result = Err(v["error"]["message"].as_str().unwrap_or("refused").to_string());
-                    break;
-                }
-                Err(e) => tracing::debug!(%url, "forwarding a transaction: {e}"),
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap_or_default();
+    while let Some(item) = queue.recv().await {
+        match item {
+            Forward::Tx(raw, answer) => {
+                let result = call_set(&client, &urls, "eth_sendRawTransaction", json!([raw])).await;
+                let _ = answer.send(result.and_then(|v| serde_json::from_value::<B256>(v).map_err(|e| e.to_string())));
+            }
+            Forward::Call { method, params, answer } => {
+                // A call may wait (a bundle's preconfirmation): answered on its own task.
+                let (client, urls) = (client.clone(), urls.clone());
+                tokio::spawn(async move {
+                    let _ = answer.send(call_set(&client, &urls, method, params).await);
+                });
             }
         }
-        let _ = answer.send(result);
     }
+}
+
+/// `method(params)` on the first of the set's `urls` that answers: its result, or its
+/// error message.
+async fn call_set(client: &reqwest::Client, urls: &[String], method: &str, params: Value) -> Result<Value, String> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    for url in urls {
+        let r = match client.post(http_url(url)).json(&body).send().await {
+            Ok(r) => r.json::<Value>().await,
+            Err(e) => {
+                tracing::debug!(%url, method, "forwarding: {e}");
+                continue;
+            }
+        };
+        match r {
+            Ok(v) if v.get("result").is_some() => return Ok(v["result"].clone()),
+            Ok(v) => return Err(v["error"]["message"].as_str().unwrap_or("refused").to_string()),
+            Err(e) => tracing::debug!(%url, method, "forwarding: {e}"),
+        }
+    }
+    Err("no sequencer node could be reached".to_string())
 }
 
 #[cfg(test)]

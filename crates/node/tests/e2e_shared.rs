@@ -566,6 +566,23 @@ async fn bundles_on_a_validator_that_executes_both_rollups_are_revert_protected(
         let r = rpc_raw(&client, url, "eth_getTransactionReceipt", json!([t.tx_hash()])).await;
         assert!(r["result"].is_null(), "a part of a dropped bundle was included: {r}");
     }
+    // A bundle sent to a follower is passed through to the set (here to validator 1,
+    // which does not execute: an inclusion preconfirmation) and both parts execute.
+    let through = [mint(&fa, 9, 0, 9), mint(&fb, 9, 0, 9)];
+    let answer = rpc_raw(
+        &client,
+        &a1.url,
+        "cairn_sendBundle",
+        json!([{"txs": through.iter().map(raw).collect::<Vec<_>>()}, 20_000]),
+    )
+    .await;
+    let answer = answer.get("result").cloned().unwrap_or_else(|| panic!("through a follower: {answer}"));
+    assert_eq!(answer["status"], "preconfirmed", "{answer}");
+    assert!(answer.get("executed").is_none(), "validator 1 does not execute: {answer}");
+    for (t, url) in [(&through[0], &a1.url), (&through[1], &b1.url)] {
+        let r = wait_receipt(&client, url, &json!(t.tx_hash()), Duration::from_secs(60)).await;
+        assert_eq!(hex_u64(&r["blockNumber"]), hex_u64(&answer["height"]), "{r}");
+    }
     // The executing validator is killed with `kill -9` and restarted: its rollups'
     // chains catch up with the decided blocks, and it protects bundles again.
     validators[0] = None;

@@ -209,6 +209,18 @@ pub fn register(m: &mut RpcModule<EthApi>) -> Result<(), jsonrpsee::core::Regist
         let status = api.chain.status(&hash).map_err(|e| RpcError::Internal(e.to_string()))?;
         Ok::<_, RpcError>(status.map(|s| status_json(&hash, &s)))
     })?;
+    // A rollup follower passes bundles through to the sequencer set it follows
+    // (`docs/SHARED.md`); other nodes have no bundles.
+    m.register_async_method("cairn_sendBundle", |p, api, _| async move {
+        if !api.ingress().forwards() {
+            return Err(RpcError::Coded {
+                code: -32601,
+                message: "cairn_sendBundle is served by a shared set's validators and its rollups' followers".into(),
+            });
+        }
+        let params: Value = p.parse().map_err(|e| RpcError::InvalidParams(e.to_string()))?;
+        api.ingress().forward_call("cairn_sendBundle", params).await.map_err(|e| RpcError::Server(e.to_string()))
+    })?;
     m.register_blocking_method("cairn_submitEvidence", |p, api, _| {
         evidence_answer(api.chain.record_evidence(evidence_param(&p)?))
     })?;

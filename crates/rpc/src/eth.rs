@@ -109,6 +109,11 @@ pub(crate) fn invalid(e: impl std::fmt::Display) -> RpcError {
 }
 
 impl EthApi {
+    /// Where this node's transactions go.
+    pub(crate) fn ingress(&self) -> &Ingress {
+        &self.ingress
+    }
+
     pub fn new(chain: Arc<Chain>, ingress: Ingress, limits: RpcLimits) -> Self {
         Self { chain, ingress, limits, filters: Default::default(), dev: None }
     }

@@ -49,8 +49,19 @@ pub enum IngressError {
     Upstream(String),
 }
 
-/// A transaction to hand to the sequencer set, and where its answer goes.
-pub type Forward = (Bytes, tokio::sync::oneshot::Sender<Result<B256, String>>);
+/// What a follower hands to the sequencer set, and where the answer goes.
+#[derive(Debug)]
+pub enum Forward {
+    /// A transaction checked here: `eth_sendRawTransaction` on the set.
+    Tx(Bytes, tokio::sync::oneshot::Sender<Result<B256, String>>),
+    /// A call passed through as it is (`cairn_sendBundle`): its result, or the set's
+    /// error message.
+    Call {
+        method: &'static str,
+        params: serde_json::Value,
+        answer: tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>,
+    },
+}
 
 /// Most admitted transactions waiting to be relayed to the other validators (more are
 /// not relayed; each validator still includes its own when it proposes).
@@ -77,6 +88,31 @@ impl Ingress {
     pub fn with_forward(mut self, forward: tokio::sync::mpsc::Sender<Forward>) -> Self {
         self.forward = Some(forward);
         self
+    }
+
+    /// Whether this is a follower's ingress (transactions go to the sequencer set).
+    pub fn forwards(&self) -> bool {
+        self.forward.is_some()
+    }
+
+    /// Passes `method(params)` through to the sequencer set (a follower's
+    /// `cairn_sendBundle`); its result, or its error as [`IngressError::Upstream`].
+    pub async fn forward_call(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, IngressError> {
+        let Some(forward) = &self.forward else {
+            return Err(IngressError::Upstream("this node does not forward to a sequencer set".into()));
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        forward
+            .try_send(Forward::Call { method, params, answer })
+            .map_err(|_| IngressError::Upstream("the queue to the sequencer set is full".into()))?;
+        match answered.await {
+            Ok(r) => r.map_err(IngressError::Upstream),
+            Err(_) => Err(IngressError::Upstream("the sequencer set did not answer".into())),
+        }
     }
 
     /// Every transaction a client submits is also handed to `relay` (bounded by the
@@ -160,7 +196,7 @@ impl Ingress {
             }
             let (answer, answered) = tokio::sync::oneshot::channel();
             forward
-                .try_send((Bytes::copy_from_slice(raw), answer))
+                .try_send(Forward::Tx(Bytes::copy_from_slice(raw), answer))
                 .map_err(|_| IngressError::Upstream("the queue to the sequencer set is full".into()))?;
             return match answered.await {
                 Ok(Ok(_)) => Ok(hash),
