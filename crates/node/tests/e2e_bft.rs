@@ -658,14 +658,7 @@ async fn an_equivocating_proposer_is_recorded_by_every_honest_node_and_evidence_
     let key: alloy_signer_local::PrivateKeySigner =
         std::fs::read_to_string(set.homes[2].join("validator.key")).expect("key").trim().parse().expect("key");
     let outsider = alloy_signer_local::PrivateKeySigner::random();
-    let vote = |key: &alloy_signer_local::PrivateKeySigner, value: alloy_primitives::B256| {
-        use alloy_signer::SignerSync;
-        let hash = cairn_consensus::vote_hash(31337, true, 9_999, 0, value);
-        let signature = key.sign_hash_sync(&hash).expect("sign");
-        json!({"kind": 1, "height": 9_999, "round": 0, "value": value, "signature": format!("0x{}", alloy_primitives::hex::encode(signature.as_bytes()))})
-    };
-    let (x, y) = (alloy_primitives::B256::repeat_byte(1), alloy_primitives::B256::repeat_byte(2));
-    let double = |key| json!({"conflict": "doubleVote", "chainId": 31337, "votes": [vote(key, x), vote(key, y)]});
+    let double = |key| common::double_vote(key, 31337);
     let refused = rpc_raw(&client, &set.urls[0], "cairn_submitEvidence", json!([double(&outsider)])).await;
     assert_eq!(refused["error"]["code"], -32602, "{refused}");
     assert!(refused["error"]["message"].as_str().expect("message").contains("not one"), "{refused}");

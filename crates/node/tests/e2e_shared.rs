@@ -475,6 +475,19 @@ async fn decided_at_place(client: &reqwest::Client, url: &str, hash: &Value) -> 
     }
 }
 
+/// `cairn_sendBundle` of `txs` on `url`, waiting at most `timeout_ms`: the whole
+/// response (`result` or `error`).
+async fn send_bundle(
+    client: &reqwest::Client,
+    url: &str,
+    txs: &[cairn_primitives::TxEnvelope],
+    timeout_ms: u64,
+) -> Value {
+    use alloy_eips::eip2718::Encodable2718;
+    let raws: Vec<String> = txs.iter().map(|t| alloy_primitives::hex::encode_prefixed(t.encoded_2718())).collect();
+    rpc_raw(client, url, "cairn_sendBundle", json!([{"txs": raws}, timeout_ms])).await
+}
+
 /// A receipt's commitment as a fragment's `receiptsHash` takes it: keccak256 of its
 /// EIP-2718 encoding.
 fn receipt_leaf(receipt: &Value) -> alloy_primitives::B256 {
@@ -517,13 +530,7 @@ async fn bundles_on_a_validator_that_executes_both_rollups_are_revert_protected(
     let mut executed = Vec::new();
     for k in 1..=5usize {
         let parts = [mint(&fa, k, 0, 100 + k as u64), mint(&fb, k, 0, 200 + k as u64)];
-        let answer = rpc_raw(
-            &client,
-            &urls[0],
-            "cairn_sendBundle",
-            json!([{"txs": parts.iter().map(raw).collect::<Vec<_>>()}, 20_000]),
-        )
-        .await;
+        let answer = send_bundle(&client, &urls[0], parts.as_slice(), 20_000).await;
         let answer = answer.get("result").cloned().unwrap_or_else(|| panic!("bundle {k}: {answer}"));
         assert_eq!(answer["executed"], true, "{answer}");
         let got: Vec<Value> = answer["transactions"].as_array().expect("parts").clone();
@@ -544,13 +551,7 @@ async fn bundles_on_a_validator_that_executes_both_rollups_are_revert_protected(
     ];
     let gap = [mint(&fa, 7, 0, 1), mint(&fb, 7, 3, 1)];
     for (parts, why) in [(&reverting, "reverted"), (&gap, "cannot be included")] {
-        let answer = rpc_raw(
-            &client,
-            &urls[0],
-            "cairn_sendBundle",
-            json!([{"txs": parts.iter().map(raw).collect::<Vec<_>>()}, 20_000]),
-        )
-        .await;
+        let answer = send_bundle(&client, &urls[0], parts.as_slice(), 20_000).await;
         let message = answer["error"]["message"].as_str().unwrap_or_default().to_string();
         assert!(message.contains(why) && message.contains("dropped"), "{why}: {answer}");
     }
@@ -569,13 +570,7 @@ async fn bundles_on_a_validator_that_executes_both_rollups_are_revert_protected(
     // A bundle sent to a follower is passed through to the set (here to validator 1,
     // which does not execute: an inclusion preconfirmation) and both parts execute.
     let through = [mint(&fa, 9, 0, 9), mint(&fb, 9, 0, 9)];
-    let answer = rpc_raw(
-        &client,
-        &a1.url,
-        "cairn_sendBundle",
-        json!([{"txs": through.iter().map(raw).collect::<Vec<_>>()}, 20_000]),
-    )
-    .await;
+    let answer = send_bundle(&client, &a1.url, through.as_slice(), 20_000).await;
     let answer = answer.get("result").cloned().unwrap_or_else(|| panic!("through a follower: {answer}"));
     assert_eq!(answer["status"], "preconfirmed", "{answer}");
     assert!(answer.get("executed").is_none(), "validator 1 does not execute: {answer}");
@@ -589,13 +584,7 @@ async fn bundles_on_a_validator_that_executes_both_rollups_are_revert_protected(
     let home = out.join("node-0").to_string_lossy().to_string();
     let restarted = spawn(&["node", "--home", &home, "--execute", &executes], &dir.path().join("node-0.restarted.log"));
     let parts = [mint(&fa, 8, 0, 8), mint(&fb, 8, 0, 8)];
-    let answer = rpc_raw(
-        &client,
-        &restarted.url,
-        "cairn_sendBundle",
-        json!([{"txs": parts.iter().map(raw).collect::<Vec<_>>()}, 30_000]),
-    )
-    .await;
+    let answer = send_bundle(&client, &restarted.url, parts.as_slice(), 30_000).await;
     let answer = answer.get("result").cloned().unwrap_or_else(|| panic!("after the restart: {answer}"));
     assert_eq!(answer["executed"], true, "{answer}");
     executed.push(answer);
@@ -748,14 +737,7 @@ async fn a_lazy_validator_that_equivocates_is_recorded_by_every_honest_one_and_e
     let key: alloy_signer_local::PrivateKeySigner =
         std::fs::read_to_string(out.join("node-2/validator.key")).expect("key").trim().parse().expect("key");
     let outsider = alloy_signer_local::PrivateKeySigner::random();
-    let vote = |key: &alloy_signer_local::PrivateKeySigner, value: alloy_primitives::B256| {
-        use alloy_signer::SignerSync;
-        let hash = cairn_consensus::vote_hash(31337, true, 9_999, 0, value);
-        let signature = key.sign_hash_sync(&hash).expect("sign");
-        json!({"kind": 1, "height": 9_999, "round": 0, "value": value, "signature": format!("0x{}", alloy_primitives::hex::encode(signature.as_bytes()))})
-    };
-    let (x, y) = (alloy_primitives::B256::repeat_byte(1), alloy_primitives::B256::repeat_byte(2));
-    let double = |key| json!({"conflict": "doubleVote", "chainId": 31337, "votes": [vote(key, x), vote(key, y)]});
+    let double = |key| common::double_vote(key, 31337);
     let refused = rpc_raw(&client, &urls[1], "cairn_submitEvidence", json!([double(&outsider)])).await;
     assert_eq!(refused["error"]["code"], -32602, "{refused}");
     let kept = rpc_raw(&client, &urls[1], "cairn_submitEvidence", json!([double(&key)])).await;

@@ -262,3 +262,16 @@ impl Pair {
         (c, a)
     }
 }
+
+/// Consensus evidence a validator with `key` could be accused with: two precommits of
+/// height 9,999, round 0 on chain `chain_id` for different values (a double vote).
+pub fn double_vote(key: &alloy_signer_local::PrivateKeySigner, chain_id: u64) -> serde_json::Value {
+    use alloy_signer::SignerSync;
+    let vote = |value: alloy_primitives::B256| {
+        let hash = cairn_consensus::vote_hash(chain_id, true, 9_999, 0, value);
+        let signature = key.sign_hash_sync(&hash).expect("sign");
+        serde_json::json!({"kind": 1, "height": 9_999, "round": 0, "value": value, "signature": format!("0x{}", alloy_primitives::hex::encode(signature.as_bytes()))})
+    };
+    let (x, y) = (alloy_primitives::B256::repeat_byte(1), alloy_primitives::B256::repeat_byte(2));
+    serde_json::json!({"conflict": "doubleVote", "chainId": chain_id, "votes": [vote(x), vote(y)]})
+}
